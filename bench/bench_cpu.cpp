@@ -1,0 +1,73 @@
+// CPU backend benchmarks: scoring and top-k throughput, against a plain read of the same bytes.
+
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "quarry/quarry.hpp"
+
+namespace {
+
+using namespace quarry;
+
+std::vector<float> probabilities(int64_t n, int64_t c) {
+  std::mt19937 rng(7);
+  std::exponential_distribution<float> e(1.0f);
+  std::vector<float> p(n * c);
+  for (int64_t r = 0; r < n; ++r) {
+    float s = 0;
+    for (int64_t j = 0; j < c; ++j) s += (p[r * c + j] = e(rng));
+    for (int64_t j = 0; j < c; ++j) p[r * c + j] /= s;
+  }
+  return p;
+}
+
+// The floor: summing the pool's bytes with the same threads.
+void BM_CpuRead(benchmark::State& state) {
+  const int64_t n = state.range(0), c = state.range(1);
+  const auto pool = probabilities(n, c);
+  for (auto _ : state) {
+    float total = 0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+    for (int64_t i = 0; i < n * c; ++i) total += pool[i];
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetBytesProcessed(state.iterations() * n * c * 4);
+}
+
+void BM_CpuScore(benchmark::State& state) {
+  const int64_t n = state.range(0), c = state.range(1);
+  const auto measure = static_cast<Measure>(state.range(2));
+  const auto pool = probabilities(n, c);
+  Resources cpu(Device::cpu);
+  std::vector<float> scores(n);
+  ScoreOptions opt;
+  opt.measure = measure;
+  for (auto _ : state)
+    score(cpu, PoolView::matrix(pool.data(), DType::f32, n, c), opt, scores.data());
+  state.SetBytesProcessed(state.iterations() * n * c * 4);
+  state.SetLabel(std::string(to_string(measure)));
+}
+
+void BM_CpuSelect(benchmark::State& state) {
+  const int64_t n = state.range(0), c = state.range(1), k = state.range(2);
+  const auto pool = probabilities(n, c);
+  Resources cpu(Device::cpu);
+  SelectOptions opt;
+  opt.k = k;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(select(cpu, PoolView::matrix(pool.data(), DType::f32, n, c), opt));
+  state.SetBytesProcessed(state.iterations() * n * c * 4);
+}
+
+BENCHMARK(BM_CpuRead)->Args({1'000'000, 100})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CpuScore)
+    ->Args({1'000'000, 100, static_cast<int>(Measure::entropy)})
+    ->Args({1'000'000, 100, static_cast<int>(Measure::margin)})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_CpuSelect)->Args({1'000'000, 100, 1000})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace

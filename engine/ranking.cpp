@@ -1,0 +1,48 @@
+#include "engine/ranking.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <numeric>
+#include <vector>
+
+namespace quarry::engine {
+
+Ranked rank_top(const float* scores, int64_t n, int64_t k) {
+  k = std::min(k, n);
+  auto better = [scores](int64_t a, int64_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  };
+  // Each thread keeps the k best of its slice; the union of those holds the global k best.
+  const int threads = static_cast<int>(std::clamp<int64_t>(n / 65536, 1, omp_get_max_threads()));
+  std::vector<std::vector<int64_t>> partial(threads);
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+  for (int t = 0; t < threads; ++t) {
+    const int64_t begin = n * t / threads, end = n * (t + 1) / threads;
+    std::vector<int64_t>& idx = partial[t];
+    idx.resize(end - begin);
+    std::iota(idx.begin(), idx.end(), begin);
+    if (static_cast<int64_t>(idx.size()) > k) {
+      std::nth_element(idx.begin(), idx.begin() + k, idx.end(), better);
+      idx.resize(k);
+    }
+  }
+  std::vector<int64_t> all;
+  if (threads == 1) {
+    all = std::move(partial[0]);
+  } else {
+    for (auto& p : partial) all.insert(all.end(), p.begin(), p.end());
+  }
+  if (static_cast<int64_t>(all.size()) > k) {
+    std::nth_element(all.begin(), all.begin() + k, all.end(), better);
+    all.resize(k);
+  }
+  std::sort(all.begin(), all.end(), better);
+  Ranked ranked;
+  ranked.scores.resize(all.size());
+  for (size_t i = 0; i < all.size(); ++i) ranked.scores[i] = scores[all[i]];
+  ranked.indices = std::move(all);
+  return ranked;
+}
+
+}  // namespace quarry::engine

@@ -1,0 +1,255 @@
+// The `quarry` command line: select | score | info. Exit codes: 0 success, 2 bad usage or bad
+// input, 1 anything else. Errors are one line on stderr; no output file is left behind.
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "npy.hpp"
+#include "quarry/quarry.hpp"
+
+namespace {
+
+using namespace quarry;
+
+struct CommonOptions {
+  std::string pool_path;
+  std::string measure;  // empty: the input's natural measure
+  bool logits = false;
+  float temperature = 1.0f;
+  std::string layout = "members-first";
+  std::string device = "auto";
+  std::string output = "-";
+};
+
+enum class OutputKind { stdout_lines, npy, json };
+
+OutputKind output_kind(const std::string& output) {
+  auto ends_with = [&](const char* suffix) {
+    const std::string s(suffix);
+    return output.size() >= s.size() && output.compare(output.size() - s.size(), s.size(), s) == 0;
+  };
+  if (output == "-") return OutputKind::stdout_lines;
+  if (ends_with(".npy")) return OutputKind::npy;
+  if (ends_with(".json")) return OutputKind::json;
+  throw InvalidArgument("--output must end in .npy or .json, or be - for stdout; got '" + output +
+                        "'");
+}
+
+// Interprets the array's shape and dtype as a pool, and picks the measure.
+struct Pool {
+  io::NpyArray array;
+  PoolView view;
+  Measure measure;
+};
+
+Pool open_pool(const CommonOptions& opt) {
+  io::NpyArray array = io::NpyArray::open(opt.pool_path);
+  const auto& shape = array.shape();
+  const std::string& path = opt.pool_path;
+  PoolView view;
+  Measure natural;
+  const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
+  if (opt.layout != "members-first" && opt.layout != "rows-first")
+    throw InvalidArgument("--layout must be members-first or rows-first, got '" + opt.layout + "'");
+  if (integer) {
+    if (shape.size() != 2)
+      throw InvalidInput(path + ": integer votes must be 2-D [members, rows], got shape " +
+                         array.shape_string());
+    view = PoolView::votes(array.data(), array.dtype(), shape[0], shape[1]);
+    natural = Measure::vote_entropy;
+  } else if (shape.size() == 2) {
+    view = PoolView::matrix(array.data(), array.dtype(), shape[0], shape[1]);
+    natural = Measure::entropy;
+  } else if (shape.size() == 3) {
+    const bool rows_first = opt.layout == "rows-first";
+    const int64_t members = rows_first ? shape[1] : shape[0];
+    const int64_t rows = rows_first ? shape[0] : shape[1];
+    view = PoolView::committee(array.data(), array.dtype(), members, rows, shape[2],
+                               rows_first ? Layout::rows_first : Layout::members_first);
+    natural = Measure::consensus_entropy;
+  } else {
+    throw InvalidInput(path +
+                       ": the pool must be 2-D [rows, classes], 3-D [members, rows, classes] or "
+                       "2-D integer votes [members, rows]; got shape " +
+                       array.shape_string());
+  }
+  if (view.rows == 0) throw InvalidInput(path + ": the pool has no rows");
+  if (!integer && view.classes == 0) throw InvalidInput(path + ": rows have no classes");
+  const Measure measure = opt.measure.empty() ? natural : parse_measure(opt.measure);
+  if (!integer && shape.size() == 2 && is_committee_measure(measure))
+    throw InvalidArgument(std::string(to_string(measure)) +
+                          " needs a committee: a 3-D [members, rows, classes] array or 2-D integer "
+                          "votes; " +
+                          path + " is a single model's [rows, classes] predictions");
+  if (shape.size() == 3 && !is_committee_measure(measure))
+    throw InvalidArgument(std::string(to_string(measure)) + " scores a single model, but " + path +
+                          " is a committee (3-D); use vote_entropy, consensus_entropy, kl_max, "
+                          "bald or variation_ratio");
+  return Pool{std::move(array), view, measure};
+}
+
+ScoreOptions scoring_options(const CommonOptions& opt, Measure measure) {
+  ScoreOptions s;
+  s.measure = measure;
+  s.logits = opt.logits;
+  s.temperature = opt.temperature;
+  return s;
+}
+
+void add_common(CLI::App* cmd, CommonOptions& opt) {
+  cmd->add_option("pool", opt.pool_path, "pool .npy: [N, C] probabilities or logits")->required();
+  cmd->add_option("--measure", opt.measure,
+                  "least_confidence | margin | ratio | entropy (default for [N, C] input)");
+  cmd->add_flag("--logits", opt.logits, "the pool holds logits: apply softmax(z / T) first");
+  cmd->add_option("--temperature", opt.temperature, "softmax temperature T for --logits")
+      ->capture_default_str();
+  cmd->add_option("--device", opt.device, "auto | cpu | cuda")->capture_default_str();
+  cmd->add_option("--output,-o", opt.output, "OUT.npy, OUT.json, or - for stdout")
+      ->capture_default_str();
+}
+
+int run_select(const CommonOptions& opt, int64_t k) {
+  const OutputKind kind = output_kind(opt.output);
+  Pool pool = open_pool(opt);
+  Resources resources(parse_device(opt.device));
+  SelectOptions select_options;
+  select_options.scoring = scoring_options(opt, pool.measure);
+  select_options.k = k;
+  const Selection sel = select(resources, pool.view, select_options);
+  switch (kind) {
+    case OutputKind::stdout_lines: {
+      std::string text;
+      for (int64_t i : sel.indices) text += std::to_string(i) + '\n';
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      break;
+    }
+    case OutputKind::npy:
+      io::save_npy(opt.output, sel.indices.data(), "<i8",
+                   {static_cast<int64_t>(sel.indices.size())});
+      break;
+    case OutputKind::json: {
+      nlohmann::json j;
+      j["measure"] = to_string(pool.measure);
+      j["backend"] = resources.describe();
+      j["indices"] = sel.indices;
+      j["scores"] = sel.scores;
+      std::vector<std::string> reasons;
+      for (PickReason r : sel.reasons) reasons.emplace_back(to_string(r));
+      j["reasons"] = reasons;
+      io::write_file_atomically(opt.output, j.dump(1) + "\n");
+      break;
+    }
+  }
+  return 0;
+}
+
+int run_score(const CommonOptions& opt) {
+  const OutputKind kind = output_kind(opt.output);
+  Pool pool = open_pool(opt);
+  Resources resources(parse_device(opt.device));
+  const std::vector<float> scores = score(resources, pool.view, scoring_options(opt, pool.measure));
+  switch (kind) {
+    case OutputKind::stdout_lines: {
+      std::string text;
+      char buf[32];
+      for (float s : scores) {
+        std::snprintf(buf, sizeof buf, "%.9g\n", s);
+        text += buf;
+      }
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      break;
+    }
+    case OutputKind::npy:
+      io::save_npy(opt.output, scores.data(), "<f4", {static_cast<int64_t>(scores.size())});
+      break;
+    case OutputKind::json: {
+      nlohmann::json j;
+      j["measure"] = to_string(pool.measure);
+      j["backend"] = resources.describe();
+      j["scores"] = scores;
+      io::write_file_atomically(opt.output, j.dump(1) + "\n");
+      break;
+    }
+  }
+  return 0;
+}
+
+int run_info() {
+  std::printf("quarry %s\n", version().c_str());
+  std::printf("backends: cpu%s\n", built_with_cuda() ? ", cuda" : " (built without CUDA)");
+  const auto gpus = cuda_device_descriptions();
+  if (gpus.empty()) {
+    std::printf("gpus: none found\n");
+  } else {
+    std::printf("gpus:\n");
+    for (const auto& g : gpus) std::printf("  %s\n", g.c_str());
+  }
+  Resources cpu(Device::cpu);
+  std::printf("cpu: %s\n", cpu.describe().c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"quarry: pick the pool rows most worth labeling"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", quarry::version());
+
+  CommonOptions select_opt;
+  int64_t k = 0;
+  auto* select_cmd = app.add_subcommand("select", "print or save the k rows to label, best first");
+  add_common(select_cmd, select_opt);
+  select_cmd->add_option("-k,--k", k, "number of rows to select")->required();
+
+  CommonOptions score_opt;
+  auto* score_cmd = app.add_subcommand("score", "score every row");
+  add_common(score_cmd, score_opt);
+
+  app.add_subcommand("info", "show the version, the backends built and the GPUs found");
+
+  if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "select" &&
+      std::string(argv[1]) != "score" && std::string(argv[1]) != "info") {
+    std::fprintf(stderr, "quarry: error: unknown command '%s' (select, score or info)\n", argv[1]);
+    return 2;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "quarry: error: %s (see quarry --help)\n", e.what());
+    return 2;
+  }
+
+  try {
+    if (*select_cmd) return run_select(select_opt, k);
+    if (*score_cmd) return run_score(score_opt);
+    return run_info();
+  } catch (const quarry::InvalidArgument& e) {
+    std::fprintf(stderr, "quarry: error: %s\n", e.what());
+    return 2;
+  } catch (const quarry::InvalidInput& e) {
+    // Row errors come from the engine, which does not know the file name.
+    const std::string& pool = *select_cmd ? select_opt.pool_path : score_opt.pool_path;
+    if (e.row() >= 0)
+      std::fprintf(stderr, "quarry: error: %s: %s\n", pool.c_str(), e.what());
+    else
+      std::fprintf(stderr, "quarry: error: %s\n", e.what());
+    return 2;
+  } catch (const quarry::BackendUnavailable& e) {
+    std::fprintf(stderr, "quarry: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "quarry: error: %s\n", e.what());
+    return 1;
+  }
+}

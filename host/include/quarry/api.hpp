@@ -1,0 +1,23 @@
+#pragma once
+// The two operations: score every row of a pool, and select the rows most worth labeling.
+
+#include <vector>
+
+#include "quarry/resources.hpp"
+#include "quarry/types.hpp"
+
+namespace quarry {
+
+/// Scores every row of `pool` with `options.measure`; higher means "select first".
+/// [in] pool: host or device memory. [out] scores_out: host buffer of pool.rows floats.
+/// Throws InvalidArgument (bad shapes/options) or InvalidInput (bad data, with the first bad row).
+void score(Resources& resources, const PoolView& pool, const ScoreOptions& options,
+           float* scores_out);
+/// As above, returning the scores.
+std::vector<float> score(Resources& resources, const PoolView& pool, const ScoreOptions& options);
+
+/// Returns the k rows to label, best first: descending score, equal scores in ascending row
+/// order. Deterministic for a given backend.
+Selection select(Resources& resources, const PoolView& pool, const SelectOptions& options);
+
+}  // namespace quarry

@@ -1,0 +1,54 @@
+#pragma once
+// Errors thrown by quarry. Every exception derives from quarry::Error.
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace quarry {
+
+/// Base of every exception quarry throws.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The call was malformed: bad k, shapes that do not match, an unknown measure, an unsupported
+/// dtype, options out of range. Nothing was computed.
+class InvalidArgument : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The data itself is invalid (non-finite values, negative probabilities, rows not summing to 1,
+/// votes below -1, a truncated file). `row()` is the first offending pool row, or -1 when the
+/// problem is not tied to a row.
+class InvalidInput : public Error {
+ public:
+  explicit InvalidInput(const std::string& what, int64_t row = -1) : Error(what), row_(row) {}
+  int64_t row() const noexcept { return row_; }
+
+ private:
+  int64_t row_;
+};
+
+/// A backend was asked for that this build or this machine does not have (CUDA in a CPU-only
+/// build, or on a machine without a usable GPU).
+class BackendUnavailable : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A CUDA runtime or library call failed.
+class CudaError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The device ran out of memory, or the request does not fit the memory budget.
+class OutOfMemory : public CudaError {
+ public:
+  using CudaError::CudaError;
+};
+
+}  // namespace quarry

@@ -1,0 +1,7 @@
+#pragma once
+// quarry: GPU-accelerated active-learning selection. Include this one header.
+
+#include "quarry/api.hpp"
+#include "quarry/error.hpp"
+#include "quarry/resources.hpp"
+#include "quarry/types.hpp"

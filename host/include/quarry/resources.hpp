@@ -1,0 +1,54 @@
+#pragma once
+// quarry::Resources: the backend, device, stream and memory that calls run on.
+
+#include <memory>
+#include <string>
+
+#include "quarry/types.hpp"
+
+namespace quarry {
+
+namespace engine {
+class Backend;
+}
+
+/// Owns the backend that runs quarry's work and what it needs: on the CUDA backend the device, a
+/// stream (its own, or one borrowed from the caller), library handles and a stream-ordered memory
+/// pool. Create one and reuse it across calls: scratch memory is kept and grown, not reallocated.
+/// Not thread-safe: use one Resources per thread.
+class Resources {
+ public:
+  /// Device::automatic picks CUDA when this build has it and a GPU is present, else the CPU.
+  /// Throws BackendUnavailable when Device::cuda is asked for and cannot be had.
+  explicit Resources(Device device = Device::automatic, int cuda_device = 0);
+  /// Runs on `cuda_device` with the caller's stream (a cudaStream_t passed as void*); the stream is
+  /// borrowed, not destroyed. Throws BackendUnavailable in a CPU-only build.
+  Resources(int cuda_device, void* cuda_stream);
+  ~Resources();
+  Resources(Resources&&) noexcept;
+  Resources& operator=(Resources&&) noexcept;
+  Resources(const Resources&) = delete;
+  Resources& operator=(const Resources&) = delete;
+
+  /// The backend actually in use: Device::cpu or Device::cuda.
+  Device device() const;
+  /// A one-line description, e.g. "cpu (8 threads)" or "cuda:0 NVIDIA H100 80GB HBM3".
+  std::string describe() const;
+
+  /// Internal: the engine's backend.
+  engine::Backend& backend();
+
+ private:
+  std::unique_ptr<engine::Backend> backend_;
+};
+
+/// True when this build contains the CUDA backend.
+bool built_with_cuda();
+/// Number of usable CUDA devices (0 in a CPU-only build or without a driver).
+int cuda_device_count();
+/// One line per CUDA device: "0: NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB, 132 SMs)".
+std::vector<std::string> cuda_device_descriptions();
+/// quarry's version, "MAJOR.MINOR.PATCH".
+std::string version();
+
+}  // namespace quarry

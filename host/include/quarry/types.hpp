@@ -1,0 +1,113 @@
+#pragma once
+// Value types of the public API: dtypes, measures, input views, options and results.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace quarry {
+
+/// Element type of an input. f16 and bf16 are IEEE binary16 and bfloat16 bit patterns.
+enum class DType { f32, f16, bf16, i32, i64 };
+
+/// Size of one element in bytes.
+std::size_t dtype_size(DType dtype);
+/// "f32", "f16", "bf16", "i32", "i64".
+std::string_view to_string(DType dtype);
+
+/// Where the bytes of an input live.
+enum class MemorySpace { host, device };
+
+/// How a committee's 3-D array is laid out.
+enum class Layout {
+  members_first,  ///< [M, N, C]: M models' outputs stacked.
+  rows_first,     ///< [N, M, C]: an MC-dropout loop's samples per row.
+};
+
+/// Uncertainty and disagreement measures. For every measure a higher score means "select first".
+/// Exact definitions: README, "Measures".
+enum class Measure {
+  least_confidence,   ///< 1 - p1
+  margin,             ///< 1 - (p1 - p2)
+  ratio,              ///< p2 / p1
+  entropy,            ///< -sum p ln p
+  vote_entropy,       ///< entropy of the committee's argmax votes
+  consensus_entropy,  ///< entropy of the committee mean
+  kl_max,             ///< max over members of KL(p_m || mean)
+  bald,               ///< H(mean) - mean of H(p_m)
+  variation_ratio,    ///< 1 - (votes of the modal class) / (members that voted)
+};
+
+/// Parses a measure name as written in the README ("entropy", "kl_max", ...).
+/// Throws InvalidArgument for an unknown name.
+Measure parse_measure(std::string_view name);
+std::string_view to_string(Measure measure);
+/// True for the measures that need a committee (several members, or votes).
+bool is_committee_measure(Measure measure);
+
+/// A read-only view of a pool of predictions. Strides are in elements, not bytes.
+///
+/// Element (member m, row n, class c) lives at `data + m*member_stride + n*row_stride + c`.
+/// A single model's [N, C] predictions have members == 1. Votes ([M, N] integer class labels,
+/// -1 = abstained) have no class axis: element (m, n) lives at `data + m*member_stride +
+/// n*row_stride`, and `classes` is the number of classes (0 = infer as the largest vote + 1).
+struct PoolView {
+  const void* data = nullptr;
+  DType dtype = DType::f32;
+  MemorySpace space = MemorySpace::host;
+  int64_t members = 1;
+  int64_t rows = 0;
+  int64_t classes = 0;
+  int64_t member_stride = 0;
+  int64_t row_stride = 0;
+
+  /// True when the view holds integer votes rather than probabilities or logits.
+  bool is_votes() const { return dtype == DType::i32 || dtype == DType::i64; }
+
+  /// A C-contiguous [rows, classes] matrix of one model's outputs.
+  static PoolView matrix(const void* data, DType dtype, int64_t rows, int64_t classes,
+                         MemorySpace space = MemorySpace::host);
+  /// A C-contiguous committee array: [members, rows, classes] or [rows, members, classes].
+  static PoolView committee(const void* data, DType dtype, int64_t members, int64_t rows,
+                            int64_t classes, Layout layout = Layout::members_first,
+                            MemorySpace space = MemorySpace::host);
+  /// A C-contiguous [members, rows] array of integer votes (i32 or i64), -1 = abstained.
+  static PoolView votes(const void* data, DType dtype, int64_t members, int64_t rows,
+                        int64_t classes = 0, MemorySpace space = MemorySpace::host);
+};
+
+/// How rows are scored.
+struct ScoreOptions {
+  Measure measure = Measure::entropy;
+  /// Inputs are logits: a numerically stable softmax(z / temperature) is fused into the scoring.
+  bool logits = false;
+  /// Softmax temperature for logits; must be finite and > 0.
+  float temperature = 1.0f;
+};
+
+/// Which backend runs the work.
+enum class Device { automatic, cpu, cuda };
+Device parse_device(std::string_view name);  // "auto", "cpu", "cuda"
+std::string_view to_string(Device device);
+
+/// What to select.
+struct SelectOptions {
+  ScoreOptions scoring;
+  /// Number of rows to return, 1 <= k <= N.
+  int64_t k = 0;
+};
+
+/// Why a row was picked.
+enum class PickReason { rank, cluster, exploration };
+std::string_view to_string(PickReason reason);
+
+/// The result of select(): picks best-first.
+struct Selection {
+  std::vector<int64_t> indices;     ///< pool row of each pick
+  std::vector<float> scores;        ///< its score
+  std::vector<PickReason> reasons;  ///< why it was picked
+};
+
+}  // namespace quarry

@@ -1,0 +1,23 @@
+#include "quarry/api.hpp"
+
+#include "engine/pipeline.hpp"
+
+namespace quarry {
+
+void score(Resources& resources, const PoolView& pool, const ScoreOptions& options,
+           float* scores_out) {
+  engine::score(resources.backend(), pool, options, scores_out);
+}
+
+std::vector<float> score(Resources& resources, const PoolView& pool, const ScoreOptions& options) {
+  engine::validate(pool, options);
+  std::vector<float> scores(pool.rows);
+  engine::score(resources.backend(), pool, options, scores.data());
+  return scores;
+}
+
+Selection select(Resources& resources, const PoolView& pool, const SelectOptions& options) {
+  return engine::select(resources.backend(), pool, options);
+}
+
+}  // namespace quarry

@@ -1,0 +1,138 @@
+#include "quarry/types.hpp"
+
+#include <array>
+#include <string>
+
+#include "quarry/error.hpp"
+
+namespace quarry {
+
+namespace {
+
+constexpr std::array<std::string_view, 9> kMeasureNames = {
+    "least_confidence",  "margin", "ratio", "entropy",        "vote_entropy",
+    "consensus_entropy", "kl_max", "bald",  "variation_ratio"};
+
+}  // namespace
+
+std::size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+    case DType::i32:
+      return 4;
+    case DType::f16:
+    case DType::bf16:
+      return 2;
+    case DType::i64:
+      return 8;
+  }
+  throw InvalidArgument("unknown dtype");
+}
+
+std::string_view to_string(DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+      return "f32";
+    case DType::f16:
+      return "f16";
+    case DType::bf16:
+      return "bf16";
+    case DType::i32:
+      return "i32";
+    case DType::i64:
+      return "i64";
+  }
+  return "unknown";
+}
+
+Measure parse_measure(std::string_view name) {
+  for (std::size_t i = 0; i < kMeasureNames.size(); ++i)
+    if (kMeasureNames[i] == name) return static_cast<Measure>(i);
+  std::string known;
+  for (auto n : kMeasureNames) known += (known.empty() ? "" : ", ") + std::string(n);
+  throw InvalidArgument("unknown measure '" + std::string(name) + "' (known: " + known + ")");
+}
+
+std::string_view to_string(Measure measure) {
+  const auto i = static_cast<std::size_t>(measure);
+  return i < kMeasureNames.size() ? kMeasureNames[i] : "unknown";
+}
+
+bool is_committee_measure(Measure measure) {
+  return static_cast<int>(measure) >= static_cast<int>(Measure::vote_entropy);
+}
+
+Device parse_device(std::string_view name) {
+  if (name == "auto") return Device::automatic;
+  if (name == "cpu") return Device::cpu;
+  if (name == "cuda") return Device::cuda;
+  throw InvalidArgument("unknown device '" + std::string(name) + "' (auto, cpu or cuda)");
+}
+
+std::string_view to_string(Device device) {
+  switch (device) {
+    case Device::automatic:
+      return "auto";
+    case Device::cpu:
+      return "cpu";
+    case Device::cuda:
+      return "cuda";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(PickReason reason) {
+  switch (reason) {
+    case PickReason::rank:
+      return "rank";
+    case PickReason::cluster:
+      return "cluster";
+    case PickReason::exploration:
+      return "exploration";
+  }
+  return "unknown";
+}
+
+PoolView PoolView::matrix(const void* data, DType dtype, int64_t rows, int64_t classes,
+                          MemorySpace space) {
+  PoolView v;
+  v.data = data;
+  v.dtype = dtype;
+  v.space = space;
+  v.members = 1;
+  v.rows = rows;
+  v.classes = classes;
+  v.member_stride = rows * classes;
+  v.row_stride = classes;
+  return v;
+}
+
+PoolView PoolView::committee(const void* data, DType dtype, int64_t members, int64_t rows,
+                             int64_t classes, Layout layout, MemorySpace space) {
+  PoolView v = matrix(data, dtype, rows, classes, space);
+  v.members = members;
+  if (layout == Layout::members_first) {
+    v.member_stride = rows * classes;
+    v.row_stride = classes;
+  } else {
+    v.member_stride = classes;
+    v.row_stride = members * classes;
+  }
+  return v;
+}
+
+PoolView PoolView::votes(const void* data, DType dtype, int64_t members, int64_t rows,
+                         int64_t classes, MemorySpace space) {
+  PoolView v;
+  v.data = data;
+  v.dtype = dtype;
+  v.space = space;
+  v.members = members;
+  v.rows = rows;
+  v.classes = classes;
+  v.member_stride = rows;
+  v.row_stride = 1;
+  return v;
+}
+
+}  // namespace quarry

@@ -1,0 +1,297 @@
+#pragma once
+// The per-row math of every measure, written once and compiled into both backends: the CUDA
+// kernels call it from device code, the CPU backend from host code. A row's statistics are kept in
+// small accumulators that can absorb one element (`add`) or another partial accumulator (`merge`),
+// so the CPU can run them sequentially and the GPU can run them per thread and then reduce them
+// across a warp or block. `finish` turns the statistics into the score and the validation flags.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#if defined(__CUDACC__)
+#define QUARRY_HD __host__ __device__ __forceinline__
+#else
+#define QUARRY_HD inline
+#endif
+
+namespace quarry::kernels {
+
+/// The measures, numbered as quarry::Measure (checked in the engine).
+enum class MeasureId : int {
+  least_confidence = 0,
+  margin = 1,
+  ratio = 2,
+  entropy = 3,
+  vote_entropy = 4,
+  consensus_entropy = 5,
+  kl_max = 6,
+  bald = 7,
+  variation_ratio = 8,
+};
+
+/// Element types of kernel inputs.
+enum class ElementType : int { f32 = 0, f16 = 1, bf16 = 2, i32 = 3, i64 = 4 };
+
+/// Validation flags a row can raise. Several may be set at once.
+enum RowFlags : uint32_t {
+  kNonFinite = 1u << 0,  // NaN or +-Inf
+  kNegative = 1u << 1,   // probability < 0
+  kAboveOne = 1u << 2,   // probability > 1 + kSumTolerance
+  kBadSum = 1u << 3,     // |sum - 1| > kSumTolerance
+  kBadVote = 1u << 4,    // vote < -1 or >= the number of classes
+};
+inline constexpr float kSumTolerance = 1e-3f;
+inline constexpr float kInf = std::numeric_limits<float>::infinity();
+
+/// First bad row and its flags packed so that the numerically smallest value is the lowest row:
+/// backends keep the minimum over all rows (atomicMin on the GPU).
+QUARRY_HD uint64_t encode_bad_row(int64_t row, uint32_t flags) {
+  return (static_cast<uint64_t>(row) << 8) | (flags & 0xffu);
+}
+inline constexpr uint64_t kNoBadRow = ~uint64_t{0};
+QUARRY_HD int64_t bad_row_of(uint64_t code) {
+  return static_cast<int64_t>(code >> 8);
+}
+QUARRY_HD uint32_t bad_flags_of(uint64_t code) {
+  return static_cast<uint32_t>(code & 0xffu);
+}
+
+// ---- element conversion --------------------------------------------------------------------
+
+/// Storage types for 16-bit floats: the bits as stored in memory.
+struct f16_bits {
+  uint16_t bits;
+};
+struct bf16_bits {
+  uint16_t bits;
+};
+
+QUARRY_HD float bits_to_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+#endif
+}
+QUARRY_HD uint32_t float_to_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+#endif
+}
+
+QUARRY_HD float to_float(float x) {
+  return x;
+}
+QUARRY_HD float to_float(bf16_bits x) {
+  return bits_to_float(uint32_t{x.bits} << 16);
+}
+/// IEEE binary16 -> float without branches on the value, so the CPU loop vectorizes: shift the
+/// exponent and mantissa into place, rescale by 2^112 (which also normalises subnormals), then
+/// restore Inf/NaN and the sign.
+QUARRY_HD float to_float(f16_bits x) {
+  const uint32_t magnitude = uint32_t{x.bits & 0x7fffu} << 13;
+  float f = bits_to_float(magnitude) * 5.192296858534828e+33f;  // 2^112
+  uint32_t u = float_to_bits(f);
+  if (f >= 65536.0f) u |= 0x7f800000u;  // was Inf or NaN
+  u |= uint32_t{x.bits & 0x8000u} << 16;
+  return bits_to_float(u);
+}
+
+QUARRY_HD bool is_finite(float x) {
+  return (float_to_bits(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+/// Scores equal as numbers must also be equal as bits (the GPU ranks by bits): -0 becomes +0.
+QUARRY_HD float canonical_score(float s) {
+  return s == 0.0f ? 0.0f : s;
+}
+
+// ---- scalar terms ------------------------------------------------------------------------------
+
+// exp and ln overloaded for the accumulator type (float on the GPU, double on the CPU).
+QUARRY_HD float exp_of(float x) {
+  return expf(x);
+}
+QUARRY_HD double exp_of(double x) {
+  return ::exp(x);
+}
+QUARRY_HD float log_of(float x) {
+  return logf(x);
+}
+QUARRY_HD double log_of(double x) {
+  return ::log(x);
+}
+
+/// -p ln p with 0 ln 0 = 0.
+QUARRY_HD float entropy_term(float p) {
+  return p > 0.0f ? -p * logf(p) : 0.0f;
+}
+
+/// p1 >= p2 kept as the running two largest values.
+QUARRY_HD void push_top2(float x, float& top1, float& top2) {
+  top2 = fmaxf(top2, fminf(top1, x));
+  top1 = fmaxf(top1, x);
+}
+QUARRY_HD void merge_top2(float o1, float o2, float& top1, float& top2) {
+  top2 = fmaxf(fmaxf(top2, o2), fminf(top1, o1));
+  top1 = fmaxf(top1, o1);
+}
+
+/// The single-model measures from the two largest probabilities and the entropy.
+QUARRY_HD float single_model_score(MeasureId measure, float p1, float p2, float entropy) {
+  switch (measure) {
+    case MeasureId::least_confidence:
+      return 1.0f - p1;
+    case MeasureId::margin:
+      return 1.0f - (p1 - p2);
+    case MeasureId::ratio:
+      return p2 / p1;
+    default:
+      return entropy;
+  }
+}
+
+struct RowResult {
+  float score;
+  uint32_t flags;
+};
+
+// ---- probabilities -----------------------------------------------------------------------------
+
+/// Statistics of one row of probabilities. `Acc` is the type sums are kept in: float on the GPU
+/// (tree reductions keep the error small), double on the CPU (long sequential sums).
+template <typename Acc>
+struct ProbStats {
+  float top1 = -kInf;
+  float top2 = -kInf;
+  Acc sum = 0;
+  Acc entropy = 0;
+  uint32_t flags = 0;
+
+  QUARRY_HD void add(float p) {
+    if (!is_finite(p)) {
+      flags |= kNonFinite;
+      return;
+    }
+    if (p < 0.0f) flags |= kNegative;
+    if (p > 1.0f + kSumTolerance) flags |= kAboveOne;
+    push_top2(p, top1, top2);
+    sum += p;
+    entropy += entropy_term(p);
+  }
+  QUARRY_HD void merge(const ProbStats& o) {
+    merge_top2(o.top1, o.top2, top1, top2);
+    sum += o.sum;
+    entropy += o.entropy;
+    flags |= o.flags;
+  }
+  QUARRY_HD RowResult finish(MeasureId measure) const {
+    uint32_t f = flags;
+    if (!(fabs(static_cast<double>(sum) - 1.0) <= kSumTolerance)) f |= kBadSum;
+    const float p2 = top2 > -kInf ? top2 : 0.0f;  // one class: p2 = 0
+    const float e = static_cast<float>(entropy);
+    return {canonical_score(single_model_score(measure, top1, p2, e > 0.0f ? e : 0.0f)), f};
+  }
+};
+
+// ---- logits ------------------------------------------------------------------------------------
+
+/// Statistics of one row of (temperature-scaled) logits z for a stable, single-pass softmax:
+/// with m the running maximum, s = sum e^(z-m) and t = sum (z-m) e^(z-m). Then p_i = e^(z_i-m)/s,
+/// p1 = 1/s, p2 = e^(z2-m)/s and the entropy is ln s - t/s.
+template <typename Acc>
+struct LogitStats {
+  float top1 = -kInf;  // the running maximum m
+  float top2 = -kInf;
+  Acc s = 0;
+  Acc t = 0;
+  uint32_t flags = 0;
+
+  QUARRY_HD void add(float z) {
+    if (!is_finite(z)) {
+      flags |= kNonFinite;
+      return;
+    }
+    if (s == Acc(0)) {
+      top1 = z;
+      s = 1;
+      return;
+    }
+    if (z > top1) {  // new maximum: rescale what was summed so far
+      const Acc d = Acc(top1) - Acc(z);
+      const Acc e = exp_of(d);
+      t = (t + d * s) * e;
+      s = s * e + Acc(1);
+      top2 = top1;
+      top1 = z;
+    } else {
+      const Acc d = Acc(z) - Acc(top1);
+      const Acc e = exp_of(d);
+      s += e;
+      t += d * e;
+      top2 = fmaxf(top2, z);
+    }
+  }
+  /// Adds z when the row maximum is already known and stored in top1 (CPU's two-pass loop).
+  QUARRY_HD void add_below_max(float z) {
+    const Acc d = Acc(z) - Acc(top1);
+    const Acc e = exp_of(d);
+    s += e;
+    t += d * e;
+  }
+  QUARRY_HD void merge(const LogitStats& o) {
+    flags |= o.flags;
+    if (o.s == Acc(0)) return;
+    if (s == Acc(0)) {
+      const uint32_t f = flags;
+      *this = o;
+      flags = f;
+      return;
+    }
+    float t2 = fmaxf(fminf(top1, o.top1), fmaxf(top2, o.top2));
+    if (o.top1 > top1) {
+      const Acc d = Acc(top1) - Acc(o.top1);
+      const Acc e = exp_of(d);
+      t = o.t + (t + d * s) * e;
+      s = o.s + s * e;
+      top1 = o.top1;
+    } else {
+      const Acc d = Acc(o.top1) - Acc(top1);
+      const Acc e = exp_of(d);
+      t += (o.t + d * o.s) * e;
+      s += o.s * e;
+    }
+    top2 = t2;
+  }
+  QUARRY_HD RowResult finish(MeasureId measure) const {
+    if (s == Acc(0)) return {0.0f, flags | kNonFinite};  // no finite value in the row
+    const float r = top2 > -kInf ? static_cast<float>(exp_of(Acc(top2) - Acc(top1))) : 0.0f;
+    float score;
+    switch (measure) {
+      case MeasureId::least_confidence:  // 1 - 1/s, written to keep precision when s ~ 1
+        score = static_cast<float>((s - Acc(1)) / s);
+        break;
+      case MeasureId::margin:  // 1 - (1 - r)/s
+        score = static_cast<float>((s - Acc(1) + Acc(r)) / s);
+        break;
+      case MeasureId::ratio:
+        score = r;
+        break;
+      default: {
+        const float h = static_cast<float>(log_of(s) - t / s);
+        score = h > 0.0f ? h : 0.0f;
+      }
+    }
+    return {canonical_score(score), flags};
+  }
+};
+
+}  // namespace quarry::kernels

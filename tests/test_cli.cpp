@@ -1,0 +1,226 @@
+// The `quarry` program end to end: outputs, exit codes, one-line errors, no output after errors.
+
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "npy.hpp"
+#include "npy_files.hpp"
+#include "test_util.hpp"
+
+namespace quarry::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliResult {
+  int exit_code;
+  std::string out, err;
+};
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ("quarry_cli_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  CliResult run(const std::string& args) const {
+    const std::string cmd = std::string(QUARRY_CLI_PATH) + " " + args + " >" + path("stdout") +
+                            " 2>" + path("stderr") + " </dev/null";
+    const int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(path("stdout")),
+            read_text(path("stderr"))};
+  }
+
+  // Runs a command that must fail with exit code 2, one line on stderr containing `expect`, and
+  // no file at `output`.
+  void expect_usage_error(const std::string& args, const std::string& expect,
+                          const std::string& output = "") const {
+    const CliResult r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(expect), std::string::npos) << args << "\nstderr: " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    if (!output.empty()) EXPECT_FALSE(fs::exists(output)) << output << " after " << args;
+    // No temporary file left behind either.
+    for (const auto& entry : fs::directory_iterator(dir_))
+      EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos);
+  }
+
+  // A 200 x 5 pool of probabilities whose row r has entropy increasing with (r * 37) % 200.
+  std::vector<float> write_pool(const std::string& name) const {
+    auto rng = seeded_rng(4000);
+    auto pool = random_probabilities(200, 5, rng);
+    write_npy(path(name), pool, "<f4", {200, 5});
+    return pool;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(Cli, SelectPrintsOneIndexPerLineBestFirst) {
+  const auto pool = write_pool("pool.npy");
+  const CliResult r = run("select " + path("pool.npy") + " -k 7 --device cpu");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Resources cpu(Device::cpu);
+  SelectOptions opt;
+  opt.k = 7;
+  const auto want = select(cpu, PoolView::matrix(pool.data(), DType::f32, 200, 5), opt);
+  std::string expected;
+  for (int64_t i : want.indices) expected += std::to_string(i) + "\n";
+  EXPECT_EQ(r.out, expected);
+}
+
+TEST_F(Cli, SelectWritesNpyAndJson) {
+  const auto pool = write_pool("pool.npy");
+  ASSERT_EQ(
+      run("select " + path("pool.npy") + " -k 10 --measure margin -o " + path("out.npy")).exit_code,
+      0);
+  const auto npy = io::NpyArray::open(path("out.npy"));
+  EXPECT_EQ(npy.dtype(), DType::i64);
+  EXPECT_EQ(npy.shape(), (std::vector<int64_t>{10}));
+
+  const CliResult r =
+      run("select " + path("pool.npy") + " -k 10 --measure margin --output " + path("out.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(read_text(path("out.json")));
+  ASSERT_EQ(j["indices"].size(), 10u);
+  ASSERT_EQ(j["scores"].size(), 10u);
+  ASSERT_EQ(j["reasons"].size(), 10u);
+  EXPECT_EQ(j["measure"], "margin");
+  const auto* from_npy = static_cast<const int64_t*>(npy.data());
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(j["indices"][i].get<int64_t>(), from_npy[i]);
+    EXPECT_EQ(j["reasons"][i], "rank");
+    if (i > 0) EXPECT_LE(j["scores"][i].get<float>(), j["scores"][i - 1].get<float>());
+  }
+}
+
+TEST_F(Cli, ScoreWritesFloat32Scores) {
+  const auto pool = write_pool("pool.npy");
+  const CliResult r = run("score " + path("pool.npy") + " --measure least_confidence --output " +
+                          path("scores.npy"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto a = io::NpyArray::open(path("scores.npy"));
+  ASSERT_EQ(a.dtype(), DType::f32);
+  ASSERT_EQ(a.shape(), (std::vector<int64_t>{200}));
+  const auto* s = static_cast<const float*>(a.data());
+  for (int r = 0; r < 200; ++r) {
+    const float p1 = *std::max_element(pool.begin() + r * 5, pool.begin() + r * 5 + 5);
+    EXPECT_TRUE(near_rel(s[r], 1.0f - p1, 1e-6f)) << r;
+  }
+}
+
+TEST_F(Cli, LogitsAndHalfPrecisionFiles) {
+  auto rng = seeded_rng(4001);
+  const auto logits = random_logits(300, 12, rng);
+  write_npy(path("logits.npy"), logits, "<f4", {300, 12}, 2);
+  write_npy(path("logits16.npy"), encode(logits, DType::f16), "<f2", {300, 12}, 3);
+  const CliResult a = run("select " + path("logits.npy") + " -k 5 --logits --temperature 2");
+  const CliResult b = run("select " + path("logits16.npy") + " -k 5 --logits --temperature 2");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(std::count(a.out.begin(), a.out.end(), '\n'), 5);
+  // Without --logits the same file is refused: its rows do not sum to 1.
+  expect_usage_error("select " + path("logits.npy") + " -k 5", "--logits");
+}
+
+TEST_F(Cli, InfoShowsVersionAndBackends) {
+  const CliResult r = run("info");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("quarry " + version()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("backends: cpu"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("gpus:"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, BadDataIsExitCode2WithTheFirstBadRowAndNoOutput) {
+  auto pool = write_pool("pool.npy");
+  pool[57 * 5 + 2] = std::nanf("");
+  pool[99 * 5 + 2] = std::nanf("");
+  write_npy(path("nan.npy"), pool, "<f4", {200, 5});
+  for (const char* out : {"out.npy", "out.json"})
+    expect_usage_error("select " + path("nan.npy") + " -k 3 -o " + path(out), "row 57", path(out));
+  auto negative = write_pool("pool.npy");
+  negative[8 * 5] = -negative[8 * 5];
+  write_npy(path("neg.npy"), negative, "<f4", {200, 5});
+  expect_usage_error("score " + path("neg.npy") + " -o " + path("s.npy"), "row 8", path("s.npy"));
+  auto above = std::vector<float>(200 * 5, 0.2f);
+  above[3 * 5] = 1.5f;
+  write_npy(path("above.npy"), above, "<f4", {200, 5});
+  expect_usage_error("select " + path("above.npy") + " -k 2 -o " + path("o.npy"), "row 3",
+                     path("o.npy"));
+}
+
+TEST_F(Cli, BadArgumentsAreExitCode2) {
+  write_pool("pool.npy");
+  const std::string pool = path("pool.npy"), out = path("out.npy");
+  expect_usage_error("select " + pool + " -k 0 -o " + out, "k must be", out);
+  expect_usage_error("select " + pool + " -k 201 -o " + out, "k must be", out);
+  expect_usage_error("select " + pool + " -o " + out, "k", out);  // -k missing
+  expect_usage_error("select " + pool + " -k 3 --measure nonsense -o " + out, "unknown measure",
+                     out);
+  expect_usage_error("select " + pool + " -k 3 --measure bald -o " + out, "committee", out);
+  expect_usage_error("select " + pool + " -k 3 --device tpu -o " + out, "unknown device", out);
+  expect_usage_error("select " + pool + " -k 3 -o " + path("out.csv"), "--output", path("out.csv"));
+  expect_usage_error("select " + pool + " -k 3 --logits --temperature 0 -o " + out, "temperature",
+                     out);
+  expect_usage_error("frobnicate", "frobnicate");
+}
+
+TEST_F(Cli, CudaRequestWithoutAGpuIsExitCode2) {
+  if (have_gpu()) GTEST_SKIP() << "a GPU is present";
+  write_pool("pool.npy");
+  expect_usage_error("select " + path("pool.npy") + " -k 3 --device cuda -o " + path("o.npy"),
+                     "CUDA", path("o.npy"));
+}
+
+TEST_F(Cli, BadFilesAreExitCode2) {
+  const std::vector<float> data(12, 0.5f);
+  const std::string out = path("out.npy");
+  write_npy(path("1d.npy"), data, "<f4", {12});
+  expect_usage_error("select " + path("1d.npy") + " -k 1 -o " + out, "shape (12,)", out);
+  write_npy(path("4d.npy"), data, "<f4", {1, 2, 3, 2});
+  expect_usage_error("select " + path("4d.npy") + " -k 1 -o " + out, "shape", out);
+  write_npy(path("be.npy"), data, ">f4", {6, 2});
+  expect_usage_error("select " + path("be.npy") + " -k 1 -o " + out, "big-endian", out);
+  write_npy(path("c8.npy"), data, "<c8", {3, 2});
+  expect_usage_error("select " + path("c8.npy") + " -k 1 -o " + out, "complex", out);
+  write_npy(path("obj.npy"), data, "|O", {6, 2});
+  expect_usage_error("select " + path("obj.npy") + " -k 1 -o " + out, "object", out);
+  write_npy(path("f.npy"), data, "<f4", {6, 2}, 1, true);
+  expect_usage_error("select " + path("f.npy") + " -k 1 -o " + out, "Fortran", out);
+  write_npy(path("trunc.npy"), data, "<f4", {7, 2});
+  expect_usage_error("select " + path("trunc.npy") + " -k 1 -o " + out, "truncated", out);
+  { std::ofstream(path("text.npy")) << "not numpy at all"; }
+  expect_usage_error("select " + path("text.npy") + " -k 1 -o " + out, "not a .npy", out);
+  expect_usage_error("select " + path("missing.npy") + " -k 1 -o " + out, "missing.npy", out);
+  write_npy(path("empty.npy"), std::vector<float>{}, "<f4", {0, 5});
+  expect_usage_error("select " + path("empty.npy") + " -k 1 -o " + out, "no rows", out);
+}
+
+TEST_F(Cli, AnExistingOutputIsNotTouchedByAFailedRun) {
+  auto pool = write_pool("pool.npy");
+  { std::ofstream(path("keep.npy")) << "previous results"; }
+  pool[0] = std::nanf("");
+  write_npy(path("nan.npy"), pool, "<f4", {200, 5});
+  EXPECT_EQ(run("select " + path("nan.npy") + " -k 3 -o " + path("keep.npy")).exit_code, 2);
+  EXPECT_EQ(read_text(path("keep.npy")), "previous results");
+}
+
+}  // namespace
+}  // namespace quarry::test

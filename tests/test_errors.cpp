@@ -1,0 +1,130 @@
+// Bad input through the API: a clear exception, the first bad row, never a wrong answer.
+
+#include <limits>
+
+#include "test_util.hpp"
+
+namespace quarry::test {
+namespace {
+
+class BadInput : public ::testing::TestWithParam<Device> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Device::cuda) QUARRY_REQUIRE_GPU();
+    resources_ = std::make_unique<Resources>(GetParam());
+  }
+  // Returns the row of the InvalidInput thrown by scoring, or -2 when nothing was thrown.
+  int64_t bad_row(const std::vector<float>& pool, int64_t n, int64_t c, bool logits = false,
+                  std::string* message = nullptr) {
+    ScoreOptions opt;
+    opt.logits = logits;
+    try {
+      score(*resources_, PoolView::matrix(pool.data(), DType::f32, n, c), opt);
+    } catch (const InvalidInput& e) {
+      if (message) *message = e.what();
+      return e.row();
+    }
+    return -2;
+  }
+  std::unique_ptr<Resources> resources_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, BadInput, ::testing::Values(Device::cpu, Device::cuda),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
+std::vector<float> uniform_pool(int64_t n, int64_t c) {
+  return std::vector<float>(n * c, 1.0f / static_cast<float>(c));
+}
+
+TEST_P(BadInput, NonFiniteValuesNameTheFirstBadRow) {
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    auto pool = uniform_pool(1000, 4);
+    pool[700 * 4 + 1] = bad;
+    pool[300 * 4 + 3] = bad;
+    std::string message;
+    EXPECT_EQ(bad_row(pool, 1000, 4, false, &message), 300);
+    EXPECT_NE(message.find("row 300"), std::string::npos) << message;
+    EXPECT_NE(message.find("non-finite"), std::string::npos) << message;
+    EXPECT_EQ(bad_row(pool, 1000, 4, true), 300) << "logits are checked too";
+  }
+}
+
+TEST_P(BadInput, NegativeProbability) {
+  auto pool = uniform_pool(100, 2);
+  pool[42 * 2] = -0.1f;
+  pool[42 * 2 + 1] = 1.1f;
+  std::string message;
+  EXPECT_EQ(bad_row(pool, 100, 2, false, &message), 42);
+  EXPECT_NE(message.find("negative"), std::string::npos) << message;
+  EXPECT_EQ(bad_row(pool, 100, 2, true), -2) << "negative logits are fine";
+}
+
+TEST_P(BadInput, ProbabilityAboveOne) {
+  auto pool = uniform_pool(100, 1);
+  pool[7] = 1.5f;
+  std::string message;
+  EXPECT_EQ(bad_row(pool, 100, 1, false, &message), 7);
+  EXPECT_NE(message.find("greater than 1"), std::string::npos) << message;
+}
+
+TEST_P(BadInput, RowsThatDoNotSumToOneSuggestLogits) {
+  auto pool = uniform_pool(5000, 10);
+  pool[4321 * 10 + 5] += 0.002f;
+  std::string message;
+  EXPECT_EQ(bad_row(pool, 5000, 10, false, &message), 4321);
+  EXPECT_NE(message.find("sum to 1"), std::string::npos) << message;
+  EXPECT_NE(message.find("--logits"), std::string::npos) << message;
+  // Within the tolerance is accepted.
+  pool[4321 * 10 + 5] -= 0.0015f;
+  EXPECT_EQ(bad_row(pool, 5000, 10), -2);
+}
+
+TEST_P(BadInput, BadArgumentsAreRejectedBeforeAnyWork) {
+  const auto pool = uniform_pool(10, 3);
+  const PoolView view = PoolView::matrix(pool.data(), DType::f32, 10, 3);
+  SelectOptions opt;
+  for (int64_t k : {-1, 0, 11}) {
+    opt.k = k;
+    EXPECT_THROW(select(*resources_, view, opt), InvalidArgument) << k;
+  }
+  opt.k = 1;
+  opt.scoring.logits = true;
+  for (float t : {0.0f, -1.0f, std::numeric_limits<float>::infinity(),
+                  std::numeric_limits<float>::quiet_NaN()}) {
+    opt.scoring.temperature = t;
+    EXPECT_THROW(select(*resources_, view, opt), InvalidArgument) << t;
+  }
+  opt.scoring = ScoreOptions{};
+  PoolView empty = view;
+  empty.rows = 0;
+  EXPECT_THROW(select(*resources_, empty, opt), InvalidArgument);
+  PoolView no_classes = view;
+  no_classes.classes = 0;
+  EXPECT_THROW(select(*resources_, no_classes, opt), InvalidArgument);
+  PoolView null_data = view;
+  null_data.data = nullptr;
+  EXPECT_THROW(select(*resources_, null_data, opt), InvalidArgument);
+  PoolView ints = view;
+  ints.dtype = DType::i32;
+  EXPECT_THROW(select(*resources_, ints, opt), InvalidArgument) << "entropy of integer votes";
+  PoolView committee = PoolView::committee(pool.data(), DType::f32, 2, 5, 3);
+  EXPECT_THROW(select(*resources_, committee, opt), InvalidArgument)
+      << "a single-model measure on a committee";
+}
+
+TEST(Resources, UnknownNamesAreClearErrors) {
+  EXPECT_THROW(parse_measure("entropyy"), InvalidArgument);
+  EXPECT_THROW(parse_device("gpu"), InvalidArgument);
+  EXPECT_EQ(parse_measure("kl_max"), Measure::kl_max);
+  EXPECT_EQ(parse_device("auto"), Device::automatic);
+}
+
+TEST(Resources, CudaWithoutAGpuIsBackendUnavailable) {
+  if (have_gpu()) GTEST_SKIP() << "a GPU is present";
+  EXPECT_THROW(Resources(Device::cuda), BackendUnavailable);
+  EXPECT_EQ(Resources(Device::automatic).device(), Device::cpu);
+}
+
+}  // namespace
+}  // namespace quarry::test

@@ -1,0 +1,186 @@
+// Closed forms of the single-model measures, on every backend.
+
+#include <cmath>
+#include <numeric>
+
+#include "kernels/measures.hpp"
+#include "test_util.hpp"
+
+namespace quarry::test {
+namespace {
+
+class Measures : public ::testing::TestWithParam<Device> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Device::cuda) QUARRY_REQUIRE_GPU();
+    resources_ = std::make_unique<Resources>(GetParam());
+  }
+  std::vector<float> run(const std::vector<float>& pool, int64_t rows, int64_t classes,
+                         Measure measure, bool logits = false, float temperature = 1.0f) {
+    ScoreOptions opt;
+    opt.measure = measure;
+    opt.logits = logits;
+    opt.temperature = temperature;
+    return score(*resources_, PoolView::matrix(pool.data(), DType::f32, rows, classes), opt);
+  }
+  std::unique_ptr<Resources> resources_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, Measures, ::testing::Values(Device::cpu, Device::cuda),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
+TEST_P(Measures, UniformRowForEveryClassCount) {
+  for (int64_t c : {1, 2, 31, 32, 33, 1000, 262144}) {
+    SCOPED_TRACE("C = " + std::to_string(c));
+    const std::vector<float> row(c, 1.0f / static_cast<float>(c));
+    const double inv = 1.0 / static_cast<double>(c);
+    EXPECT_TRUE(near_rel(run(row, 1, c, Measure::entropy)[0], std::log(double(c)), 1e-5f));
+    EXPECT_TRUE(near_rel(run(row, 1, c, Measure::least_confidence)[0], 1.0 - inv, 1e-5f));
+    EXPECT_TRUE(near_rel(run(row, 1, c, Measure::margin)[0], c == 1 ? 0.0f : 1.0f, 1e-5f));
+    EXPECT_TRUE(near_rel(run(row, 1, c, Measure::ratio)[0], c == 1 ? 0.0f : 1.0f, 1e-5f));
+  }
+}
+
+TEST_P(Measures, UniformLogitsGiveTheSameClosedForms) {
+  for (int64_t c : {2, 33, 262144}) {
+    SCOPED_TRACE("C = " + std::to_string(c));
+    const std::vector<float> row(c, 3.25f);  // any constant logit is a uniform row
+    EXPECT_TRUE(near_rel(run(row, 1, c, Measure::entropy, true)[0], std::log(double(c)), 1e-5f));
+    EXPECT_TRUE(near_rel(run(row, 1, c, Measure::least_confidence, true)[0], 1.0 - 1.0 / c, 1e-5f));
+    EXPECT_TRUE(near_rel(run(row, 1, c, Measure::margin, true)[0], 1.0f, 1e-5f));
+    EXPECT_TRUE(near_rel(run(row, 1, c, Measure::ratio, true)[0], 1.0f, 1e-5f));
+  }
+}
+
+TEST_P(Measures, OneHotRowScoresZero) {
+  for (int64_t c : {1, 2, 33, 1000}) {
+    std::vector<float> row(c, 0.0f);
+    row[c / 2] = 1.0f;
+    for (Measure m :
+         {Measure::entropy, Measure::least_confidence, Measure::margin, Measure::ratio}) {
+      const float s = run(row, 1, c, m)[0];
+      EXPECT_EQ(s, 0.0f) << to_string(m) << " C=" << c;
+      EXPECT_FALSE(std::signbit(s)) << "scores are canonical: no -0";
+    }
+  }
+}
+
+TEST_P(Measures, HandComputedTwoAndThreeClassRows) {
+  const std::vector<float> pool = {0.7f, 0.3f, 0.0f,  //
+                                   0.5f, 0.3f, 0.2f,  //
+                                   0.2f, 0.2f, 0.6f};
+  const auto h = run(pool, 3, 3, Measure::entropy);
+  EXPECT_TRUE(near_rel(h[0], -(0.7 * std::log(0.7) + 0.3 * std::log(0.3)), 1e-6f));
+  EXPECT_TRUE(
+      near_rel(h[1], -(0.5 * std::log(0.5) + 0.3 * std::log(0.3) + 0.2 * std::log(0.2)), 1e-6f));
+  const auto lc = run(pool, 3, 3, Measure::least_confidence);
+  EXPECT_TRUE(near_rel(lc[0], 0.3f, 1e-6f));
+  EXPECT_TRUE(near_rel(lc[1], 0.5f, 1e-6f));
+  EXPECT_TRUE(near_rel(lc[2], 0.4f, 1e-6f));
+  const auto margin = run(pool, 3, 3, Measure::margin);
+  EXPECT_TRUE(near_rel(margin[0], 0.6f, 1e-6f));
+  EXPECT_TRUE(near_rel(margin[1], 0.8f, 1e-6f));
+  EXPECT_TRUE(near_rel(margin[2], 0.6f, 1e-6f));
+  const auto ratio = run(pool, 3, 3, Measure::ratio);
+  EXPECT_TRUE(near_rel(ratio[0], 0.3f / 0.7f, 1e-6f));
+  EXPECT_TRUE(near_rel(ratio[1], 0.6f, 1e-6f));
+  EXPECT_TRUE(near_rel(ratio[2], 1.0f / 3.0f, 1e-6f));
+}
+
+TEST_P(Measures, TiedTopProbabilitiesCountTwice) {
+  // p1 = p2 = 0.4: the margin is 1 and the ratio is 1.
+  const std::vector<float> row = {0.4f, 0.2f, 0.4f};
+  EXPECT_TRUE(near_rel(run(row, 1, 3, Measure::margin)[0], 1.0f, 1e-6f));
+  EXPECT_TRUE(near_rel(run(row, 1, 3, Measure::ratio)[0], 1.0f, 1e-6f));
+}
+
+TEST_P(Measures, LogitsAgreeWithTheirSoftmax) {
+  auto rng = seeded_rng(1001);
+  for (int64_t c : {2, 31, 32, 33, 1000, 5000}) {
+    SCOPED_TRACE("C = " + std::to_string(c));
+    const int64_t n = 37;
+    const auto logits = random_logits(n, c, rng);
+    std::vector<float> probs(n * c);
+    for (int64_t r = 0; r < n; ++r) {
+      double m = -1e300, s = 0;
+      for (int64_t j = 0; j < c; ++j) m = std::max<double>(m, logits[r * c + j]);
+      for (int64_t j = 0; j < c; ++j) s += std::exp(logits[r * c + j] - m);
+      for (int64_t j = 0; j < c; ++j)
+        probs[r * c + j] = static_cast<float>(std::exp(logits[r * c + j] - m) / s);
+    }
+    for (Measure m :
+         {Measure::entropy, Measure::least_confidence, Measure::margin, Measure::ratio}) {
+      const auto from_logits = run(logits, n, c, m, true);
+      const auto from_probs = run(probs, n, c, m);
+      for (int64_t r = 0; r < n; ++r)
+        EXPECT_TRUE(near_rel(from_logits[r], from_probs[r], 1e-4f, 2e-6f))
+            << to_string(m) << " row " << r;
+    }
+  }
+}
+
+TEST_P(Measures, TemperatureDividesTheLogits) {
+  auto rng = seeded_rng(1002);
+  const int64_t n = 50, c = 40;
+  const auto logits = random_logits(n, c, rng);
+  std::vector<float> scaled(logits);
+  for (float& z : scaled) z /= 2.5f;
+  const auto a = run(logits, n, c, Measure::entropy, true, 2.5f);
+  const auto b = run(scaled, n, c, Measure::entropy, true, 1.0f);
+  for (int64_t r = 0; r < n; ++r) EXPECT_TRUE(near_rel(a[r], b[r], 1e-5f)) << r;
+  // A high temperature flattens every row towards ln C.
+  const auto hot = run(logits, n, c, Measure::entropy, true, 1e4f);
+  for (int64_t r = 0; r < n; ++r) EXPECT_TRUE(near_rel(hot[r], std::log(40.0f), 1e-4f));
+}
+
+TEST_P(Measures, HalfPrecisionInputsMatchTheirFloatValues) {
+  auto rng = seeded_rng(1003);
+  const int64_t n = 64, c = 100;
+  for (DType dtype : {DType::f16, DType::bf16}) {
+    for (bool logits : {false, true}) {
+      SCOPED_TRACE(std::string(to_string(dtype)) + (logits ? " logits" : " probabilities"));
+      // Probabilities are multiples of 1/128, exact in both 16-bit formats, so rows sum to 1.
+      std::vector<float> values;
+      if (logits) {
+        values = random_logits(n, c, rng);
+      } else {
+        values.assign(n * c, 0.0f);
+        std::uniform_int_distribution<int64_t> pick(0, c - 1);
+        for (int64_t r = 0; r < n; ++r)
+          for (int i = 0; i < 128; ++i) values[r * c + pick(rng)] += 1.0f / 128.0f;
+      }
+      const auto bits = encode(values, dtype);
+      // The reference is the float pool holding exactly the rounded 16-bit values.
+      std::vector<float> rounded(values.size());
+      for (size_t i = 0; i < bits.size(); ++i)
+        rounded[i] = dtype == DType::f16 ? kernels::to_float(kernels::f16_bits{bits[i]})
+                                         : kernels::to_float(kernels::bf16_bits{bits[i]});
+      ScoreOptions opt;
+      opt.measure = Measure::entropy;
+      opt.logits = logits;
+      const auto got = score(*resources_, PoolView::matrix(bits.data(), dtype, n, c), opt);
+      const auto want = run(rounded, n, c, Measure::entropy, logits);
+      for (int64_t r = 0; r < n; ++r) EXPECT_TRUE(near_rel(got[r], want[r], 1e-5f)) << r;
+    }
+  }
+}
+
+TEST(Conversions, HalfToFloatCoversSpecialValues) {
+  using kernels::f16_bits;
+  using kernels::to_float;
+  EXPECT_EQ(to_float(f16_bits{0x3c00}), 1.0f);
+  EXPECT_EQ(to_float(f16_bits{0xc000}), -2.0f);
+  EXPECT_EQ(to_float(f16_bits{0x7bff}), 65504.0f);
+  EXPECT_EQ(to_float(f16_bits{0x0001}), std::ldexp(1.0f, -24));  // smallest subnormal
+  EXPECT_EQ(to_float(f16_bits{0x0400}), std::ldexp(1.0f, -14));  // smallest normal
+  EXPECT_TRUE(std::isinf(to_float(f16_bits{0x7c00})));
+  EXPECT_TRUE(std::isnan(to_float(f16_bits{0x7e00})));
+  EXPECT_TRUE(std::signbit(to_float(f16_bits{0x8000})));
+  EXPECT_EQ(kernels::to_float(kernels::bf16_bits{0x3f80}), 1.0f);
+  for (float f : {0.1f, 0.333f, 1e-3f, 3.0f}) {
+    EXPECT_NEAR(to_float(f16_bits{to_f16_bits(f)}), f, f * 1e-3f);
+  }
+}
+
+}  // namespace
+}  // namespace quarry::test
