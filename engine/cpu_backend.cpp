@@ -49,6 +49,124 @@ RowResult score_logit_row(const T* row, int64_t classes, float inv_temperature, 
   return stats.finish(measure);
 }
 
+// One committee member's row: its validation flags, entropy, softmax log-normaliser (logits) and
+// vote (argmax, lowest class on ties).
+struct MemberSummary {
+  uint32_t flags;
+  double entropy;
+  double log_norm;
+  int32_t vote;
+};
+
+template <typename T>
+MemberSummary summarize_member(const T* row, int64_t classes, bool logits, float scale) {
+  kernels::ArgMax vote;
+  if (logits) {
+    LogitStats<double> stats;
+    for (int64_t c = 0; c < classes; ++c) {
+      const float z = to_float(row[c]) * scale;
+      stats.add(z);
+      vote.add(z, static_cast<int32_t>(c));
+    }
+    return {stats.row_flags(), stats.entropy_value(), stats.log_normalizer(), vote.index};
+  }
+  ProbStats<double> stats;
+  for (int64_t c = 0; c < classes; ++c) {
+    const float p = to_float(row[c]);
+    stats.add(p);
+    vote.add(p, static_cast<int32_t>(c));
+  }
+  return {stats.row_flags(), stats.entropy_value(), 0.0, vote.index};
+}
+
+template <typename T>
+BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float* out) {
+  const T* data = static_cast<const T*>(pool.data);
+  const auto measure = static_cast<MeasureId>(options.measure);
+  const bool logits = options.logits;
+  const float scale = logits ? 1.0f / options.temperature : 1.0f;
+  const int64_t members = pool.members, classes = pool.classes;
+  uint64_t first_bad = kernels::kNoBadRow;
+#pragma omp parallel
+  {
+    std::vector<MemberSummary> summary(members);
+    std::vector<double> mean(classes), log_mean(classes);
+#pragma omp for schedule(static) reduction(min : first_bad)
+    for (int64_t r = 0; r < pool.rows; ++r) {
+      const T* row = data + r * pool.row_stride;
+      auto member_row = [&](int64_t m) { return row + m * pool.member_stride; };
+      uint32_t flags = 0;
+      for (int64_t m = 0; m < members; ++m) {
+        summary[m] = summarize_member(member_row(m), classes, logits, scale);
+        flags |= summary[m].flags;
+      }
+      float score;
+      if (kernels::is_vote_measure(measure)) {
+        score = kernels::vote_score(
+            measure, kernels::tally_votes(members, [&](int64_t m) { return summary[m].vote; }));
+      } else {
+        // ln p of member m's class c: exact for logits.
+        auto log_probability = [&](int64_t m, int64_t c) {
+          const double x = to_float(member_row(m)[c]) * scale;
+          return logits ? x - summary[m].log_norm : std::log(x);
+        };
+        std::fill(mean.begin(), mean.end(), 0.0);
+        for (int64_t m = 0; m < members; ++m)
+          for (int64_t c = 0; c < classes; ++c)
+            mean[c] += logits ? std::exp(log_probability(m, c)) : to_float(member_row(m)[c]);
+        double consensus = 0.0, mean_entropy = 0.0, kl_max = 0.0;
+        for (int64_t c = 0; c < classes; ++c) {
+          mean[c] /= static_cast<double>(members);
+          if (mean[c] > 0.0) consensus -= mean[c] * std::log(mean[c]);
+          log_mean[c] = mean[c] > 0.0 ? std::log(mean[c]) : 0.0;
+        }
+        for (int64_t m = 0; m < members; ++m) mean_entropy += summary[m].entropy;
+        mean_entropy /= static_cast<double>(members);
+        if (measure == MeasureId::kl_max) {
+          for (int64_t m = 0; m < members; ++m) {
+            double kl = 0.0;
+            for (int64_t c = 0; c < classes; ++c) {
+              const double log_p = log_probability(m, c);
+              const double p = logits ? std::exp(log_p) : to_float(member_row(m)[c]);
+              if (p > 0.0) kl += p * (log_p - log_mean[c]);
+            }
+            kl_max = std::max(kl_max, kl);
+          }
+        }
+        score =
+            kernels::committee_score(measure, static_cast<float>(consensus),
+                                     static_cast<float>(mean_entropy), static_cast<float>(kl_max));
+      }
+      out[r] = score;
+      if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));
+    }
+  }
+  if (first_bad == kernels::kNoBadRow) return {};
+  return {kernels::bad_row_of(first_bad), kernels::bad_flags_of(first_bad)};
+}
+
+template <typename V>
+BadRow score_votes(const PoolView& pool, const ScoreOptions& options, float* out) {
+  const V* data = static_cast<const V*>(pool.data);
+  const auto measure = static_cast<MeasureId>(options.measure);
+  uint64_t first_bad = kernels::kNoBadRow;
+#pragma omp parallel for schedule(static) reduction(min : first_bad)
+  for (int64_t r = 0; r < pool.rows; ++r) {
+    auto vote = [&](int64_t m) {
+      return static_cast<int64_t>(data[m * pool.member_stride + r * pool.row_stride]);
+    };
+    uint32_t flags = 0;
+    for (int64_t m = 0; m < pool.members; ++m) {
+      const int64_t v = vote(m);
+      if (v < -1 || (pool.classes > 0 && v >= pool.classes)) flags |= kernels::kBadVote;
+    }
+    out[r] = kernels::vote_score(measure, kernels::tally_votes(pool.members, vote));
+    if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));
+  }
+  if (first_bad == kernels::kNoBadRow) return {};
+  return {kernels::bad_row_of(first_bad), kernels::bad_flags_of(first_bad)};
+}
+
 template <typename T>
 BadRow score_single_model(const PoolView& pool, const ScoreOptions& options, float* out) {
   const T* data = static_cast<const T*>(pool.data);
@@ -68,6 +186,13 @@ BadRow score_single_model(const PoolView& pool, const ScoreOptions& options, flo
   return {kernels::bad_row_of(first_bad), kernels::bad_flags_of(first_bad)};
 }
 
+// Scores with the float element type T: a single model or a committee.
+template <typename T>
+BadRow score_floats(const PoolView& pool, const ScoreOptions& options, float* out) {
+  return is_committee_measure(options.measure) ? score_committee<T>(pool, options, out)
+                                               : score_single_model<T>(pool, options, out);
+}
+
 class CpuBackend final : public Backend {
  public:
   Device kind() const override { return Device::cpu; }
@@ -78,19 +203,25 @@ class CpuBackend final : public Backend {
   void score(const ScoreProblem& problem, float* scores_out) override {
     if (problem.pool.space != MemorySpace::host)
       throw InvalidArgument("the CPU backend needs the pool in host memory");
+    const PoolView& pool = problem.pool;
+    const ScoreOptions& opt = problem.options;
     BadRow bad;
-    switch (problem.pool.dtype) {
+    switch (pool.dtype) {
       case DType::f32:
-        bad = score_single_model<float>(problem.pool, problem.options, scores_out);
+        bad = score_floats<float>(pool, opt, scores_out);
         break;
       case DType::f16:
-        bad = score_single_model<kernels::f16_bits>(problem.pool, problem.options, scores_out);
+        bad = score_floats<kernels::f16_bits>(pool, opt, scores_out);
         break;
       case DType::bf16:
-        bad = score_single_model<kernels::bf16_bits>(problem.pool, problem.options, scores_out);
+        bad = score_floats<kernels::bf16_bits>(pool, opt, scores_out);
         break;
-      default:
-        throw InvalidArgument("unsupported dtype " + std::string(to_string(problem.pool.dtype)));
+      case DType::i32:
+        bad = score_votes<int32_t>(pool, opt, scores_out);
+        break;
+      case DType::i64:
+        bad = score_votes<int64_t>(pool, opt, scores_out);
+        break;
     }
     if (bad.row >= 0) throw_bad_row(bad);
   }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "engine/backend.hpp"
+#include "kernels/committee.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/measures.hpp"
 #include "kernels/score_rows.cuh"
@@ -171,40 +172,42 @@ class CudaBackend final : public Backend {
                             " but these Resources use device " + std::to_string(device_));
   }
 
+  // Launches the scoring kernel for `rows` rows of `view` (device memory), numbering them from
+  // `row_offset` in error reports.
+  void launch_scoring(const PoolView& view, const ScoreOptions& opt, int64_t rows,
+                      int64_t row_offset, float* scores, unsigned long long* first_bad) {
+    const ElementType type = element_type(view.dtype);
+    const auto measure = static_cast<MeasureId>(opt.measure);
+    const float inv_temperature = opt.logits ? 1.0f / opt.temperature : 1.0f;
+    if (view.is_votes()) {
+      kernels::launch_score_votes(view.data, type, measure, view.members, rows, view.classes,
+                                  view.member_stride, view.row_stride, row_offset, scores,
+                                  first_bad, stream_);
+    } else if (is_committee_measure(opt.measure)) {
+      const std::size_t bytes =
+          kernels::committee_workspace_bytes(measure, view.members, view.classes);
+      void* ws = bytes ? workspace_->ensure(bytes) : nullptr;
+      kernels::launch_score_committee(
+          view.data, type, opt.logits, inv_temperature, measure, view.members, rows, view.classes,
+          view.member_stride, view.row_stride, row_offset, scores, first_bad, ws, bytes, stream_);
+    } else {
+      kernels::launch_score_single_model(view.data, type, opt.logits, inv_temperature, measure,
+                                         rows, view.classes, view.row_stride, row_offset, scores,
+                                         first_bad, stream_);
+    }
+  }
+
   // Scores every row into scores_ on the device; throws on invalid data.
   const float* score_on_device(const ScoreProblem& problem) {
     const PoolView& pool = problem.pool;
-    const ScoreOptions& opt = problem.options;
     float* scores = scores_->ensure<float>(pool.rows * sizeof(float));
     auto* first_bad = flag_->ensure<unsigned long long>(sizeof(unsigned long long));
     QUARRY_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof *first_bad, stream_));
-    const ElementType type = element_type(pool.dtype);
-    const float inv_temperature = opt.logits ? 1.0f / opt.temperature : 1.0f;
-    const auto measure = static_cast<MeasureId>(opt.measure);
-    const std::size_t elem = dtype_size(pool.dtype);
-
     if (pool.space == MemorySpace::device) {
       check_device_pointer(pool.data);
-      kernels::launch_score_single_model(pool.data, type, opt.logits, inv_temperature, measure,
-                                         pool.rows, pool.classes, pool.row_stride, 0, scores,
-                                         first_bad, stream_);
+      launch_scoring(pool, problem.options, pool.rows, 0, scores, first_bad);
     } else {
-      const int64_t row_bytes = pool.row_stride * static_cast<int64_t>(elem);
-      const int64_t chunk_rows = std::clamp<int64_t>(
-          static_cast<int64_t>(kStagingBytes) / std::max<int64_t>(row_bytes, 1), 1, pool.rows);
-      // A chunk's bytes end at its last element, never past the caller's buffer.
-      const std::size_t staging_bytes = ((chunk_rows - 1) * pool.row_stride + pool.classes) * elem;
-      char* staging = staging_->ensure<char>(staging_bytes);
-      const char* base = static_cast<const char*>(pool.data);
-      for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk_rows) {
-        const int64_t rows = std::min(chunk_rows, pool.rows - r0);
-        const std::size_t bytes = ((rows - 1) * pool.row_stride + pool.classes) * elem;
-        QUARRY_CUDA_CHECK(
-            cudaMemcpyAsync(staging, base + r0 * row_bytes, bytes, cudaMemcpyDefault, stream_));
-        kernels::launch_score_single_model(staging, type, opt.logits, inv_temperature, measure,
-                                           rows, pool.classes, pool.row_stride, r0, scores + r0,
-                                           first_bad, stream_);
-      }
+      stream_host_pool(problem, scores, first_bad);
     }
     QUARRY_CUDA_CHECK(
         cudaMemcpyAsync(host_flag_, first_bad, sizeof *first_bad, cudaMemcpyDeviceToHost, stream_));
@@ -212,6 +215,45 @@ class CudaBackend final : public Backend {
     if (*host_flag_ != kernels::kNoBadRow)
       throw_bad_row({kernels::bad_row_of(*host_flag_), kernels::bad_flags_of(*host_flag_)});
     return scores;
+  }
+
+  // Copies a host pool to the device a chunk of rows at a time and scores each chunk. A chunk's
+  // copy ends at its last element, never past the caller's buffer. Members-first committees
+  // ([M, N, ...]) are copied as M slabs with one 2-D copy.
+  void stream_host_pool(const ScoreProblem& problem, float* scores, unsigned long long* first_bad) {
+    const PoolView& pool = problem.pool;
+    const auto elem = static_cast<int64_t>(dtype_size(pool.dtype));
+    const int64_t row_tail =
+        pool.is_votes() ? 1 : pool.classes;  // elements of a row's last class run
+    const bool slabs = pool.members > 1 && pool.member_stride >= pool.rows * pool.row_stride;
+    const int64_t bytes_per_row = (slabs ? pool.members : 1) * pool.row_stride * elem;
+    const int64_t chunk_rows = std::clamp<int64_t>(
+        static_cast<int64_t>(kStagingBytes) / std::max<int64_t>(bytes_per_row, 1), 1, pool.rows);
+    // Elements of one slab (or of the whole chunk) for `rows` rows.
+    auto extent = [&](int64_t rows) {
+      return (rows - 1) * pool.row_stride + row_tail +
+             (slabs ? 0 : (pool.members - 1) * pool.member_stride);
+    };
+    const int64_t slab_elems = extent(chunk_rows);
+    char* staging = staging_->ensure<char>((slabs ? pool.members : 1) * slab_elems * elem);
+    const char* base = static_cast<const char*>(pool.data);
+    for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, pool.rows - r0);
+      const char* src = base + r0 * pool.row_stride * elem;
+      PoolView chunk = pool;
+      chunk.data = staging;
+      chunk.rows = rows;
+      if (slabs) {
+        QUARRY_CUDA_CHECK(cudaMemcpy2DAsync(staging, slab_elems * elem, src,
+                                            pool.member_stride * elem, extent(rows) * elem,
+                                            pool.members, cudaMemcpyDefault, stream_));
+        chunk.member_stride = slab_elems;
+      } else {
+        QUARRY_CUDA_CHECK(
+            cudaMemcpyAsync(staging, src, extent(rows) * elem, cudaMemcpyDefault, stream_));
+      }
+      launch_scoring(chunk, problem.options, rows, r0, scores + r0, first_bad);
+    }
   }
 
   int device_;

@@ -51,9 +51,6 @@ void validate(const PoolView& pool, const ScoreOptions& options) {
   if (options.logits && !(std::isfinite(options.temperature) && options.temperature > 0.0f))
     throw InvalidArgument("temperature must be finite and > 0, got " +
                           std::to_string(options.temperature));
-  if (committee_measure)
-    throw InvalidArgument("committee measure " + name(options.measure) +
-                          " is not available in this version");
 }
 
 void throw_bad_row(const BadRow& bad) {

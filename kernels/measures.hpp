@@ -193,12 +193,17 @@ struct ProbStats {
     entropy += o.entropy;
     flags |= o.flags;
   }
-  QUARRY_HD RowResult finish(MeasureId measure) const {
-    uint32_t f = flags;
-    if (!(fabs(static_cast<double>(sum) - 1.0) <= kSumTolerance)) f |= kBadSum;
-    const float p2 = top2 > -kInf ? top2 : 0.0f;  // one class: p2 = 0
+  /// The validation flags of the row, the sum check included.
+  QUARRY_HD uint32_t row_flags() const {
+    return flags | (fabs(static_cast<double>(sum) - 1.0) <= kSumTolerance ? 0u : kBadSum);
+  }
+  QUARRY_HD float entropy_value() const {
     const float e = static_cast<float>(entropy);
-    return {canonical_score(single_model_score(measure, top1, p2, e > 0.0f ? e : 0.0f)), f};
+    return e > 0.0f ? e : 0.0f;
+  }
+  QUARRY_HD RowResult finish(MeasureId measure) const {
+    const float p2 = top2 > -kInf ? top2 : 0.0f;  // one class: p2 = 0
+    return {canonical_score(single_model_score(measure, top1, p2, entropy_value())), row_flags()};
   }
 };
 
@@ -271,6 +276,13 @@ struct LogitStats {
     }
     top2 = t2;
   }
+  QUARRY_HD uint32_t row_flags() const { return s == Acc(0) ? flags | kNonFinite : flags; }
+  QUARRY_HD float entropy_value() const {
+    const float h = static_cast<float>(log_of(s) - t / s);
+    return h > 0.0f ? h : 0.0f;
+  }
+  /// ln of the softmax denominator: ln p_i = z_i - log_normalizer().
+  QUARRY_HD float log_normalizer() const { return static_cast<float>(Acc(top1) + log_of(s)); }
   QUARRY_HD RowResult finish(MeasureId measure) const {
     if (s == Acc(0)) return {0.0f, flags | kNonFinite};  // no finite value in the row
     const float r = top2 > -kInf ? static_cast<float>(exp_of(Acc(top2) - Acc(top1))) : 0.0f;
@@ -285,13 +297,97 @@ struct LogitStats {
       case MeasureId::ratio:
         score = r;
         break;
-      default: {
-        const float h = static_cast<float>(log_of(s) - t / s);
-        score = h > 0.0f ? h : 0.0f;
-      }
+      default:
+        score = entropy_value();
     }
     return {canonical_score(score), flags};
   }
 };
+
+// ---- committees ----------------------------------------------------------------------------
+
+/// The largest value and its index; equal values keep the lower index (a member's vote).
+struct ArgMax {
+  float value = -kInf;
+  int32_t index = -1;
+
+  QUARRY_HD void add(float v, int32_t i) {
+    if (index < 0 || v > value || (v == value && i < index)) {
+      value = v;
+      index = i;
+    }
+  }
+  QUARRY_HD void merge(const ArgMax& o) {
+    if (o.index >= 0) add(o.value, o.index);
+  }
+};
+
+/// Tallies of a row's votes: members that voted, sum over classes of n_c ln n_c, and the count of
+/// the modal class.
+struct VoteTally {
+  int64_t voters = 0;
+  double n_log_n = 0;
+  int64_t modal = 0;
+};
+
+/// Counts the votes vote(0..members-1) (-1 = abstained). O(M^2) without scratch memory: each
+/// class is counted at its first voter.
+template <typename VoteOf>
+QUARRY_HD VoteTally tally_votes(int64_t members, VoteOf vote) {
+  VoteTally tally;
+  for (int64_t m = 0; m < members; ++m) {
+    const int64_t v = vote(m);
+    if (v < 0) continue;
+    ++tally.voters;
+    bool first = true;
+    for (int64_t e = 0; e < m && first; ++e) first = vote(e) != v;
+    if (!first) continue;
+    int64_t n = 0;
+    for (int64_t e = m; e < members; ++e) n += vote(e) == v;
+    tally.n_log_n += static_cast<double>(n) * log_of(static_cast<double>(n));
+    tally.modal = n > tally.modal ? n : tally.modal;
+  }
+  return tally;
+}
+
+/// vote_entropy = -sum v ln v with v = n_c / M' = ln M' - (sum n ln n) / M';
+/// variation_ratio = 1 - n_modal / M'. A row nobody voted on scores -Inf: it ranks last.
+QUARRY_HD float vote_score(MeasureId measure, const VoteTally& t) {
+  if (t.voters == 0) return -kInf;
+  const double voters = static_cast<double>(t.voters);
+  double score;
+  if (measure == MeasureId::variation_ratio)
+    score = 1.0 - static_cast<double>(t.modal) / voters;
+  else
+    score = log_of(voters) - t.n_log_n / voters;
+  return canonical_score(score > 0.0 ? static_cast<float>(score) : 0.0f);
+}
+
+/// consensus_entropy = H(mean); bald = H(mean) - mean_m H(p_m); kl_max = max_m KL(p_m || mean).
+/// Mutual information and KL are never negative; rounding is clamped away.
+QUARRY_HD float committee_score(MeasureId measure, float consensus_entropy,
+                                float mean_member_entropy, float kl_max) {
+  float score;
+  switch (measure) {
+    case MeasureId::consensus_entropy:
+      score = consensus_entropy;
+      break;
+    case MeasureId::bald:
+      score = consensus_entropy - mean_member_entropy;
+      break;
+    default:
+      score = kl_max;
+  }
+  return canonical_score(score > 0.0f ? score : 0.0f);
+}
+
+/// KL term p (ln p - ln q) of class c, with 0 ln 0 = 0. `log_p` is ln p (exact for logits).
+QUARRY_HD float kl_term(float p, float log_p, float log_q) {
+  return p > 0.0f ? p * (log_p - log_q) : 0.0f;
+}
+
+QUARRY_HD bool is_vote_measure(MeasureId m) {
+  return m == MeasureId::vote_entropy || m == MeasureId::variation_ratio;
+}
 
 }  // namespace quarry::kernels

@@ -213,6 +213,49 @@ TEST_F(Cli, BadFilesAreExitCode2) {
   expect_usage_error("select " + path("empty.npy") + " -k 1 -o " + out, "no rows", out);
 }
 
+TEST_F(Cli, CommitteesAndVotes) {
+  auto rng = seeded_rng(4002);
+  const int64_t m = 5, n = 60, c = 4;
+  const auto members_first = random_probabilities(m * n, c, rng, 1.0f);
+  std::vector<float> rows_first(members_first.size());
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t j = 0; j < c; ++j)
+        rows_first[(r * m + i) * c + j] = members_first[(i * n + r) * c + j];
+  write_npy(path("committee.npy"), members_first, "<f4", {m, n, c});
+  write_npy(path("dropout.npy"), rows_first, "<f4", {n, m, c});
+  for (const char* measure : {"bald", "kl_max", "vote_entropy", "consensus_entropy"}) {
+    const CliResult a =
+        run("select " + path("committee.npy") + " -k 8 --measure " + std::string(measure));
+    const CliResult b = run("select " + path("dropout.npy") +
+                            " -k 8 --layout rows-first --measure " + std::string(measure));
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    EXPECT_EQ(a.out, b.out) << measure;
+  }
+  // A 3-D pool defaults to consensus_entropy.
+  EXPECT_EQ(run("select " + path("committee.npy") + " -k 8").out,
+            run("select " + path("committee.npy") + " -k 8 --measure consensus_entropy").out);
+  // Votes: [M, N] integers, -1 abstained. Rows 0 and 3 are split, row 1 agrees, nobody voted on
+  // row 2, which comes last.
+  const std::vector<int32_t> votes = {0, 1, -1, 2,  //
+                                      1, 1, -1, 0};
+  write_npy(path("votes.npy"), votes, "<i4", {2, 4});
+  const CliResult v = run("select " + path("votes.npy") + " -k 4 -o " + path("votes.json"));
+  ASSERT_EQ(v.exit_code, 0) << v.err;
+  const auto j = nlohmann::json::parse(read_text(path("votes.json")));
+  EXPECT_EQ(j["measure"], "vote_entropy");
+  EXPECT_EQ(j["indices"], nlohmann::json({0, 3, 1, 2}));
+  // Committee measures need a committee and single-model measures a single model.
+  expect_usage_error("select " + path("committee.npy") + " -k 3 --measure entropy", "committee");
+  expect_usage_error("select " + path("votes.npy") + " -k 3 --measure bald", "votes");
+  expect_usage_error("select " + path("committee.npy") + " -k 3 --layout sideways", "--layout");
+  std::vector<int32_t> bad_votes = votes;
+  bad_votes[5] = -3;  // member 1, row 1
+  write_npy(path("bad_votes.npy"), bad_votes, "<i4", {2, 4});
+  expect_usage_error("select " + path("bad_votes.npy") + " -k 1 -o " + path("o.npy"), "row 1",
+                     path("o.npy"));
+}
+
 TEST_F(Cli, AnExistingOutputIsNotTouchedByAFailedRun) {
   auto pool = write_pool("pool.npy");
   { std::ofstream(path("keep.npy")) << "previous results"; }

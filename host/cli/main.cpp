@@ -101,9 +101,17 @@ ScoreOptions scoring_options(const CommonOptions& opt, Measure measure) {
 }
 
 void add_common(CLI::App* cmd, CommonOptions& opt) {
-  cmd->add_option("pool", opt.pool_path, "pool .npy: [N, C] probabilities or logits")->required();
+  cmd->add_option("pool", opt.pool_path,
+                  "pool .npy: [N, C] one model's probabilities or logits, [M, N, C] a "
+                  "committee's, or [M, N] integer votes")
+      ->required();
   cmd->add_option("--measure", opt.measure,
-                  "least_confidence | margin | ratio | entropy (default for [N, C] input)");
+                  "[N, C]: entropy (default), least_confidence, margin, ratio; committees: "
+                  "consensus_entropy (default), vote_entropy, kl_max, bald, variation_ratio; "
+                  "votes: vote_entropy (default), variation_ratio");
+  cmd->add_option("--layout", opt.layout,
+                  "axis order of a 3-D pool: members-first [M, N, C] or rows-first [N, M, C]")
+      ->capture_default_str();
   cmd->add_flag("--logits", opt.logits, "the pool holds logits: apply softmax(z / T) first");
   cmd->add_option("--temperature", opt.temperature, "softmax temperature T for --logits")
       ->capture_default_str();

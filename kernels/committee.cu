@@ -1,0 +1,348 @@
+// Committee kernels. A group of threads owns a row (one warp for rows of up to a few thousand
+// classes, a whole block beyond): pass A reduces each member's statistics (validation, entropy,
+// softmax normaliser, vote); vote measures finish there. Pass B forms the member mean per class,
+// each lane for its own classes, and reduces its entropy; kl_max keeps ln(mean) for the lane's
+// classes and pass C reduces each member's KL to the mean. The row's M*C values are read from
+// device memory once; passes B and C re-read them from cache.
+
+#include <algorithm>
+#include <cub/block/block_reduce.cuh>
+#include <cub/util_ptx.cuh>
+#include <cub/warp/warp_reduce.cuh>
+
+#include "kernels/committee.cuh"
+#include "kernels/cuda_check.cuh"
+#include "kernels/row_reduce.cuh"
+
+namespace quarry::kernels {
+
+namespace {
+
+constexpr int kWarpGroupsPerBlock = 4;
+constexpr int64_t kMaxSharedLogMeanClasses = 1536;  // per warp group, for kl_max
+constexpr int kBlockThreads = 256;
+constexpr int kMaxBlocksWithGlobalScratch = 128;
+constexpr std::size_t kSharedLimit = 48 * 1024;
+
+struct SumOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+};
+struct MaxOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+/// Reductions over the threads that own one row, with the result given to every thread.
+template <int kThreads>
+struct Group;
+
+template <>
+struct Group<32> {
+  struct TempStorage {};
+  __device__ static int lane() { return threadIdx.x % 32; }
+  __device__ static void sync() { __syncwarp(); }
+  template <typename T, typename Op>
+  __device__ static T all_reduce(T value, Op op, TempStorage&) {
+    typename cub::WarpReduce<T>::TempStorage temp;  // empty: shuffle-based
+    T r = cub::WarpReduce<T>(temp).Reduce(value, op);
+    return cub::ShuffleIndex<32>(r, 0, 0xffffffffu);
+  }
+};
+
+template <>
+struct Group<kBlockThreads> {
+  union TempStorage {
+    typename cub::BlockReduce<ProbStats<float>, kBlockThreads>::TempStorage prob;
+    typename cub::BlockReduce<LogitStats<float>, kBlockThreads>::TempStorage logit;
+    typename cub::BlockReduce<ArgMax, kBlockThreads>::TempStorage argmax;
+    typename cub::BlockReduce<float, kBlockThreads>::TempStorage scalar;
+    char broadcast[32];
+  };
+  __device__ static int lane() { return threadIdx.x; }
+  __device__ static void sync() { __syncthreads(); }
+  template <typename T, typename Op>
+  __device__ static T all_reduce(T value, Op op, TempStorage& temp) {
+    using Reduce = cub::BlockReduce<T, kBlockThreads>;
+    T r = Reduce(reinterpret_cast<typename Reduce::TempStorage&>(temp)).Reduce(value, op);
+    __syncthreads();
+    static_assert(sizeof(T) <= sizeof(temp.broadcast));
+    if (threadIdx.x == 0) memcpy(temp.broadcast, &r, sizeof r);
+    __syncthreads();
+    memcpy(&r, temp.broadcast, sizeof r);
+    __syncthreads();
+    return r;
+  }
+};
+
+struct MergeArgMax {
+  __device__ __forceinline__ ArgMax operator()(const ArgMax& a, const ArgMax& b) const {
+    ArgMax r = a;
+    r.merge(b);
+    return r;
+  }
+};
+
+// Per-group shared scratch: M member entropies, M softmax log-normalisers, M votes, then
+// optionally ln(mean) for the row's classes.
+struct MemberScratch {
+  float* entropy;
+  float* log_norm;
+  int32_t* vote;
+  float* log_mean;
+};
+
+__host__ __device__ inline std::size_t member_scratch_bytes(int64_t members) {
+  return static_cast<std::size_t>(members) * (2 * sizeof(float) + sizeof(int32_t));
+}
+
+template <int kThreads, bool kLogits, typename T>
+__device__ void score_committee_row(const T* __restrict__ row, int64_t members, int64_t classes,
+                                    int64_t member_stride, float scale, MeasureId measure,
+                                    MemberScratch scratch,
+                                    typename Group<kThreads>::TempStorage& temp, float& score,
+                                    uint32_t& flags) {
+  using G = Group<kThreads>;
+  using Stats = std::conditional_t<kLogits, LogitStats<float>, ProbStats<float>>;
+  const int lane = G::lane();
+  const bool votes = is_vote_measure(measure);
+  flags = 0;
+  // Pass A: each member's statistics.
+  for (int64_t m = 0; m < members; ++m) {
+    const T* member = row + m * member_stride;
+    Stats stats;
+    ArgMax vote;
+    for (int64_t c = lane; c < classes; c += kThreads) {
+      const float x = to_float(member[c]) * scale;
+      stats.add(x);
+      if (votes) vote.add(x, static_cast<int32_t>(c));
+    }
+    stats = G::all_reduce(stats, MergeStats{}, temp);
+    if (votes) vote = G::all_reduce(vote, MergeArgMax{}, temp);
+    flags |= stats.row_flags();
+    if (lane == 0) {
+      scratch.entropy[m] = stats.entropy_value();
+      if constexpr (kLogits) scratch.log_norm[m] = stats.log_normalizer();
+      scratch.vote[m] = vote.index;
+    }
+  }
+  G::sync();
+  if (votes) {
+    if (lane == 0)
+      score = vote_score(measure, tally_votes(members, [&](int64_t m) { return scratch.vote[m]; }));
+    return;
+  }
+  // Pass B: the member mean of each of this lane's classes, and its entropy.
+  const bool kl = measure == MeasureId::kl_max;
+  const float inv_members = 1.0f / static_cast<float>(members);
+  auto probability = [&](int64_t m, int64_t c) {
+    const float x = to_float(row[m * member_stride + c]) * scale;
+    if constexpr (kLogits)
+      return expf(x - scratch.log_norm[m]);
+    else
+      return x;
+  };
+  float entropy_part = 0.0f;
+  for (int64_t c = lane; c < classes; c += kThreads) {
+    float sum = 0.0f;
+    for (int64_t m = 0; m < members; ++m) sum += probability(m, c);
+    const float mean = sum * inv_members;
+    entropy_part += entropy_term(mean);
+    if (kl) scratch.log_mean[c] = mean > 0.0f ? logf(mean) : 0.0f;
+  }
+  const float consensus = G::all_reduce(entropy_part, SumOp{}, temp);
+  // Pass C (kl_max): every member's KL to the mean. Each lane reads back only its own classes.
+  float kl_max = 0.0f;
+  if (kl) {
+    for (int64_t m = 0; m < members; ++m) {
+      float part = 0.0f;
+      for (int64_t c = lane; c < classes; c += kThreads) {
+        const float x = to_float(row[m * member_stride + c]) * scale;
+        if constexpr (kLogits) {
+          const float log_p = x - scratch.log_norm[m];
+          part += kl_term(expf(log_p), log_p, scratch.log_mean[c]);
+        } else {
+          part += kl_term(x, x > 0.0f ? logf(x) : 0.0f, scratch.log_mean[c]);
+        }
+      }
+      kl_max = fmaxf(kl_max, G::all_reduce(part, SumOp{}, temp));
+    }
+  }
+  if (lane == 0) {
+    float mean_entropy = 0.0f;
+    for (int64_t m = 0; m < members; ++m) mean_entropy += scratch.entropy[m];
+    score = committee_score(measure, consensus, mean_entropy * inv_members, kl_max);
+  }
+}
+
+template <int kThreads, bool kLogits, typename T>
+__global__ void __launch_bounds__(kThreads == 32 ? 32 * kWarpGroupsPerBlock : kThreads)
+    score_committee_kernel(const T* __restrict__ data, int64_t members, int64_t rows,
+                           int64_t classes, int64_t member_stride, int64_t row_stride,
+                           int64_t row_offset, float scale, MeasureId measure, bool shared_log_mean,
+                           float* __restrict__ global_log_mean, float* __restrict__ scores,
+                           unsigned long long* first_bad) {
+  constexpr int kGroups = kThreads == 32 ? kWarpGroupsPerBlock : 1;
+  using G = Group<kThreads>;
+  __shared__ typename G::TempStorage temp[kGroups];
+  extern __shared__ __align__(16) unsigned char dynamic[];
+  const int group = threadIdx.x / kThreads;
+  const std::size_t per_group =
+      member_scratch_bytes(members) + (shared_log_mean ? classes * sizeof(float) : 0);
+  unsigned char* mine = dynamic + group * ((per_group + 15) / 16 * 16);
+  MemberScratch scratch;
+  scratch.entropy = reinterpret_cast<float*>(mine);
+  scratch.log_norm = scratch.entropy + members;
+  scratch.vote = reinterpret_cast<int32_t*>(scratch.log_norm + members);
+  const int64_t group_id = static_cast<int64_t>(blockIdx.x) * kGroups + group;
+  scratch.log_mean = shared_log_mean
+                         ? reinterpret_cast<float*>(scratch.vote + members)
+                         : (global_log_mean ? global_log_mean + group_id * classes : nullptr);
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kGroups;
+  for (int64_t r = group_id; r < rows; r += stride) {
+    float score = 0.0f;
+    uint32_t flags = 0;
+    score_committee_row<kThreads, kLogits>(data + r * row_stride, members, classes, member_stride,
+                                           scale, measure, scratch, temp[group], score, flags);
+    if (G::lane() == 0) {
+      scores[r] = score;
+      if (flags != 0)
+        atomicMin(first_bad,
+                  static_cast<unsigned long long>(encode_bad_row(row_offset + r, flags)));
+    }
+    G::sync();  // scratch is reused by the next row
+  }
+}
+
+template <typename V>
+__global__ void score_votes_kernel(const V* __restrict__ data, int64_t members, int64_t rows,
+                                   int64_t classes, int64_t member_stride, int64_t row_stride,
+                                   int64_t row_offset, MeasureId measure,
+                                   float* __restrict__ scores, unsigned long long* first_bad) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  const V* row = data + r * row_stride;
+  uint32_t flags = 0;
+  for (int64_t m = 0; m < members; ++m) {
+    const int64_t v = static_cast<int64_t>(row[m * member_stride]);
+    if (v < -1 || (classes > 0 && v >= classes)) flags |= kBadVote;
+  }
+  scores[r] = vote_score(measure, tally_votes(members, [&](int64_t m) {
+                           return static_cast<int64_t>(row[m * member_stride]);
+                         }));
+  if (flags != 0)
+    atomicMin(first_bad, static_cast<unsigned long long>(encode_bad_row(row_offset + r, flags)));
+}
+
+// How a committee is laid out on the device.
+struct CommitteePlan {
+  bool block_per_row;    // else a warp per row
+  bool shared_log_mean;  // ln(mean) in shared memory (kl_max only)
+  bool global_log_mean;  // ln(mean) in the workspace (kl_max with many classes)
+  std::size_t shared_bytes;
+  unsigned blocks;
+};
+
+CommitteePlan plan_committee(MeasureId measure, int64_t members, int64_t rows, int64_t classes) {
+  CommitteePlan plan{};
+  const bool kl = measure == MeasureId::kl_max;
+  plan.block_per_row = classes > kMaxSharedLogMeanClasses;
+  plan.shared_log_mean = kl && !plan.block_per_row;
+  plan.global_log_mean = kl && plan.block_per_row;
+  const std::size_t per_group =
+      (member_scratch_bytes(members) + (plan.shared_log_mean ? classes * sizeof(float) : 0) + 15) /
+      16 * 16;
+  const int groups = plan.block_per_row ? 1 : kWarpGroupsPerBlock;
+  plan.shared_bytes = per_group * groups;
+  if (plan.shared_bytes > kSharedLimit)
+    throw InvalidArgument("committee of " + std::to_string(members) +
+                          " members is too large for the CUDA backend's shared memory");
+  int64_t blocks = (rows + groups - 1) / groups;
+  if (plan.global_log_mean) blocks = std::min<int64_t>(blocks, kMaxBlocksWithGlobalScratch);
+  plan.blocks = static_cast<unsigned>(std::min<int64_t>(blocks, int64_t{1} << 30));
+  return plan;
+}
+
+template <typename T>
+void launch_committee_typed(const T* data, bool logits, float scale, MeasureId measure,
+                            int64_t members, int64_t rows, int64_t classes, int64_t member_stride,
+                            int64_t row_stride, int64_t row_offset, float* scores,
+                            unsigned long long* first_bad, float* log_mean_workspace,
+                            cudaStream_t stream) {
+  const CommitteePlan plan = plan_committee(measure, members, rows, classes);
+  float* global = plan.global_log_mean ? log_mean_workspace : nullptr;
+  auto launch = [&](auto kernel, int threads) {
+    kernel<<<plan.blocks, threads, plan.shared_bytes, stream>>>(
+        data, members, rows, classes, member_stride, row_stride, row_offset, scale, measure,
+        plan.shared_log_mean, global, scores, first_bad);
+  };
+  if (plan.block_per_row) {
+    if (logits)
+      launch(score_committee_kernel<kBlockThreads, true, T>, kBlockThreads);
+    else
+      launch(score_committee_kernel<kBlockThreads, false, T>, kBlockThreads);
+  } else {
+    if (logits)
+      launch(score_committee_kernel<32, true, T>, 32 * kWarpGroupsPerBlock);
+    else
+      launch(score_committee_kernel<32, false, T>, 32 * kWarpGroupsPerBlock);
+  }
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+}  // namespace
+
+std::size_t committee_workspace_bytes(MeasureId measure, int64_t members, int64_t classes) {
+  const CommitteePlan plan = plan_committee(measure, members, kMaxBlocksWithGlobalScratch, classes);
+  return plan.global_log_mean
+             ? static_cast<std::size_t>(kMaxBlocksWithGlobalScratch) * classes * sizeof(float)
+             : 0;
+}
+
+void launch_score_committee(const void* data, ElementType type, bool logits, float inv_temperature,
+                            MeasureId measure, int64_t members, int64_t rows, int64_t classes,
+                            int64_t member_stride, int64_t row_stride, int64_t row_offset,
+                            float* scores, unsigned long long* first_bad, void* workspace,
+                            std::size_t workspace_bytes, cudaStream_t stream) {
+  if (rows <= 0) return;
+  if (workspace_bytes < committee_workspace_bytes(measure, members, classes))
+    throw InvalidArgument("committee scoring: workspace too small");
+  const float scale = logits ? inv_temperature : 1.0f;
+  auto* log_mean = static_cast<float*>(workspace);
+  switch (type) {
+    case ElementType::f32:
+      return launch_committee_typed(static_cast<const float*>(data), logits, scale, measure,
+                                    members, rows, classes, member_stride, row_stride, row_offset,
+                                    scores, first_bad, log_mean, stream);
+    case ElementType::f16:
+      return launch_committee_typed(static_cast<const f16_bits*>(data), logits, scale, measure,
+                                    members, rows, classes, member_stride, row_stride, row_offset,
+                                    scores, first_bad, log_mean, stream);
+    case ElementType::bf16:
+      return launch_committee_typed(static_cast<const bf16_bits*>(data), logits, scale, measure,
+                                    members, rows, classes, member_stride, row_stride, row_offset,
+                                    scores, first_bad, log_mean, stream);
+    default:
+      throw InvalidArgument("committee scoring needs f32, f16 or bf16 input");
+  }
+}
+
+void launch_score_votes(const void* data, ElementType type, MeasureId measure, int64_t members,
+                        int64_t rows, int64_t classes, int64_t member_stride, int64_t row_stride,
+                        int64_t row_offset, float* scores, unsigned long long* first_bad,
+                        cudaStream_t stream) {
+  if (rows <= 0) return;
+  constexpr int kThreads = 256;
+  const auto blocks = static_cast<unsigned>((rows + kThreads - 1) / kThreads);
+  if (type == ElementType::i32)
+    score_votes_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const int32_t*>(data), members,
+                                                        rows, classes, member_stride, row_stride,
+                                                        row_offset, measure, scores, first_bad);
+  else if (type == ElementType::i64)
+    score_votes_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const int64_t*>(data), members,
+                                                        rows, classes, member_stride, row_stride,
+                                                        row_offset, measure, scores, first_bad);
+  else
+    throw InvalidArgument("votes must be int32 or int64");
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+}  // namespace quarry::kernels
