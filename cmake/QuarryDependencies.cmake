@@ -1,6 +1,7 @@
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(nlohmann_json 3 CONFIG REQUIRED)
+find_package(faiss CONFIG REQUIRED)  # CPU k-means (Debian: libfaiss-dev, with OpenBLAS)
 if(QUARRY_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

@@ -42,6 +42,15 @@ class Backend {
 
   /// The `count` best rows in rank order. Throws InvalidInput naming the first invalid row.
   virtual Ranked top(const ScoreProblem& problem, int64_t count) = 0;
+
+  /// The scores of `rows` in the pool of the last top() call.
+  virtual std::vector<float> scores_at(const std::vector<int64_t>& rows) = 0;
+
+  /// k-means over the points, or over the listed rows of them (in that order) when `rows` is
+  /// not null. Arguments are checked by the caller; non-finite coordinates throw InvalidInput
+  /// naming the row.
+  virtual KMeansResult kmeans(const EmbeddingView& points, const std::vector<int64_t>* rows,
+                              int64_t k, const KMeansOptions& options) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

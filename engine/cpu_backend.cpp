@@ -1,11 +1,16 @@
 // The CPU backend: OpenMP over rows, the per-row math of kernels/measures.hpp, sums in double.
 
+#include <dlfcn.h>
+#include <faiss/Clustering.h>
+#include <faiss/IndexFlat.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "engine/backend.hpp"
+#include "engine/kmeans_host.hpp"
 #include "engine/ranking.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
@@ -193,6 +198,28 @@ BadRow score_floats(const PoolView& pool, const ScoreOptions& options, float* ou
                                                : score_single_model<T>(pool, options, out);
 }
 
+// FAISS runs its own OpenMP threads and calls BLAS inside them; a multithreaded OpenBLAS spinning
+// beside them slows small k-means calls down by 10x and more. BLAS is kept to one thread for the
+// duration of a call and restored afterwards (found at run time: the BLAS may not be OpenBLAS).
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+    set_ = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    if (set_ && get) {
+      saved_ = get();
+      set_(1);
+    }
+  }
+  ~SingleThreadedBlas() {
+    if (set_ && saved_ > 0) set_(saved_);
+  }
+
+ private:
+  void (*set_)(int) = nullptr;
+  int saved_ = 0;
+};
+
 class CpuBackend final : public Backend {
  public:
   Device kind() const override { return Device::cpu; }
@@ -230,6 +257,50 @@ class CpuBackend final : public Backend {
     scores_.resize(problem.pool.rows);
     score(problem, scores_.data());
     return rank_top(scores_.data(), problem.pool.rows, count);
+  }
+
+  std::vector<float> scores_at(const std::vector<int64_t>& rows) override {
+    std::vector<float> out(rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) out[i] = scores_.at(rows[i]);
+    return out;
+  }
+
+  // FAISS's Lloyd iterations from quarry's k-means++ start (or the caller's centroids), then one
+  // exact assignment pass for the final clusters and inertia.
+  KMeansResult kmeans(const EmbeddingView& points, const std::vector<int64_t>* rows, int64_t k,
+                      const KMeansOptions& options) override {
+    if (points.space != MemorySpace::host)
+      throw InvalidArgument("the CPU backend needs the embeddings in host memory");
+    const std::vector<float> x = gather_embeddings(points, rows);
+    const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
+    const int d = static_cast<int>(points.dim);
+    const SingleThreadedBlas single_threaded_blas;
+    KMeansResult result;
+    result.centroids = options.initial_centroids.empty()
+                           ? kmeans_plus_plus(x.data(), n, d, k, options.seed)
+                           : options.initial_centroids;
+    faiss::IndexFlatL2 index(d);
+    if (options.iterations > 0 && n > k) {
+      faiss::ClusteringParameters params;
+      params.niter = options.iterations;
+      params.seed = static_cast<int>(options.seed & 0x7fffffff);
+      params.verbose = false;
+      params.min_points_per_centroid = 1;  // few points per cluster is the normal case here
+      params.max_points_per_centroid = std::numeric_limits<int>::max();  // never subsample
+      faiss::Clustering clustering(d, static_cast<int>(k), params);
+      clustering.centroids = result.centroids;  // FAISS starts from centroids given to it
+      clustering.train(n, x.data(), index);
+      result.centroids = clustering.centroids;
+      result.iterations = options.iterations;
+    }
+    index.reset();
+    index.add(k, result.centroids.data());
+    std::vector<float> distances(n);
+    std::vector<faiss::Index::idx_t> labels(n);
+    index.search(n, x.data(), 1, distances.data(), labels.data());
+    result.assignments.assign(labels.begin(), labels.end());
+    for (float dist : distances) result.inertia += dist;
+    return result;
   }
 
  private:

@@ -3,15 +3,27 @@
 // (or the scores, for score()) come back. All memory comes from a stream-ordered pool owned here
 // and is kept between calls.
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <thrust/execution_policy.h>
+#include <thrust/fill.h>
+#include <thrust/iterator/transform_iterator.h>
+#include <thrust/sequence.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_reduce.cuh>
+#include <cub/device/device_scan.cuh>
+#include <random>
 #include <string>
 
 #include "engine/backend.hpp"
+#include "engine/kmeans_host.hpp"
 #include "kernels/committee.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/kmeans.cuh"
 #include "kernels/measures.hpp"
 #include "kernels/score_rows.cuh"
 #include "kernels/topk.cuh"
@@ -39,6 +51,10 @@ ElementType element_type(DType dtype) {
   }
   throw InvalidArgument("unknown dtype");
 }
+
+struct ToDouble {
+  __host__ __device__ double operator()(float v) const { return v; }
+};
 
 /// Device memory that grows on demand and is returned to the pool only when destroyed.
 class DeviceBuffer {
@@ -78,6 +94,17 @@ std::string describe_device(int device) {
   return line;
 }
 
+void check_cublas(cublasStatus_t status, const char* what) {
+  if (status == CUBLAS_STATUS_ALLOC_FAILED)
+    throw OutOfMemory(std::string("cuBLAS ran out of memory in ") + what);
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw CudaError(std::string("cuBLAS error ") + std::to_string(static_cast<int>(status)) +
+                    " in " + what);
+}
+
+// The distance tile of k-means holds at most this many bytes of point-centroid products.
+constexpr std::size_t kDistanceTileBytes = std::size_t{256} << 20;
+
 // Host pools are staged through device memory this many bytes at a time.
 constexpr std::size_t kStagingBytes = std::size_t{256} << 20;
 
@@ -113,6 +140,10 @@ class CudaBackend final : public Backend {
     results_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     flag_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     description_ = "cuda:" + describe_device(device_);
+    check_cublas(cublasCreate(&cublas_), "cublasCreate");
+    check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
+    // k-means distances: TF32 tensor cores, as PyTorch's default matmul precision "high" does.
+    check_cublas(cublasSetMathMode(cublas_, CUBLAS_TF32_TENSOR_OP_MATH), "cublasSetMathMode");
   }
 
   ~CudaBackend() override {
@@ -123,6 +154,7 @@ class CudaBackend final : public Backend {
     results_.reset();
     flag_.reset();
     cudaStreamSynchronize(stream_);
+    if (cublas_ != nullptr) cublasDestroy(cublas_);
     cudaFreeHost(host_flag_);
     cudaMemPoolDestroy(pool_);
     if (own_stream_) cudaStreamDestroy(stream_);
@@ -161,7 +193,207 @@ class CudaBackend final : public Backend {
     return ranked;
   }
 
+  std::vector<float> scores_at(const std::vector<int64_t>& rows) override {
+    QUARRY_CUDA_CHECK(cudaSetDevice(device_));
+    const auto n = static_cast<int64_t>(rows.size());
+    std::vector<float> out(n);
+    if (n == 0) return out;
+    DeviceBuffer index(pool_, stream_), gathered(pool_, stream_);
+    auto* d_index = index.ensure<int64_t>(n * sizeof(int64_t));
+    auto* d_out = gathered.ensure<float>(n * sizeof(float));
+    QUARRY_CUDA_CHECK(cudaMemcpyAsync(d_index, rows.data(), n * sizeof(int64_t),
+                                      cudaMemcpyHostToDevice, stream_));
+    kernels::launch_gather_floats(scores_->ensure<float>(0), d_index, n, d_out, stream_);
+    QUARRY_CUDA_CHECK(
+        cudaMemcpyAsync(out.data(), d_out, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return out;
+  }
+
+  // Lloyd's k-means on the device. Points are gathered once into a dense float32 matrix; each
+  // iteration is a cuBLAS product in row tiles, an argmin, and a centroid update that sums every
+  // cluster's points in row order (sorted by a stable radix sort) so results repeat exactly.
+  // Iterations are queued without waiting: once one changes no assignment the device sets
+  // `converged` and the remaining queued kernels return at once; the host stops queueing when it
+  // sees the flag, which it polls without blocking.
+  KMeansResult kmeans(const EmbeddingView& points, const std::vector<int64_t>* rows, int64_t k,
+                      const KMeansOptions& options) override {
+    QUARRY_CUDA_CHECK(cudaSetDevice(device_));
+    const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
+    const int64_t dim = points.dim;
+    if (n > INT32_MAX || k > INT32_MAX) throw InvalidArgument("k-means supports < 2^31 points");
+    DeviceBuffer x_buf(pool_, stream_), norms_buf(pool_, stream_), cnorm_buf(pool_, stream_),
+        centroids_buf(pool_, stream_), tile_buf(pool_, stream_), assign_buf(pool_, stream_),
+        dist_buf(pool_, stream_), state_buf(pool_, stream_), counts_buf(pool_, stream_),
+        offsets_buf(pool_, stream_), keys_buf(pool_, stream_), iota_buf(pool_, stream_),
+        sorted_buf(pool_, stream_), temp_buf(pool_, stream_), rows_buf(pool_, stream_);
+    float* x = x_buf.ensure<float>(n * dim * sizeof(float));
+
+    // Gather the points as float32.
+    if (points.space == MemorySpace::device) {
+      check_device_pointer(points.data);
+      auto* first_bad = flag_->ensure<unsigned long long>(sizeof(unsigned long long));
+      QUARRY_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof *first_bad, stream_));
+      int64_t* d_rows = nullptr;
+      if (rows) {
+        d_rows = rows_buf.ensure<int64_t>(n * sizeof(int64_t));
+        QUARRY_CUDA_CHECK(cudaMemcpyAsync(d_rows, rows->data(), n * sizeof(int64_t),
+                                          cudaMemcpyHostToDevice, stream_));
+      }
+      kernels::launch_gather_rows(points.data, element_type(points.dtype), points.row_stride, dim,
+                                  d_rows, n, x, first_bad, stream_);
+      QUARRY_CUDA_CHECK(cudaMemcpyAsync(host_flag_, first_bad, sizeof *first_bad,
+                                        cudaMemcpyDeviceToHost, stream_));
+      QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      if (*host_flag_ != kernels::kNoBadRow) {
+        const int64_t bad = kernels::bad_row_of(*host_flag_);
+        throw InvalidInput(
+            "embeddings row " + std::to_string(bad) + ": non-finite value (NaN or Inf)", bad);
+      }
+    } else {
+      const std::vector<float> host = gather_embeddings(points, rows);
+      QUARRY_CUDA_CHECK(cudaMemcpyAsync(x, host.data(), host.size() * sizeof(float),
+                                        cudaMemcpyHostToDevice, stream_));
+      QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `host` is about to go away
+    }
+
+    float* point_norms = norms_buf.ensure<float>(n * sizeof(float));
+    kernels::launch_row_norms(x, n, dim, point_norms, stream_);
+    float* centroids = centroids_buf.ensure<float>(k * dim * sizeof(float));
+    if (!options.initial_centroids.empty()) {
+      QUARRY_CUDA_CHECK(cudaMemcpyAsync(centroids, options.initial_centroids.data(),
+                                        k * dim * sizeof(float), cudaMemcpyHostToDevice, stream_));
+    } else {
+      seed_kmeans_plus_plus(x, n, dim, k, options.seed, centroids, temp_buf);
+    }
+
+    // Device state: [0] changed count, [1] converged flag, [2] iterations run, [3] always 0.
+    auto* state = state_buf.ensure<int>(4 * sizeof(int));
+    QUARRY_CUDA_CHECK(cudaMemsetAsync(state, 0, 4 * sizeof(int), stream_));
+    auto* changed = reinterpret_cast<unsigned int*>(state);
+    int* converged = state + 1;
+    int* iterations = state + 2;
+    const int* never = state + 3;
+    auto* assignment = assign_buf.ensure<int32_t>(n * sizeof(int32_t));
+    QUARRY_CUDA_CHECK(cudaMemsetAsync(assignment, 0xff, n * sizeof(int32_t), stream_));
+    float* distance = dist_buf.ensure<float>(n * sizeof(float));
+    float* centroid_norms = cnorm_buf.ensure<float>(k * sizeof(float));
+    const int64_t tile_rows =
+        std::clamp<int64_t>(static_cast<int64_t>(kDistanceTileBytes / sizeof(float)) / k, 1, n);
+    float* tile = tile_buf.ensure<float>(tile_rows * k * sizeof(float));
+    auto* counts = counts_buf.ensure<int32_t>(k * sizeof(int32_t));
+    auto* offsets = offsets_buf.ensure<int32_t>(k * sizeof(int32_t));
+    auto* sorted_keys = keys_buf.ensure<int32_t>(n * sizeof(int32_t));
+    auto* point_ids = iota_buf.ensure<int32_t>(n * sizeof(int32_t));
+    auto* sorted_points = sorted_buf.ensure<int32_t>(n * sizeof(int32_t));
+    thrust::sequence(thrust::cuda::par.on(stream_), point_ids, point_ids + n);
+    const int key_bits =
+        std::max(1, static_cast<int>(std::ceil(std::log2(static_cast<double>(k) + 1))));
+    std::size_t sort_bytes = 0, scan_bytes = 0;
+    QUARRY_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, assignment, sorted_keys,
+                                                      point_ids, sorted_points, n, 0, key_bits,
+                                                      stream_));
+    QUARRY_CUDA_CHECK(
+        cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, counts, offsets, k, stream_));
+    void* temp = temp_buf.ensure(std::max(sort_bytes, scan_bytes));
+
+    auto assign_all = [&](const int* skip) {
+      kernels::launch_row_norms(centroids, k, dim, centroid_norms, stream_);
+      for (int64_t r0 = 0; r0 < n; r0 += tile_rows) {
+        const int64_t rows_here = std::min(tile_rows, n - r0);
+        const float one = 1.0f, zero = 0.0f;
+        // Row-major tile[i][j] = x_i . c_j is column-major (C . X^T): k x rows.
+        check_cublas(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(k),
+                                 static_cast<int>(rows_here), static_cast<int>(dim), &one,
+                                 centroids, static_cast<int>(dim), x + r0 * dim,
+                                 static_cast<int>(dim), &zero, tile, static_cast<int>(k)),
+                     "cublasSgemm");
+        kernels::launch_assign(tile, rows_here, k, centroid_norms, point_norms + r0,
+                               assignment + r0, distance + r0, changed, skip, stream_);
+      }
+    };
+
+    auto* host_converged = reinterpret_cast<int*>(host_flag_);
+    *host_converged = 0;
+    cudaEvent_t polled = nullptr;
+    QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&polled, cudaEventDisableTiming));
+    for (int it = 0; it < options.iterations; ++it) {
+      if (it >= 2 && cudaEventQuery(polled) == cudaSuccess && *host_converged) break;
+      assign_all(converged);
+      kernels::launch_check_converged(changed, converged, iterations, stream_);
+      QUARRY_CUDA_CHECK(cudaMemsetAsync(counts, 0, k * sizeof(int32_t), stream_));
+      kernels::launch_cluster_counts(assignment, n, counts, converged, stream_);
+      QUARRY_CUDA_CHECK(
+          cub::DeviceScan::ExclusiveSum(temp, scan_bytes, counts, offsets, k, stream_));
+      std::size_t bytes = sort_bytes;
+      QUARRY_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+          temp, bytes, assignment, sorted_keys, point_ids, sorted_points, n, 0, key_bits, stream_));
+      kernels::launch_centroid_update(x, dim, sorted_points, offsets, counts, k, centroids,
+                                      converged, stream_);
+      kernels::launch_repair_empty(centroids, counts, k, dim, converged, stream_);
+      if (cudaEventQuery(polled) != cudaErrorNotReady) {
+        QUARRY_CUDA_CHECK(cudaMemcpyAsync(host_converged, converged, sizeof(int),
+                                          cudaMemcpyDeviceToHost, stream_));
+        QUARRY_CUDA_CHECK(cudaEventRecord(polled, stream_));
+      }
+    }
+    // Final assignment to the final centroids, and the inertia.
+    assign_all(never);
+    KMeansResult result;
+    result.centroids.resize(k * dim);
+    result.assignments.resize(n);
+    std::vector<float> distances(n);
+    int iterations_run = 0;
+    QUARRY_CUDA_CHECK(cudaMemcpyAsync(result.centroids.data(), centroids, k * dim * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream_));
+    QUARRY_CUDA_CHECK(cudaMemcpyAsync(result.assignments.data(), assignment, n * sizeof(int32_t),
+                                      cudaMemcpyDeviceToHost, stream_));
+    QUARRY_CUDA_CHECK(cudaMemcpyAsync(distances.data(), distance, n * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream_));
+    QUARRY_CUDA_CHECK(
+        cudaMemcpyAsync(&iterations_run, iterations, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    cudaEventDestroy(polled);
+    result.iterations = iterations_run;
+    for (float d : distances) result.inertia += d;
+    return result;
+  }
+
  private:
+  // Seeded k-means++ on the device: the uniform draws come from the host's seeded generator,
+  // everything else (distances, prefix sums, the sampled point) stays on the device.
+  void seed_kmeans_plus_plus(const float* x, int64_t n, int64_t dim, int64_t k, uint64_t seed,
+                             float* centroids, DeviceBuffer& temp_buf) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    std::vector<double> draws(k);
+    for (double& u : draws) u = uniform(rng);
+    DeviceBuffer uniforms_buf(pool_, stream_), nearest_buf(pool_, stream_),
+        widened_buf(pool_, stream_), cumulative_buf(pool_, stream_);
+    auto* uniforms = uniforms_buf.ensure<double>(k * sizeof(double));
+    QUARRY_CUDA_CHECK(cudaMemcpyAsync(uniforms, draws.data(), k * sizeof(double),
+                                      cudaMemcpyHostToDevice, stream_));
+    auto* nearest = nearest_buf.ensure<float>(n * sizeof(float));
+    auto* cumulative = cumulative_buf.ensure<double>(n * sizeof(double));
+    thrust::fill(thrust::cuda::par.on(stream_), nearest, nearest + n, kernels::kInf);
+    // Sum in double: with many points, float prefix sums lose the small distances.
+    auto widened = thrust::make_transform_iterator(nearest, ToDouble{});
+    std::size_t scan_bytes = 0;
+    QUARRY_CUDA_CHECK(
+        cub::DeviceScan::InclusiveSum(nullptr, scan_bytes, widened, cumulative, n, stream_));
+    void* temp = temp_buf.ensure(scan_bytes);
+    // The first centroid: uniform over the points (all "distances" equal).
+    thrust::fill(thrust::cuda::par.on(stream_), cumulative, cumulative + n, 0.0);
+    kernels::launch_kpp_pick(x, n, dim, cumulative, uniforms, 0, centroids, stream_);
+    for (int64_t c = 1; c < k; ++c) {
+      kernels::launch_kpp_update(x, n, dim, centroids + (c - 1) * dim, nearest, stream_);
+      std::size_t bytes = scan_bytes;
+      QUARRY_CUDA_CHECK(
+          cub::DeviceScan::InclusiveSum(temp, bytes, widened, cumulative, n, stream_));
+      kernels::launch_kpp_pick(x, n, dim, cumulative, uniforms, c, centroids, stream_);
+    }
+  }
+
   void check_device_pointer(const void* p) const {
     cudaPointerAttributes attr{};
     QUARRY_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
@@ -262,6 +494,7 @@ class CudaBackend final : public Backend {
   cudaMemPool_t pool_ = nullptr;
   unsigned long long* host_flag_ = nullptr;
   std::unique_ptr<DeviceBuffer> scores_, staging_, workspace_, results_, flag_;
+  cublasHandle_t cublas_ = nullptr;
   std::string description_;
 };
 

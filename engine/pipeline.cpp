@@ -1,7 +1,11 @@
 #include "engine/pipeline.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <random>
 #include <string>
+#include <unordered_set>
 
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
@@ -75,17 +79,133 @@ void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, 
   backend.score(ScoreProblem{pool, options}, scores_out);
 }
 
+namespace {
+
+void validate_embeddings(const EmbeddingView& e, const PoolView& pool) {
+  if (e.data == nullptr) throw InvalidArgument("embeddings data is a null pointer");
+  if (e.rows != pool.rows)
+    throw InvalidArgument("embeddings have " + std::to_string(e.rows) + " rows but the pool has " +
+                          std::to_string(pool.rows));
+  if (e.dim < 1) throw InvalidArgument("embeddings need at least one dimension (D = 0)");
+  if (e.row_stride < e.dim) throw InvalidArgument("embedding row stride is smaller than D");
+  if (e.dtype != DType::f32 && e.dtype != DType::f16 && e.dtype != DType::bf16)
+    throw InvalidArgument("embeddings must be f32, f16 or bf16, not " +
+                          std::string(to_string(e.dtype)));
+}
+
+// Draws `count` distinct rows of [0, n) uniformly at random among those not in `taken`
+// (Floyd's algorithm over the complement, then mapped back to rows), ascending.
+std::vector<int64_t> draw_unpicked(int64_t n, std::vector<int64_t> taken, int64_t count,
+                                   uint64_t seed) {
+  std::sort(taken.begin(), taken.end());
+  const int64_t free_rows = n - static_cast<int64_t>(taken.size());
+  std::mt19937_64 rng(seed);
+  std::unordered_set<int64_t> drawn;
+  for (int64_t j = free_rows - count; j < free_rows; ++j) {
+    const int64_t t = std::uniform_int_distribution<int64_t>(0, j)(rng);
+    if (!drawn.insert(t).second) drawn.insert(j);
+  }
+  std::vector<int64_t> ranks(drawn.begin(), drawn.end());
+  std::sort(ranks.begin(), ranks.end());
+  // The u-th free row is u plus the number of taken rows at or below it.
+  size_t below = 0;
+  for (int64_t& u : ranks) {
+    int64_t row = u + static_cast<int64_t>(below);
+    while (below < taken.size() && taken[below] <= row) row = u + static_cast<int64_t>(++below);
+    u = row;
+  }
+  return ranks;
+}
+
+}  // namespace
+
 Selection select(Backend& backend, const PoolView& pool, const SelectOptions& options) {
   validate(pool, options.scoring);
-  if (options.k < 1 || options.k > pool.rows)
+  const int64_t k = options.k;
+  if (k < 1 || k > pool.rows)
     throw InvalidArgument("k must be between 1 and the number of rows (" +
-                          std::to_string(pool.rows) + "), got " + std::to_string(options.k));
-  Ranked ranked = backend.top(ScoreProblem{pool, options.scoring}, options.k);
-  Selection selection;
-  selection.indices = std::move(ranked.indices);
-  selection.scores = std::move(ranked.scores);
-  selection.reasons.assign(selection.indices.size(), PickReason::rank);
-  return selection;
+                          std::to_string(pool.rows) + "), got " + std::to_string(k));
+  if (!(options.explore >= 0.0 && options.explore < 1.0))
+    throw InvalidArgument("the exploration fraction must be in [0, 1), got " +
+                          std::to_string(options.explore));
+  if (options.kmeans.iterations < 0) throw InvalidArgument("k-means iterations must be >= 0");
+  const int64_t explore_picks = std::llround(options.explore * static_cast<double>(k));
+  const int64_t rank_picks = k - explore_picks;
+  const ScoreProblem problem{pool, options.scoring};
+  Selection sel;
+  auto add = [&](int64_t row, float score, PickReason reason, int32_t cluster) {
+    sel.indices.push_back(row);
+    sel.scores.push_back(score);
+    sel.reasons.push_back(reason);
+    sel.clusters.push_back(cluster);
+  };
+
+  if (options.embeddings && rank_picks > 0) {
+    const EmbeddingView& emb = *options.embeddings;
+    validate_embeddings(emb, pool);
+    if (options.candidates < 0 || (options.candidates > 0 && options.candidates < rank_picks))
+      throw InvalidArgument("the number of candidates (" + std::to_string(options.candidates) +
+                            ") must be at least the number of clusters (" +
+                            std::to_string(rank_picks) + ")");
+    const int64_t m =
+        std::min(pool.rows, options.candidates > 0 ? options.candidates : 10 * rank_picks);
+    if (!options.kmeans.initial_centroids.empty() &&
+        static_cast<int64_t>(options.kmeans.initial_centroids.size()) != rank_picks * emb.dim)
+      throw InvalidArgument("initial centroids must hold clusters * D values");
+    const Ranked candidates = backend.top(problem, m);
+    const KMeansResult km = backend.kmeans(emb, &candidates.indices, rank_picks, options.kmeans);
+    // Candidates are in rank order: the first one seen in a cluster is its best.
+    std::vector<char> cluster_done(rank_picks, 0), picked(m, 0);
+    int64_t count = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      const int32_t c = km.assignments[i];
+      if (!cluster_done[c]) {
+        cluster_done[c] = picked[i] = 1;
+        ++count;
+      }
+    }
+    // Clusters left empty are made up from the next-best candidates not yet picked.
+    for (int64_t i = 0; i < m && count < rank_picks; ++i)
+      if (!picked[i]) {
+        picked[i] = 2;
+        ++count;
+      }
+    for (int64_t i = 0; i < m; ++i)
+      if (picked[i])
+        add(candidates.indices[i], candidates.scores[i],
+            picked[i] == 1 ? PickReason::cluster : PickReason::rank, km.assignments[i]);
+  } else {
+    const Ranked top = backend.top(problem, std::max<int64_t>(rank_picks, 1));
+    for (int64_t i = 0; i < rank_picks; ++i)
+      add(top.indices[i], top.scores[i], PickReason::rank, -1);
+  }
+
+  if (explore_picks > 0) {
+    std::vector<int64_t> rows = draw_unpicked(pool.rows, sel.indices, explore_picks, options.seed);
+    const std::vector<float> scores = backend.scores_at(rows);
+    std::vector<int64_t> order(rows.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return scores[a] > scores[b] || (scores[a] == scores[b] && rows[a] < rows[b]);
+    });
+    for (int64_t i : order) add(rows[i], scores[i], PickReason::exploration, -1);
+  }
+  return sel;
+}
+
+KMeansResult kmeans(Backend& backend, const EmbeddingView& points, int64_t k,
+                    const KMeansOptions& options) {
+  if (points.data == nullptr) throw InvalidArgument("points data is a null pointer");
+  if (points.dim < 1) throw InvalidArgument("points need at least one dimension (D = 0)");
+  if (points.row_stride < points.dim) throw InvalidArgument("row stride is smaller than D");
+  if (k < 1 || k > points.rows)
+    throw InvalidArgument("k must be between 1 and the number of points (" +
+                          std::to_string(points.rows) + "), got " + std::to_string(k));
+  if (options.iterations < 0) throw InvalidArgument("k-means iterations must be >= 0");
+  if (!options.initial_centroids.empty() &&
+      static_cast<int64_t>(options.initial_centroids.size()) != k * points.dim)
+    throw InvalidArgument("initial centroids must hold k * D values");
+  return backend.kmeans(points, nullptr, k, options);
 }
 
 }  // namespace quarry::engine

@@ -11,5 +11,7 @@ void validate(const PoolView& pool, const ScoreOptions& options);
 
 void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, float* scores_out);
 Selection select(Backend& backend, const PoolView& pool, const SelectOptions& options);
+KMeansResult kmeans(Backend& backend, const EmbeddingView& points, int64_t k,
+                    const KMeansOptions& options);
 
 }  // namespace quarry::engine

@@ -2,7 +2,8 @@
 # Installs quarry's build dependencies from Debian's packages (skips what is already there).
 # The CUDA toolkit is optional and not installed here: with nvcc present the CUDA backend is built.
 set -euo pipefail
-packages=(cmake make g++ libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev)
+packages=(cmake make g++ libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfaiss-dev
+  libopenblas-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -256,6 +256,54 @@ TEST_F(Cli, CommitteesAndVotes) {
                      path("o.npy"));
 }
 
+TEST_F(Cli, DiversityAndExploration) {
+  auto rng = seeded_rng(4003);
+  const int64_t n = 400, c = 3, d = 4;
+  const auto pool = random_probabilities(n, c, rng);
+  std::vector<float> emb(n * d);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& v : emb) v = normal(rng);
+  write_npy(path("pool.npy"), pool, "<f4", {n, c});
+  write_npy(path("emb.npy"), emb, "<f4", {n, d});
+  const std::string base = "select " + path("pool.npy") + " -k 12 --embeddings " + path("emb.npy");
+  const CliResult r = run(base + " --candidates 100 --explore 0.25 --seed 3 -o " + path("d.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(read_text(path("d.json")));
+  ASSERT_EQ(j["indices"].size(), 12u);
+  ASSERT_EQ(j["clusters"].size(), 12u);
+  int explored = 0;
+  for (int i = 0; i < 12; ++i) {
+    if (j["reasons"][i] == "exploration") {
+      ++explored;
+      EXPECT_EQ(j["clusters"][i], -1);
+    } else {
+      EXPECT_GE(j["clusters"][i].get<int>(), 0);
+    }
+  }
+  EXPECT_EQ(explored, 3);
+  // Same seed, same picks.
+  const CliResult again = run(base + " --candidates 100 --explore 0.25 --seed 3");
+  std::string expected;
+  for (const auto& i : j["indices"]) expected += std::to_string(i.get<int64_t>()) + "\n";
+  EXPECT_EQ(again.out, expected);
+
+  write_npy(path("short.npy"), std::vector<float>(emb.begin(), emb.end() - d), "<f4", {n - 1, d});
+  expect_usage_error("select " + path("pool.npy") + " -k 5 --embeddings " + path("short.npy") +
+                         " -o " + path("o.npy"),
+                     "rows", path("o.npy"));
+  expect_usage_error(base + " --candidates 5 -o " + path("o.npy"), "candidates", path("o.npy"));
+  expect_usage_error(base + " --explore 1.5 -o " + path("o.npy"), "exploration", path("o.npy"));
+  auto bad = emb;
+  bad[7] = std::nanf("");
+  write_npy(path("nan_emb.npy"), bad, "<f4", {n, d});
+  expect_usage_error("select " + path("pool.npy") + " -k 5 --candidates 400 --embeddings " +
+                         path("nan_emb.npy") + " -o " + path("o.npy"),
+                     "nan_emb.npy: embeddings row 1", path("o.npy"));
+  write_npy(path("zero_d.npy"), std::vector<float>{}, "<f4", {n, 0});
+  expect_usage_error("select " + path("pool.npy") + " -k 5 --embeddings " + path("zero_d.npy"),
+                     "D = 0");
+}
+
 TEST_F(Cli, AnExistingOutputIsNotTouchedByAFailedRun) {
   auto pool = write_pool("pool.npy");
   { std::ofstream(path("keep.npy")) << "previous results"; }

@@ -120,13 +120,38 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
       ->capture_default_str();
 }
 
-int run_select(const CommonOptions& opt, int64_t k) {
+struct SelectFlags {
+  int64_t k = 0;
+  std::string embeddings_path;
+  int64_t candidates = 0;
+  int kmeans_iterations = 25;
+  double explore = 0.0;
+  uint64_t seed = 0;
+};
+
+int run_select(const CommonOptions& opt, const SelectFlags& flags) {
   const OutputKind kind = output_kind(opt.output);
   Pool pool = open_pool(opt);
-  Resources resources(parse_device(opt.device));
   SelectOptions select_options;
   select_options.scoring = scoring_options(opt, pool.measure);
-  select_options.k = k;
+  select_options.k = flags.k;
+  select_options.candidates = flags.candidates;
+  select_options.kmeans.iterations = flags.kmeans_iterations;
+  select_options.kmeans.seed = flags.seed;
+  select_options.explore = flags.explore;
+  select_options.seed = flags.seed;
+  std::optional<io::NpyArray> embeddings;
+  if (!flags.embeddings_path.empty()) {
+    embeddings = io::NpyArray::open(flags.embeddings_path);
+    const auto& shape = embeddings->shape();
+    if (shape.size() != 2 || embeddings->dtype() == DType::i32 || embeddings->dtype() == DType::i64)
+      throw InvalidInput(
+          flags.embeddings_path + ": embeddings must be a 2-D float array [N, D], got " +
+          std::string(to_string(embeddings->dtype())) + " shape " + embeddings->shape_string());
+    select_options.embeddings =
+        EmbeddingView::matrix(embeddings->data(), embeddings->dtype(), shape[0], shape[1]);
+  }
+  Resources resources(parse_device(opt.device));
   const Selection sel = select(resources, pool.view, select_options);
   switch (kind) {
     case OutputKind::stdout_lines: {
@@ -148,6 +173,7 @@ int run_select(const CommonOptions& opt, int64_t k) {
       std::vector<std::string> reasons;
       for (PickReason r : sel.reasons) reasons.emplace_back(to_string(r));
       j["reasons"] = reasons;
+      if (select_options.embeddings) j["clusters"] = sel.clusters;
       io::write_file_atomically(opt.output, j.dump(1) + "\n");
       break;
     }
@@ -209,10 +235,23 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", quarry::version());
 
   CommonOptions select_opt;
-  int64_t k = 0;
+  SelectFlags flags;
   auto* select_cmd = app.add_subcommand("select", "print or save the k rows to label, best first");
   add_common(select_cmd, select_opt);
-  select_cmd->add_option("-k,--k", k, "number of rows to select")->required();
+  select_cmd->add_option("-k,--k", flags.k, "number of rows to select")->required();
+  select_cmd->add_option("--embeddings", flags.embeddings_path,
+                         "EMB.npy [N, D] float: spread the picks over k-means clusters of the top "
+                         "candidates");
+  select_cmd->add_option("--candidates", flags.candidates,
+                         "candidates to cluster with --embeddings (default 10*k, capped at N)");
+  select_cmd->add_option("--kmeans-iters", flags.kmeans_iterations, "k-means iterations at most")
+      ->capture_default_str();
+  select_cmd
+      ->add_option("--explore", flags.explore,
+                   "fraction of the k picks drawn at random from the rest (0 <= EPS < 1)")
+      ->capture_default_str();
+  select_cmd->add_option("--seed", flags.seed, "seed for k-means++ and exploration")
+      ->capture_default_str();
 
   CommonOptions score_opt;
   auto* score_cmd = app.add_subcommand("score", "score every row");
@@ -239,7 +278,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*select_cmd) return run_select(select_opt, k);
+    if (*select_cmd) return run_select(select_opt, flags);
     if (*score_cmd) return run_score(score_opt);
     return run_info();
   } catch (const quarry::InvalidArgument& e) {
@@ -247,9 +286,12 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const quarry::InvalidInput& e) {
     // Row errors come from the engine, which does not know the file name.
-    const std::string& pool = *select_cmd ? select_opt.pool_path : score_opt.pool_path;
+    const bool about_embeddings = std::string(e.what()).rfind("embeddings", 0) == 0;
+    const std::string& file = about_embeddings ? flags.embeddings_path
+                              : *select_cmd    ? select_opt.pool_path
+                                               : score_opt.pool_path;
     if (e.row() >= 0)
-      std::fprintf(stderr, "quarry: error: %s: %s\n", pool.c_str(), e.what());
+      std::fprintf(stderr, "quarry: error: %s: %s\n", file.c_str(), e.what());
     else
       std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 2;

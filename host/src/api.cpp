@@ -20,4 +20,9 @@ Selection select(Resources& resources, const PoolView& pool, const SelectOptions
   return engine::select(resources.backend(), pool, options);
 }
 
+KMeansResult kmeans(Resources& resources, const EmbeddingView& points, int64_t k,
+                    const KMeansOptions& options) {
+  return engine::kmeans(resources.backend(), points, k, options);
+}
+
 }  // namespace quarry

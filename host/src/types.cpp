@@ -121,6 +121,18 @@ PoolView PoolView::committee(const void* data, DType dtype, int64_t members, int
   return v;
 }
 
+EmbeddingView EmbeddingView::matrix(const void* data, DType dtype, int64_t rows, int64_t dim,
+                                    MemorySpace space) {
+  EmbeddingView v;
+  v.data = data;
+  v.dtype = dtype;
+  v.space = space;
+  v.rows = rows;
+  v.dim = dim;
+  v.row_stride = dim;
+  return v;
+}
+
 PoolView PoolView::votes(const void* data, DType dtype, int64_t members, int64_t rows,
                          int64_t classes, MemorySpace space) {
   PoolView v;

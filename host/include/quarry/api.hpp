@@ -16,8 +16,15 @@ void score(Resources& resources, const PoolView& pool, const ScoreOptions& optio
 /// As above, returning the scores.
 std::vector<float> score(Resources& resources, const PoolView& pool, const ScoreOptions& options);
 
-/// Returns the k rows to label, best first: descending score, equal scores in ascending row
-/// order. Deterministic for a given backend.
+/// Returns the k rows to label: descending score, equal scores in ascending row order; with
+/// diversity, the best candidate of each k-means cluster; then the exploration picks.
+/// Deterministic for a given backend, inputs and seed.
 Selection select(Resources& resources, const PoolView& pool, const SelectOptions& options);
+
+/// Clusters `points` into k clusters with Lloyd's k-means (FAISS on the CPU backend, on the
+/// device on the CUDA backend). Throws InvalidArgument for k < 1, k > points.rows or dim < 1, and
+/// InvalidInput for non-finite coordinates.
+KMeansResult kmeans(Resources& resources, const EmbeddingView& points, int64_t k,
+                    const KMeansOptions& options = {});
 
 }  // namespace quarry

@@ -78,6 +78,38 @@ struct PoolView {
                         int64_t classes = 0, MemorySpace space = MemorySpace::host);
 };
 
+/// A read-only view of row embeddings [rows, dim] (f32 or f16), `row_stride` elements apart.
+struct EmbeddingView {
+  const void* data = nullptr;
+  DType dtype = DType::f32;
+  MemorySpace space = MemorySpace::host;
+  int64_t rows = 0;
+  int64_t dim = 0;
+  int64_t row_stride = 0;
+
+  /// A C-contiguous [rows, dim] matrix.
+  static EmbeddingView matrix(const void* data, DType dtype, int64_t rows, int64_t dim,
+                              MemorySpace space = MemorySpace::host);
+};
+
+/// k-means settings.
+struct KMeansOptions {
+  /// Lloyd iterations at most; the CUDA backend stops early once no assignment changes.
+  int iterations = 25;
+  /// Seeds the k-means++ initialisation.
+  uint64_t seed = 0;
+  /// k * dim initial centroids; empty = seeded k-means++.
+  std::vector<float> initial_centroids;
+};
+
+/// The result of kmeans().
+struct KMeansResult {
+  std::vector<float> centroids;      ///< k * dim
+  std::vector<int32_t> assignments;  ///< nearest centroid of each point
+  double inertia = 0;                ///< sum of squared distances to the assigned centroids
+  int iterations = 0;                ///< Lloyd iterations run
+};
+
 /// How rows are scored.
 struct ScoreOptions {
   Measure measure = Measure::entropy;
@@ -97,17 +129,28 @@ struct SelectOptions {
   ScoreOptions scoring;
   /// Number of rows to return, 1 <= k <= N.
   int64_t k = 0;
+  /// Diversity: embeddings of the pool rows. When set, the top `candidates` rows by score are
+  /// clustered into as many clusters as there are rank picks, and the best of each cluster is kept.
+  std::optional<EmbeddingView> embeddings;
+  /// Candidates to cluster; 0 = 10 * (rank picks), capped at N. Must be >= the rank picks.
+  int64_t candidates = 0;
+  KMeansOptions kmeans;
+  /// Exploration: round(explore * k) of the k picks are drawn uniformly at random (seeded by
+  /// `seed`) from the rows not otherwise picked. 0 <= explore < 1.
+  double explore = 0.0;
+  uint64_t seed = 0;
 };
 
-/// Why a row was picked.
+/// Why a row was picked: its rank; the best of its k-means cluster; or drawn at random to explore.
 enum class PickReason { rank, cluster, exploration };
 std::string_view to_string(PickReason reason);
 
-/// The result of select(): picks best-first.
+/// The result of select(): rank and cluster picks best-first, then the exploration picks.
 struct Selection {
   std::vector<int64_t> indices;     ///< pool row of each pick
   std::vector<float> scores;        ///< its score
   std::vector<PickReason> reasons;  ///< why it was picked
+  std::vector<int32_t> clusters;    ///< its k-means cluster, or -1 without diversity
 };
 
 }  // namespace quarry

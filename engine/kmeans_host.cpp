@@ -1,0 +1,94 @@
+#include "engine/kmeans_host.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "kernels/measures.hpp"
+#include "quarry/error.hpp"
+
+namespace quarry::engine {
+
+namespace {
+
+template <typename T>
+void gather_typed(const EmbeddingView& points, const std::vector<int64_t>* rows, float* out) {
+  const T* data = static_cast<const T*>(points.data);
+  const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
+  int64_t first_bad = std::numeric_limits<int64_t>::max();
+#pragma omp parallel for schedule(static) reduction(min : first_bad)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = rows ? (*rows)[i] : i;
+    const T* src = data + row * points.row_stride;
+    bool finite = true;
+    for (int64_t j = 0; j < points.dim; ++j) {
+      const float v = kernels::to_float(src[j]);
+      finite &= kernels::is_finite(v);
+      out[i * points.dim + j] = v;
+    }
+    if (!finite) first_bad = std::min(first_bad, row);
+  }
+  if (first_bad != std::numeric_limits<int64_t>::max()) {
+    const int64_t row = first_bad;
+    throw InvalidInput("embeddings row " + std::to_string(row) + ": non-finite value (NaN or Inf)",
+                       row);
+  }
+}
+
+}  // namespace
+
+std::vector<float> gather_embeddings(const EmbeddingView& points,
+                                     const std::vector<int64_t>* rows) {
+  const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
+  std::vector<float> out(n * points.dim);
+  if (points.dtype == DType::f32)
+    gather_typed<float>(points, rows, out.data());
+  else if (points.dtype == DType::f16)
+    gather_typed<kernels::f16_bits>(points, rows, out.data());
+  else if (points.dtype == DType::bf16)
+    gather_typed<kernels::bf16_bits>(points, rows, out.data());
+  else
+    throw InvalidArgument("embeddings must be f32, f16 or bf16");
+  return out;
+}
+
+std::vector<float> kmeans_plus_plus(const float* x, int64_t n, int64_t dim, int64_t k,
+                                    uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<float> centroids(k * dim);
+  std::vector<double> nearest(n, std::numeric_limits<double>::infinity());
+  int64_t chosen = std::uniform_int_distribution<int64_t>(0, n - 1)(rng);
+  for (int64_t c = 0; c < k; ++c) {
+    std::copy_n(x + chosen * dim, dim, centroids.begin() + c * dim);
+    if (c + 1 == k) break;
+    const float* centroid = centroids.data() + c * dim;
+    double total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+    for (int64_t i = 0; i < n; ++i) {
+      float d2 = 0;
+      for (int64_t j = 0; j < dim; ++j) {
+        const float diff = x[i * dim + j] - centroid[j];
+        d2 += diff * diff;
+      }
+      nearest[i] = std::min(nearest[i], static_cast<double>(d2));
+      total += nearest[i];
+    }
+    if (total <= 0) {  // every point coincides with a centroid: take any
+      chosen = std::uniform_int_distribution<int64_t>(0, n - 1)(rng);
+      continue;
+    }
+    double target = std::uniform_real_distribution<double>(0.0, total)(rng);
+    chosen = n - 1;
+    for (int64_t i = 0; i < n; ++i) {
+      target -= nearest[i];
+      if (target < 0) {
+        chosen = i;
+        break;
+      }
+    }
+  }
+  return centroids;
+}
+
+}  // namespace quarry::engine

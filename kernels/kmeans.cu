@@ -1,0 +1,299 @@
+// k-means kernels. Distances come from a matrix product (the engine calls cuBLAS); these kernels
+// do the rest: gathering, norms, k-means++ seeding, argmin, and a deterministic centroid update.
+
+#include <algorithm>
+#include <cub/block/block_reduce.cuh>
+#include <cub/warp/warp_reduce.cuh>
+
+#include "kernels/cuda_check.cuh"
+#include "kernels/kmeans.cuh"
+
+namespace quarry::kernels {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarpsPerBlock = kThreads / 32;
+
+unsigned blocks_for(int64_t items, int per_block) {
+  return static_cast<unsigned>(
+      std::clamp<int64_t>((items + per_block - 1) / per_block, 1, int64_t{1} << 30));
+}
+
+template <typename T>
+__global__ void gather_rows_kernel(const T* __restrict__ src, int64_t row_stride, int64_t dim,
+                                   const int64_t* __restrict__ rows, int64_t n,
+                                   float* __restrict__ out, unsigned long long* first_bad) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (i >= n) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t row = rows ? rows[i] : i;
+  bool finite = true;
+  for (int64_t j = lane; j < dim; j += 32) {
+    const float v = to_float(src[row * row_stride + j]);
+    finite &= is_finite(v);
+    out[i * dim + j] = v;
+  }
+  if (!__all_sync(0xffffffffu, finite) && lane == 0)
+    atomicMin(first_bad, static_cast<unsigned long long>(encode_bad_row(row, kNonFinite)));
+}
+
+__global__ void gather_floats_kernel(const float* __restrict__ src,
+                                     const int64_t* __restrict__ index, int64_t n,
+                                     float* __restrict__ out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = src[index[i]];
+}
+
+// One warp per row.
+__global__ void row_norms_kernel(const float* __restrict__ x, int64_t n, int64_t dim,
+                                 float* __restrict__ out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (i >= n) return;
+  const int lane = threadIdx.x % 32;
+  float sum = 0.0f;
+  for (int64_t j = lane; j < dim; j += 32) sum = fmaf(x[i * dim + j], x[i * dim + j], sum);
+  for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (lane == 0) out[i] = sum;
+}
+
+__global__ void kpp_update_kernel(const float* __restrict__ x, int64_t n, int64_t dim,
+                                  const float* __restrict__ centroid, float* __restrict__ nearest) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (i >= n) return;
+  const int lane = threadIdx.x % 32;
+  float sum = 0.0f;
+  for (int64_t j = lane; j < dim; j += 32) {
+    const float d = x[i * dim + j] - centroid[j];
+    sum = fmaf(d, d, sum);
+  }
+  for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (lane == 0) nearest[i] = fminf(nearest[i], sum);
+}
+
+// A single block: binary search for the sampled point, then copy it.
+__global__ void kpp_pick_kernel(const float* __restrict__ x, int64_t n, int64_t dim,
+                                const double* __restrict__ cumulative,
+                                const double* __restrict__ uniforms, int64_t c,
+                                float* __restrict__ centroids) {
+  __shared__ int64_t chosen;
+  if (threadIdx.x == 0) {
+    const double total = cumulative[n - 1];
+    int64_t pick;
+    if (total > 0.0) {
+      const double target = uniforms[c] * total;
+      int64_t lo = 0, hi = n - 1;  // first i with cumulative[i] > target
+      while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (cumulative[mid] > target)
+          hi = mid;
+        else
+          lo = mid + 1;
+      }
+      pick = lo;
+    } else {  // every point already coincides with a centroid
+      pick = static_cast<int64_t>(uniforms[c] * static_cast<double>(n));
+      pick = pick < n ? pick : n - 1;
+    }
+    chosen = pick;
+  }
+  __syncthreads();
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x)
+    centroids[c * dim + j] = x[chosen * dim + j];
+}
+
+struct MinDistance {
+  float value;
+  int32_t index;
+};
+struct MinDistanceOp {
+  __device__ MinDistance operator()(const MinDistance& a, const MinDistance& b) const {
+    return (b.value < a.value || (b.value == a.value && b.index < a.index)) ? b : a;
+  }
+};
+
+// One warp per point of the tile.
+__global__ void assign_kernel(const float* __restrict__ s, int64_t rows, int64_t k,
+                              const float* __restrict__ centroid_norms,
+                              const float* __restrict__ point_norms,
+                              int32_t* __restrict__ assignment, float* __restrict__ distance,
+                              unsigned int* changed, const int* converged) {
+  if (*converged) return;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (i >= rows) return;
+  const int lane = threadIdx.x % 32;
+  MinDistance best{kInf, 0x7fffffff};
+  for (int64_t j = lane; j < k; j += 32) {
+    const float v = centroid_norms[j] - 2.0f * s[i * k + j];
+    if (v < best.value) best = {v, static_cast<int32_t>(j)};  // j ascends: ties keep the lower
+  }
+  __shared__ typename cub::WarpReduce<MinDistance>::TempStorage temp[kWarpsPerBlock];
+  best = cub::WarpReduce<MinDistance>(temp[threadIdx.x / 32]).Reduce(best, MinDistanceOp{});
+  if (lane == 0) {
+    if (assignment[i] != best.index) atomicAdd(changed, 1u);
+    assignment[i] = best.index;
+    distance[i] = fmaxf(0.0f, point_norms[i] + best.value);
+  }
+}
+
+__global__ void cluster_counts_kernel(const int32_t* __restrict__ assignment, int64_t n,
+                                      int32_t* counts, const int* converged) {
+  if (*converged) return;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) atomicAdd(&counts[assignment[i]], 1);
+}
+
+// One block per cluster; each thread owns dimensions and sums the cluster's points in order.
+__global__ void centroid_update_kernel(const float* __restrict__ x, int64_t dim,
+                                       const int32_t* __restrict__ sorted_points,
+                                       const int32_t* __restrict__ offsets,
+                                       const int32_t* __restrict__ counts, int64_t k,
+                                       float* __restrict__ centroids, const int* converged) {
+  if (*converged) return;
+  const int64_t c = blockIdx.x;
+  const int32_t count = counts[c];
+  if (count == 0) return;
+  const int32_t begin = offsets[c];
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    double sum = 0.0;
+    for (int32_t p = 0; p < count; ++p)
+      sum += x[static_cast<int64_t>(sorted_points[begin + p]) * dim + j];
+    centroids[c * dim + j] = static_cast<float>(sum / count);
+  }
+}
+
+struct LargestCluster {
+  int32_t count;
+  int32_t index;
+};
+struct LargestClusterOp {
+  __device__ LargestCluster operator()(const LargestCluster& a, const LargestCluster& b) const {
+    return (b.count > a.count || (b.count == a.count && b.index < a.index)) ? b : a;
+  }
+};
+
+__global__ void repair_empty_kernel(float* __restrict__ centroids, int32_t* __restrict__ counts,
+                                    int64_t k, int64_t dim, const int* converged) {
+  if (*converged) return;
+  using Reduce = cub::BlockReduce<LargestCluster, kThreads>;
+  __shared__ typename Reduce::TempStorage temp;
+  __shared__ int32_t big;
+  for (int64_t j = 0; j < k; ++j) {
+    if (counts[j] != 0) continue;  // uniform across the block
+    LargestCluster best{-1, 0x7fffffff};
+    for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
+      best = LargestClusterOp{}(best, LargestCluster{counts[c], static_cast<int32_t>(c)});
+    best = Reduce(temp).Reduce(best, LargestClusterOp{});
+    if (threadIdx.x == 0) big = best.index;
+    __syncthreads();
+    const int64_t b = big;
+    if (counts[b] < 2) return;  // nothing left to split
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
+      const float v = centroids[b * dim + d];
+      const float sign = (d % 2 == 0) ? 1.0f : -1.0f;
+      centroids[j * dim + d] = v * (1.0f + sign * 1e-4f);
+      centroids[b * dim + d] = v * (1.0f - sign * 1e-4f);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      counts[j] = counts[b] / 2;
+      counts[b] -= counts[j];
+    }
+    __syncthreads();
+  }
+}
+
+__global__ void check_converged_kernel(unsigned int* changed, int* converged, int* iterations) {
+  if (*converged) return;
+  ++*iterations;
+  if (*changed == 0) *converged = 1;
+  *changed = 0;
+}
+
+}  // namespace
+
+void launch_gather_rows(const void* src, ElementType type, int64_t row_stride, int64_t dim,
+                        const int64_t* rows, int64_t n, float* out, unsigned long long* first_bad,
+                        cudaStream_t stream) {
+  const unsigned blocks = blocks_for(n, kWarpsPerBlock);
+  switch (type) {
+    case ElementType::f32:
+      gather_rows_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const float*>(src),
+                                                          row_stride, dim, rows, n, out, first_bad);
+      break;
+    case ElementType::f16:
+      gather_rows_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const f16_bits*>(src),
+                                                          row_stride, dim, rows, n, out, first_bad);
+      break;
+    case ElementType::bf16:
+      gather_rows_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const bf16_bits*>(src),
+                                                          row_stride, dim, rows, n, out, first_bad);
+      break;
+    default:
+      throw InvalidArgument("embeddings must be f32, f16 or bf16");
+  }
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+void launch_gather_floats(const float* src, const int64_t* index, int64_t n, float* out,
+                          cudaStream_t stream) {
+  if (n <= 0) return;
+  gather_floats_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(src, index, n, out);
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+void launch_row_norms(const float* x, int64_t n, int64_t dim, float* out, cudaStream_t stream) {
+  row_norms_kernel<<<blocks_for(n, kWarpsPerBlock), kThreads, 0, stream>>>(x, n, dim, out);
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+void launch_kpp_update(const float* x, int64_t n, int64_t dim, const float* centroid,
+                       float* nearest, cudaStream_t stream) {
+  kpp_update_kernel<<<blocks_for(n, kWarpsPerBlock), kThreads, 0, stream>>>(x, n, dim, centroid,
+                                                                            nearest);
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+void launch_kpp_pick(const float* x, int64_t n, int64_t dim, const double* cumulative,
+                     const double* uniforms, int64_t c, float* centroids, cudaStream_t stream) {
+  kpp_pick_kernel<<<1, kThreads, 0, stream>>>(x, n, dim, cumulative, uniforms, c, centroids);
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+void launch_assign(const float* s, int64_t rows, int64_t k, const float* centroid_norms,
+                   const float* point_norms, int32_t* assignment, float* distance,
+                   unsigned int* changed, const int* converged, cudaStream_t stream) {
+  assign_kernel<<<blocks_for(rows, kWarpsPerBlock), kThreads, 0, stream>>>(
+      s, rows, k, centroid_norms, point_norms, assignment, distance, changed, converged);
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+void launch_cluster_counts(const int32_t* assignment, int64_t n, int32_t* counts,
+                           const int* converged, cudaStream_t stream) {
+  cluster_counts_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(assignment, n, counts,
+                                                                          converged);
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+void launch_centroid_update(const float* x, int64_t dim, const int32_t* sorted_points,
+                            const int32_t* offsets, const int32_t* counts, int64_t k,
+                            float* centroids, const int* converged, cudaStream_t stream) {
+  const int threads = static_cast<int>(std::clamp<int64_t>((dim + 31) / 32 * 32, 32, 256));
+  centroid_update_kernel<<<static_cast<unsigned>(k), threads, 0, stream>>>(
+      x, dim, sorted_points, offsets, counts, k, centroids, converged);
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+void launch_repair_empty(float* centroids, int32_t* counts, int64_t k, int64_t dim,
+                         const int* converged, cudaStream_t stream) {
+  repair_empty_kernel<<<1, kThreads, 0, stream>>>(centroids, counts, k, dim, converged);
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+void launch_check_converged(unsigned int* changed, int* converged, int* iterations,
+                            cudaStream_t stream) {
+  check_converged_kernel<<<1, 1, 0, stream>>>(changed, converged, iterations);
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+}  // namespace quarry::kernels
