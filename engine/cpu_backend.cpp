@@ -25,31 +25,141 @@ using kernels::ProbStats;
 using kernels::RowResult;
 using kernels::to_float;
 
+// Rows are read in kLanes independent accumulators that the compiler keeps in vector registers:
+// branch-free selects and polynomial log/exp instead of libm calls, so each lane's work is the
+// same instruction stream. Lane sums are float over blocks of kBlock classes, then added in
+// double, which bounds the rounding error on LLM-sized rows.
+constexpr int kLanes = 8;
+constexpr int64_t kBlock = 2048;
+
+// The row functions are compiled twice, for AVX2 and for the baseline, and the loader picks
+// one for the machine (GCC function multiversioning).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define QUARRY_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define QUARRY_CPU_CLONES
+#endif
+
+// A row's last classes % kLanes values, padded to a full vector with `fill`.
 template <typename T>
-RowResult score_probability_row(const T* row, int64_t classes, MeasureId measure) {
-  ProbStats<double> stats;
-  for (int64_t c = 0; c < classes; ++c) stats.add(to_float(row[c]));
-  return stats.finish(measure);
+void load_tail(const T* row, int64_t begin, int64_t end, float scale, float fill,
+               float (&out)[kLanes]) {
+  for (int l = 0; l < kLanes; ++l)
+    out[l] = begin + l < end ? to_float(row[begin + l]) * scale : fill;
+}
+
+// Padding with 0 is exact for probabilities: 0 adds nothing to the sum or the entropy, and cannot
+// displace p1 or p2 of a valid row (all values >= 0; with one class, p2 = 0 by definition).
+template <bool kEntropy, typename T>
+QUARRY_CPU_CLONES RowResult score_probability_row(const T* row, int64_t classes,
+                                                  MeasureId measure) {
+  ProbStats<double> total;
+  for (int64_t begin = 0; begin < classes; begin += kBlock) {
+    const int64_t end = std::min(classes, begin + kBlock);
+    float top1[kLanes], top2[kLanes], sum[kLanes], entropy[kLanes];
+    uint32_t flags[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      top1[l] = top2[l] = -kernels::kInf;
+      sum[l] = entropy[l] = 0.0f;
+      flags[l] = 0;
+    }
+    auto add = [&](int l, float p) {
+      const bool finite = kernels::is_finite(p);
+      const float q = finite ? p : 0.0f;
+      flags[l] |= static_cast<uint32_t>(!finite) * kernels::kNonFinite |
+                  static_cast<uint32_t>(q < 0.0f) * kernels::kNegative |
+                  static_cast<uint32_t>(q > 1.0f + kernels::kSumTolerance) * kernels::kAboveOne;
+      const float low = top1[l] < q ? top1[l] : q;
+      top2[l] = top2[l] > low ? top2[l] : low;
+      top1[l] = top1[l] > q ? top1[l] : q;
+      sum[l] += q;
+      if constexpr (kEntropy)
+        entropy[l] -= q * kernels::polynomial_log(q > 0.0f ? q : 1.0f);  // 0 ln 0 = 0
+    };
+    int64_t c = begin;
+    for (; c + kLanes <= end; c += kLanes)
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) add(l, to_float(row[c + l]));
+    if (c < end) {
+      float tail[kLanes];
+      load_tail(row, c, end, 1.0f, 0.0f, tail);
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) add(l, tail[l]);
+    }
+    for (int l = 0; l < kLanes; ++l) {
+      ProbStats<double> lane;
+      lane.top1 = top1[l];
+      lane.top2 = top2[l];
+      lane.sum = sum[l];
+      lane.entropy = entropy[l];
+      lane.flags = flags[l];
+      total.merge(lane);
+    }
+  }
+  return total.finish(measure);
 }
 
 // Two passes over the row (the second from cache): the maximum first, so each element needs one
-// exp instead of the online softmax's occasional rescaling.
-template <typename T>
-RowResult score_logit_row(const T* row, int64_t classes, float inv_temperature, MeasureId measure) {
-  LogitStats<double> stats;
-  uint32_t flags = 0;
-  for (int64_t c = 0; c < classes; ++c) {
-    const float z = to_float(row[c]) * inv_temperature;
-    if (kernels::is_finite(z))
-      kernels::push_top2(z, stats.top1, stats.top2);
-    else
-      flags |= kernels::kNonFinite;
+// exp and no rescaling. Tails are padded with -Inf, which is e^-Inf = 0 in the sums and flagged
+// only where it was read from the row.
+template <bool kEntropy, typename T>
+QUARRY_CPU_CLONES RowResult score_logit_row(const T* row, int64_t classes, float inv_temperature,
+                                            MeasureId measure) {
+  float top1[kLanes], top2[kLanes];
+  uint32_t bad[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    top1[l] = top2[l] = -kernels::kInf;
+    bad[l] = 0;
   }
-  stats.flags = flags;
+  auto scan = [&](int l, float z, bool padding) {
+    const bool finite = kernels::is_finite(z);
+    bad[l] |= static_cast<uint32_t>(!finite && !padding) * kernels::kNonFinite;
+    const float q = finite ? z : -kernels::kInf;
+    const float low = top1[l] < q ? top1[l] : q;
+    top2[l] = top2[l] > low ? top2[l] : low;
+    top1[l] = top1[l] > q ? top1[l] : q;
+  };
+  int64_t c = 0;
+  for (; c + kLanes <= classes; c += kLanes)
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) scan(l, to_float(row[c + l]) * inv_temperature, false);
+  if (c < classes) {
+    float tail[kLanes];
+    load_tail(row, c, classes, inv_temperature, -kernels::kInf, tail);
+    for (int l = 0; l < kLanes; ++l) scan(l, tail[l], c + l >= classes);
+  }
+  LogitStats<double> stats;
+  for (int l = 0; l < kLanes; ++l) {
+    kernels::merge_top2(top1[l], top2[l], stats.top1, stats.top2);
+    stats.flags |= bad[l];
+  }
   if (stats.top1 == -kernels::kInf) return stats.finish(measure);  // nothing finite
-  for (int64_t c = 0; c < classes; ++c) {
-    const float z = to_float(row[c]) * inv_temperature;
-    if (kernels::is_finite(z)) stats.add_below_max(z);
+  const float max = stats.top1;
+  for (int64_t begin = 0; begin < classes; begin += kBlock) {
+    const int64_t end = std::min(classes, begin + kBlock);
+    float s[kLanes], t[kLanes];
+    for (int l = 0; l < kLanes; ++l) s[l] = t[l] = 0.0f;
+    auto add = [&](int l, float z) {
+      const bool finite = kernels::is_finite(z);
+      const float d = finite ? z - max : -100.0f;  // e^-100 underflows to 0 below
+      const float e = finite ? kernels::polynomial_exp(d) : 0.0f;
+      s[l] += e;
+      if constexpr (kEntropy) t[l] += d * e;
+    };
+    c = begin;
+    for (; c + kLanes <= end; c += kLanes)
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) add(l, to_float(row[c + l]) * inv_temperature);
+    if (c < end) {
+      float tail[kLanes];
+      load_tail(row, c, end, inv_temperature, -kernels::kInf, tail);
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) add(l, tail[l]);
+    }
+    for (int l = 0; l < kLanes; ++l) {
+      stats.s += s[l];
+      stats.t += t[l];
+    }
   }
   return stats.finish(measure);
 }
@@ -181,9 +291,13 @@ BadRow score_single_model(const PoolView& pool, const ScoreOptions& options, flo
 #pragma omp parallel for schedule(static) reduction(min : first_bad)
   for (int64_t r = 0; r < pool.rows; ++r) {
     const T* row = data + r * pool.row_stride;
-    const RowResult result = options.logits
-                                 ? score_logit_row(row, pool.classes, inv_temperature, measure)
-                                 : score_probability_row(row, pool.classes, measure);
+    RowResult result;
+    if (measure == MeasureId::entropy)
+      result = options.logits ? score_logit_row<true>(row, pool.classes, inv_temperature, measure)
+                              : score_probability_row<true>(row, pool.classes, measure);
+    else
+      result = options.logits ? score_logit_row<false>(row, pool.classes, inv_temperature, measure)
+                              : score_probability_row<false>(row, pool.classes, measure);
     out[r] = result.score;
     if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
   }

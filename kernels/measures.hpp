@@ -130,6 +130,54 @@ QUARRY_HD double log_of(double x) {
   return ::log(x);
 }
 
+/// ln x for finite x > 0, without branches on the value so that the CPU backend's loops
+/// vectorize (Cephes' logf: mantissa in [sqrt(1/2), sqrt(2)), a degree-9 polynomial; within a few
+/// ulp of logf). Subnormal x give a finite, slightly wrong value, harmless in p ln p.
+QUARRY_HD float polynomial_log(float x) {
+  const uint32_t u = float_to_bits(x);
+  float e = static_cast<float>(static_cast<int32_t>(u >> 23) - 127);
+  float m = bits_to_float((u & 0x007fffffu) | 0x3f800000u);  // [1, 2)
+  const bool high = m > 1.41421356f;
+  m = high ? m * 0.5f : m;
+  e = high ? e + 1.0f : e;
+  const float f = m - 1.0f;
+  const float z = f * f;
+  // The polynomial by Estrin's scheme: a shallower dependency chain than Horner's.
+  const float f4 = z * z;
+  const float p01 = 3.3333331174e-1f + f * -2.4999993993e-1f;
+  const float p23 = 2.0000714765e-1f + f * -1.6668057665e-1f;
+  const float p45 = 1.4249322787e-1f + f * -1.2420140846e-1f;
+  const float p67 = 1.1676998740e-1f + f * -1.1514610310e-1f;
+  const float p03 = p01 + z * p23;
+  const float p47 = p45 + z * p67;
+  float y = p03 + f4 * p47 + (f4 * f4) * 7.0376836292e-2f;
+  y = y * f * z;
+  y += -2.12194440e-4f * e;  // ln 2 split in two for precision
+  y += -0.5f * z;
+  return f + y + 0.693359375f * e;
+}
+
+/// e^x for finite x <= 0 (a softmax's z - max), branch-free as polynomial_log (Cephes' expf);
+/// e^x below the smallest normal float is 0.
+QUARRY_HD float polynomial_exp(float x) {
+  const bool underflow = x < -87.0f;
+  x = underflow ? -87.0f : x;
+  // Round x / ln 2 to the nearest integer n with the 1.5 * 2^23 trick (exact for |n| < 2^22).
+  const float n = (x * 1.44269504089f + 12582912.0f) - 12582912.0f;
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  const float z = r * r;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * z + r + 1.0f;
+  const float scale = bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+  return underflow ? 0.0f : y * scale;
+}
+
 /// -p ln p with 0 ln 0 = 0.
 QUARRY_HD float entropy_term(float p) {
   return p > 0.0f ? -p * logf(p) : 0.0f;
