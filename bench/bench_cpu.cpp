@@ -2,6 +2,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -40,15 +41,19 @@ void BM_CpuRead(benchmark::State& state) {
 void BM_CpuScore(benchmark::State& state) {
   const int64_t n = state.range(0), c = state.range(1);
   const auto measure = static_cast<Measure>(state.range(2));
-  const auto pool = probabilities(n, c);
+  const bool logits = state.range(3) != 0;
+  auto pool = probabilities(n, c);
+  if (logits)
+    for (float& v : pool) v = std::log(std::max(v, 1e-30f));  // log-probabilities are logits
   Resources cpu(Device::cpu);
   std::vector<float> scores(n);
   ScoreOptions opt;
   opt.measure = measure;
+  opt.logits = logits;
   for (auto _ : state)
     score(cpu, PoolView::matrix(pool.data(), DType::f32, n, c), opt, scores.data());
   state.SetBytesProcessed(state.iterations() * n * c * 4);
-  state.SetLabel(std::string(to_string(measure)));
+  state.SetLabel(std::string(to_string(measure)) + (logits ? " logits" : " probs"));
 }
 
 void BM_CpuSelect(benchmark::State& state) {
@@ -64,8 +69,10 @@ void BM_CpuSelect(benchmark::State& state) {
 
 BENCHMARK(BM_CpuRead)->Args({1'000'000, 100})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CpuScore)
-    ->Args({1'000'000, 100, static_cast<int>(Measure::entropy)})
-    ->Args({1'000'000, 100, static_cast<int>(Measure::margin)})
+    ->Args({1'000'000, 100, static_cast<int>(Measure::entropy), 0})
+    ->Args({1'000'000, 100, static_cast<int>(Measure::margin), 0})
+    ->Args({1'000'000, 100, static_cast<int>(Measure::least_confidence), 0})
+    ->Args({1'000'000, 100, static_cast<int>(Measure::entropy), 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_CpuSelect)->Args({1'000'000, 100, 1000})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -27,9 +27,6 @@ constexpr std::size_t kSharedLimit = 48 * 1024;
 struct SumOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
 };
-struct MaxOp {
-  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
-};
 
 /// Reductions over the threads that own one row, with the result given to every thread.
 template <int kThreads>

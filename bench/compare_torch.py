@@ -1,0 +1,137 @@
+"""Side by side: quarry's CUDA backend against the PyTorch way of doing the same jobs, in one run.
+
+Runs each job in PyTorch eager mode (CUDA-event timing, median of repeats), runs quarry_bench for
+the same shapes, and prints one table: quarry, PyTorch, the ratio, and the bandwidth floor (the
+pool's bytes read once at the device-to-device copy rate measured in the same run).
+
+    python3 bench/compare_torch.py --quarry-bench build/quarry_bench
+
+Needs PyTorch with CUDA and a GPU.
+"""
+import argparse
+import json
+import subprocess
+
+import torch
+
+
+def timed(fn, repeats=20):
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = torch.cuda.Event(enable_timing=True)
+        stop = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def probabilities(rows, classes, dtype=torch.float32):
+    return torch.softmax(torch.randn(rows, classes, device="cuda") * 2, dim=1).to(dtype)
+
+
+def entropy_topk(p, k):
+    h = -(p * torch.log(p.clamp_min(1e-30))).sum(dim=1)
+    return torch.topk(h, k)
+
+
+def margin_topk(p, k):
+    top2 = torch.topk(p, 2, dim=1).values
+    return torch.topk(1 - (top2[:, 0] - top2[:, 1]), k)
+
+
+def least_confidence_topk(p, k):
+    return torch.topk(1 - p.max(dim=1).values, k)
+
+
+def logits_entropy_topk(z, k):
+    logp = torch.log_softmax(z.float(), dim=1)
+    return torch.topk(-(logp.exp() * logp).sum(dim=1), k)
+
+
+def bald_topk(p, k):  # p: [M, N, C]
+    mean = p.mean(dim=0)
+    h_mean = -(mean * torch.log(mean.clamp_min(1e-30))).sum(dim=1)
+    h_members = -(p * torch.log(p.clamp_min(1e-30))).sum(dim=2).mean(dim=0)
+    return torch.topk(h_mean - h_members, k)
+
+
+def vote_entropy_topk(p, k):  # p: [M, N, C]
+    votes = p.argmax(dim=2)  # [M, N]
+    counts = torch.nn.functional.one_hot(votes, p.shape[2]).sum(dim=0).float() / p.shape[0]
+    return torch.topk(-(counts * torch.log(counts.clamp_min(1e-30))).sum(dim=1), k)
+
+
+def copy_bandwidth():
+    a = torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
+    b = torch.empty_like(a)
+    ms = timed(lambda: b.copy_(a))
+    return 2 * a.numel() / (ms * 1e-3)
+
+
+def quarry_times(binary):
+    out = subprocess.run([binary, "--benchmark_filter=BM_Cuda", "--benchmark_format=json",
+                          "--benchmark_min_time=0.2s"], check=True, capture_output=True, text=True)
+    times = {}
+    for b in json.loads(out.stdout)["benchmarks"]:
+        if "error_message" in b:
+            continue
+        ms = b["real_time"] if b["time_unit"] == "ms" else b["real_time"] / 1e3
+        times[b["name"].split("/manual_time")[0]] = ms
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quarry-bench", default="build/quarry_bench")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    bw = copy_bandwidth()
+    quarry = quarry_times(args.quarry_bench)
+    print(f"device: {torch.cuda.get_device_name()}  copy bandwidth (read+write): {bw / 1e12:.2f} TB/s")
+
+    jobs = []
+    p = probabilities(10_000_000, 100)
+    name = "BM_CudaSelect/rows:10000000/C:100/measure:{}/logits:{}/dtype:{}/k:1000"
+    jobs.append(("entropy + top-1000, 10M x 100 f32", p.numel() * 4,
+                 lambda: entropy_topk(p, 1000), name.format(3, 0, 0)))
+    jobs.append(("margin + top-1000, same pool", p.numel() * 4,
+                 lambda: margin_topk(p, 1000), name.format(1, 0, 0)))
+    jobs.append(("least confidence + top-1000, same pool", p.numel() * 4,
+                 lambda: least_confidence_topk(p, 1000), name.format(0, 0, 0)))
+    z = torch.randn(10_000_000, 100, device="cuda") * 2
+    jobs.append(("logits -> entropy + top-1000, same shape", z.numel() * 4,
+                 lambda: logits_entropy_topk(z, 1000), name.format(3, 1, 0)))
+    del p
+    c = torch.softmax(torch.randn(5, 2_000_000, 100, device="cuda") * 2, dim=2)
+    cname = "BM_CudaCommittee/M:5/rows:2000000/C:100/measure:{}"
+    jobs.append(("BALD + top-1000, 5 x 2M x 100 f32", c.numel() * 4,
+                 lambda: bald_topk(c, 1000), cname.format(7)))
+    jobs.append(("vote entropy + top-1000, same committee", c.numel() * 4,
+                 lambda: vote_entropy_topk(c, 1000), cname.format(4)))
+    s = torch.rand(100_000_000, device="cuda")
+    for k in (100, 1000, 100_000):
+        jobs.append((f"top-{k} of 100M f32", s.numel() * 4, lambda k=k: torch.topk(s, k),
+                     f"BM_CudaTopK/n:100000000/k:{k}"))
+    llm = torch.randn(4096, 131072, device="cuda", dtype=torch.bfloat16)
+    jobs.append(("LLM rows: 4096 x 131072 bf16 logits, entropy + top-100", llm.numel() * 2,
+                 lambda: logits_entropy_topk(llm, 100),
+                 "BM_CudaSelect/rows:4096/C:131072/measure:3/logits:1/dtype:2/k:100"))
+
+    print(f"{'job':58s} {'quarry ms':>10s} {'torch ms':>10s} {'speedup':>8s} {'floor ms':>9s}")
+    for title, nbytes, fn, key in jobs:
+        torch_ms = timed(fn)
+        q = quarry.get(key)
+        floor_ms = nbytes / bw * 1e3  # reading the bytes once at the copy rate (read + write)
+        qs = f"{q:10.3f}" if q is not None else f"{'n/a':>10s}"
+        ratio = f"{torch_ms / q:7.1f}x" if q else f"{'':>8s}"
+        print(f"{title:58s} {qs} {torch_ms:10.3f} {ratio} {floor_ms:9.3f}")
+
+
+if __name__ == "__main__":
+    main()
