@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/measures.hpp"
 #include "quarry/types.hpp"
 
 namespace quarry::engine {
@@ -28,6 +29,12 @@ struct Ranked {
 struct BadRow {
   int64_t row = -1;
   uint32_t flags = 0;  // kernels::RowFlags
+
+  /// From the packed minimum the scoring passes keep (kernels::encode_bad_row); row -1 if none.
+  static BadRow from_code(uint64_t code) {
+    if (code == kernels::kNoBadRow) return {};
+    return {kernels::bad_row_of(code), kernels::bad_flags_of(code)};
+  }
 };
 
 class Backend {

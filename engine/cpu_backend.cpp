@@ -256,8 +256,7 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
       if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));
     }
   }
-  if (first_bad == kernels::kNoBadRow) return {};
-  return {kernels::bad_row_of(first_bad), kernels::bad_flags_of(first_bad)};
+  return BadRow::from_code(first_bad);
 }
 
 template <typename V>
@@ -278,8 +277,7 @@ BadRow score_votes(const PoolView& pool, const ScoreOptions& options, float* out
     out[r] = kernels::vote_score(measure, kernels::tally_votes(pool.members, vote));
     if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));
   }
-  if (first_bad == kernels::kNoBadRow) return {};
-  return {kernels::bad_row_of(first_bad), kernels::bad_flags_of(first_bad)};
+  return BadRow::from_code(first_bad);
 }
 
 template <typename T>
@@ -301,8 +299,7 @@ BadRow score_single_model(const PoolView& pool, const ScoreOptions& options, flo
     out[r] = result.score;
     if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
   }
-  if (first_bad == kernels::kNoBadRow) return {};
-  return {kernels::bad_row_of(first_bad), kernels::bad_flags_of(first_bad)};
+  return BadRow::from_code(first_bad);
 }
 
 // Scores with the float element type T: a single model or a committee.

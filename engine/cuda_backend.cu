@@ -242,14 +242,8 @@ class CudaBackend final : public Backend {
       }
       kernels::launch_gather_rows(points.data, element_type(points.dtype), points.row_stride, dim,
                                   d_rows, n, x, first_bad, stream_);
-      QUARRY_CUDA_CHECK(cudaMemcpyAsync(host_flag_, first_bad, sizeof *first_bad,
-                                        cudaMemcpyDeviceToHost, stream_));
-      QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      if (*host_flag_ != kernels::kNoBadRow) {
-        const int64_t bad = kernels::bad_row_of(*host_flag_);
-        throw InvalidInput(
-            "embeddings row " + std::to_string(bad) + ": non-finite value (NaN or Inf)", bad);
-      }
+      const BadRow bad = wait_for_first_bad(first_bad);
+      if (bad.row >= 0) throw_bad_embedding(bad.row);
     } else {
       const std::vector<float> host = gather_embeddings(points, rows);
       QUARRY_CUDA_CHECK(cudaMemcpyAsync(x, host.data(), host.size() * sizeof(float),
@@ -394,6 +388,14 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // Waits for the stream and decodes the first bad row the kernels recorded.
+  BadRow wait_for_first_bad(const unsigned long long* first_bad) {
+    QUARRY_CUDA_CHECK(
+        cudaMemcpyAsync(host_flag_, first_bad, sizeof *first_bad, cudaMemcpyDeviceToHost, stream_));
+    QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return BadRow::from_code(*host_flag_);
+  }
+
   void check_device_pointer(const void* p) const {
     cudaPointerAttributes attr{};
     QUARRY_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
@@ -441,11 +443,8 @@ class CudaBackend final : public Backend {
     } else {
       stream_host_pool(problem, scores, first_bad);
     }
-    QUARRY_CUDA_CHECK(
-        cudaMemcpyAsync(host_flag_, first_bad, sizeof *first_bad, cudaMemcpyDeviceToHost, stream_));
-    QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (*host_flag_ != kernels::kNoBadRow)
-      throw_bad_row({kernels::bad_row_of(*host_flag_), kernels::bad_flags_of(*host_flag_)});
+    const BadRow bad = wait_for_first_bad(first_bad);
+    if (bad.row >= 0) throw_bad_row(bad);
     return scores;
   }
 

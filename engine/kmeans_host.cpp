@@ -29,14 +29,15 @@ void gather_typed(const EmbeddingView& points, const std::vector<int64_t>* rows,
     }
     if (!finite) first_bad = std::min(first_bad, row);
   }
-  if (first_bad != std::numeric_limits<int64_t>::max()) {
-    const int64_t row = first_bad;
-    throw InvalidInput("embeddings row " + std::to_string(row) + ": non-finite value (NaN or Inf)",
-                       row);
-  }
+  if (first_bad != std::numeric_limits<int64_t>::max()) throw_bad_embedding(first_bad);
 }
 
 }  // namespace
+
+void throw_bad_embedding(int64_t row) {
+  throw InvalidInput("embeddings row " + std::to_string(row) + ": non-finite value (NaN or Inf)",
+                     row);
+}
 
 std::vector<float> gather_embeddings(const EmbeddingView& points,
                                      const std::vector<int64_t>* rows) {

@@ -13,6 +13,9 @@ namespace quarry::engine {
 /// [n, dim] matrix. Throws InvalidInput naming the first row with a non-finite coordinate.
 std::vector<float> gather_embeddings(const EmbeddingView& points, const std::vector<int64_t>* rows);
 
+/// Throws InvalidInput for a non-finite coordinate in embeddings row `row`.
+[[noreturn]] void throw_bad_embedding(int64_t row);
+
 /// k-means++ (Arthur & Vassilvitskii): the first centroid uniformly at random, each next one with
 /// probability proportional to the squared distance to the nearest centroid chosen so far.
 /// Deterministic for a given seed. Returns k * dim floats.

@@ -217,11 +217,7 @@ TEST_F(Cli, CommitteesAndVotes) {
   auto rng = seeded_rng(4002);
   const int64_t m = 5, n = 60, c = 4;
   const auto members_first = random_probabilities(m * n, c, rng, 1.0f);
-  std::vector<float> rows_first(members_first.size());
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < c; ++j)
-        rows_first[(r * m + i) * c + j] = members_first[(i * n + r) * c + j];
+  const auto rows_first = to_rows_first(members_first, m, n, c);
   write_npy(path("committee.npy"), members_first, "<f4", {m, n, c});
   write_npy(path("dropout.npy"), rows_first, "<f4", {n, m, c});
   for (const char* measure : {"bald", "kl_max", "vote_entropy", "consensus_entropy"}) {

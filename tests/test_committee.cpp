@@ -14,12 +14,8 @@ namespace {
 constexpr Measure kCommitteeMeasures[] = {Measure::vote_entropy, Measure::consensus_entropy,
                                           Measure::kl_max, Measure::bald, Measure::variation_ratio};
 
-class Committee : public ::testing::TestWithParam<Device> {
+class Committee : public OnEveryBackend {
  protected:
-  void SetUp() override {
-    if (GetParam() == Device::cuda) QUARRY_REQUIRE_GPU();
-    resources_ = std::make_unique<Resources>(GetParam());
-  }
   // probs: [M, N, C] members-first
   std::vector<float> run(const std::vector<float>& probs, int64_t m, int64_t n, int64_t c,
                          Measure measure, bool logits = false) {
@@ -28,11 +24,9 @@ class Committee : public ::testing::TestWithParam<Device> {
     opt.logits = logits;
     return score(*resources_, PoolView::committee(probs.data(), DType::f32, m, n, c), opt);
   }
-  std::unique_ptr<Resources> resources_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, Committee, ::testing::Values(Device::cpu, Device::cuda),
-                         [](const auto& info) { return std::string(to_string(info.param)); });
+QUARRY_ON_EVERY_BACKEND(Committee);
 
 /// Float64 reference of the committee quantities of row r of a members-first committee.
 struct Reference {
@@ -125,11 +119,7 @@ TEST_P(Committee, RowsFirstLayoutGivesTheSameScores) {
   auto rng = seeded_rng(5003);
   const int64_t m = 7, n = 30, c = 12;
   const auto members_first = random_probabilities(m * n, c, rng, 1.5f);
-  std::vector<float> rows_first(members_first.size());
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < c; ++j)
-        rows_first[(r * m + i) * c + j] = members_first[(i * n + r) * c + j];
+  const auto rows_first = to_rows_first(members_first, m, n, c);
   for (Measure measure : kCommitteeMeasures) {
     ScoreOptions opt;
     opt.measure = measure;
@@ -243,17 +233,7 @@ TEST_P(CommitteeParity, GpuMatchesCpu) {
   const CommitteeCase p = GetParam();
   auto rng = seeded_rng(5100 + p.members * 31 + p.classes + p.logits);
   const int64_t total = p.members * p.rows;
-  std::vector<float> values;
-  if (p.logits) {
-    values = random_logits(total, p.classes, rng, 2.0f);
-  } else if (p.dtype == DType::f32) {
-    values = random_probabilities(total, p.classes, rng, 1.0f);
-  } else {
-    values.assign(total * p.classes, 0.0f);
-    std::uniform_int_distribution<int64_t> pick(0, p.classes - 1);
-    for (int64_t r = 0; r < total; ++r)
-      for (int i = 0; i < 256; ++i) values[r * p.classes + pick(rng)] += 1.0f / 256.0f;
-  }
+  const std::vector<float> values = random_pool_values(total, p.classes, p.dtype, p.logits, rng);
   std::vector<uint16_t> half;
   const void* data = values.data();
   if (p.dtype != DType::f32) {
@@ -269,12 +249,7 @@ TEST_P(CommitteeParity, GpuMatchesCpu) {
     opt.logits = p.logits;
     const auto want = score(cpu, view, opt);
     const auto got = score(gpu, view, opt);
-    int bad = 0;
-    for (int64_t r = 0; r < p.rows && bad < 5; ++r)
-      if (!near_rel(got[r], want[r], 1e-5f, 3e-6f)) {
-        ADD_FAILURE() << "row " << r << ": gpu " << got[r] << " cpu " << want[r];
-        ++bad;
-      }
+    expect_scores_match(got, want, 1e-5f, 3e-6f);
     SelectOptions sel;
     sel.scoring = opt;
     sel.k = std::min<int64_t>(p.rows, 50);

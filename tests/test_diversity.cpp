@@ -12,17 +12,9 @@
 namespace quarry::test {
 namespace {
 
-class Diversity : public ::testing::TestWithParam<Device> {
- protected:
-  void SetUp() override {
-    if (GetParam() == Device::cuda) QUARRY_REQUIRE_GPU();
-    resources_ = std::make_unique<Resources>(GetParam());
-  }
-  std::unique_ptr<Resources> resources_;
-};
+using Diversity = OnEveryBackend;
 
-INSTANTIATE_TEST_SUITE_P(Backends, Diversity, ::testing::Values(Device::cpu, Device::cuda),
-                         [](const auto& info) { return std::string(to_string(info.param)); });
+QUARRY_ON_EVERY_BACKEND(Diversity);
 
 // A pool whose most uncertain rows all sit in 3 of 50 well-separated embedding blobs.
 struct BlobPool {

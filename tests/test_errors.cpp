@@ -7,12 +7,8 @@
 namespace quarry::test {
 namespace {
 
-class BadInput : public ::testing::TestWithParam<Device> {
+class BadInput : public OnEveryBackend {
  protected:
-  void SetUp() override {
-    if (GetParam() == Device::cuda) QUARRY_REQUIRE_GPU();
-    resources_ = std::make_unique<Resources>(GetParam());
-  }
   // Returns the row of the InvalidInput thrown by scoring, or -2 when nothing was thrown.
   int64_t bad_row(const std::vector<float>& pool, int64_t n, int64_t c, bool logits = false,
                   std::string* message = nullptr) {
@@ -26,11 +22,9 @@ class BadInput : public ::testing::TestWithParam<Device> {
     }
     return -2;
   }
-  std::unique_ptr<Resources> resources_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, BadInput, ::testing::Values(Device::cpu, Device::cuda),
-                         [](const auto& info) { return std::string(to_string(info.param)); });
+QUARRY_ON_EVERY_BACKEND(BadInput);
 
 std::vector<float> uniform_pool(int64_t n, int64_t c) {
   return std::vector<float>(n * c, 1.0f / static_cast<float>(c));

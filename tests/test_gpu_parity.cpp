@@ -33,18 +33,7 @@ TEST_P(GpuParity, ScoresAndPicksMatchTheCpu) {
   QUARRY_REQUIRE_GPU();
   const ParityCase p = GetParam();
   auto rng = seeded_rng(3000 + p.classes * 7 + p.rows + static_cast<int>(p.dtype) * 3 + p.logits);
-  std::vector<float> values;
-  if (p.logits) {
-    values = random_logits(p.rows, p.classes, rng);
-  } else if (p.dtype == DType::f32) {
-    values = random_probabilities(p.rows, p.classes, rng);
-  } else {
-    // multiples of 1/256: exact in f16 and bf16, so rows still sum to 1
-    values.assign(p.rows * p.classes, 0.0f);
-    std::uniform_int_distribution<int64_t> pick(0, p.classes - 1);
-    for (int64_t r = 0; r < p.rows; ++r)
-      for (int i = 0; i < 256; ++i) values[r * p.classes + pick(rng)] += 1.0f / 256.0f;
-  }
+  const std::vector<float> values = random_pool_values(p.rows, p.classes, p.dtype, p.logits, rng);
   std::vector<uint16_t> half;
   const void* data = values.data();
   if (p.dtype != DType::f32) {
@@ -60,12 +49,7 @@ TEST_P(GpuParity, ScoresAndPicksMatchTheCpu) {
     so.logits = p.logits;
     const auto want = score(cpu, view, so);
     const auto got = score(gpu, view, so);
-    int bad = 0;
-    for (int64_t r = 0; r < p.rows && bad < 5; ++r)
-      if (!near_rel(got[r], want[r], 1e-5f, 1e-6f)) {
-        ADD_FAILURE() << "row " << r << ": gpu " << got[r] << " cpu " << want[r];
-        ++bad;
-      }
+    expect_scores_match(got, want, 1e-5f, 1e-6f);
     for (int64_t k : {int64_t{1}, std::min<int64_t>(p.rows, 33), p.rows}) {
       SelectOptions so_k;
       so_k.scoring = so;

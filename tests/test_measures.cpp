@@ -9,12 +9,8 @@
 namespace quarry::test {
 namespace {
 
-class Measures : public ::testing::TestWithParam<Device> {
+class Measures : public OnEveryBackend {
  protected:
-  void SetUp() override {
-    if (GetParam() == Device::cuda) QUARRY_REQUIRE_GPU();
-    resources_ = std::make_unique<Resources>(GetParam());
-  }
   std::vector<float> run(const std::vector<float>& pool, int64_t rows, int64_t classes,
                          Measure measure, bool logits = false, float temperature = 1.0f) {
     ScoreOptions opt;
@@ -23,11 +19,9 @@ class Measures : public ::testing::TestWithParam<Device> {
     opt.temperature = temperature;
     return score(*resources_, PoolView::matrix(pool.data(), DType::f32, rows, classes), opt);
   }
-  std::unique_ptr<Resources> resources_;
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, Measures, ::testing::Values(Device::cpu, Device::cuda),
-                         [](const auto& info) { return std::string(to_string(info.param)); });
+QUARRY_ON_EVERY_BACKEND(Measures);
 
 TEST_P(Measures, UniformRowForEveryClassCount) {
   for (int64_t c : {1, 2, 31, 32, 33, 1000, 262144}) {

@@ -8,17 +8,9 @@
 namespace quarry::test {
 namespace {
 
-class Select : public ::testing::TestWithParam<Device> {
- protected:
-  void SetUp() override {
-    if (GetParam() == Device::cuda) QUARRY_REQUIRE_GPU();
-    resources_ = std::make_unique<Resources>(GetParam());
-  }
-  std::unique_ptr<Resources> resources_;
-};
+using Select = OnEveryBackend;
 
-INSTANTIATE_TEST_SUITE_P(Backends, Select, ::testing::Values(Device::cpu, Device::cuda),
-                         [](const auto& info) { return std::string(to_string(info.param)); });
+QUARRY_ON_EVERY_BACKEND(Select);
 
 /// The rank order by brute force: sort every row by (score desc, row asc).
 std::vector<int64_t> reference_order(const std::vector<float>& scores) {

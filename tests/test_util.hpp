@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -83,10 +84,60 @@ inline bool have_gpu() {
     if (!::quarry::test::have_gpu()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 
+/// Base of the tests that run on every backend; the CUDA instances skip without a GPU.
+class OnEveryBackend : public ::testing::TestWithParam<Device> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Device::cuda) QUARRY_REQUIRE_GPU();
+    resources_ = std::make_unique<Resources>(GetParam());
+  }
+  std::unique_ptr<Resources> resources_;
+};
+
+#define QUARRY_ON_EVERY_BACKEND(Suite)                                                    \
+  INSTANTIATE_TEST_SUITE_P(Backends, Suite, ::testing::Values(Device::cpu, Device::cuda), \
+                           [](const auto& info) { return std::string(to_string(info.param)); })
+
+/// Random pool values of `rows` rows: logits, or probabilities. 16-bit probabilities are multiples
+/// of 1/256 (exact in f16 and bf16, so rows still sum to 1 after encoding).
+inline std::vector<float> random_pool_values(int64_t rows, int64_t classes, DType dtype,
+                                             bool logits, std::mt19937_64& rng) {
+  if (logits) return random_logits(rows, classes, rng, 2.0f);
+  if (dtype == DType::f32) return random_probabilities(rows, classes, rng, 1.0f);
+  std::vector<float> values(rows * classes, 0.0f);
+  std::uniform_int_distribution<int64_t> pick(0, classes - 1);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int i = 0; i < 256; ++i) values[r * classes + pick(rng)] += 1.0f / 256.0f;
+  return values;
+}
+
+/// A [members, rows, classes] array reordered to [rows, members, classes].
+inline std::vector<float> to_rows_first(const std::vector<float>& members_first, int64_t members,
+                                        int64_t rows, int64_t classes) {
+  std::vector<float> out(members_first.size());
+  for (int64_t m = 0; m < members; ++m)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < classes; ++c)
+        out[(r * members + m) * classes + c] = members_first[(m * rows + r) * classes + c];
+  return out;
+}
+
 /// |a - b| <= rel * |b| + abs
 inline ::testing::AssertionResult near_rel(float a, float b, float rel, float abs = 1e-6f) {
   if (std::fabs(a - b) <= rel * std::fabs(b) + abs) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << a << " vs " << b << " (diff " << a - b << ")";
+}
+
+/// Expects got[r] near want[r] for every row; reports the first few rows that are not.
+inline void expect_scores_match(const std::vector<float>& got, const std::vector<float>& want,
+                                float rel, float abs) {
+  ASSERT_EQ(got.size(), want.size());
+  int reported = 0;
+  for (size_t r = 0; r < got.size() && reported < 5; ++r)
+    if (!near_rel(got[r], want[r], rel, abs)) {
+      ADD_FAILURE() << "row " << r << ": " << got[r] << " vs " << want[r];
+      ++reported;
+    }
 }
 
 }  // namespace quarry::test
