@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the build in BUILD_DIR to a temporary prefix, then configures, builds and runs the
+# consumer project against it with find_package(quarry).
+set -euo pipefail
+build=$1
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cmake --install "$build" --prefix "$work/prefix" >/dev/null
+cmake -S "$here" -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/build" >/dev/null
+"$work/build/consumer"
