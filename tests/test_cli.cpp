@@ -39,9 +39,19 @@ class Cli : public ::testing::Test {
   }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
+  // The quarry program: $QUARRY_CLI, else the one beside this test binary (as a staged copy of
+  // the build has it), else the one the build made.
+  static std::string cli_path() {
+    if (const char* env = std::getenv("QUARRY_CLI")) return env;
+    std::error_code ec;
+    const fs::path sibling = fs::read_symlink("/proc/self/exe", ec).parent_path() / "quarry";
+    if (!ec && fs::exists(sibling)) return sibling.string();
+    return QUARRY_CLI_PATH;
+  }
+
   CliResult run(const std::string& args) const {
-    const std::string cmd = std::string(QUARRY_CLI_PATH) + " " + args + " >" + path("stdout") +
-                            " 2>" + path("stderr") + " </dev/null";
+    const std::string cmd =
+        cli_path() + " " + args + " >" + path("stdout") + " 2>" + path("stderr") + " </dev/null";
     const int status = std::system(cmd.c_str());
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(path("stdout")),
             read_text(path("stderr"))};
