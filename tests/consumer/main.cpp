@@ -7,8 +7,8 @@ int main() {
   quarry::Resources resources(quarry::Device::cpu);
   quarry::SelectOptions options;
   options.k = 2;
-  const auto picks = quarry::select(
-      resources, quarry::PoolView::matrix(probs, quarry::DType::f32, 3, 2), options);
+  const auto picks =
+      quarry::select(resources, quarry::PoolView::matrix(probs, quarry::DType::f32, 3, 2), options);
   std::printf("%lld %lld\n", static_cast<long long>(picks.indices[0]),
               static_cast<long long>(picks.indices[1]));
   return picks.indices[0] == 1 && picks.indices[1] == 2 ? 0 : 1;
