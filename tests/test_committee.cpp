@@ -247,9 +247,7 @@ TEST_P(CommitteeParity, GpuMatchesCpu) {
     ScoreOptions opt;
     opt.measure = measure;
     opt.logits = p.logits;
-    const auto want = score(cpu, view, opt);
-    const auto got = score(gpu, view, opt);
-    expect_scores_match(got, want, 1e-5f, 3e-6f);
+    const auto got = expect_backends_agree(cpu, gpu, view, opt, 1e-5f, 3e-6f);
     SelectOptions sel;
     sel.scoring = opt;
     sel.k = std::min<int64_t>(p.rows, 50);

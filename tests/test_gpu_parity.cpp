@@ -47,9 +47,7 @@ TEST_P(GpuParity, ScoresAndPicksMatchTheCpu) {
     ScoreOptions so;
     so.measure = m;
     so.logits = p.logits;
-    const auto want = score(cpu, view, so);
-    const auto got = score(gpu, view, so);
-    expect_scores_match(got, want, 1e-5f, 1e-6f);
+    const auto got = expect_backends_agree(cpu, gpu, view, so, 1e-5f, 1e-6f);
     for (int64_t k : {int64_t{1}, std::min<int64_t>(p.rows, 33), p.rows}) {
       SelectOptions so_k;
       so_k.scoring = so;

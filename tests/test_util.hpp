@@ -140,4 +140,15 @@ inline void expect_scores_match(const std::vector<float>& got, const std::vector
     }
 }
 
+/// Scores `view` with the CPU backend (the oracle) and the CUDA backend, expects the scores to
+/// agree, and returns the GPU's.
+inline std::vector<float> expect_backends_agree(Resources& cpu, Resources& gpu,
+                                                const PoolView& view, const ScoreOptions& options,
+                                                float rel, float abs) {
+  const auto want = score(cpu, view, options);
+  const auto got = score(gpu, view, options);
+  expect_scores_match(got, want, rel, abs);
+  return got;
+}
+
 }  // namespace quarry::test
