@@ -93,6 +93,13 @@ void validate_embeddings(const EmbeddingView& e, const PoolView& pool) {
                           std::string(to_string(e.dtype)));
 }
 
+void validate_kmeans(const KMeansOptions& options, int64_t k, int64_t dim) {
+  if (options.iterations < 0) throw InvalidArgument("k-means iterations must be >= 0");
+  if (!options.initial_centroids.empty() &&
+      static_cast<int64_t>(options.initial_centroids.size()) != k * dim)
+    throw InvalidArgument("initial centroids must hold clusters * D values");
+}
+
 // Draws `count` distinct rows of [0, n) uniformly at random among those not in `taken`
 // (Floyd's algorithm over the complement, then mapped back to rows), ascending.
 std::vector<int64_t> draw_unpicked(int64_t n, std::vector<int64_t> taken, int64_t count,
@@ -149,9 +156,7 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
                             std::to_string(rank_picks) + ")");
     const int64_t m =
         std::min(pool.rows, options.candidates > 0 ? options.candidates : 10 * rank_picks);
-    if (!options.kmeans.initial_centroids.empty() &&
-        static_cast<int64_t>(options.kmeans.initial_centroids.size()) != rank_picks * emb.dim)
-      throw InvalidArgument("initial centroids must hold clusters * D values");
+    validate_kmeans(options.kmeans, rank_picks, emb.dim);
     const Ranked candidates = backend.top(problem, m);
     const KMeansResult km = backend.kmeans(emb, &candidates.indices, rank_picks, options.kmeans);
     // Candidates are in rank order: the first one seen in a cluster is its best.
@@ -201,10 +206,7 @@ KMeansResult kmeans(Backend& backend, const EmbeddingView& points, int64_t k,
   if (k < 1 || k > points.rows)
     throw InvalidArgument("k must be between 1 and the number of points (" +
                           std::to_string(points.rows) + "), got " + std::to_string(k));
-  if (options.iterations < 0) throw InvalidArgument("k-means iterations must be >= 0");
-  if (!options.initial_centroids.empty() &&
-      static_cast<int64_t>(options.initial_centroids.size()) != k * points.dim)
-    throw InvalidArgument("initial centroids must hold k * D values");
+  validate_kmeans(options, k, points.dim);
   return backend.kmeans(points, nullptr, k, options);
 }
 

@@ -10,8 +10,7 @@ void score(Resources& resources, const PoolView& pool, const ScoreOptions& optio
 }
 
 std::vector<float> score(Resources& resources, const PoolView& pool, const ScoreOptions& options) {
-  engine::validate(pool, options);
-  std::vector<float> scores(pool.rows);
+  std::vector<float> scores(pool.rows > 0 ? pool.rows : 0);  // engine::score rejects rows < 1
   engine::score(resources.backend(), pool, options, scores.data());
   return scores;
 }
