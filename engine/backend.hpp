@@ -3,7 +3,9 @@
 // implement it; the pipeline (pipeline.cpp) validates arguments before calling it, so backends
 // trust the shapes they are given and only validate the data, in the scoring pass.
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,10 +15,12 @@
 
 namespace quarry::engine {
 
-/// A validated scoring problem: a pool and how to score it.
+/// A validated scoring problem: a pool (possibly a chunk of a larger one) and how to score it.
 struct ScoreProblem {
   PoolView pool;
   ScoreOptions options;
+  /// The pool's first row in the caller's numbering: errors name rows from here.
+  int64_t row_offset = 0;
 };
 
 /// Rows in rank order (descending score, ascending row on ties), with their scores.
@@ -37,9 +41,17 @@ struct BadRow {
   }
 };
 
+/// Progress of a long job: rows scored so far out of the total.
+using ProgressCallback = std::function<void(int64_t rows_done, int64_t rows_total)>;
+
 class Backend {
  public:
   virtual ~Backend() = default;
+
+  /// Set through Resources. 0: default_memory_budget().
+  std::size_t memory_budget = 0;
+  ProgressCallback progress;
+
   virtual Device kind() const = 0;
   virtual std::string describe() const = 0;
 
@@ -50,8 +62,15 @@ class Backend {
   /// The `count` best rows in rank order. Throws InvalidInput naming the first invalid row.
   virtual Ranked top(const ScoreProblem& problem, int64_t count) = 0;
 
-  /// The scores of `rows` in the pool of the last top() call.
-  virtual std::vector<float> scores_at(const std::vector<int64_t>& rows) = 0;
+  /// Bytes of working memory (device memory on CUDA) that score() or top() needs per pool row,
+  /// and in all for `count` results. The pipeline sizes chunks of rows from them to stay within
+  /// the memory budget.
+  virtual int64_t working_bytes_per_row(const PoolView& pool) const = 0;
+  virtual int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const = 0;
+  /// The budget used when the caller sets none.
+  virtual std::size_t default_memory_budget() const = 0;
+  /// The most device memory the backend's pool has held (0 on the CPU).
+  virtual std::size_t peak_device_memory() const { return 0; }
 
   /// k-means over the points, or over the listed rows of them (in that order) when `rows` is
   /// not null. Arguments are checked by the caller; non-finite coordinates throw InvalidInput
@@ -67,7 +86,8 @@ std::unique_ptr<Backend> make_cuda_backend(int device, void* stream);
 int cuda_device_count();
 std::vector<std::string> cuda_device_descriptions();
 
-/// Throws InvalidInput describing `bad` (the message names the row and the problem).
-[[noreturn]] void throw_bad_row(const BadRow& bad);
+/// Throws InvalidInput describing `bad` (the message names the row and the problem); the row is
+/// numbered from `row_offset`.
+[[noreturn]] void throw_bad_row(BadRow bad, int64_t row_offset = 0);
 
 }  // namespace quarry::engine

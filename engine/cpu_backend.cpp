@@ -361,19 +361,33 @@ class CpuBackend final : public Backend {
         bad = score_votes<int64_t>(pool, opt, scores_out);
         break;
     }
-    if (bad.row >= 0) throw_bad_row(bad);
+    if (bad.row >= 0) throw_bad_row(bad, problem.row_offset);
   }
 
   Ranked top(const ScoreProblem& problem, int64_t count) override {
+    // Kept between calls, but never larger than this call's rows: the budget holds.
+    if (scores_.capacity() > static_cast<size_t>(problem.pool.rows))
+      std::vector<float>().swap(scores_);
     scores_.resize(problem.pool.rows);
     score(problem, scores_.data());
     return rank_top(scores_.data(), problem.pool.rows, count);
   }
 
-  std::vector<float> scores_at(const std::vector<int64_t>& rows) override {
-    std::vector<float> out(rows.size());
-    for (size_t i = 0; i < rows.size(); ++i) out[i] = scores_.at(rows[i]);
-    return out;
+  // A score and a row index per row (rank_top's candidate lists); the results and, for
+  // committees, each thread's mean and summary scratch.
+  int64_t working_bytes_per_row(const PoolView&) const override {
+    return sizeof(float) + sizeof(int64_t);
+  }
+  int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const override {
+    const PoolView& pool = problem.pool;
+    const int64_t committee_scratch =
+        pool.members > 1 ? omp_get_max_threads() * (pool.classes * 2 * sizeof(double) +
+                                                    pool.members * sizeof(MemberSummary))
+                         : 0;
+    return count * 2 * (sizeof(int64_t) + sizeof(float)) + committee_scratch;
+  }
+  std::size_t default_memory_budget() const override {
+    return std::numeric_limits<std::size_t>::max();
   }
 
   // FAISS's Lloyd iterations from quarry's k-means++ start (or the caller's centroids), then one
@@ -415,7 +429,7 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  std::vector<float> scores_;  // reused across calls
+  std::vector<float> scores_;  // a chunk's scores, reused across calls
 };
 
 }  // namespace

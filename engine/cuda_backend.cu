@@ -140,6 +140,10 @@ class CudaBackend final : public Backend {
     results_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     flag_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     description_ = "cuda:" + describe_device(device_);
+    // Default budget: most of what is free now, leaving room for the context and other users.
+    std::size_t free_bytes = 0, total_bytes = 0;
+    QUARRY_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    default_budget_ = free_bytes / 10 * 8;
     check_cublas(cublasCreate(&cublas_), "cublasCreate");
     check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
     // k-means distances: TF32 tensor cores, as PyTorch's default matmul precision "high" does.
@@ -193,21 +197,31 @@ class CudaBackend final : public Backend {
     return ranked;
   }
 
-  std::vector<float> scores_at(const std::vector<int64_t>& rows) override {
-    QUARRY_CUDA_CHECK(cudaSetDevice(device_));
-    const auto n = static_cast<int64_t>(rows.size());
-    std::vector<float> out(n);
-    if (n == 0) return out;
-    DeviceBuffer index(pool_, stream_), gathered(pool_, stream_);
-    auto* d_index = index.ensure<int64_t>(n * sizeof(int64_t));
-    auto* d_out = gathered.ensure<float>(n * sizeof(float));
-    QUARRY_CUDA_CHECK(cudaMemcpyAsync(d_index, rows.data(), n * sizeof(int64_t),
-                                      cudaMemcpyHostToDevice, stream_));
-    kernels::launch_gather_floats(scores_->ensure<float>(0), d_index, n, d_out, stream_);
-    QUARRY_CUDA_CHECK(
-        cudaMemcpyAsync(out.data(), d_out, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-    QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return out;
+  // Per row: its score, the top-k's candidate index, scratch for CUB, and for host pools the
+  // row's bytes in the staging buffer (an upper bound: staging is at most kStagingBytes).
+  int64_t working_bytes_per_row(const PoolView& pool) const override {
+    const int64_t staged =
+        pool.space == MemorySpace::host
+            ? pool.row_stride * static_cast<int64_t>(dtype_size(pool.dtype)) *
+                  (pool.member_stride >= pool.rows * pool.row_stride ? pool.members : 1)
+            : 0;
+    return sizeof(float) + sizeof(int64_t) + 4 + staged;
+  }
+  int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const override {
+    const auto measure = static_cast<MeasureId>(problem.options.measure);
+    const int64_t committee =
+        is_committee_measure(problem.options.measure) && !problem.pool.is_votes()
+            ? static_cast<int64_t>(kernels::committee_workspace_bytes(measure, problem.pool.members,
+                                                                      problem.pool.classes))
+            : 0;
+    // top-k: candidates, sort keys and values twice over, results; plus CUB's fixed scratch.
+    return count * 64 + committee + (int64_t{16} << 20);
+  }
+  std::size_t default_memory_budget() const override { return default_budget_; }
+  std::size_t peak_device_memory() const override {
+    unsigned long long high = 0;  // the attribute is a 64-bit count
+    cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrUsedMemHigh, &high);
+    return static_cast<std::size_t>(high);
   }
 
   // Lloyd's k-means on the device. Points are gathered once into a dense float32 matrix; each
@@ -439,7 +453,7 @@ class CudaBackend final : public Backend {
     QUARRY_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof *first_bad, stream_));
     if (pool.space == MemorySpace::device) {
       check_device_pointer(pool.data);
-      launch_scoring(pool, problem.options, pool.rows, 0, scores, first_bad);
+      launch_scoring(pool, problem.options, pool.rows, problem.row_offset, scores, first_bad);
     } else {
       stream_host_pool(problem, scores, first_bad);
     }
@@ -483,7 +497,7 @@ class CudaBackend final : public Backend {
         QUARRY_CUDA_CHECK(
             cudaMemcpyAsync(staging, src, extent(rows) * elem, cudaMemcpyDefault, stream_));
       }
-      launch_scoring(chunk, problem.options, rows, r0, scores + r0, first_bad);
+      launch_scoring(chunk, problem.options, rows, problem.row_offset + r0, scores + r0, first_bad);
     }
   }
 
@@ -494,6 +508,7 @@ class CudaBackend final : public Backend {
   unsigned long long* host_flag_ = nullptr;
   std::unique_ptr<DeviceBuffer> scores_, staging_, workspace_, results_, flag_;
   cublasHandle_t cublas_ = nullptr;
+  std::size_t default_budget_ = 0;
   std::string description_;
 };
 

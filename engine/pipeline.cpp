@@ -57,7 +57,8 @@ void validate(const PoolView& pool, const ScoreOptions& options) {
                           std::to_string(options.temperature));
 }
 
-void throw_bad_row(const BadRow& bad) {
+void throw_bad_row(BadRow bad, int64_t row_offset) {
+  bad.row += row_offset;
   const std::string row = "row " + std::to_string(bad.row) + ": ";
   const uint32_t f = bad.flags;
   if (f & kernels::kNonFinite) throw InvalidInput(row + "non-finite value (NaN or Inf)", bad.row);
@@ -73,10 +74,92 @@ void throw_bad_row(const BadRow& bad) {
   throw InvalidInput(row + "invalid data", bad.row);
 }
 
+namespace {
+
+// Host pools are cut into chunks of at most this many rows when progress is reported, so that it
+// moves.
+constexpr int64_t kProgressChunkRows = int64_t{1} << 22;
+
+PoolView rows_of(const PoolView& pool, int64_t first, int64_t count) {
+  PoolView part = pool;
+  part.data = static_cast<const char*>(pool.data) +
+              first * pool.row_stride * static_cast<int64_t>(dtype_size(pool.dtype));
+  part.rows = count;
+  return part;
+}
+
+// Rows per chunk so that the backend's working memory for `count` results stays in the budget.
+int64_t rows_per_chunk(const Backend& backend, const ScoreProblem& problem, int64_t count) {
+  const std::size_t budget =
+      backend.memory_budget ? backend.memory_budget : backend.default_memory_budget();
+  const auto per_row = static_cast<std::size_t>(backend.working_bytes_per_row(problem.pool));
+  const auto fixed = static_cast<std::size_t>(backend.working_bytes_fixed(problem, count));
+  if (budget < fixed + per_row)
+    throw InvalidArgument("the memory budget of " + std::to_string(budget) +
+                          " bytes is too small for this job: it needs at least " +
+                          std::to_string(fixed + per_row) +
+                          " bytes (one row of working memory and room for the results)");
+  int64_t rows = static_cast<int64_t>(std::min<std::size_t>(
+      (budget - fixed) / per_row, static_cast<std::size_t>(problem.pool.rows)));
+  if (backend.progress && problem.pool.space == MemorySpace::host)
+    rows = std::min(rows, kProgressChunkRows);
+  return std::max<int64_t>(rows, 1);
+}
+
+void report(const Backend& backend, int64_t done, int64_t total) {
+  if (backend.progress) backend.progress(done, total);
+}
+
+// The first `count` of two rank-ordered lists, in rank order.
+Ranked merge_ranked(const Ranked& a, const Ranked& b, int64_t count) {
+  Ranked out;
+  size_t i = 0, j = 0;
+  while (static_cast<int64_t>(out.indices.size()) < count &&
+         (i < a.indices.size() || j < b.indices.size())) {
+    const bool take_a =
+        j >= b.indices.size() ||
+        (i < a.indices.size() && (a.scores[i] > b.scores[j] ||
+                                  (a.scores[i] == b.scores[j] && a.indices[i] < b.indices[j])));
+    const Ranked& from = take_a ? a : b;
+    size_t& at = take_a ? i : j;
+    out.indices.push_back(from.indices[at]);
+    out.scores.push_back(from.scores[at]);
+    ++at;
+  }
+  return out;
+}
+
+// The `count` best rows of the pool, one budget-sized chunk of rows at a time. The merged result
+// equals ranking the whole pool at once: (score, row) is a strict order, and the best `count` of
+// the pool are among the best `count` of their chunks.
+Ranked rank(Backend& backend, const ScoreProblem& problem, int64_t count) {
+  const int64_t n = problem.pool.rows;
+  const int64_t chunk = rows_per_chunk(backend, problem, count);
+  Ranked best;
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t rows = std::min(chunk, n - r0);
+    const ScoreProblem part{rows_of(problem.pool, r0, rows), problem.options,
+                            problem.row_offset + r0};
+    Ranked top = backend.top(part, std::min(count, rows));
+    for (int64_t& row : top.indices) row += r0;
+    best = r0 == 0 ? std::move(top) : merge_ranked(best, top, count);
+    report(backend, r0 + rows, n);
+  }
+  return best;
+}
+
+}  // namespace
+
 void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, float* scores_out) {
   validate(pool, options);
   if (scores_out == nullptr) throw InvalidArgument("scores output is a null pointer");
-  backend.score(ScoreProblem{pool, options}, scores_out);
+  const ScoreProblem problem{pool, options};
+  const int64_t chunk = rows_per_chunk(backend, problem, 0);
+  for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk) {
+    const int64_t rows = std::min(chunk, pool.rows - r0);
+    backend.score(ScoreProblem{rows_of(pool, r0, rows), options, r0}, scores_out + r0);
+    report(backend, r0 + rows, pool.rows);
+  }
 }
 
 namespace {
@@ -157,7 +240,7 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
     const int64_t m =
         std::min(pool.rows, options.candidates > 0 ? options.candidates : 10 * rank_picks);
     validate_kmeans(options.kmeans, rank_picks, emb.dim);
-    const Ranked candidates = backend.top(problem, m);
+    const Ranked candidates = rank(backend, problem, m);
     const KMeansResult km = backend.kmeans(emb, &candidates.indices, rank_picks, options.kmeans);
     // Candidates are in rank order: the first one seen in a cluster is its best.
     std::vector<char> cluster_done(rank_picks, 0), picked(m, 0);
@@ -180,14 +263,18 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
         add(candidates.indices[i], candidates.scores[i],
             picked[i] == 1 ? PickReason::cluster : PickReason::rank, km.assignments[i]);
   } else {
-    const Ranked top = backend.top(problem, std::max<int64_t>(rank_picks, 1));
+    // Ranked even when every pick is explored: scoring the pool is what validates it.
+    const Ranked top = rank(backend, problem, std::max<int64_t>(rank_picks, 1));
     for (int64_t i = 0; i < rank_picks; ++i)
       add(top.indices[i], top.scores[i], PickReason::rank, -1);
   }
 
   if (explore_picks > 0) {
     std::vector<int64_t> rows = draw_unpicked(pool.rows, sel.indices, explore_picks, options.seed);
-    const std::vector<float> scores = backend.scores_at(rows);
+    // Exploration picks are few: score each one again rather than keep every row's score.
+    std::vector<float> scores(rows.size());
+    for (size_t i = 0; i < rows.size(); ++i)
+      backend.score(ScoreProblem{rows_of(pool, rows[i], 1), options.scoring, rows[i]}, &scores[i]);
     std::vector<int64_t> order(rows.size());
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {

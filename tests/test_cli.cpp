@@ -310,6 +310,29 @@ TEST_F(Cli, DiversityAndExploration) {
                      "D = 0");
 }
 
+TEST_F(Cli, MemoryBudgetAndProgress) {
+  write_pool("pool.npy");
+  const std::string base = "select " + path("pool.npy") + " -k 9";
+  const CliResult whole = run(base);
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  for (const char* budget : {"2K", "3000", "0.5M", "1GiB"}) {
+    const CliResult chunked = run(base + " --memory-budget " + budget);
+    EXPECT_EQ(chunked.exit_code, 0) << budget << ": " << chunked.err;
+    EXPECT_EQ(chunked.out, whole.out) << budget;
+  }
+  expect_usage_error(base + " --memory-budget 10 -o " + path("o.npy"), "too small", path("o.npy"));
+  expect_usage_error(base + " --memory-budget lots -o " + path("o.npy"), "--memory-budget",
+                     path("o.npy"));
+  expect_usage_error(base + " --memory-budget 0", "--memory-budget");
+  // --progress draws the progress line on stderr even though it is not a terminal.
+  const CliResult shown = run(base + " --memory-budget 2K --progress");
+  EXPECT_EQ(shown.exit_code, 0);
+  EXPECT_NE(shown.err.find("200 / 200 rows"), std::string::npos) << shown.err;
+  EXPECT_EQ(shown.out, whole.out);
+  EXPECT_TRUE(run(base + " --progress --quiet").err.empty());
+  EXPECT_TRUE(whole.err.empty()) << "no progress when stderr is not a terminal";
+}
+
 TEST_F(Cli, AnExistingOutputIsNotTouchedByAFailedRun) {
   auto pool = write_pool("pool.npy");
   { std::ofstream(path("keep.npy")) << "previous results"; }

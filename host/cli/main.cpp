@@ -1,9 +1,14 @@
 // The `quarry` command line: select | score | info. Exit codes: 0 success, 2 bad usage or bad
 // input, 1 anything else. Errors are one line on stderr; no output file is left behind.
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -23,7 +28,78 @@ struct CommonOptions {
   std::string layout = "members-first";
   std::string device = "auto";
   std::string output = "-";
+  std::string memory_budget;  // empty: the backend's default
+  bool progress = false;
+  bool quiet = false;
 };
+
+// "123", "64K", "1.5G", "512MiB" -> bytes (K = 1024).
+std::size_t parse_size(const std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = text.substr(used);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
+  if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
+  const std::string units = "KMGT";
+  double scale = 1;
+  if (unit.size() == 1 && units.find(unit[0]) != std::string::npos)
+    for (size_t i = 0; i <= units.find(unit[0]); ++i) scale *= 1024;
+  else if (!unit.empty() && unit != "B")
+    used = 0;
+  if (used == 0 || !(value > 0) || value * scale > 1.8e19)
+    throw InvalidArgument("--memory-budget: cannot read '" + text +
+                          "' (a positive number of bytes, optionally with K, M, G or T)");
+  return static_cast<std::size_t>(value * scale);
+}
+
+// Rows done, rows/s and time left on one stderr line, redrawn at most 4 times a second. Shown when
+// stderr is a terminal and the job has run a second, or always with --progress.
+class ProgressLine {
+ public:
+  explicit ProgressLine(bool always) : always_(always) {}
+  ~ProgressLine() {
+    if (shown_) std::fputc('\n', stderr);
+  }
+  void operator()(int64_t done, int64_t total) {
+    const auto now = std::chrono::steady_clock::now();
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const bool finished = done >= total;
+    if (!always_ && elapsed < 1.0) return;
+    if (!finished && shown_ && now - last_ < std::chrono::milliseconds(250)) return;
+    last_ = now;
+    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
+    const double left = rate > 0 ? static_cast<double>(total - done) / rate : 0.0;
+    std::fprintf(stderr, "\rquarry: %lld / %lld rows (%.1f%%), %.3g rows/s, %.0f s left   ",
+                 static_cast<long long>(done), static_cast<long long>(total),
+                 100.0 * static_cast<double>(done) / static_cast<double>(total), rate, left);
+    std::fflush(stderr);
+    shown_ = true;
+  }
+
+ private:
+  bool always_;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_{};
+};
+
+// The Resources a command runs on, with the budget and progress the flags ask for.
+Resources make_resources(const CommonOptions& opt, std::unique_ptr<ProgressLine>& progress) {
+  Resources resources(parse_device(opt.device));
+  if (!opt.memory_budget.empty()) resources.set_memory_budget(parse_size(opt.memory_budget));
+  if (!opt.quiet && (opt.progress || isatty(STDERR_FILENO))) {
+    progress = std::make_unique<ProgressLine>(opt.progress);
+    ProgressLine* line = progress.get();  // outlives the calls: the caller holds it
+    resources.set_progress([line](int64_t done, int64_t total) { (*line)(done, total); });
+  }
+  return resources;
+}
 
 enum class OutputKind { stdout_lines, npy, json };
 
@@ -118,6 +194,13 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
   cmd->add_option("--device", opt.device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_option("--output,-o", opt.output, "OUT.npy, OUT.json, or - for stdout")
       ->capture_default_str();
+  cmd->add_option("--memory-budget", opt.memory_budget,
+                  "working memory (device memory on CUDA) at most SIZE bytes, e.g. 512M or 8G; "
+                  "larger pools are scored in chunks (default: 80% of free GPU memory; no bound "
+                  "on the CPU)");
+  cmd->add_flag("--progress", opt.progress,
+                "show progress on stderr even when it is not a terminal");
+  cmd->add_flag("--quiet", opt.quiet, "never show progress");
 }
 
 struct SelectFlags {
@@ -151,8 +234,10 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
     select_options.embeddings =
         EmbeddingView::matrix(embeddings->data(), embeddings->dtype(), shape[0], shape[1]);
   }
-  Resources resources(parse_device(opt.device));
+  std::unique_ptr<ProgressLine> progress;
+  Resources resources = make_resources(opt, progress);
   const Selection sel = select(resources, pool.view, select_options);
+  progress.reset();  // ends the progress line before any output
   switch (kind) {
     case OutputKind::stdout_lines: {
       std::string text;
@@ -184,8 +269,10 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
 int run_score(const CommonOptions& opt) {
   const OutputKind kind = output_kind(opt.output);
   Pool pool = open_pool(opt);
-  Resources resources(parse_device(opt.device));
+  std::unique_ptr<ProgressLine> progress;
+  Resources resources = make_resources(opt, progress);
   const std::vector<float> scores = score(resources, pool.view, scoring_options(opt, pool.measure));
+  progress.reset();  // ends the progress line before any output
   switch (kind) {
     case OutputKind::stdout_lines: {
       std::string text;

@@ -37,6 +37,19 @@ engine::Backend& Resources::backend() {
   return *backend_;
 }
 
+void Resources::set_memory_budget(std::size_t bytes) {
+  backend_->memory_budget = bytes;
+}
+std::size_t Resources::memory_budget() const {
+  return backend_->memory_budget ? backend_->memory_budget : backend_->default_memory_budget();
+}
+void Resources::set_progress(std::function<void(int64_t, int64_t)> callback) {
+  backend_->progress = std::move(callback);
+}
+std::size_t Resources::peak_device_memory() const {
+  return backend_->peak_device_memory();
+}
+
 bool built_with_cuda() {
 #if defined(QUARRY_WITH_CUDA)
   return true;

@@ -1,6 +1,9 @@
 #pragma once
 // quarry::Resources: the backend, device, stream and memory that calls run on.
 
+#include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,6 +37,18 @@ class Resources {
   Device device() const;
   /// A one-line description, e.g. "cpu (8 threads)" or "cuda:0 NVIDIA H100 80GB HBM3".
   std::string describe() const;
+
+  /// Caps the working memory of score() and select() (device memory on CUDA) at `bytes`: larger
+  /// pools are scored in chunks of rows, with a result identical to scoring them at once.
+  /// 0 restores the default: unbounded on the CPU, 80% of the device memory free when the
+  /// Resources were made on CUDA. (k-means memory for diversity is not counted.)
+  void set_memory_budget(std::size_t bytes);
+  /// The budget in force.
+  std::size_t memory_budget() const;
+  /// Called after each chunk of rows with (rows done, total rows); empty to stop.
+  void set_progress(std::function<void(int64_t rows_done, int64_t rows_total)> callback);
+  /// The most device memory these Resources' pool has held so far (0 on the CPU).
+  std::size_t peak_device_memory() const;
 
   /// Internal: the engine's backend.
   engine::Backend& backend();
