@@ -1,12 +1,14 @@
 // The `quarry` command line: select | score | info. Exit codes: 0 success, 2 bad usage or bad
 // input, 1 anything else. Errors are one line on stderr; no output file is left behind.
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -122,8 +124,32 @@ struct Pool {
   Measure measure;
 };
 
+// Input files are memory-mapped: if one shrinks while it is read (truncated, or rewritten by
+// another program), touching a page past its new end raises SIGBUS. Report that as bad input,
+// exit 2, and leave no output (outputs are written only after the work is done).
+char bus_message[512];
+std::size_t bus_message_length = 0;
+
+extern "C" void on_sigbus(int) {
+  const ssize_t ignored = write(STDERR_FILENO, bus_message, bus_message_length);
+  (void)ignored;
+  _exit(2);
+}
+
+void report_truncation_as_bad_input(const std::string& files) {
+  const std::string text =
+      "\nquarry: error: " + files + ": the file was truncated or changed while it was being read\n";
+  bus_message_length = std::min(text.size(), sizeof bus_message);
+  std::memcpy(bus_message, text.data(), bus_message_length);
+  struct sigaction action {};
+  action.sa_handler = on_sigbus;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGBUS, &action, nullptr);
+}
+
 Pool open_pool(const CommonOptions& opt) {
   io::NpyArray array = io::NpyArray::open(opt.pool_path);
+  report_truncation_as_bad_input(opt.pool_path);
   const auto& shape = array.shape();
   const std::string& path = opt.pool_path;
   PoolView view;
@@ -226,6 +252,7 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
   std::optional<io::NpyArray> embeddings;
   if (!flags.embeddings_path.empty()) {
     embeddings = io::NpyArray::open(flags.embeddings_path);
+    report_truncation_as_bad_input(opt.pool_path + " or " + flags.embeddings_path);
     const auto& shape = embeddings->shape();
     if (shape.size() != 2 || embeddings->dtype() == DType::i32 || embeddings->dtype() == DType::i64)
       throw InvalidInput(
