@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_reduce.cuh>
 #include <cub/device/device_scan.cuh>
@@ -85,6 +86,27 @@ class DeviceBuffer {
   std::size_t bytes_ = 0;
 };
 
+/// Pinned host memory that grows on demand (page-locked, so copies from it run at full speed and
+/// asynchronously).
+struct PinnedBuffer {
+  char* data = nullptr;
+  std::size_t bytes = 0;
+  PinnedBuffer() = default;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() {
+    if (data != nullptr) cudaFreeHost(data);
+  }
+  void ensure(std::size_t wanted) {
+    if (wanted <= bytes) return;
+    if (data != nullptr) QUARRY_CUDA_CHECK(cudaFreeHost(data));
+    data = nullptr;
+    bytes = 0;
+    QUARRY_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&data), wanted));
+    bytes = wanted;
+  }
+};
+
 std::string describe_device(int device) {
   cudaDeviceProp p{};
   QUARRY_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
@@ -134,6 +156,11 @@ class CudaBackend final : public Backend {
     uint64_t keep = UINT64_MAX;
     QUARRY_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep));
     QUARRY_CUDA_CHECK(cudaMallocHost(&host_flag_, sizeof *host_flag_));
+    QUARRY_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+    for (int slot = 0; slot < 2; ++slot) {
+      QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&copied_[slot], cudaEventDisableTiming));
+      QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&scored_[slot], cudaEventDisableTiming));
+    }
     scores_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     staging_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     workspace_ = std::make_unique<DeviceBuffer>(pool_, stream_);
@@ -158,6 +185,12 @@ class CudaBackend final : public Backend {
     results_.reset();
     flag_.reset();
     cudaStreamSynchronize(stream_);
+    cudaStreamSynchronize(copy_stream_);
+    for (int slot = 0; slot < 2; ++slot) {
+      cudaEventDestroy(copied_[slot]);
+      cudaEventDestroy(scored_[slot]);
+    }
+    cudaStreamDestroy(copy_stream_);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     cudaFreeHost(host_flag_);
     cudaMemPoolDestroy(pool_);
@@ -198,12 +231,12 @@ class CudaBackend final : public Backend {
   }
 
   // Per row: its score, the top-k's candidate index, scratch for CUB, and for host pools the
-  // row's bytes in the staging buffer (an upper bound: staging is at most kStagingBytes).
+  // row's bytes in both staging slots (an upper bound: a slot is at most kStagingBytes).
   int64_t working_bytes_per_row(const PoolView& pool) const override {
     const int64_t staged =
         pool.space == MemorySpace::host
             ? pool.row_stride * static_cast<int64_t>(dtype_size(pool.dtype)) *
-                  (pool.member_stride >= pool.rows * pool.row_stride ? pool.members : 1)
+                  (pool.member_stride >= pool.rows * pool.row_stride ? pool.members : 1) * 2
             : 0;
     return sizeof(float) + sizeof(int64_t) + 4 + staged;
   }
@@ -462,16 +495,20 @@ class CudaBackend final : public Backend {
     return scores;
   }
 
-  // Copies a host pool to the device a chunk of rows at a time and scores each chunk. A chunk's
-  // copy ends at its last element, never past the caller's buffer. Members-first committees
-  // ([M, N, ...]) are copied as M slabs with one 2-D copy.
+  // Scores a host pool a chunk of rows at a time through two staging slots, each a pinned host
+  // buffer and a device buffer. While the device scores chunk i from one slot, the host fills the
+  // other slot's pinned buffer with chunk i+1 (reading the pageable or memory-mapped pool) and
+  // the copy engine moves it to the device on its own stream. A pool already in pinned memory is
+  // copied to the device directly. A chunk's copy ends at its last element, never past the
+  // caller's buffer; members-first committees ([M, N, ...]) travel as M slabs.
   void stream_host_pool(const ScoreProblem& problem, float* scores, unsigned long long* first_bad) {
     const PoolView& pool = problem.pool;
     const auto elem = static_cast<int64_t>(dtype_size(pool.dtype));
     const int64_t row_tail =
         pool.is_votes() ? 1 : pool.classes;  // elements of a row's last class run
     const bool slabs = pool.members > 1 && pool.member_stride >= pool.rows * pool.row_stride;
-    const int64_t bytes_per_row = (slabs ? pool.members : 1) * pool.row_stride * elem;
+    const int64_t slab_count = slabs ? pool.members : 1;
+    const int64_t bytes_per_row = slab_count * pool.row_stride * elem;
     const int64_t chunk_rows = std::clamp<int64_t>(
         static_cast<int64_t>(kStagingBytes) / std::max<int64_t>(bytes_per_row, 1), 1, pool.rows);
     // Elements of one slab (or of the whole chunk) for `rows` rows.
@@ -480,29 +517,62 @@ class CudaBackend final : public Backend {
              (slabs ? 0 : (pool.members - 1) * pool.member_stride);
     };
     const int64_t slab_elems = extent(chunk_rows);
-    char* staging = staging_->ensure<char>((slabs ? pool.members : 1) * slab_elems * elem);
+    const int64_t slot_bytes = slab_count * slab_elems * elem;
+    char* device_slots = staging_->ensure<char>(2 * slot_bytes);
+    cudaPointerAttributes attributes{};
+    QUARRY_CUDA_CHECK(cudaPointerGetAttributes(&attributes, pool.data));
+    const bool pinned_source = attributes.type == cudaMemoryTypeHost;
+    if (!pinned_source)
+      for (PinnedBuffer& slot : pinned_) slot.ensure(slot_bytes);
+    // The copy stream starts after everything queued so far, the slots' allocation included.
+    for (cudaEvent_t& scored : scored_) QUARRY_CUDA_CHECK(cudaEventRecord(scored, stream_));
     const char* base = static_cast<const char*>(pool.data);
-    for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk_rows) {
+    for (int64_t r0 = 0, i = 0; r0 < pool.rows; r0 += chunk_rows, ++i) {
+      const int slot = static_cast<int>(i % 2);
       const int64_t rows = std::min(chunk_rows, pool.rows - r0);
+      const int64_t width = extent(rows) * elem;
       const char* src = base + r0 * pool.row_stride * elem;
-      PoolView chunk = pool;
-      chunk.data = staging;
-      chunk.rows = rows;
-      if (slabs) {
-        QUARRY_CUDA_CHECK(cudaMemcpy2DAsync(staging, slab_elems * elem, src,
-                                            pool.member_stride * elem, extent(rows) * elem,
-                                            pool.members, cudaMemcpyDefault, stream_));
-        chunk.member_stride = slab_elems;
-      } else {
-        QUARRY_CUDA_CHECK(
-            cudaMemcpyAsync(staging, src, extent(rows) * elem, cudaMemcpyDefault, stream_));
+      char* device = device_slots + slot * slot_bytes;
+      const char* host = src;
+      int64_t host_pitch = slabs ? pool.member_stride * elem : width;
+      if (!pinned_source) {
+        // The pinned buffer is free once the copy of two chunks ago has left it.
+        QUARRY_CUDA_CHECK(cudaEventSynchronize(copied_[slot]));
+        char* pinned = pinned_[slot].data;
+        for (int64_t m = 0; m < slab_count; ++m)
+          parallel_copy(pinned + m * slab_elems * elem, src + m * pool.member_stride * elem, width);
+        host = pinned;
+        host_pitch = slab_elems * elem;
       }
+      // The device slot is free once the chunk scored from it two chunks ago is done.
+      QUARRY_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, scored_[slot], 0));
+      QUARRY_CUDA_CHECK(cudaMemcpy2DAsync(device, slab_elems * elem, host, host_pitch, width,
+                                          slab_count, cudaMemcpyHostToDevice, copy_stream_));
+      QUARRY_CUDA_CHECK(cudaEventRecord(copied_[slot], copy_stream_));
+      QUARRY_CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_[slot], 0));
+      PoolView chunk = pool;
+      chunk.data = device;
+      chunk.rows = rows;
+      if (slabs) chunk.member_stride = slab_elems;
       launch_scoring(chunk, problem.options, rows, problem.row_offset + r0, scores + r0, first_bad);
+      QUARRY_CUDA_CHECK(cudaEventRecord(scored_[slot], stream_));
     }
+  }
+
+  // memcpy by several threads: reading a memory-mapped pool is page faults as much as copying.
+  static void parallel_copy(char* dst, const char* src, int64_t bytes) {
+    constexpr int64_t kPiece = int64_t{4} << 20;
+    const int64_t pieces = (bytes + kPiece - 1) / kPiece;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t p = 0; p < pieces; ++p)
+      std::memcpy(dst + p * kPiece, src + p * kPiece, std::min(kPiece, bytes - p * kPiece));
   }
 
   int device_;
   cudaStream_t stream_ = nullptr;
+  cudaStream_t copy_stream_ = nullptr;  // host-to-device copies of staged chunks
+  cudaEvent_t copied_[2] = {}, scored_[2] = {};
+  PinnedBuffer pinned_[2];
   bool own_stream_ = false;
   cudaMemPool_t pool_ = nullptr;
   unsigned long long* host_flag_ = nullptr;
