@@ -222,6 +222,79 @@ void BM_CudaTopK(benchmark::State& state) {
   }
 }
 
+// Pinned host-to-device bandwidth, measured once.
+double h2d_bandwidth() {
+  static const double bw = [] {
+    const size_t bytes = size_t{1} << 30;
+    void *host, *device;
+    BENCH_CUDA(cudaMallocHost(&host, bytes));
+    BENCH_CUDA(cudaMalloc(&device, bytes));
+    std::memset(host, 1, bytes);
+    cudaEvent_t start, stop;
+    cudaEventCreate(&start);
+    cudaEventCreate(&stop);
+    float best = 1e30f;
+    for (int i = 0; i < 5; ++i) {
+      cudaEventRecord(start);
+      cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice);
+      cudaEventRecord(stop);
+      cudaEventSynchronize(stop);
+      float ms;
+      cudaEventElapsedTime(&ms, start, stop);
+      best = std::min(best, ms);
+    }
+    cudaFreeHost(host);
+    cudaFree(device);
+    return bytes / (best * 1e-3);
+  }();
+  return bw;
+}
+
+// Streaming a host pool 1.5x the memory budget: entropy + top-1000 over rows x 100 f32 in pinned
+// (range(1) = 1) or pageable host memory, reported against the pinned host-to-device bandwidth.
+void BM_CudaStreamHost(benchmark::State& state) {
+  if (!have_gpu()) return state.SkipWithError("no CUDA device");
+  const int64_t rows = state.range(0), classes = 100;
+  const bool pinned = state.range(1) != 0;
+  const size_t bytes = static_cast<size_t>(rows * classes) * sizeof(float);
+  try {
+    float* host = nullptr;
+    std::vector<float> pageable;
+    if (pinned) {
+      BENCH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host), bytes));
+    } else {
+      pageable.resize(rows * classes);
+      host = pageable.data();
+    }
+    // Fill by repeating a block of random rows.
+    std::mt19937 rng(3);
+    std::exponential_distribution<float> expo(1.0f);
+    const int64_t block_rows = 4096;
+    for (int64_t r = 0; r < block_rows; ++r) {
+      float sum = 0;
+      for (int64_t c = 0; c < classes; ++c) sum += host[r * classes + c] = expo(rng);
+      for (int64_t c = 0; c < classes; ++c) host[r * classes + c] /= sum;
+    }
+    for (int64_t r = block_rows; r < rows; r += block_rows)
+      std::memcpy(host + r * classes, host,
+                  std::min(block_rows, rows - r) * classes * sizeof(float));
+    Resources gpu(Device::cuda);
+    gpu.set_memory_budget(bytes / 3 * 2);
+    SelectOptions opt;
+    opt.k = 1000;
+    const PoolView view = PoolView::matrix(host, DType::f32, rows, classes);
+    run_timed(state, bytes, [&] { benchmark::DoNotOptimize(select(gpu, view, opt)); });
+    state.counters["of_pinned_h2d_bw"] =
+        benchmark::Counter(static_cast<double>(bytes) / h2d_bandwidth(),
+                           benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["peak_device_bytes"] = static_cast<double>(gpu.peak_device_memory());
+    state.counters["budget_bytes"] = static_cast<double>(gpu.memory_budget());
+    if (pinned) cudaFreeHost(host);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 constexpr int kF32 = static_cast<int>(DType::f32), kF16 = static_cast<int>(DType::f16),
               kBF16 = static_cast<int>(DType::bf16);
 constexpr int kEntropy = static_cast<int>(Measure::entropy),
@@ -247,6 +320,13 @@ BENCHMARK(BM_CudaCommittee)
     ->Args({5, 2'000'000, 100, static_cast<int>(Measure::vote_entropy)})
     ->Args({5, 2'000'000, 100, static_cast<int>(Measure::kl_max)})
     ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CudaStreamHost)
+    ->ArgNames({"rows", "pinned"})
+    ->Args({30'000'000, 1})  // 12 GB
+    ->Args({30'000'000, 0})
+    ->UseManualTime()
+    ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CudaTopK)
     ->ArgNames({"n", "k"})
