@@ -202,7 +202,10 @@ class CudaBackend final : public Backend {
 
   void score(const ScoreProblem& problem, float* scores_out) override {
     QUARRY_CUDA_CHECK(cudaSetDevice(device_));
-    const float* scores = score_on_device(problem);
+    const float* scores = queue_scoring(problem);
+    // Checked before anything reaches the caller's buffer.
+    const BadRow bad = wait_for_first_bad();
+    if (bad.row >= 0) throw_bad_row(bad);
     QUARRY_CUDA_CHECK(cudaMemcpyAsync(scores_out, scores, problem.pool.rows * sizeof(float),
                                       cudaMemcpyDefault, stream_));
     QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -212,7 +215,7 @@ class CudaBackend final : public Backend {
     QUARRY_CUDA_CHECK(cudaSetDevice(device_));
     const int64_t n = problem.pool.rows;
     count = std::min(count, n);
-    const float* scores = score_on_device(problem);
+    const float* scores = queue_scoring(problem);
     const std::size_t ws_bytes = kernels::topk_workspace_bytes(n, count);
     void* ws = workspace_->ensure(ws_bytes);
     auto* out_rows = results_->ensure<char>(count * (sizeof(int64_t) + sizeof(float)));
@@ -226,7 +229,10 @@ class CudaBackend final : public Backend {
                                       cudaMemcpyDeviceToHost, stream_));
     QUARRY_CUDA_CHECK(cudaMemcpyAsync(ranked.scores.data(), out_scores, count * sizeof(float),
                                       cudaMemcpyDeviceToHost, stream_));
-    QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    // One wait for the whole job: the validation verdict comes back with the results, and
+    // results from invalid data are thrown away.
+    const BadRow bad = wait_for_first_bad();
+    if (bad.row >= 0) throw_bad_row(bad);
     return ranked;
   }
 
@@ -289,7 +295,7 @@ class CudaBackend final : public Backend {
       }
       kernels::launch_gather_rows(points.data, element_type(points.dtype), points.row_stride, dim,
                                   d_rows, n, x, first_bad, stream_);
-      const BadRow bad = wait_for_first_bad(first_bad);
+      const BadRow bad = wait_for_first_bad();
       if (bad.row >= 0) throw_bad_embedding(bad.row);
     } else {
       const std::vector<float> host = gather_embeddings(points, rows);
@@ -435,8 +441,9 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // Waits for the stream and decodes the first bad row the kernels recorded.
-  BadRow wait_for_first_bad(const unsigned long long* first_bad) {
+  // Waits for the stream and decodes the first bad row the kernels recorded in flag_.
+  BadRow wait_for_first_bad() {
+    const auto* first_bad = flag_->ensure<unsigned long long>(sizeof(unsigned long long));
     QUARRY_CUDA_CHECK(
         cudaMemcpyAsync(host_flag_, first_bad, sizeof *first_bad, cudaMemcpyDeviceToHost, stream_));
     QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -478,8 +485,9 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // Scores every row into scores_ on the device; throws on invalid data.
-  const float* score_on_device(const ScoreProblem& problem) {
+  // Queues the scoring of every row into scores_ on the device, validation included; the verdict
+  // is read by wait_for_first_bad().
+  const float* queue_scoring(const ScoreProblem& problem) {
     const PoolView& pool = problem.pool;
     float* scores = scores_->ensure<float>(pool.rows * sizeof(float));
     auto* first_bad = flag_->ensure<unsigned long long>(sizeof(unsigned long long));
@@ -490,8 +498,6 @@ class CudaBackend final : public Backend {
     } else {
       stream_host_pool(problem, scores, first_bad);
     }
-    const BadRow bad = wait_for_first_bad(first_bad);
-    if (bad.row >= 0) throw_bad_row(bad);
     return scores;
   }
 
