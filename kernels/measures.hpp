@@ -183,14 +183,32 @@ QUARRY_HD float entropy_term(float p) {
   return p > 0.0f ? -p * logf(p) : 0.0f;
 }
 
+/// max and min of values that are never NaN here (non-finite inputs are flagged and skipped): one
+/// instruction on the GPU; a compare and select on the CPU, where fmaxf's NaN rules would cost a
+/// library call.
+QUARRY_HD float larger(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return fmaxf(a, b);
+#else
+  return a > b ? a : b;
+#endif
+}
+QUARRY_HD float smaller(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return fminf(a, b);
+#else
+  return a < b ? a : b;
+#endif
+}
+
 /// p1 >= p2 kept as the running two largest values.
 QUARRY_HD void push_top2(float x, float& top1, float& top2) {
-  top2 = fmaxf(top2, fminf(top1, x));
-  top1 = fmaxf(top1, x);
+  top2 = larger(top2, smaller(top1, x));
+  top1 = larger(top1, x);
 }
 QUARRY_HD void merge_top2(float o1, float o2, float& top1, float& top2) {
-  top2 = fmaxf(fmaxf(top2, o2), fminf(top1, o1));
-  top1 = fmaxf(top1, o1);
+  top2 = larger(larger(top2, o2), smaller(top1, o1));
+  top1 = larger(top1, o1);
 }
 
 /// The single-model measures from the two largest probabilities and the entropy.
@@ -290,7 +308,7 @@ struct LogitStats {
       const Acc e = exp_of(d);
       s += e;
       t += d * e;
-      top2 = fmaxf(top2, z);
+      top2 = larger(top2, z);
     }
   }
   /// Adds z when the row maximum is already known and stored in top1 (CPU's two-pass loop).
@@ -309,7 +327,7 @@ struct LogitStats {
       flags = f;
       return;
     }
-    float t2 = fmaxf(fminf(top1, o.top1), fmaxf(top2, o.top2));
+    float t2 = larger(smaller(top1, o.top1), larger(top2, o.top2));
     if (o.top1 > top1) {
       const Acc d = Acc(top1) - Acc(o.top1);
       const Acc e = exp_of(d);
