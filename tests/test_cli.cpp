@@ -255,6 +255,11 @@ TEST_F(Cli, CommitteesAndVotes) {
   expect_usage_error("select " + path("committee.npy") + " -k 3 --measure entropy", "committee");
   expect_usage_error("select " + path("votes.npy") + " -k 3 --measure bald", "votes");
   expect_usage_error("select " + path("committee.npy") + " -k 3 --layout sideways", "--layout");
+  // With --classes 2, the vote for class 2 (member 0, row 3) is out of range.
+  EXPECT_EQ(run("select " + path("votes.npy") + " -k 2 --classes 3").exit_code, 0);
+  expect_usage_error("select " + path("votes.npy") + " -k 2 --classes 2 -o " + path("o.npy"),
+                     "row 3", path("o.npy"));
+  expect_usage_error("select " + path("committee.npy") + " -k 2 --classes 2", "--classes");
   std::vector<int32_t> bad_votes = votes;
   bad_votes[5] = -3;  // member 1, row 1
   write_npy(path("bad_votes.npy"), bad_votes, "<i4", {2, 4});

@@ -33,6 +33,7 @@ struct CommonOptions {
   std::string memory_budget;  // empty: the backend's default
   bool progress = false;
   bool quiet = false;
+  int64_t classes = 0;  // votes: the number of classes, 0 = any vote >= 0
 };
 
 // "123", "64K", "1.5G", "512MiB" -> bytes (K = 1024).
@@ -157,11 +158,13 @@ Pool open_pool(const CommonOptions& opt) {
   const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
   if (opt.layout != "members-first" && opt.layout != "rows-first")
     throw InvalidArgument("--layout must be members-first or rows-first, got '" + opt.layout + "'");
+  if (opt.classes < 0 || (opt.classes > 0 && !integer))
+    throw InvalidArgument("--classes takes a positive count and applies only to integer votes");
   if (integer) {
     if (shape.size() != 2)
       throw InvalidInput(path + ": integer votes must be 2-D [members, rows], got shape " +
                          array.shape_string());
-    view = PoolView::votes(array.data(), array.dtype(), shape[0], shape[1]);
+    view = PoolView::votes(array.data(), array.dtype(), shape[0], shape[1], opt.classes);
     natural = Measure::vote_entropy;
   } else if (shape.size() == 2) {
     view = PoolView::matrix(array.data(), array.dtype(), shape[0], shape[1]);
@@ -227,6 +230,9 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
   cmd->add_flag("--progress", opt.progress,
                 "show progress on stderr even when it is not a terminal");
   cmd->add_flag("--quiet", opt.quiet, "never show progress");
+  cmd->add_option("--classes", opt.classes,
+                  "integer votes: the number of classes C; a vote >= C is an error (default: any "
+                  "vote >= 0 is a class)");
 }
 
 struct SelectFlags {
