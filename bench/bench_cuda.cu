@@ -82,6 +82,27 @@ struct DevicePool {
   ~DevicePool() { cudaFree(data); }
 };
 
+// The fastest of several copies of `bytes` from `src` to `dst`, in seconds (CUDA events).
+double fastest_copy_seconds(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  BENCH_CUDA(cudaMemcpy(dst, src, bytes, kind));  // warm-up
+  float best = 1e30f;
+  for (int i = 0; i < 10; ++i) {
+    cudaEventRecord(start);
+    cudaMemcpyAsync(dst, src, bytes, kind);
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms;
+    cudaEventElapsedTime(&ms, start, stop);
+    best = std::min(best, ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return best * 1e-3;
+}
+
 // Device-to-device copy bandwidth (bytes read + written per second), measured once.
 double copy_bandwidth() {
   static const double bw = [] {
@@ -89,23 +110,11 @@ double copy_bandwidth() {
     void *a, *b;
     BENCH_CUDA(cudaMalloc(&a, bytes));
     BENCH_CUDA(cudaMalloc(&b, bytes));
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    BENCH_CUDA(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
-    float best = 1e30f;
-    for (int i = 0; i < 10; ++i) {
-      cudaEventRecord(start);
-      cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice);
-      cudaEventRecord(stop);
-      cudaEventSynchronize(stop);
-      float ms;
-      cudaEventElapsedTime(&ms, start, stop);
-      best = std::min(best, ms);
-    }
+    BENCH_CUDA(cudaMemset(a, 1, bytes));
+    const double seconds = fastest_copy_seconds(b, a, bytes, cudaMemcpyDeviceToDevice);
     cudaFree(a);
     cudaFree(b);
-    return 2.0 * bytes / (best * 1e-3);
+    return 2.0 * bytes / seconds;
   }();
   return bw;
 }
@@ -230,22 +239,10 @@ double h2d_bandwidth() {
     BENCH_CUDA(cudaMallocHost(&host, bytes));
     BENCH_CUDA(cudaMalloc(&device, bytes));
     std::memset(host, 1, bytes);
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    float best = 1e30f;
-    for (int i = 0; i < 5; ++i) {
-      cudaEventRecord(start);
-      cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice);
-      cudaEventRecord(stop);
-      cudaEventSynchronize(stop);
-      float ms;
-      cudaEventElapsedTime(&ms, start, stop);
-      best = std::min(best, ms);
-    }
+    const double seconds = fastest_copy_seconds(device, host, bytes, cudaMemcpyHostToDevice);
     cudaFreeHost(host);
     cudaFree(device);
-    return bytes / (best * 1e-3);
+    return bytes / seconds;
   }();
   return bw;
 }
