@@ -31,6 +31,7 @@ using kernels::to_float;
 // double, which bounds the rounding error on LLM-sized rows.
 constexpr int kLanes = 8;
 constexpr int64_t kBlock = 2048;
+constexpr double kLn2 = 0.693147180559945309;
 
 // The row functions are compiled twice, for AVX2 and for the baseline, and the loader picks
 // one for the machine (GCC function multiversioning).
@@ -40,41 +41,70 @@ constexpr int64_t kBlock = 2048;
 #define QUARRY_CPU_CLONES
 #endif
 
-// A row's last classes % kLanes values, padded to a full vector with `fill`.
+// A row's last (end - begin) < kLanes values as a full vector, other lanes `fill`. Rows of at
+// least kLanes classes read the last kLanes values and mask the ones already counted: one
+// unconditional vector load instead of a scalar loop.
 template <typename T>
 void load_tail(const T* row, int64_t begin, int64_t end, float scale, float fill,
                float (&out)[kLanes]) {
-  for (int l = 0; l < kLanes; ++l)
-    out[l] = begin + l < end ? to_float(row[begin + l]) * scale : fill;
+  if (end >= kLanes) {
+    const int64_t first = kLanes - (end - begin);
+    const T* last = row + end - kLanes;
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) out[l] = l >= first ? to_float(last[l]) * scale : fill;
+  } else {
+    for (int l = 0; l < kLanes; ++l)
+      out[l] = begin + l < end ? to_float(row[begin + l]) * scale : fill;
+  }
 }
 
-// Padding with 0 is exact for probabilities: 0 adds nothing to the sum or the entropy, and cannot
-// displace p1 or p2 of a valid row (all values >= 0; with one class, p2 = 0 by definition).
+// Sum of the lanes, in float: each lane holds at most kBlock / kLanes values.
+inline float sum_lanes(const float (&lanes)[kLanes]) {
+  float total = 0.0f;
+  for (float x : lanes) total += x;
+  return total;
+}
+
+// The exact, scalar statistics of a row: used for rows the vector pass found out of range, so
+// that their flags name every problem precisely.
+template <typename T>
+RowResult score_probability_row_exactly(const T* row, int64_t classes, MeasureId measure) {
+  ProbStats<double> stats;
+  for (int64_t c = 0; c < classes; ++c) stats.add(to_float(row[c]));
+  return stats.finish(measure);
+}
+
+// The vector pass does only the work a valid row needs: the two largest values, the sum, the
+// entropy, and a running minimum and maximum. A value below 0 or above 1 shows in those; NaN and
+// Inf make the sum non-finite. Such rows (rare: they end the call with an error) are scored again
+// exactly for their flags. Padding with 0 is exact: 0 adds nothing to the sum or the entropy,
+// and cannot displace p1 or p2 of a valid row (with one class, p2 = 0 by definition).
 template <bool kEntropy, typename T>
 QUARRY_CPU_CLONES RowResult score_probability_row(const T* row, int64_t classes,
                                                   MeasureId measure) {
   ProbStats<double> total;
+  bool in_range = true;
   for (int64_t begin = 0; begin < classes; begin += kBlock) {
     const int64_t end = std::min(classes, begin + kBlock);
-    float top1[kLanes], top2[kLanes], sum[kLanes], entropy[kLanes];
-    uint32_t flags[kLanes];
+    // The entropy is -(sum p ln m + ln 2 sum p e), kept as its two parts (see LogParts).
+    float top1[kLanes], top2[kLanes], low[kLanes], high[kLanes], sum[kLanes];
+    float p_log_mantissa[kLanes], p_exponent[kLanes];
     for (int l = 0; l < kLanes; ++l) {
-      top1[l] = top2[l] = -kernels::kInf;
-      sum[l] = entropy[l] = 0.0f;
-      flags[l] = 0;
+      top1[l] = top2[l] = high[l] = -kernels::kInf;
+      low[l] = kernels::kInf;
+      sum[l] = p_log_mantissa[l] = p_exponent[l] = 0.0f;
     }
     auto add = [&](int l, float p) {
-      const bool finite = kernels::is_finite(p);
-      const float q = finite ? p : 0.0f;
-      flags[l] |= static_cast<uint32_t>(!finite) * kernels::kNonFinite |
-                  static_cast<uint32_t>(q < 0.0f) * kernels::kNegative |
-                  static_cast<uint32_t>(q > 1.0f + kernels::kSumTolerance) * kernels::kAboveOne;
-      const float low = top1[l] < q ? top1[l] : q;
-      top2[l] = top2[l] > low ? top2[l] : low;
-      top1[l] = top1[l] > q ? top1[l] : q;
-      sum[l] += q;
-      if constexpr (kEntropy)
-        entropy[l] -= q * kernels::polynomial_log(q > 0.0f ? q : 1.0f);  // 0 ln 0 = 0
+      kernels::push_top2(p, top1[l], top2[l]);
+      low[l] = kernels::smaller(low[l], p);
+      high[l] = kernels::larger(high[l], p);
+      sum[l] += p;
+      // The parts of ln 0 are finite, so 0 ln 0 adds 0 without a select.
+      if constexpr (kEntropy) {
+        const kernels::LogParts log_p = kernels::polynomial_log_parts(p);
+        p_log_mantissa[l] += p * log_p.log_mantissa;
+        p_exponent[l] += p * log_p.exponent;
+      }
     };
     int64_t c = begin;
     for (; c + kLanes <= end; c += kLanes)
@@ -86,80 +116,91 @@ QUARRY_CPU_CLONES RowResult score_probability_row(const T* row, int64_t classes,
 #pragma omp simd
       for (int l = 0; l < kLanes; ++l) add(l, tail[l]);
     }
+    float block_low = low[0], block_high = high[0];
+    ProbStats<double> block;
     for (int l = 0; l < kLanes; ++l) {
-      ProbStats<double> lane;
-      lane.top1 = top1[l];
-      lane.top2 = top2[l];
-      lane.sum = sum[l];
-      lane.entropy = entropy[l];
-      lane.flags = flags[l];
-      total.merge(lane);
+      kernels::merge_top2(top1[l], top2[l], block.top1, block.top2);
+      block_low = kernels::smaller(block_low, low[l]);
+      block_high = kernels::larger(block_high, high[l]);
     }
+    const float block_sum = sum_lanes(sum);
+    in_range = in_range && block_low >= 0.0f && block_high <= 1.0f + kernels::kSumTolerance &&
+               kernels::is_finite(block_sum);
+    block.sum = block_sum;
+    if constexpr (kEntropy)
+      block.entropy = -(static_cast<double>(sum_lanes(p_log_mantissa)) +
+                        kLn2 * static_cast<double>(sum_lanes(p_exponent)));
+    total.merge(block);
   }
-  return total.finish(measure);
+  return in_range ? total.finish(measure) : score_probability_row_exactly(row, classes, measure);
+}
+
+// The exact, scalar statistics of a row of logits, for rows the vector pass found non-finite
+// values in.
+template <typename T>
+RowResult score_logit_row_exactly(const T* row, int64_t classes, float inv_temperature,
+                                  MeasureId measure) {
+  LogitStats<double> stats;
+  for (int64_t c = 0; c < classes; ++c) stats.add(to_float(row[c]) * inv_temperature);
+  return stats.finish(measure);
 }
 
 // Two passes over the row (the second from cache): the maximum first, so each element needs one
-// exp and no rescaling. Tails are padded with -Inf, which is e^-Inf = 0 in the sums and flagged
-// only where it was read from the row.
+// exp and no rescaling. z - z is 0 for finite z and NaN otherwise: summed, it tells whether the
+// row has a non-finite value; such rows are scored again exactly for their flags. Tails are padded
+// with -Inf, which adds e^-Inf = 0.
 template <bool kEntropy, typename T>
 QUARRY_CPU_CLONES RowResult score_logit_row(const T* row, int64_t classes, float inv_temperature,
                                             MeasureId measure) {
-  float top1[kLanes], top2[kLanes];
-  uint32_t bad[kLanes];
+  float top1[kLanes], top2[kLanes], probe[kLanes];
   for (int l = 0; l < kLanes; ++l) {
     top1[l] = top2[l] = -kernels::kInf;
-    bad[l] = 0;
+    probe[l] = 0.0f;
   }
-  auto scan = [&](int l, float z, bool padding) {
-    const bool finite = kernels::is_finite(z);
-    bad[l] |= static_cast<uint32_t>(!finite && !padding) * kernels::kNonFinite;
-    const float q = finite ? z : -kernels::kInf;
-    const float low = top1[l] < q ? top1[l] : q;
-    top2[l] = top2[l] > low ? top2[l] : low;
-    top1[l] = top1[l] > q ? top1[l] : q;
-  };
   int64_t c = 0;
   for (; c + kLanes <= classes; c += kLanes)
 #pragma omp simd
-    for (int l = 0; l < kLanes; ++l) scan(l, to_float(row[c + l]) * inv_temperature, false);
-  if (c < classes) {
-    float tail[kLanes];
-    load_tail(row, c, classes, inv_temperature, -kernels::kInf, tail);
-    for (int l = 0; l < kLanes; ++l) scan(l, tail[l], c + l >= classes);
+    for (int l = 0; l < kLanes; ++l) {
+      const float z = to_float(row[c + l]) * inv_temperature;
+      kernels::push_top2(z, top1[l], top2[l]);
+      probe[l] += z - z;
+    }
+  bool finite = true;
+  for (; c < classes; ++c) {
+    const float z = to_float(row[c]) * inv_temperature;
+    kernels::push_top2(z, top1[0], top2[0]);
+    finite = finite && kernels::is_finite(z);
   }
   LogitStats<double> stats;
   for (int l = 0; l < kLanes; ++l) {
     kernels::merge_top2(top1[l], top2[l], stats.top1, stats.top2);
-    stats.flags |= bad[l];
+    finite = finite && probe[l] == 0.0f;
   }
-  if (stats.top1 == -kernels::kInf) return stats.finish(measure);  // nothing finite
+  if (!finite || classes == 0)
+    return score_logit_row_exactly(row, classes, inv_temperature, measure);
   const float max = stats.top1;
   for (int64_t begin = 0; begin < classes; begin += kBlock) {
     const int64_t end = std::min(classes, begin + kBlock);
     float s[kLanes], t[kLanes];
     for (int l = 0; l < kLanes; ++l) s[l] = t[l] = 0.0f;
-    auto add = [&](int l, float z) {
-      const bool finite = kernels::is_finite(z);
-      const float d = finite ? z - max : -100.0f;  // e^-100 underflows to 0 below
-      const float e = finite ? kernels::polynomial_exp(d) : 0.0f;
+    auto add = [&](int l, float d) {
+      d = kernels::larger(d, -104.0f);  // e^d is 0 below; keeps d * e finite for d = -Inf
+      const float e = kernels::polynomial_exp(d);
       s[l] += e;
       if constexpr (kEntropy) t[l] += d * e;
     };
     c = begin;
     for (; c + kLanes <= end; c += kLanes)
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) add(l, to_float(row[c + l]) * inv_temperature);
+      for (int l = 0; l < kLanes; ++l) add(l, to_float(row[c + l]) * inv_temperature - max);
     if (c < end) {
       float tail[kLanes];
       load_tail(row, c, end, inv_temperature, -kernels::kInf, tail);
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) add(l, tail[l]);
+      for (int l = 0; l < kLanes; ++l) add(l, tail[l] - max);
     }
-    for (int l = 0; l < kLanes; ++l) {
-      stats.s += s[l];
-      stats.t += t[l];
-    }
+    stats.s += sum_lanes(s);
+    stats.t += sum_lanes(t);
   }
   return stats.finish(measure);
 }

@@ -44,6 +44,28 @@ TEST_P(BadInput, NonFiniteValuesNameTheFirstBadRow) {
   }
 }
 
+// A bad value is found wherever it sits in a row: the first element, a vector's middle, the
+// tail that does not fill a vector, and past the first block of a long row.
+TEST_P(BadInput, EveryPositionOfARowIsChecked) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t c : {1, 7, 8, 9, 33, 2051}) {
+    for (int64_t position : {int64_t{0}, c / 2, c - 1}) {
+      SCOPED_TRACE("C = " + std::to_string(c) + ", position " + std::to_string(position));
+      auto pool = uniform_pool(5, c);
+      std::string message;
+      pool[3 * c + position] = nan;
+      EXPECT_EQ(bad_row(pool, 5, c, false, &message), 3);
+      EXPECT_NE(message.find("non-finite"), std::string::npos) << message;
+      EXPECT_EQ(bad_row(pool, 5, c, true, &message), 3) << "logits";
+      EXPECT_NE(message.find("non-finite"), std::string::npos) << message;
+      pool[3 * c + position] = -1e-6f;
+      EXPECT_EQ(bad_row(pool, 5, c, false, &message), 3);
+      EXPECT_NE(message.find("negative"), std::string::npos) << message;
+      EXPECT_EQ(message.find("non-finite"), std::string::npos) << message;
+    }
+  }
+}
+
 TEST_P(BadInput, NegativeProbability) {
   auto pool = uniform_pool(100, 2);
   pool[42 * 2] = -0.1f;

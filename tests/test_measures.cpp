@@ -1,5 +1,6 @@
 // Closed forms of the single-model measures, on every backend.
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -109,6 +110,38 @@ TEST_P(Measures, LogitsAgreeWithTheirSoftmax) {
       for (int64_t r = 0; r < n; ++r)
         EXPECT_TRUE(near_rel(from_logits[r], from_probs[r], 1e-4f, 2e-6f))
             << to_string(m) << " row " << r;
+    }
+  }
+}
+
+// Every measure against a float64 evaluation of its definition, over sharp and flat rows and
+// class counts around the vector width: the CPU backend is the reference the GPU is held to.
+TEST_P(Measures, EveryMeasureMatchesADoublePrecisionReference) {
+  auto rng = seeded_rng(1003);
+  for (int64_t c : {1, 2, 7, 8, 9, 31, 33, 100, 1000, 5000}) {
+    for (float sharpness : {0.1f, 2.0f, 8.0f}) {
+      SCOPED_TRACE("C = " + std::to_string(c) + ", sharpness " + std::to_string(sharpness));
+      const int64_t n = 41;
+      const auto probs = random_probabilities(n, c, rng, sharpness);
+      std::vector<double> entropy(n), top1(n), top2(n);
+      for (int64_t r = 0; r < n; ++r) {
+        std::vector<double> row(probs.begin() + r * c, probs.begin() + (r + 1) * c);
+        for (double p : row)
+          if (p > 0) entropy[r] -= p * std::log(p);
+        std::sort(row.rbegin(), row.rend());
+        top1[r] = row[0];
+        top2[r] = c > 1 ? row[1] : 0.0;
+      }
+      const auto h = run(probs, n, c, Measure::entropy);
+      const auto lc = run(probs, n, c, Measure::least_confidence);
+      const auto mg = run(probs, n, c, Measure::margin);
+      const auto ra = run(probs, n, c, Measure::ratio);
+      for (int64_t r = 0; r < n; ++r) {
+        EXPECT_TRUE(near_rel(h[r], static_cast<float>(entropy[r]), 2e-6f, 1e-7f)) << "row " << r;
+        EXPECT_TRUE(near_rel(lc[r], static_cast<float>(1 - top1[r]), 1e-6f, 1e-7f)) << r;
+        EXPECT_TRUE(near_rel(mg[r], static_cast<float>(1 - (top1[r] - top2[r])), 1e-6f, 1e-7f));
+        EXPECT_TRUE(near_rel(ra[r], static_cast<float>(top2[r] / top1[r]), 1e-6f, 1e-7f));
+      }
     }
   }
 }
