@@ -79,6 +79,8 @@ void BM_CpuSelect(benchmark::State& state) {
 
 BENCHMARK(BM_CpuRead)->Args({1'000'000, 100})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CpuScore)
+    ->Args({100'000, 1000, static_cast<int>(Measure::entropy), 0})
+    ->Args({10'000, 10000, static_cast<int>(Measure::entropy), 0})
     ->Args({1'000'000, 100, static_cast<int>(Measure::entropy), 0})
     ->Args({1'000'000, 100, static_cast<int>(Measure::margin), 0})
     ->Args({1'000'000, 100, static_cast<int>(Measure::least_confidence), 0})

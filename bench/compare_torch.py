@@ -76,12 +76,12 @@ def copy_bandwidth():
 
 def quarry_times(binary):
     out = subprocess.run([binary, "--benchmark_filter=BM_Cuda", "--benchmark_format=json",
-                          "--benchmark_min_time=0.2s"], check=True, capture_output=True, text=True)
+                          "--benchmark_min_time=0.2"], check=True, capture_output=True, text=True)
     times = {}
     for b in json.loads(out.stdout)["benchmarks"]:
         if "error_message" in b:
             continue
-        ms = b["real_time"] if b["time_unit"] == "ms" else b["real_time"] / 1e3
+        ms = b["real_time"] * {"s": 1e3, "ms": 1.0, "us": 1e-3, "ns": 1e-6}[b["time_unit"]]
         times[b["name"].split("/manual_time")[0]] = ms
     return times
 

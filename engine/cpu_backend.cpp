@@ -33,12 +33,20 @@ constexpr int kLanes = 8;
 constexpr int64_t kBlock = 2048;
 constexpr double kLn2 = 0.693147180559945309;
 
-// The row functions are compiled twice, for AVX2 and for the baseline, and the loader picks
-// one for the machine (GCC function multiversioning).
+// The row loops are compiled twice, for AVX2 and for the baseline, and the loader picks one for
+// the machine (GCC function multiversioning). The row functions are inlined into them, so the
+// constants of the polynomials are set up once per range of rows, not once per row.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define QUARRY_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define QUARRY_CPU_CLONES
+#endif
+#if defined(__GNUC__)
+#define QUARRY_ALWAYS_INLINE inline __attribute__((always_inline))
+#define QUARRY_NOINLINE __attribute__((noinline))
+#else
+#define QUARRY_ALWAYS_INLINE inline
+#define QUARRY_NOINLINE
 #endif
 
 // A row's last (end - begin) < kLanes values as a full vector, other lanes `fill`. Rows of at
@@ -58,17 +66,24 @@ void load_tail(const T* row, int64_t begin, int64_t end, float scale, float fill
   }
 }
 
-// Sum of the lanes, in float: each lane holds at most kBlock / kLanes values.
-inline float sum_lanes(const float (&lanes)[kLanes]) {
-  float total = 0.0f;
-  for (float x : lanes) total += x;
-  return total;
+// Folds the lanes into lane 0 pairwise (a tree the compiler turns into a few shuffles, off the
+// per-row critical path) and returns it. Sums stay in float: each lane holds at most
+// kBlock / kLanes values.
+template <typename Combine>
+inline float fold_lanes(float (&lanes)[kLanes], Combine combine) {
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int l = 0; l < width; ++l) lanes[l] = combine(lanes[l], lanes[l + width]);
+  return lanes[0];
+}
+inline float sum_lanes(float (&lanes)[kLanes]) {
+  return fold_lanes(lanes, [](float a, float b) { return a + b; });
 }
 
 // The exact, scalar statistics of a row: used for rows the vector pass found out of range, so
 // that their flags name every problem precisely.
 template <typename T>
-RowResult score_probability_row_exactly(const T* row, int64_t classes, MeasureId measure) {
+QUARRY_NOINLINE RowResult score_probability_row_exactly(const T* row, int64_t classes,
+                                                        MeasureId measure) {
   ProbStats<double> stats;
   for (int64_t c = 0; c < classes; ++c) stats.add(to_float(row[c]));
   return stats.finish(measure);
@@ -80,8 +95,8 @@ RowResult score_probability_row_exactly(const T* row, int64_t classes, MeasureId
 // exactly for their flags. Padding with 0 is exact: 0 adds nothing to the sum or the entropy,
 // and cannot displace p1 or p2 of a valid row (with one class, p2 = 0 by definition).
 template <bool kEntropy, typename T>
-QUARRY_CPU_CLONES RowResult score_probability_row(const T* row, int64_t classes,
-                                                  MeasureId measure) {
+QUARRY_ALWAYS_INLINE RowResult score_probability_row(const T* row, int64_t classes,
+                                                     MeasureId measure) {
   ProbStats<double> total;
   bool in_range = true;
   for (int64_t begin = 0; begin < classes; begin += kBlock) {
@@ -95,7 +110,8 @@ QUARRY_CPU_CLONES RowResult score_probability_row(const T* row, int64_t classes,
       sum[l] = p_log_mantissa[l] = p_exponent[l] = 0.0f;
     }
     auto add = [&](int l, float p) {
-      kernels::push_top2(p, top1[l], top2[l]);
+      // The entropy needs neither p1 nor p2.
+      if constexpr (!kEntropy) kernels::push_top2(p, top1[l], top2[l]);
       low[l] = kernels::smaller(low[l], p);
       high[l] = kernels::larger(high[l], p);
       sum[l] += p;
@@ -116,13 +132,14 @@ QUARRY_CPU_CLONES RowResult score_probability_row(const T* row, int64_t classes,
 #pragma omp simd
       for (int l = 0; l < kLanes; ++l) add(l, tail[l]);
     }
-    float block_low = low[0], block_high = high[0];
     ProbStats<double> block;
-    for (int l = 0; l < kLanes; ++l) {
-      kernels::merge_top2(top1[l], top2[l], block.top1, block.top2);
-      block_low = kernels::smaller(block_low, low[l]);
-      block_high = kernels::larger(block_high, high[l]);
-    }
+    if constexpr (!kEntropy)
+      for (int l = 0; l < kLanes; ++l)
+        kernels::merge_top2(top1[l], top2[l], block.top1, block.top2);
+    const float block_low =
+        fold_lanes(low, [](float a, float b) { return kernels::smaller(a, b); });
+    const float block_high =
+        fold_lanes(high, [](float a, float b) { return kernels::larger(a, b); });
     const float block_sum = sum_lanes(sum);
     in_range = in_range && block_low >= 0.0f && block_high <= 1.0f + kernels::kSumTolerance &&
                kernels::is_finite(block_sum);
@@ -138,8 +155,8 @@ QUARRY_CPU_CLONES RowResult score_probability_row(const T* row, int64_t classes,
 // The exact, scalar statistics of a row of logits, for rows the vector pass found non-finite
 // values in.
 template <typename T>
-RowResult score_logit_row_exactly(const T* row, int64_t classes, float inv_temperature,
-                                  MeasureId measure) {
+QUARRY_NOINLINE RowResult score_logit_row_exactly(const T* row, int64_t classes,
+                                                  float inv_temperature, MeasureId measure) {
   LogitStats<double> stats;
   for (int64_t c = 0; c < classes; ++c) stats.add(to_float(row[c]) * inv_temperature);
   return stats.finish(measure);
@@ -150,8 +167,8 @@ RowResult score_logit_row_exactly(const T* row, int64_t classes, float inv_tempe
 // row has a non-finite value; such rows are scored again exactly for their flags. Tails are padded
 // with -Inf, which adds e^-Inf = 0.
 template <bool kEntropy, typename T>
-QUARRY_CPU_CLONES RowResult score_logit_row(const T* row, int64_t classes, float inv_temperature,
-                                            MeasureId measure) {
+QUARRY_ALWAYS_INLINE RowResult score_logit_row(const T* row, int64_t classes, float inv_temperature,
+                                               MeasureId measure) {
   float top1[kLanes], top2[kLanes], probe[kLanes];
   for (int l = 0; l < kLanes; ++l) {
     top1[l] = top2[l] = -kernels::kInf;
@@ -321,24 +338,42 @@ BadRow score_votes(const PoolView& pool, const ScoreOptions& options, float* out
   return BadRow::from_code(first_bad);
 }
 
-template <typename T>
-BadRow score_single_model(const PoolView& pool, const ScoreOptions& options, float* out) {
+// Scores rows [begin, end) and returns the encoded first bad row among them.
+template <bool kLogits, bool kEntropy, typename T>
+QUARRY_CPU_CLONES uint64_t score_row_range(const PoolView& pool, int64_t begin, int64_t end,
+                                           float inv_temperature, MeasureId measure, float* out) {
   const T* data = static_cast<const T*>(pool.data);
-  const auto measure = static_cast<MeasureId>(options.measure);
-  const float inv_temperature = 1.0f / options.temperature;
   uint64_t first_bad = kernels::kNoBadRow;
-#pragma omp parallel for schedule(static) reduction(min : first_bad)
-  for (int64_t r = 0; r < pool.rows; ++r) {
+  for (int64_t r = begin; r < end; ++r) {
     const T* row = data + r * pool.row_stride;
-    RowResult result;
-    if (measure == MeasureId::entropy)
-      result = options.logits ? score_logit_row<true>(row, pool.classes, inv_temperature, measure)
-                              : score_probability_row<true>(row, pool.classes, measure);
-    else
-      result = options.logits ? score_logit_row<false>(row, pool.classes, inv_temperature, measure)
-                              : score_probability_row<false>(row, pool.classes, measure);
+    const RowResult result =
+        kLogits ? score_logit_row<kEntropy>(row, pool.classes, inv_temperature, measure)
+                : score_probability_row<kEntropy>(row, pool.classes, measure);
     out[r] = result.score;
     if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
+  }
+  return first_bad;
+}
+
+template <typename T>
+BadRow score_single_model(const PoolView& pool, const ScoreOptions& options, float* out) {
+  const auto measure = static_cast<MeasureId>(options.measure);
+  const float inv_temperature = 1.0f / options.temperature;
+  const bool entropy = measure == MeasureId::entropy;
+  auto* score_range =
+      options.logits
+          ? (entropy ? score_row_range<true, true, T> : score_row_range<true, false, T>)
+          : (entropy ? score_row_range<false, true, T> : score_row_range<false, false, T>);
+  // Ranges of rows large enough that the call costs nothing, small enough to balance threads.
+  constexpr int64_t kRowsPerRange = 1024;
+  const int64_t ranges = (pool.rows + kRowsPerRange - 1) / kRowsPerRange;
+  uint64_t first_bad = kernels::kNoBadRow;
+#pragma omp parallel for schedule(static) reduction(min : first_bad)
+  for (int64_t i = 0; i < ranges; ++i) {
+    const int64_t begin = i * kRowsPerRange;
+    first_bad =
+        std::min(first_bad, score_range(pool, begin, std::min(pool.rows, begin + kRowsPerRange),
+                                        inv_temperature, measure, out));
   }
   return BadRow::from_code(first_bad);
 }
