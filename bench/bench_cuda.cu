@@ -292,6 +292,57 @@ void BM_CudaStreamHost(benchmark::State& state) {
   }
 }
 
+// Standard normal values from a counter-based hash (splitmix64, then Box-Muller): a large
+// random matrix made on the device in milliseconds instead of on the host in seconds.
+__global__ void fill_normal(float* out, int64_t n, uint64_t seed) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  uint64_t z = seed + static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  const float u1 = (static_cast<float>(z >> 40) + 0.5f) * (1.0f / 16777216.0f);
+  const float u2 = static_cast<float>((z >> 16) & 0xffffffu) * (1.0f / 16777216.0f);
+  out[i] = sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
+}
+
+// k-means over n device-resident random normal points of `dim` dimensions into k clusters, for a
+// fixed number of Lloyd iterations, end to end through kmeans(): the gather of the points, the
+// iterations, the final assignment and the copies of centroids and assignments to the host.
+// Started from the first k points (what compare_torch.py's PyTorch k-means does), or with
+// k-means++ (kpp = 1) to show what seeding costs. Reports the iterations run and the inertia per
+// point, to compare quality with the PyTorch version.
+void BM_CudaKMeans(benchmark::State& state) {
+  if (!have_gpu()) return state.SkipWithError("no CUDA device");
+  const int64_t n = state.range(0), dim = state.range(1), k = state.range(2);
+  const int iterations = static_cast<int>(state.range(3));
+  const bool plus_plus = state.range(4) != 0;
+  try {
+    float* points = nullptr;
+    BENCH_CUDA(cudaMalloc(&points, n * dim * sizeof(float)));
+    const int64_t count = n * dim;
+    fill_normal<<<static_cast<unsigned>((count + 255) / 256), 256>>>(points, count, 7);
+    BENCH_CUDA(cudaGetLastError());
+    Resources gpu(Device::cuda);
+    KMeansOptions opt;
+    opt.iterations = iterations;
+    if (!plus_plus) {
+      opt.initial_centroids.resize(k * dim);
+      BENCH_CUDA(cudaMemcpy(opt.initial_centroids.data(), points, k * dim * sizeof(float),
+                            cudaMemcpyDeviceToHost));
+    }
+    const EmbeddingView view =
+        EmbeddingView::matrix(points, DType::f32, n, dim, MemorySpace::device);
+    KMeansResult result;
+    run_timed(state, n * dim * sizeof(float), [&] { result = kmeans(gpu, view, k, opt); });
+    state.counters["lloyd_iterations"] = result.iterations;
+    state.counters["inertia_per_point"] = result.inertia / static_cast<double>(n);
+    cudaFree(points);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 constexpr int kF32 = static_cast<int>(DType::f32), kF16 = static_cast<int>(DType::f16),
               kBF16 = static_cast<int>(DType::bf16);
 constexpr int kEntropy = static_cast<int>(Measure::entropy),
@@ -324,6 +375,14 @@ BENCHMARK(BM_CudaStreamHost)
     ->Args({30'000'000, 0})
     ->UseManualTime()
     ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CudaKMeans)
+    ->ArgNames({"n", "D", "k", "iters", "kpp"})
+    ->Args({100'000, 256, 1000, 20, 0})
+    ->Args({1'000'000, 128, 1000, 20, 0})
+    ->Args({1'000'000, 256, 10'000, 5, 0})
+    ->Args({100'000, 256, 1000, 20, 1})
+    ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CudaTopK)
     ->ArgNames({"n", "k"})

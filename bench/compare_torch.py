@@ -67,6 +67,59 @@ def vote_entropy_topk(p, k):  # p: [M, N, C]
     return torch.topk(-(counts * torch.log(counts.clamp_min(1e-30))).sum(dim=1), k)
 
 
+def kmeans_torch(x, k, iterations):
+    """Lloyd's k-means the PyTorch way: distances by matrix product in row tiles, argmin,
+    index_add for the centroid sums; starts from the first k points, empty clusters keep their
+    centroid. Whether matrix products use TF32 is set by the caller."""
+    centroids = x[:k].clone()
+    n = x.shape[0]
+    tile = max(1, (1 << 28) // k)  # a 1 GiB distance tile
+    assignment = torch.empty(n, dtype=torch.long, device=x.device)
+    for _ in range(iterations):
+        c_norms = (centroids * centroids).sum(dim=1)
+        for r0 in range(0, n, tile):
+            scores = c_norms[None, :] - 2 * (x[r0:r0 + tile] @ centroids.T)
+            assignment[r0:r0 + tile] = scores.argmin(dim=1)
+        sums = torch.zeros_like(centroids).index_add_(0, assignment, x)
+        counts = torch.bincount(assignment, minlength=k)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None].float()
+    return centroids, assignment
+
+
+def inertia_per_point(x, centroids, assignment):
+    """Exact float32 squared distances to the assigned centroids, averaged."""
+    return ((x - centroids[assignment]) ** 2).sum(dim=1).mean().item()
+
+
+def kmeans_table(quarry):
+    """quarry's k-means (quarry_bench, device-resident points) against PyTorch fp32 and TF32 on
+    random normal points, the same shapes and iteration counts. The two sides draw their own points
+    from the same distribution, so inertia per point is comparable, not identical."""
+    cases = [(100_000, 256, 1000, 20), (1_000_000, 128, 1000, 20), (1_000_000, 256, 10_000, 5)]
+    print(f"\n{'k-means (random normal points)':42s} {'quarry ms':>10s} {'fp32 ms':>9s} "
+          f"{'tf32 ms':>9s} {'vs tf32':>8s}   inertia/point quarry, fp32, tf32")
+    for n, dim, k, iterations in cases:
+        x = torch.randn(n, dim, device="cuda")
+        row = {}
+        for tf32 in (False, True):
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            ms = timed(lambda: kmeans_torch(x, k, iterations), repeats=3)
+            centroids, assignment = kmeans_torch(x, k, iterations)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            row[tf32] = (ms, inertia_per_point(x, centroids, assignment))
+        key = f"BM_CudaKMeans/n:{n}/D:{dim}/k:{k}/iters:{iterations}/kpp:0"
+        q = quarry.get(key)
+        q_ms, q_inertia = (q["ms"], q.get("inertia_per_point")) if q else (None, None)
+        qs = f"{q_ms:10.1f}" if q_ms else f"{'n/a':>10s}"
+        ratio = f"{row[True][0] / q_ms:7.1f}x" if q_ms else f"{'':>8s}"
+        qi = f"{q_inertia:.4f}" if q_inertia else "n/a"
+        title = f"N'={n:,} D={dim} k={k:,} {iterations} iterations"
+        print(f"{title:42s} {qs} {row[False][0]:9.1f} {row[True][0]:9.1f} {ratio}   "
+              f"{qi}, {row[False][1]:.4f}, {row[True][1]:.4f}")
+        del x
+
+
 def copy_bandwidth():
     a = torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
     b = torch.empty_like(a)
@@ -77,13 +130,13 @@ def copy_bandwidth():
 def quarry_times(binary):
     out = subprocess.run([binary, "--benchmark_filter=BM_Cuda", "--benchmark_format=json",
                           "--benchmark_min_time=0.2"], check=True, capture_output=True, text=True)
-    times = {}
+    results = {}  # name -> {"ms": time, and the benchmark's counters}
     for b in json.loads(out.stdout)["benchmarks"]:
         if "error_message" in b:
             continue
         ms = b["real_time"] * {"s": 1e3, "ms": 1.0, "us": 1e-3, "ns": 1e-6}[b["time_unit"]]
-        times[b["name"].split("/manual_time")[0]] = ms
-    return times
+        results[b["name"].split("/manual_time")[0]] = dict(b, ms=ms)
+    return results
 
 
 def main():
@@ -94,7 +147,13 @@ def main():
     bw = copy_bandwidth()
     quarry = quarry_times(args.quarry_bench)
     print(f"device: {torch.cuda.get_device_name()}  copy bandwidth (read+write): {bw / 1e12:.2f} TB/s")
+    bandwidth_table(quarry, bw)
+    torch.cuda.empty_cache()
+    kmeans_table(quarry)
 
+
+def bandwidth_table(quarry, bw):
+    """The scoring and top-k jobs, whose floor is reading their bytes once."""
     jobs = []
     p = probabilities(10_000_000, 100)
     name = "BM_CudaSelect/rows:10000000/C:100/measure:{}/logits:{}/dtype:{}/k:1000"
@@ -126,7 +185,7 @@ def main():
     print(f"{'job':58s} {'quarry ms':>10s} {'torch ms':>10s} {'speedup':>8s} {'floor ms':>9s}")
     for title, nbytes, fn, key in jobs:
         torch_ms = timed(fn)
-        q = quarry.get(key)
+        q = quarry[key]["ms"] if key in quarry else None
         floor_ms = nbytes / bw * 1e3  # reading the bytes once at the copy rate (read + write)
         qs = f"{q:10.3f}" if q is not None else f"{'n/a':>10s}"
         ratio = f"{torch_ms / q:7.1f}x" if q else f"{'':>8s}"
