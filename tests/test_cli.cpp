@@ -271,9 +271,7 @@ TEST_F(Cli, DiversityAndExploration) {
   auto rng = seeded_rng(4003);
   const int64_t n = 400, c = 3, d = 4;
   const auto pool = random_probabilities(n, c, rng);
-  std::vector<float> emb(n * d);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (float& v : emb) v = normal(rng);
+  const std::vector<float> emb = random_normal(n * d, rng);
   write_npy(path("pool.npy"), pool, "<f4", {n, c});
   write_npy(path("emb.npy"), emb, "<f4", {n, d});
   const std::string base = "select " + path("pool.npy") + " -k 12 --embeddings " + path("emb.npy");

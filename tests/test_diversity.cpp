@@ -106,10 +106,8 @@ TEST_P(Diversity, MoreClustersThanDistinctPointsStillGivesKPicks) {
 
 TEST_P(Diversity, KMeansClosedForms) {
   auto rng = seeded_rng(6003);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
   const int64_t n = 500, dim = 3;
-  std::vector<float> x(n * dim);
-  for (auto& v : x) v = normal(rng);
+  const std::vector<float> x = random_normal(n * dim, rng);
   // k = 1: the centroid is the mean and the inertia the total squared deviation.
   const KMeansResult one =
       kmeans(*resources_, EmbeddingView::matrix(x.data(), DType::f32, n, dim), 1);

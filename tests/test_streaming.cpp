@@ -79,9 +79,7 @@ TEST_P(Streaming, DiversityAndExplorationChunkedEqualInMemory) {
   auto rng = seeded_rng(7003);
   const int64_t n = 800, c = 4, d = 3;
   const auto probs = random_probabilities(n, c, rng);
-  std::vector<float> emb(n * d);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (float& v : emb) v = normal(rng);
+  const std::vector<float> emb = random_normal(n * d, rng);
   const PoolView view = PoolView::matrix(probs.data(), DType::f32, n, c);
   SelectOptions opt;
   opt.k = 20;

@@ -35,12 +35,17 @@ inline std::vector<float> random_probabilities(int64_t n, int64_t c, std::mt1993
   return out;
 }
 
-inline std::vector<float> random_logits(int64_t n, int64_t c, std::mt19937_64& rng,
-                                        float scale = 3.0f) {
+/// `count` independent normal values with mean 0 and standard deviation `scale`.
+inline std::vector<float> random_normal(int64_t count, std::mt19937_64& rng, float scale = 1.0f) {
   std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> out(n * c);
+  std::vector<float> out(count);
   for (float& x : out) x = normal(rng);
   return out;
+}
+
+inline std::vector<float> random_logits(int64_t n, int64_t c, std::mt19937_64& rng,
+                                        float scale = 3.0f) {
+  return random_normal(n * c, rng, scale);
 }
 
 /// float -> IEEE binary16 bits, round to nearest even.
