@@ -57,7 +57,9 @@ struct ToDouble {
   __host__ __device__ double operator()(float v) const { return v; }
 };
 
-/// Device memory that grows on demand and is returned to the pool only when destroyed.
+/// Device memory from the backend's pool. It holds exactly what the last call asked for (a larger
+/// block left over from an earlier call would count against this call's memory budget) and can be
+/// handed back early with release().
 class DeviceBuffer {
  public:
   DeviceBuffer(cudaMemPool_t pool, cudaStream_t stream) : pool_(pool), stream_(stream) {}
@@ -69,14 +71,17 @@ class DeviceBuffer {
 
   template <typename T = void>
   T* ensure(std::size_t bytes) {
-    if (bytes > bytes_) {
-      if (ptr_ != nullptr) QUARRY_CUDA_CHECK(cudaFreeAsync(ptr_, stream_));
-      ptr_ = nullptr;
-      bytes_ = 0;
-      QUARRY_CUDA_CHECK(cudaMallocFromPoolAsync(&ptr_, bytes, pool_, stream_));
+    if (bytes != bytes_) {
+      release();
+      if (bytes > 0) QUARRY_CUDA_CHECK(cudaMallocFromPoolAsync(&ptr_, bytes, pool_, stream_));
       bytes_ = bytes;
     }
     return static_cast<T*>(ptr_);
+  }
+  void release() {
+    if (ptr_ != nullptr) QUARRY_CUDA_CHECK(cudaFreeAsync(ptr_, stream_));
+    ptr_ = nullptr;
+    bytes_ = 0;
   }
 
  private:
@@ -107,6 +112,22 @@ struct PinnedBuffer {
   }
 };
 
+/// Makes `device` current for the guard's lifetime and then restores the caller's device: a
+/// library call must not change which device its caller's CUDA calls go to.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    QUARRY_CUDA_CHECK(cudaGetDevice(&saved_));
+    if (saved_ != device) QUARRY_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() { cudaSetDevice(saved_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
 std::string describe_device(int device) {
   cudaDeviceProp p{};
   QUARRY_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
@@ -129,6 +150,8 @@ constexpr std::size_t kDistanceTileBytes = std::size_t{256} << 20;
 
 // Host pools are staged through device memory this many bytes at a time.
 constexpr std::size_t kStagingBytes = std::size_t{256} << 20;
+// Staged slabs start on boundaries of this many bytes.
+constexpr int64_t kSlabAlignBytes = 256;
 
 class CudaBackend final : public Backend {
  public:
@@ -140,68 +163,31 @@ class CudaBackend final : public Backend {
     if (device < 0 || device >= count)
       throw BackendUnavailable("CUDA device " + std::to_string(device) + " does not exist (" +
                                std::to_string(count) + " found)");
-    QUARRY_CUDA_CHECK(cudaSetDevice(device_));
-    if (stream != nullptr) {
-      stream_ = static_cast<cudaStream_t>(stream);
-    } else {
-      QUARRY_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-      own_stream_ = true;
+    const DeviceGuard guard(device_);
+    try {
+      create(stream);
+    } catch (...) {
+      destroy();  // what was created before the failure
+      throw;
     }
-    cudaMemPoolProps props{};
-    props.allocType = cudaMemAllocationTypePinned;
-    props.location.type = cudaMemLocationTypeDevice;
-    props.location.id = device_;
-    QUARRY_CUDA_CHECK(cudaMemPoolCreate(&pool_, &props));
-    // Keep freed memory in the pool: the next call reuses it without going back to the driver.
-    uint64_t keep = UINT64_MAX;
-    QUARRY_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep));
-    QUARRY_CUDA_CHECK(cudaMallocHost(&host_flag_, sizeof *host_flag_));
-    QUARRY_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
-    for (int slot = 0; slot < 2; ++slot) {
-      QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&copied_[slot], cudaEventDisableTiming));
-      QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&scored_[slot], cudaEventDisableTiming));
-    }
-    scores_ = std::make_unique<DeviceBuffer>(pool_, stream_);
-    staging_ = std::make_unique<DeviceBuffer>(pool_, stream_);
-    workspace_ = std::make_unique<DeviceBuffer>(pool_, stream_);
-    results_ = std::make_unique<DeviceBuffer>(pool_, stream_);
-    flag_ = std::make_unique<DeviceBuffer>(pool_, stream_);
-    description_ = "cuda:" + describe_device(device_);
-    // Default budget: most of what is free now, leaving room for the context and other users.
-    std::size_t free_bytes = 0, total_bytes = 0;
-    QUARRY_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    default_budget_ = free_bytes / 10 * 8;
-    check_cublas(cublasCreate(&cublas_), "cublasCreate");
-    check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
-    // k-means distances: TF32 tensor cores, as PyTorch's default matmul precision "high" does.
-    check_cublas(cublasSetMathMode(cublas_, CUBLAS_TF32_TENSOR_OP_MATH), "cublasSetMathMode");
   }
 
   ~CudaBackend() override {
+    int saved = 0;
+    cudaGetDevice(&saved);
     cudaSetDevice(device_);
-    scores_.reset();
-    staging_.reset();
-    workspace_.reset();
-    results_.reset();
-    flag_.reset();
-    cudaStreamSynchronize(stream_);
-    cudaStreamSynchronize(copy_stream_);
-    for (int slot = 0; slot < 2; ++slot) {
-      cudaEventDestroy(copied_[slot]);
-      cudaEventDestroy(scored_[slot]);
-    }
-    cudaStreamDestroy(copy_stream_);
-    if (cublas_ != nullptr) cublasDestroy(cublas_);
-    cudaFreeHost(host_flag_);
-    cudaMemPoolDestroy(pool_);
-    if (own_stream_) cudaStreamDestroy(stream_);
+    destroy();
+    cudaSetDevice(saved);
   }
 
   Device kind() const override { return Device::cuda; }
   std::string describe() const override { return description_; }
 
   void score(const ScoreProblem& problem, float* scores_out) override {
-    QUARRY_CUDA_CHECK(cudaSetDevice(device_));
+    const DeviceGuard guard(device_);
+    begin_call();
+    workspace_->release();
+    results_->release();
     const float* scores = queue_scoring(problem);
     // Checked before anything reaches the caller's buffer.
     const BadRow bad = wait_for_first_bad();
@@ -212,7 +198,8 @@ class CudaBackend final : public Backend {
   }
 
   Ranked top(const ScoreProblem& problem, int64_t count) override {
-    QUARRY_CUDA_CHECK(cudaSetDevice(device_));
+    const DeviceGuard guard(device_);
+    begin_call();
     const int64_t n = problem.pool.rows;
     count = std::min(count, n);
     const float* scores = queue_scoring(problem);
@@ -254,7 +241,10 @@ class CudaBackend final : public Backend {
                                                                       problem.pool.classes))
             : 0;
     // top-k: candidates, sort keys and values twice over, results; plus CUB's fixed scratch.
-    return count * 64 + committee + (int64_t{16} << 20);
+    // Host pools: the padding of each staged slab to kSlabAlignBytes, in both slots.
+    const int64_t padding =
+        problem.pool.space == MemorySpace::host ? 2 * problem.pool.members * kSlabAlignBytes : 0;
+    return count * 64 + committee + padding + (int64_t{16} << 20);
   }
   std::size_t default_memory_budget() const override { return default_budget_; }
   std::size_t peak_device_memory() const override {
@@ -271,7 +261,10 @@ class CudaBackend final : public Backend {
   // sees the flag, which it polls without blocking.
   KMeansResult kmeans(const EmbeddingView& points, const std::vector<int64_t>* rows, int64_t k,
                       const KMeansOptions& options) override {
-    QUARRY_CUDA_CHECK(cudaSetDevice(device_));
+    const DeviceGuard guard(device_);
+    begin_call();
+    for (DeviceBuffer* buffer : {scores_.get(), staging_.get(), workspace_.get(), results_.get()})
+      buffer->release();
     const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
     const int64_t dim = points.dim;
     if (n > INT32_MAX || k > INT32_MAX) throw InvalidArgument("k-means supports < 2^31 points");
@@ -384,8 +377,9 @@ class CudaBackend final : public Backend {
         QUARRY_CUDA_CHECK(cudaEventRecord(polled, stream_));
       }
     }
-    // Final assignment to the final centroids, and the inertia.
+    // Final assignment to the final centroids, and the inertia from float32 distances.
     assign_all(never);
+    kernels::launch_assigned_distances(x, n, dim, centroids, assignment, distance, stream_);
     KMeansResult result;
     result.centroids.resize(k * dim);
     result.assignments.resize(n);
@@ -407,6 +401,70 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  void create(void* stream) {
+    if (stream != nullptr) {
+      stream_ = static_cast<cudaStream_t>(stream);
+    } else {
+      QUARRY_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+      own_stream_ = true;
+    }
+    cudaMemPoolProps props{};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = device_;
+    QUARRY_CUDA_CHECK(cudaMemPoolCreate(&pool_, &props));
+    QUARRY_CUDA_CHECK(cudaMallocHost(&host_flag_, sizeof *host_flag_));
+    QUARRY_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+    for (int slot = 0; slot < 2; ++slot) {
+      QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&copied_[slot], cudaEventDisableTiming));
+      QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&scored_[slot], cudaEventDisableTiming));
+    }
+    scores_ = std::make_unique<DeviceBuffer>(pool_, stream_);
+    staging_ = std::make_unique<DeviceBuffer>(pool_, stream_);
+    workspace_ = std::make_unique<DeviceBuffer>(pool_, stream_);
+    results_ = std::make_unique<DeviceBuffer>(pool_, stream_);
+    flag_ = std::make_unique<DeviceBuffer>(pool_, stream_);
+    description_ = "cuda:" + describe_device(device_);
+    // Default budget: most of what is free now, leaving room for the context and other users.
+    std::size_t free_bytes = 0, total_bytes = 0;
+    QUARRY_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    default_budget_ = free_bytes / 10 * 8;
+    begin_call();
+    check_cublas(cublasCreate(&cublas_), "cublasCreate");
+    check_cublas(cublasSetStream(cublas_, stream_), "cublasSetStream");
+    // k-means distances on TF32 tensor cores (PyTorch's matmul precision "high"); the distances
+    // reported in the inertia are recomputed in float32.
+    check_cublas(cublasSetMathMode(cublas_, CUBLAS_TF32_TENSOR_OP_MATH), "cublasSetMathMode");
+  }
+
+  // Frees whatever create() made; safe on a partly created backend.
+  void destroy() noexcept {
+    scores_.reset();
+    staging_.reset();
+    workspace_.reset();
+    results_.reset();
+    flag_.reset();
+    if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
+    for (int slot = 0; slot < 2; ++slot) {
+      if (copied_[slot] != nullptr) cudaEventDestroy(copied_[slot]);
+      if (scored_[slot] != nullptr) cudaEventDestroy(scored_[slot]);
+    }
+    if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
+    if (cublas_ != nullptr) cublasDestroy(cublas_);
+    if (host_flag_ != nullptr) cudaFreeHost(host_flag_);
+    if (pool_ != nullptr) cudaMemPoolDestroy(pool_);
+    if (own_stream_) cudaStreamDestroy(stream_);
+    cudaGetLastError();  // nothing here may leave an error for the caller's next launch
+  }
+
+  // The pool keeps freed memory for the next call, but no more than the budget: memory it holds
+  // beyond that would be device memory this backend occupies over the budget.
+  void begin_call() {
+    uint64_t keep = memory_budget != 0 ? memory_budget : default_budget_;
+    QUARRY_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep));
+  }
+
   // Seeded k-means++ on the device: the uniform draws come from the host's seeded generator,
   // everything else (distances, prefix sums, the sampled point) stays on the device.
   void seed_kmeans_plus_plus(const float* x, int64_t n, int64_t dim, int64_t k, uint64_t seed,
@@ -494,6 +552,7 @@ class CudaBackend final : public Backend {
     QUARRY_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof *first_bad, stream_));
     if (pool.space == MemorySpace::device) {
       check_device_pointer(pool.data);
+      staging_->release();
       launch_scoring(pool, problem.options, pool.rows, problem.row_offset, scores, first_bad);
     } else {
       stream_host_pool(problem, scores, first_bad);
@@ -522,11 +581,16 @@ class CudaBackend final : public Backend {
       return (rows - 1) * pool.row_stride + row_tail +
              (slabs ? 0 : (pool.members - 1) * pool.member_stride);
     };
-    const int64_t slab_elems = extent(chunk_rows);
+    // Every slab starts on a 256-byte boundary, so each chunk is read with the same (vector) loads
+    // as an in-memory pool: the same lanes see the same values, and the scores are bitwise equal.
+    const int64_t align = kSlabAlignBytes / elem;
+    const int64_t slab_elems = (extent(chunk_rows) + align - 1) / align * align;
     const int64_t slot_bytes = slab_count * slab_elems * elem;
     char* device_slots = staging_->ensure<char>(2 * slot_bytes);
     cudaPointerAttributes attributes{};
     QUARRY_CUDA_CHECK(cudaPointerGetAttributes(&attributes, pool.data));
+    if (attributes.type == cudaMemoryTypeDevice)
+      throw InvalidArgument("the pool is marked as host memory but its pointer is device memory");
     const bool pinned_source = attributes.type == cudaMemoryTypeHost;
     if (!pinned_source)
       for (PinnedBuffer& slot : pinned_) slot.ensure(slot_bytes);
@@ -552,8 +616,10 @@ class CudaBackend final : public Backend {
       }
       // The device slot is free once the chunk scored from it two chunks ago is done.
       QUARRY_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, scored_[slot], 0));
-      QUARRY_CUDA_CHECK(cudaMemcpy2DAsync(device, slab_elems * elem, host, host_pitch, width,
-                                          slab_count, cudaMemcpyHostToDevice, copy_stream_));
+      // One copy per slab: a 2-D copy would limit the host pitch (a member's whole slab) to 2 GiB.
+      for (int64_t m = 0; m < slab_count; ++m)
+        QUARRY_CUDA_CHECK(cudaMemcpyAsync(device + m * slab_elems * elem, host + m * host_pitch,
+                                          width, cudaMemcpyHostToDevice, copy_stream_));
       QUARRY_CUDA_CHECK(cudaEventRecord(copied_[slot], copy_stream_));
       QUARRY_CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_[slot], 0));
       PoolView chunk = pool;

@@ -17,6 +17,9 @@ namespace quarry::kernels {
   std::string message = std::string("CUDA error in ") + what + " (" + file + ":" +
                         std::to_string(line) + "): " + cudaGetErrorName(status) + ": " +
                         cudaGetErrorString(status);
+  // Clear a non-sticky error (an allocation failure, a bad argument), or the next launch check
+  // would report it again after the caller recovered.
+  (void)cudaGetLastError();
   if (status == cudaErrorMemoryAllocation) throw OutOfMemory(message);
   throw CudaError(message);
 }

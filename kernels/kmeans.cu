@@ -71,6 +71,25 @@ __global__ void kpp_update_kernel(const float* __restrict__ x, int64_t n, int64_
   if (lane == 0) nearest[i] = fminf(nearest[i], sum);
 }
 
+// distance[i] = |x_i - c_assignment[i]|^2 from the coordinates, in float32: the inertia does not
+// inherit the rounding of the TF32 products the assignment was chosen with.
+__global__ void assigned_distance_kernel(const float* __restrict__ x, int64_t n, int64_t dim,
+                                         const float* __restrict__ centroids,
+                                         const int32_t* __restrict__ assignment,
+                                         float* __restrict__ distance) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (i >= n) return;
+  const int lane = threadIdx.x % 32;
+  const float* centroid = centroids + static_cast<int64_t>(assignment[i]) * dim;
+  float sum = 0.0f;
+  for (int64_t j = lane; j < dim; j += 32) {
+    const float d = x[i * dim + j] - centroid[j];
+    sum = fmaf(d, d, sum);
+  }
+  for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (lane == 0) distance[i] = sum;
+}
+
 // A single block: binary search for the sampled point, then copy it.
 __global__ void kpp_pick_kernel(const float* __restrict__ x, int64_t n, int64_t dim,
                                 const double* __restrict__ cumulative,
@@ -251,6 +270,13 @@ void launch_kpp_update(const float* x, int64_t n, int64_t dim, const float* cent
                        float* nearest, cudaStream_t stream) {
   kpp_update_kernel<<<blocks_for(n, kWarpsPerBlock), kThreads, 0, stream>>>(x, n, dim, centroid,
                                                                             nearest);
+  QUARRY_CHECK_LAUNCH(stream);
+}
+
+void launch_assigned_distances(const float* x, int64_t n, int64_t dim, const float* centroids,
+                               const int32_t* assignment, float* distance, cudaStream_t stream) {
+  assigned_distance_kernel<<<blocks_for(n, kWarpsPerBlock), kThreads, 0, stream>>>(
+      x, n, dim, centroids, assignment, distance);
   QUARRY_CHECK_LAUNCH(stream);
 }
 

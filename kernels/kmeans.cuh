@@ -29,6 +29,10 @@ void launch_row_norms(const float* x, int64_t n, int64_t dim, float* out, cudaSt
 void launch_kpp_update(const float* x, int64_t n, int64_t dim, const float* centroid,
                        float* nearest, cudaStream_t stream);
 
+/// distance[i] = |x_i - centroids[assignment[i]]|^2, computed from the coordinates in float32.
+void launch_assigned_distances(const float* x, int64_t n, int64_t dim, const float* centroids,
+                               const int32_t* assignment, float* distance, cudaStream_t stream);
+
 /// k-means++ step: picks the point i with cumulative[i-1] <= u * total < cumulative[i]
 /// (u = uniforms[c]) and copies it to centroids[c]. `cumulative` is the inclusive prefix sum of
 /// the nearest distances.

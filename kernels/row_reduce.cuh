@@ -33,27 +33,32 @@ inline bool rows_are_16b_aligned(const void* data, int64_t row_stride) {
          (row_stride * static_cast<int64_t>(sizeof(T))) % 16 == 0;
 }
 
-/// Feeds elements lane, lane + lanes, ... of `row` (scaled by `scale`) into `stats`. With kVector
-/// the row is read in 16-byte pieces (streaming loads: the pool is read once), then the tail.
+/// Feeds the row (scaled by `scale`) into `stats`: lane takes the 16-byte pieces lane,
+/// lane + lanes, ... and then the elements of the tail past the last whole piece. With kVector the
+/// pieces are read with 16-byte loads (streaming: the pool is read once); without, element by
+/// element for rows that are not 16-byte aligned. Either way each lane sees the same values in the
+/// same order, so a row's score does not depend on where it sits in memory.
 template <bool kVector, typename T, typename Stats>
 __device__ __forceinline__ void accumulate_row(const T* __restrict__ row, int64_t classes, int lane,
                                                int lanes, float scale, Stats& stats) {
-  int64_t tail = 0;
-  if constexpr (kVector) {
-    constexpr int kVec = kVecElems<T>;
-    const int64_t vectors = classes / kVec;
-    const uint4* vrow = reinterpret_cast<const uint4*>(row);
+  constexpr int kVec = kVecElems<T>;
+  const int64_t pieces = classes / kVec;
+  const uint4* vrow = reinterpret_cast<const uint4*>(row);
 #pragma unroll 4
-    for (int64_t v = lane; v < vectors; v += lanes) {
+  for (int64_t v = lane; v < pieces; v += lanes) {
+    T values[kVec];
+    if constexpr (kVector) {
       const uint4 raw = __ldcs(vrow + v);
-      T values[kVec];
       memcpy(values, &raw, sizeof raw);
+    } else {
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) stats.add(to_float(values[j]) * scale);
+      for (int j = 0; j < kVec; ++j) values[j] = row[v * kVec + j];
     }
-    tail = vectors * kVec;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) stats.add(to_float(values[j]) * scale);
   }
-  for (int64_t c = tail + lane; c < classes; c += lanes) stats.add(to_float(row[c]) * scale);
+  for (int64_t c = pieces * kVec + lane; c < classes; c += lanes)
+    stats.add(to_float(row[c]) * scale);
 }
 
 }  // namespace quarry::kernels

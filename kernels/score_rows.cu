@@ -65,8 +65,9 @@ template <typename T, typename Stats, bool kVector>
 void launch_for_layout(const T* data, int64_t rows, int64_t classes, int64_t row_stride,
                        int64_t row_offset, float scale, MeasureId measure, float* scores,
                        unsigned long long* first_bad, cudaStream_t stream) {
-  constexpr int kVec = kVector ? kVecElems<T> : 1;
-  const int64_t loads = (classes + kVec - 1) / kVec;  // loads per row
+  // The group size follows from the row length alone, never from alignment (see accumulate_row).
+  constexpr int kVec = kVecElems<T>;
+  const int64_t loads = (classes + kVec - 1) / kVec;  // 16-byte pieces per row
   // About four loads per lane keeps several requests in flight per thread.
   auto warp_launch = [&](auto group_constant) {
     constexpr int kGroup = decltype(group_constant)::value;
