@@ -53,16 +53,14 @@ constexpr double kLn2 = 0.693147180559945309;
 // least kLanes classes read the last kLanes values and mask the ones already counted: one
 // unconditional vector load instead of a scalar loop.
 template <typename T>
-void load_tail(const T* row, int64_t begin, int64_t end, float scale, float fill,
-               float (&out)[kLanes]) {
+void load_tail(const T* row, int64_t begin, int64_t end, float fill, float (&out)[kLanes]) {
   if (end >= kLanes) {
     const int64_t first = kLanes - (end - begin);
     const T* last = row + end - kLanes;
 #pragma omp simd
-    for (int l = 0; l < kLanes; ++l) out[l] = l >= first ? to_float(last[l]) * scale : fill;
+    for (int l = 0; l < kLanes; ++l) out[l] = l >= first ? to_float(last[l]) : fill;
   } else {
-    for (int l = 0; l < kLanes; ++l)
-      out[l] = begin + l < end ? to_float(row[begin + l]) * scale : fill;
+    for (int l = 0; l < kLanes; ++l) out[l] = begin + l < end ? to_float(row[begin + l]) : fill;
   }
 }
 
@@ -128,7 +126,7 @@ QUARRY_ALWAYS_INLINE RowResult score_probability_row(const T* row, int64_t class
       for (int l = 0; l < kLanes; ++l) add(l, to_float(row[c + l]));
     if (c < end) {
       float tail[kLanes];
-      load_tail(row, c, end, 1.0f, 0.0f, tail);
+      load_tail(row, c, end, 0.0f, tail);
 #pragma omp simd
       for (int l = 0; l < kLanes; ++l) add(l, tail[l]);
     }
@@ -164,8 +162,10 @@ QUARRY_NOINLINE RowResult score_logit_row_exactly(const T* row, int64_t classes,
 
 // Two passes over the row (the second from cache): the maximum first, so each element needs one
 // exp and no rescaling. z - z is 0 for finite z and NaN otherwise: summed, it tells whether the
-// row has a non-finite value; such rows are scored again exactly for their flags. Tails are padded
-// with -Inf, which adds e^-Inf = 0.
+// row has a non-finite value; such rows are scored again exactly for their flags. Both passes work
+// on the unscaled logits and apply the temperature to differences, d = (z - max) / T, so that the
+// maxima give d = 0 exactly (z / T - max / T could round, or be fused, to a tiny nonzero d).
+// Tails are padded with -Inf, which adds e^-Inf = 0.
 template <bool kEntropy, typename T>
 QUARRY_ALWAYS_INLINE RowResult score_logit_row(const T* row, int64_t classes, float inv_temperature,
                                                MeasureId measure) {
@@ -178,46 +178,57 @@ QUARRY_ALWAYS_INLINE RowResult score_logit_row(const T* row, int64_t classes, fl
   for (; c + kLanes <= classes; c += kLanes)
 #pragma omp simd
     for (int l = 0; l < kLanes; ++l) {
-      const float z = to_float(row[c + l]) * inv_temperature;
+      const float z = to_float(row[c + l]);
       kernels::push_top2(z, top1[l], top2[l]);
       probe[l] += z - z;
     }
   bool finite = true;
   for (; c < classes; ++c) {
-    const float z = to_float(row[c]) * inv_temperature;
+    const float z = to_float(row[c]);
     kernels::push_top2(z, top1[0], top2[0]);
     finite = finite && kernels::is_finite(z);
   }
-  LogitStats<double> stats;
+  float max = -kernels::kInf, second = -kernels::kInf;
   for (int l = 0; l < kLanes; ++l) {
-    kernels::merge_top2(top1[l], top2[l], stats.top1, stats.top2);
+    kernels::merge_top2(top1[l], top2[l], max, second);
     finite = finite && probe[l] == 0.0f;
   }
   if (!finite || classes == 0)
     return score_logit_row_exactly(row, classes, inv_temperature, measure);
-  const float max = stats.top1;
+  LogitStats<double> stats;
+  stats.top1 = max * inv_temperature;
+  stats.top2 = second * inv_temperature;
   for (int64_t begin = 0; begin < classes; begin += kBlock) {
     const int64_t end = std::min(classes, begin + kBlock);
     float s[kLanes], t[kLanes];
     for (int l = 0; l < kLanes; ++l) s[l] = t[l] = 0.0f;
-    auto add = [&](int l, float d) {
-      d = kernels::larger(d, -104.0f);  // e^d is 0 below; keeps d * e finite for d = -Inf
+    auto add = [&](int l, float z) {
+      const float below_max = z - max;
+      // e^d is 0 below -104; the clamp keeps d * e finite for d = -Inf.
+      const float d = kernels::larger(below_max * inv_temperature, -104.0f);
       const float e = kernels::polynomial_exp(d);
-      s[l] += e;
+      // `rest` leaves the maxima out (they are counted below), so that the small sum of a
+      // confident row is not rounded into 1.
+      s[l] += below_max < 0.0f ? e : 0.0f;
       if constexpr (kEntropy) t[l] += d * e;
     };
     c = begin;
     for (; c + kLanes <= end; c += kLanes)
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) add(l, to_float(row[c + l]) * inv_temperature - max);
+      for (int l = 0; l < kLanes; ++l) add(l, to_float(row[c + l]));
     if (c < end) {
       float tail[kLanes];
-      load_tail(row, c, end, inv_temperature, -kernels::kInf, tail);
+      load_tail(row, c, end, -kernels::kInf, tail);
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) add(l, tail[l] - max);
+      for (int l = 0; l < kLanes; ++l) add(l, tail[l]);
     }
-    stats.s += sum_lanes(s);
+    stats.rest += sum_lanes(s);
     stats.t += sum_lanes(t);
+  }
+  if (second == max) {  // the maximum is tied: every copy but one belongs to `rest`
+    int64_t copies = 0;
+    for (c = 0; c < classes; ++c) copies += to_float(row[c]) == max;
+    stats.rest += static_cast<double>(copies - 1);
   }
   return stats.finish(measure);
 }

@@ -129,6 +129,12 @@ QUARRY_HD float log_of(float x) {
 QUARRY_HD double log_of(double x) {
   return ::log(x);
 }
+QUARRY_HD float log1p_of(float x) {
+  return log1pf(x);
+}
+QUARRY_HD double log1p_of(double x) {
+  return ::log1p(x);
+}
 
 /// ln x for finite x > 0 in two parts, ln x = exponent * ln 2 + log_mantissa, without branches
 /// on the value so that the CPU backend's loops vectorize (Cephes' logf: mantissa in
@@ -282,90 +288,89 @@ struct ProbStats {
 
 // ---- logits ------------------------------------------------------------------------------------
 
-/// Statistics of one row of (temperature-scaled) logits z for a stable, single-pass softmax:
-/// with m the running maximum, s = sum e^(z-m) and t = sum (z-m) e^(z-m). Then p_i = e^(z_i-m)/s,
-/// p1 = 1/s, p2 = e^(z2-m)/s and the entropy is ln s - t/s.
+/// Statistics of one row of (temperature-scaled) logits z for a stable, single-pass softmax.
+/// With m the running maximum, `rest` = sum of e^(z-m) over every element but one that holds the
+/// maximum, and t = sum (z-m) e^(z-m), the softmax denominator is s = 1 + rest, p1 = 1/s,
+/// p2 = e^(z2-m)/s and the entropy is ln(1 + rest) - t/s. Keeping `rest` apart from the 1 keeps
+/// the relative precision of 1 - p1 = rest/s for confident rows, where s itself rounds to 1.
 template <typename Acc>
 struct LogitStats {
-  float top1 = -kInf;  // the running maximum m
+  float top1 = -kInf;  // the running maximum m; -Inf until a finite value is added
   float top2 = -kInf;
-  Acc s = 0;
+  Acc rest = 0;
   Acc t = 0;
   uint32_t flags = 0;
 
+  QUARRY_HD bool empty() const { return top1 == -kInf; }
   QUARRY_HD void add(float z) {
     if (!is_finite(z)) {
       flags |= kNonFinite;
       return;
     }
-    if (s == Acc(0)) {
+    if (empty()) {
       top1 = z;
-      s = 1;
       return;
     }
-    if (z > top1) {  // new maximum: rescale what was summed so far
+    if (z > top1) {  // new maximum: rescale what was summed so far, the old maximum included
       const Acc d = Acc(top1) - Acc(z);
       const Acc e = exp_of(d);
+      const Acc s = Acc(1) + rest;
       t = (t + d * s) * e;
-      s = s * e + Acc(1);
+      rest = s * e;
       top2 = top1;
       top1 = z;
     } else {
       const Acc d = Acc(z) - Acc(top1);
       const Acc e = exp_of(d);
-      s += e;
+      rest += e;
       t += d * e;
       top2 = larger(top2, z);
     }
   }
-  /// Adds z when the row maximum is already known and stored in top1 (CPU's two-pass loop).
-  QUARRY_HD void add_below_max(float z) {
-    const Acc d = Acc(z) - Acc(top1);
-    const Acc e = exp_of(d);
-    s += e;
-    t += d * e;
-  }
   QUARRY_HD void merge(const LogitStats& o) {
     flags |= o.flags;
-    if (o.s == Acc(0)) return;
-    if (s == Acc(0)) {
+    if (o.empty()) return;
+    if (empty()) {
       const uint32_t f = flags;
       *this = o;
       flags = f;
       return;
     }
-    float t2 = larger(smaller(top1, o.top1), larger(top2, o.top2));
+    const float t2 = larger(smaller(top1, o.top1), larger(top2, o.top2));
     if (o.top1 > top1) {
       const Acc d = Acc(top1) - Acc(o.top1);
       const Acc e = exp_of(d);
+      const Acc s = Acc(1) + rest;
       t = o.t + (t + d * s) * e;
-      s = o.s + s * e;
+      rest = o.rest + s * e;
       top1 = o.top1;
-    } else {
+    } else {  // equal maxima: the other's maximum joins `rest` with e^0 = 1
       const Acc d = Acc(o.top1) - Acc(top1);
       const Acc e = exp_of(d);
-      t += (o.t + d * o.s) * e;
-      s += o.s * e;
+      const Acc s = Acc(1) + o.rest;
+      t += (o.t + d * s) * e;
+      rest += s * e;
     }
     top2 = t2;
   }
-  QUARRY_HD uint32_t row_flags() const { return s == Acc(0) ? flags | kNonFinite : flags; }
+  QUARRY_HD uint32_t row_flags() const { return empty() ? flags | kNonFinite : flags; }
   QUARRY_HD float entropy_value() const {
-    const float h = static_cast<float>(log_of(s) - t / s);
+    const float h = static_cast<float>(log1p_of(rest) - t / (Acc(1) + rest));
     return h > 0.0f ? h : 0.0f;
   }
   /// ln of the softmax denominator: ln p_i = z_i - log_normalizer().
-  QUARRY_HD float log_normalizer() const { return static_cast<float>(Acc(top1) + log_of(s)); }
+  QUARRY_HD float log_normalizer() const { return static_cast<float>(Acc(top1) + log1p_of(rest)); }
   QUARRY_HD RowResult finish(MeasureId measure) const {
-    if (s == Acc(0)) return {0.0f, flags | kNonFinite};  // no finite value in the row
+    if (empty()) return {0.0f, flags | kNonFinite};  // no finite value in the row
     const float r = top2 > -kInf ? static_cast<float>(exp_of(Acc(top2) - Acc(top1))) : 0.0f;
+    const Acc s = Acc(1) + rest;
     float score;
     switch (measure) {
-      case MeasureId::least_confidence:  // 1 - 1/s, written to keep precision when s ~ 1
-        score = static_cast<float>((s - Acc(1)) / s);
+      case MeasureId::least_confidence:  // 1 - 1/s
+        score = static_cast<float>(rest / s);
         break;
       case MeasureId::margin:  // 1 - (1 - r)/s
-        score = static_cast<float>((s - Acc(1) + Acc(r)) / s);
+        score = static_cast<float>((rest + Acc(r)) / s);
         break;
       case MeasureId::ratio:
         score = r;

@@ -114,6 +114,53 @@ TEST_P(Measures, LogitsAgreeWithTheirSoftmax) {
   }
 }
 
+// A confident row's softmax puts 1 - 1e-11 on its top class: least confidence, margin and
+// entropy are then tiny but still rank the confident rows among themselves, so they must keep
+// their relative precision rather than round to 0 (as 1 - p1 would in float).
+TEST_P(Measures, ConfidentLogitRowsKeepTheirSmallScores) {
+  auto rng = seeded_rng(1004);
+  std::uniform_real_distribution<float> below(-32.0f, -12.0f);
+  for (int64_t c : {2, 33, 1000}) {
+    for (bool tie_at_top : {false, true}) {
+      SCOPED_TRACE("C = " + std::to_string(c) + (tie_at_top ? ", tied top" : ""));
+      const int64_t n = 23;
+      std::vector<float> logits(n * c);
+      for (float& z : logits) z = below(rng);
+      std::vector<double> lc(n), mg(n), h(n);
+      for (int64_t r = 0; r < n; ++r) {
+        float* row = logits.data() + r * c;
+        const float top = 3.0f + static_cast<float>(r);
+        row[(r * 7) % c] = top;  // the top class, anywhere in the row
+        if (tie_at_top && c > 2) row[(r * 7 + 1) % c] = top;
+        // Reference in float64 from the sum of the other classes' e^(z - top).
+        double rest = 0, t = 0, second = -1e300;
+        bool seen_top = false;
+        for (int64_t j = 0; j < c; ++j) {
+          const double d = double(row[j]) - top;
+          if (d == 0 && !seen_top) {
+            seen_top = true;
+            continue;
+          }
+          rest += std::exp(d);
+          t += d * std::exp(d);
+          second = std::max(second, d);
+        }
+        lc[r] = rest / (1 + rest);
+        mg[r] = (rest + std::exp(second)) / (1 + rest);
+        h[r] = std::log1p(rest) - t / (1 + rest);
+      }
+      const auto got_lc = run(logits, n, c, Measure::least_confidence, true);
+      const auto got_mg = run(logits, n, c, Measure::margin, true);
+      const auto got_h = run(logits, n, c, Measure::entropy, true);
+      for (int64_t r = 0; r < n; ++r) {
+        EXPECT_TRUE(near_rel(got_lc[r], float(lc[r]), 1e-5f, 0.0f)) << "least_confidence " << r;
+        EXPECT_TRUE(near_rel(got_mg[r], float(mg[r]), 1e-5f, 0.0f)) << "margin " << r;
+        EXPECT_TRUE(near_rel(got_h[r], float(h[r]), 1e-5f, 0.0f)) << "entropy " << r;
+      }
+    }
+  }
+}
+
 // Every measure against a float64 evaluation of its definition, over sharp and flat rows and
 // class counts around the vector width: the CPU backend is the reference the GPU is held to.
 TEST_P(Measures, EveryMeasureMatchesADoublePrecisionReference) {
