@@ -45,16 +45,19 @@ __global__ void init_select(SelectState* state, unsigned long long* histogram, i
 
 __global__ void __launch_bounds__(kHistogramThreads)
     radix_histogram(const float* __restrict__ scores, int64_t n, const SelectState* state,
-                    int shift, unsigned long long* histogram) {
+                    int shift, int bits, unsigned long long* histogram) {
   __shared__ unsigned int local[kBins];
   for (int b = threadIdx.x; b < kBins; b += blockDim.x) local[b] = 0;
   __syncthreads();
   const uint32_t prefix = state->prefix, mask = state->mask;
+  // The digit is this pass's bits only: the last pass has 10, and an 11-bit digit would take in
+  // a bit that an earlier pass fixed, moving every count past the bins radix_pick reads.
+  const uint32_t digit = (1u << bits) - 1u;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
     const uint32_t key = order_key(scores[i]);
-    if ((key & mask) == prefix) atomicAdd(&local[(key >> shift) & (kBins - 1)], 1u);
+    if ((key & mask) == prefix) atomicAdd(&local[(key >> shift) & digit], 1u);
   }
   __syncthreads();
   for (int b = threadIdx.x; b < kBins; b += blockDim.x)
@@ -203,7 +206,7 @@ void topk(const float* scores, int64_t n, int64_t k, int64_t* out_indices, float
   QUARRY_CHECK_LAUNCH(stream);
   for (int pass = 0; pass < 3; ++pass) {
     radix_histogram<<<grid_for(n, kHistogramThreads * 8, 4096), kHistogramThreads, 0, stream>>>(
-        scores, n, b.state, kPassShift[pass], b.histogram);
+        scores, n, b.state, kPassShift[pass], kPassBits[pass], b.histogram);
     QUARRY_CHECK_LAUNCH(stream);
     radix_pick<<<1, kPickThreads, 0, stream>>>(b.state, b.histogram, kPassShift[pass],
                                                kPassBits[pass]);
