@@ -22,7 +22,6 @@ constexpr int kWarpGroupsPerBlock = 4;
 constexpr int64_t kMaxSharedLogMeanClasses = 1536;  // per warp group, for kl_max
 constexpr int kBlockThreads = 256;
 constexpr int kMaxBlocksWithGlobalScratch = 128;
-constexpr std::size_t kSharedLimit = 48 * 1024;
 
 struct SumOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
@@ -238,18 +237,29 @@ struct CommitteePlan {
   unsigned blocks;
 };
 
+// Static and dynamic shared memory together must fit in 48 KiB without an opt-in; the
+// block-per-row kernels' static share is their reduction storage.
+constexpr std::size_t kDynamicSharedLimit =
+    48 * 1024 - sizeof(typename Group<kBlockThreads>::TempStorage);
+
 CommitteePlan plan_committee(MeasureId measure, int64_t members, int64_t rows, int64_t classes) {
   CommitteePlan plan{};
   const bool kl = measure == MeasureId::kl_max;
-  plan.block_per_row = classes > kMaxSharedLogMeanClasses;
+  auto shared_bytes = [&](bool block_per_row, bool shared_log_mean) {
+    const std::size_t per_group =
+        (member_scratch_bytes(members) + (shared_log_mean ? classes * sizeof(float) : 0) + 15) /
+        16 * 16;
+    return per_group * (block_per_row ? 1 : kWarpGroupsPerBlock);
+  };
+  // A warp per row while its group's scratch fits; a large committee falls back to a block per
+  // row, which needs one group's scratch only.
+  plan.block_per_row =
+      classes > kMaxSharedLogMeanClasses || shared_bytes(false, kl) > kDynamicSharedLimit;
   plan.shared_log_mean = kl && !plan.block_per_row;
   plan.global_log_mean = kl && plan.block_per_row;
-  const std::size_t per_group =
-      (member_scratch_bytes(members) + (plan.shared_log_mean ? classes * sizeof(float) : 0) + 15) /
-      16 * 16;
   const int groups = plan.block_per_row ? 1 : kWarpGroupsPerBlock;
-  plan.shared_bytes = per_group * groups;
-  if (plan.shared_bytes > kSharedLimit)
+  plan.shared_bytes = shared_bytes(plan.block_per_row, plan.shared_log_mean);
+  if (plan.shared_bytes > kDynamicSharedLimit)
     throw InvalidArgument("committee of " + std::to_string(members) +
                           " members is too large for the CUDA backend's shared memory");
   int64_t blocks = (rows + groups - 1) / groups;
