@@ -64,8 +64,7 @@ std::vector<float> kmeans_plus_plus(const float* x, int64_t n, int64_t dim, int6
     std::copy_n(x + chosen * dim, dim, centroids.begin() + c * dim);
     if (c + 1 == k) break;
     const float* centroid = centroids.data() + c * dim;
-    double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       float d2 = 0;
       for (int64_t j = 0; j < dim; ++j) {
@@ -73,8 +72,11 @@ std::vector<float> kmeans_plus_plus(const float* x, int64_t n, int64_t dim, int6
         d2 += diff * diff;
       }
       nearest[i] = std::min(nearest[i], static_cast<double>(d2));
-      total += nearest[i];
     }
+    // Summed in order, not in an OpenMP reduction, whose order (and so the last bits, and the
+    // point chosen) could change from run to run.
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) total += nearest[i];
     if (total <= 0) {  // every point coincides with a centroid: take any
       chosen = std::uniform_int_distribution<int64_t>(0, n - 1)(rng);
       continue;

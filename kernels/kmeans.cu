@@ -141,7 +141,8 @@ __global__ void assign_kernel(const float* __restrict__ s, int64_t rows, int64_t
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   if (i >= rows) return;
   const int lane = threadIdx.x % 32;
-  MinDistance best{kInf, 0x7fffffff};
+  // Index 0, not a sentinel: if a distance overflowed to NaN the point still gets a valid cluster.
+  MinDistance best{kInf, 0};
   for (int64_t j = lane; j < k; j += 32) {
     const float v = centroid_norms[j] - 2.0f * s[i * k + j];
     if (v < best.value) best = {v, static_cast<int32_t>(j)};  // j ascends: ties keep the lower
@@ -149,7 +150,7 @@ __global__ void assign_kernel(const float* __restrict__ s, int64_t rows, int64_t
   __shared__ typename cub::WarpReduce<MinDistance>::TempStorage temp[kWarpsPerBlock];
   best = cub::WarpReduce<MinDistance>(temp[threadIdx.x / 32]).Reduce(best, MinDistanceOp{});
   if (lane == 0) {
-    if (assignment[i] != best.index) atomicAdd(changed, 1u);
+    if (assignment[i] != best.index) *changed = 1u;  // any writer will do: no atomic
     assignment[i] = best.index;
     distance[i] = fmaxf(0.0f, point_norms[i] + best.value);
   }
@@ -191,27 +192,46 @@ struct LargestClusterOp {
   }
 };
 
+// Each empty cluster takes half of the largest cluster: the two centroids move apart by a step
+// of kSplitStep times the larger of the coordinate and the centroid's RMS coordinate, with signs
+// alternating over the dimensions (FAISS splits the same way, by 1/1024 of each coordinate). The
+// step is large enough to survive the TF32 rounding of the distance products, and moves
+// coordinates that are 0.
+constexpr float kSplitStep = 1.0f / 128.0f;
+
 __global__ void repair_empty_kernel(float* __restrict__ centroids, int32_t* __restrict__ counts,
                                     int64_t k, int64_t dim, const int* converged) {
   if (*converged) return;
   using Reduce = cub::BlockReduce<LargestCluster, kThreads>;
-  __shared__ typename Reduce::TempStorage temp;
+  using Sum = cub::BlockReduce<float, kThreads>;
+  __shared__ union {
+    typename Reduce::TempStorage largest;
+    typename Sum::TempStorage sum;
+  } temp;
   __shared__ int32_t big;
+  __shared__ float rms;
   for (int64_t j = 0; j < k; ++j) {
     if (counts[j] != 0) continue;  // uniform across the block
     LargestCluster best{-1, 0x7fffffff};
     for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
       best = LargestClusterOp{}(best, LargestCluster{counts[c], static_cast<int32_t>(c)});
-    best = Reduce(temp).Reduce(best, LargestClusterOp{});
+    best = Reduce(temp.largest).Reduce(best, LargestClusterOp{});
     if (threadIdx.x == 0) big = best.index;
     __syncthreads();
     const int64_t b = big;
     if (counts[b] < 2) return;  // nothing left to split
+    float squares = 0.0f;
+    for (int64_t d = threadIdx.x; d < dim; d += blockDim.x)
+      squares += centroids[b * dim + d] * centroids[b * dim + d];
+    squares = Sum(temp.sum).Sum(squares);
+    if (threadIdx.x == 0) rms = sqrtf(squares / static_cast<float>(dim));
+    __syncthreads();
+    const float floor = rms > 0.0f ? rms : 1.0f;  // a centroid at the origin: a unit step
     for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
       const float v = centroids[b * dim + d];
-      const float sign = (d % 2 == 0) ? 1.0f : -1.0f;
-      centroids[j * dim + d] = v * (1.0f + sign * 1e-4f);
-      centroids[b * dim + d] = v * (1.0f - sign * 1e-4f);
+      const float step = ((d % 2 == 0) ? kSplitStep : -kSplitStep) * fmaxf(fabsf(v), floor);
+      centroids[j * dim + d] = v + step;
+      centroids[b * dim + d] = v - step;
     }
     __syncthreads();
     if (threadIdx.x == 0) {
