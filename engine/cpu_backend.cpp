@@ -70,8 +70,8 @@ void load_tail(const T* row, int64_t begin, int64_t end, float fill, float (&out
 // Folds the lanes into lane 0 pairwise (a tree the compiler turns into a few shuffles, off the
 // per-row critical path) and returns it. Sums stay in float: each lane holds at most
 // kBlock / kLanes values.
-template <typename Combine>
-inline float fold_lanes(float (&lanes)[kLanes], Combine combine) {
+template <typename Value, typename Combine>
+inline Value fold_lanes(Value (&lanes)[kLanes], Combine combine) {
   for (int width = kLanes / 2; width > 0; width /= 2)
     for (int l = 0; l < width; ++l) lanes[l] = combine(lanes[l], lanes[l + width]);
   return lanes[0];
@@ -91,30 +91,34 @@ QUARRY_NOINLINE RowResult score_probability_row_exactly(const T* row, int64_t cl
 }
 
 // The vector pass does only the work a valid row needs: the two largest values, the sum, the
-// entropy, and a running minimum and maximum. A value below 0 or above 1 shows in those; NaN and
-// Inf make the sum non-finite. Such rows (rare: they end the call with an error) are scored again
-// exactly for their flags. Padding with 0 is exact: 0 adds nothing to the sum or the entropy,
-// and cannot displace p1 or p2 of a valid row (with one class, p2 = 0 by definition).
+// entropy, and the largest value's bits read as an unsigned integer. Every probability in
+// [0, 1 + tolerance] has bits at most those of 1 + tolerance; a negative value (sign bit), NaN or
+// Inf has larger ones, so one integer maximum checks the whole range. Such rows (rare: they end
+// the call with an error; -0 is among them and turns out valid) are scored again exactly for
+// their flags. Padding with 0 is exact: 0 adds nothing to the sum or the entropy, and cannot
+// displace p1 or p2 of a valid row (with one class, p2 = 0 by definition).
 template <bool kEntropy, typename T>
 QUARRY_ALWAYS_INLINE RowResult score_probability_row(const T* row, int64_t classes,
                                                      MeasureId measure) {
+  constexpr float kLargestValid = 1.0f + kernels::kSumTolerance;
   ProbStats<double> total;
   bool in_range = true;
   for (int64_t begin = 0; begin < classes; begin += kBlock) {
     const int64_t end = std::min(classes, begin + kBlock);
     // The entropy is -(sum p ln m + ln 2 sum p e), kept as its two parts (see LogParts).
-    float top1[kLanes], top2[kLanes], low[kLanes], high[kLanes], sum[kLanes];
+    float top1[kLanes], top2[kLanes], sum[kLanes];
     float p_log_mantissa[kLanes], p_exponent[kLanes];
+    uint32_t largest_bits[kLanes];
     for (int l = 0; l < kLanes; ++l) {
-      top1[l] = top2[l] = high[l] = -kernels::kInf;
-      low[l] = kernels::kInf;
+      top1[l] = top2[l] = -kernels::kInf;
       sum[l] = p_log_mantissa[l] = p_exponent[l] = 0.0f;
+      largest_bits[l] = 0;
     }
     auto add = [&](int l, float p) {
       // The entropy needs neither p1 nor p2.
       if constexpr (!kEntropy) kernels::push_top2(p, top1[l], top2[l]);
-      low[l] = kernels::smaller(low[l], p);
-      high[l] = kernels::larger(high[l], p);
+      const uint32_t bits = kernels::float_to_bits(p);
+      largest_bits[l] = largest_bits[l] > bits ? largest_bits[l] : bits;
       sum[l] += p;
       // The parts of ln 0 are finite, so 0 ln 0 adds 0 without a select.
       if constexpr (kEntropy) {
@@ -137,14 +141,10 @@ QUARRY_ALWAYS_INLINE RowResult score_probability_row(const T* row, int64_t class
     if constexpr (!kEntropy)
       for (int l = 0; l < kLanes; ++l)
         kernels::merge_top2(top1[l], top2[l], block.top1, block.top2);
-    const float block_low =
-        fold_lanes(low, [](float a, float b) { return kernels::smaller(a, b); });
-    const float block_high =
-        fold_lanes(high, [](float a, float b) { return kernels::larger(a, b); });
-    const float block_sum = sum_lanes(sum);
-    in_range = in_range && block_low >= 0.0f && block_high <= 1.0f + kernels::kSumTolerance &&
-               kernels::is_finite(block_sum);
-    block.sum = block_sum;
+    const uint32_t block_largest_bits =
+        fold_lanes(largest_bits, [](uint32_t a, uint32_t b) { return a > b ? a : b; });
+    in_range = in_range && block_largest_bits <= kernels::float_to_bits(kLargestValid);
+    block.sum = sum_lanes(sum);
     if constexpr (kEntropy)
       block.entropy = -(static_cast<double>(sum_lanes(p_log_mantissa)) +
                         kLn2 * static_cast<double>(sum_lanes(p_exponent)));
@@ -320,9 +320,7 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
             kl_max = std::max(kl_max, kl);
           }
         }
-        score =
-            kernels::committee_score(measure, static_cast<float>(consensus),
-                                     static_cast<float>(mean_entropy), static_cast<float>(kl_max));
+        score = kernels::committee_score(measure, consensus, consensus - mean_entropy, kl_max);
       }
       out[r] = score;
       if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));

@@ -1,9 +1,10 @@
 // Committee kernels. A group of threads owns a row (one warp for rows of up to a few thousand
-// classes, a whole block beyond): pass A reduces each member's statistics (validation, entropy,
-// softmax normaliser, vote); vote measures finish there. Pass B forms the member mean per class,
-// each lane for its own classes, and reduces its entropy; kl_max keeps ln(mean) for the lane's
-// classes and pass C reduces each member's KL to the mean. The row's M*C values are read from
-// device memory once; passes B and C re-read them from cache.
+// classes, a whole block beyond): pass A reduces each member's statistics (validation, softmax
+// normaliser, vote); vote measures finish there. Pass B forms the member mean per class, each
+// lane for its own classes, and reduces its entropy and, for bald, the members' divergence from
+// it; kl_max keeps the mean of the lane's classes and pass C reduces each member's KL to it. The
+// row's M*C values are read from device memory once; passes B and C re-read them from cache
+// (for rows too large for the caches, from device memory).
 
 #include <algorithm>
 #include <cub/block/block_reduce.cuh>
@@ -77,17 +78,16 @@ struct MergeArgMax {
   }
 };
 
-// Per-group shared scratch: M member entropies, M softmax log-normalisers, M votes, then
-// optionally ln(mean) for the row's classes.
+// Per-group shared scratch: M softmax log-normalisers, M votes, then optionally the member mean
+// of the row's classes.
 struct MemberScratch {
-  float* entropy;
   float* log_norm;
   int32_t* vote;
-  float* log_mean;
+  float* mean;
 };
 
 __host__ __device__ inline std::size_t member_scratch_bytes(int64_t members) {
-  return static_cast<std::size_t>(members) * (2 * sizeof(float) + sizeof(int32_t));
+  return static_cast<std::size_t>(members) * (sizeof(float) + sizeof(int32_t));
 }
 
 template <int kThreads, bool kLogits, typename T>
@@ -115,7 +115,6 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
     if (votes) vote = G::all_reduce(vote, MergeArgMax{}, temp);
     flags |= stats.row_flags();
     if (lane == 0) {
-      scratch.entropy[m] = stats.entropy_value();
       if constexpr (kLogits) scratch.log_norm[m] = stats.log_normalizer();
       scratch.vote[m] = vote.index;
     }
@@ -126,8 +125,11 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
       score = vote_score(measure, tally_votes(members, [&](int64_t m) { return scratch.vote[m]; }));
     return;
   }
-  // Pass B: the member mean of each of this lane's classes, and its entropy.
+  // Pass B: the member mean q of each of this lane's classes, its entropy, and (bald) the
+  // divergence terms of every member from q: bald = (1/M) sum q phi(p/q) (see divergence_term),
+  // which keeps its relative precision when the members nearly agree.
   const bool kl = measure == MeasureId::kl_max;
+  const bool bald = measure == MeasureId::bald;
   const float inv_members = 1.0f / static_cast<float>(members);
   auto probability = [&](int64_t m, int64_t c) {
     const float x = to_float(row[m * member_stride + c]) * scale;
@@ -136,45 +138,48 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
     else
       return x;
   };
-  float entropy_part = 0.0f;
+  float entropy_part = 0.0f, divergence_part = 0.0f;
   for (int64_t c = lane; c < classes; c += kThreads) {
     float sum = 0.0f;
     for (int64_t m = 0; m < members; ++m) sum += probability(m, c);
     const float mean = sum * inv_members;
     entropy_part += entropy_term(mean);
-    if (kl) scratch.log_mean[c] = mean > 0.0f ? logf(mean) : 0.0f;
+    if (kl) scratch.mean[c] = mean;
+    if (bald && mean > 0.0f)  // the members' values are in L1 from the loop above
+      for (int64_t m = 0; m < members; ++m)
+        divergence_part += divergence_term(probability(m, c), mean);
   }
   const float consensus = G::all_reduce(entropy_part, SumOp{}, temp);
-  // Pass C (kl_max): every member's KL to the mean. Each lane reads back only its own classes.
+  if (bald) {
+    const float divergence = G::all_reduce(divergence_part, SumOp{}, temp);
+    if (lane == 0) score = committee_score(measure, consensus, divergence * inv_members, 0.0f);
+    return;
+  }
+  // Pass C (kl_max): every member's KL to the mean, sum_c q phi(p/q) + (p - q), where the exact
+  // differences p - q carry the first-order part. Each lane reads back only its own classes.
   float kl_max = 0.0f;
   if (kl) {
     for (int64_t m = 0; m < members; ++m) {
       float part = 0.0f;
       for (int64_t c = lane; c < classes; c += kThreads) {
-        const float x = to_float(row[m * member_stride + c]) * scale;
-        if constexpr (kLogits) {
-          const float log_p = x - scratch.log_norm[m];
-          part += kl_term(expf(log_p), log_p, scratch.log_mean[c]);
-        } else {
-          part += kl_term(x, x > 0.0f ? logf(x) : 0.0f, scratch.log_mean[c]);
+        const float q = scratch.mean[c];
+        if (q > 0.0f) {
+          const float p = probability(m, c);
+          part += divergence_term(p, q) + (p - q);
         }
       }
       kl_max = fmaxf(kl_max, G::all_reduce(part, SumOp{}, temp));
     }
   }
-  if (lane == 0) {
-    float mean_entropy = 0.0f;
-    for (int64_t m = 0; m < members; ++m) mean_entropy += scratch.entropy[m];
-    score = committee_score(measure, consensus, mean_entropy * inv_members, kl_max);
-  }
+  if (lane == 0) score = committee_score(measure, consensus, 0.0f, kl_max);
 }
 
 template <int kThreads, bool kLogits, typename T>
 __global__ void __launch_bounds__(kThreads == 32 ? 32 * kWarpGroupsPerBlock : kThreads)
     score_committee_kernel(const T* __restrict__ data, int64_t members, int64_t rows,
                            int64_t classes, int64_t member_stride, int64_t row_stride,
-                           int64_t row_offset, float scale, MeasureId measure, bool shared_log_mean,
-                           float* __restrict__ global_log_mean, float* __restrict__ scores,
+                           int64_t row_offset, float scale, MeasureId measure, bool shared_mean,
+                           float* __restrict__ global_mean, float* __restrict__ scores,
                            unsigned long long* first_bad) {
   constexpr int kGroups = kThreads == 32 ? kWarpGroupsPerBlock : 1;
   using G = Group<kThreads>;
@@ -182,16 +187,14 @@ __global__ void __launch_bounds__(kThreads == 32 ? 32 * kWarpGroupsPerBlock : kT
   extern __shared__ __align__(16) unsigned char dynamic[];
   const int group = threadIdx.x / kThreads;
   const std::size_t per_group =
-      member_scratch_bytes(members) + (shared_log_mean ? classes * sizeof(float) : 0);
+      member_scratch_bytes(members) + (shared_mean ? classes * sizeof(float) : 0);
   unsigned char* mine = dynamic + group * ((per_group + 15) / 16 * 16);
   MemberScratch scratch;
-  scratch.entropy = reinterpret_cast<float*>(mine);
-  scratch.log_norm = scratch.entropy + members;
+  scratch.log_norm = reinterpret_cast<float*>(mine);
   scratch.vote = reinterpret_cast<int32_t*>(scratch.log_norm + members);
   const int64_t group_id = static_cast<int64_t>(blockIdx.x) * kGroups + group;
-  scratch.log_mean = shared_log_mean
-                         ? reinterpret_cast<float*>(scratch.vote + members)
-                         : (global_log_mean ? global_log_mean + group_id * classes : nullptr);
+  scratch.mean = shared_mean ? reinterpret_cast<float*>(scratch.vote + members)
+                             : (global_mean ? global_mean + group_id * classes : nullptr);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kGroups;
   for (int64_t r = group_id; r < rows; r += stride) {
     float score = 0.0f;
@@ -230,9 +233,9 @@ __global__ void score_votes_kernel(const V* __restrict__ data, int64_t members, 
 
 // How a committee is laid out on the device.
 struct CommitteePlan {
-  bool block_per_row;    // else a warp per row
-  bool shared_log_mean;  // ln(mean) in shared memory (kl_max only)
-  bool global_log_mean;  // ln(mean) in the workspace (kl_max with many classes)
+  bool block_per_row;  // else a warp per row
+  bool shared_mean;    // the class means in shared memory (kl_max only)
+  bool global_mean;    // the class means in the workspace (kl_max with many classes)
   std::size_t shared_bytes;
   unsigned blocks;
 };
@@ -245,25 +248,25 @@ constexpr std::size_t kDynamicSharedLimit =
 CommitteePlan plan_committee(MeasureId measure, int64_t members, int64_t rows, int64_t classes) {
   CommitteePlan plan{};
   const bool kl = measure == MeasureId::kl_max;
-  auto shared_bytes = [&](bool block_per_row, bool shared_log_mean) {
+  auto shared_bytes = [&](bool block_per_row, bool shared_mean) {
     const std::size_t per_group =
-        (member_scratch_bytes(members) + (shared_log_mean ? classes * sizeof(float) : 0) + 15) /
-        16 * 16;
+        (member_scratch_bytes(members) + (shared_mean ? classes * sizeof(float) : 0) + 15) / 16 *
+        16;
     return per_group * (block_per_row ? 1 : kWarpGroupsPerBlock);
   };
   // A warp per row while its group's scratch fits; a large committee falls back to a block per
   // row, which needs one group's scratch only.
   plan.block_per_row =
       classes > kMaxSharedLogMeanClasses || shared_bytes(false, kl) > kDynamicSharedLimit;
-  plan.shared_log_mean = kl && !plan.block_per_row;
-  plan.global_log_mean = kl && plan.block_per_row;
+  plan.shared_mean = kl && !plan.block_per_row;
+  plan.global_mean = kl && plan.block_per_row;
   const int groups = plan.block_per_row ? 1 : kWarpGroupsPerBlock;
-  plan.shared_bytes = shared_bytes(plan.block_per_row, plan.shared_log_mean);
+  plan.shared_bytes = shared_bytes(plan.block_per_row, plan.shared_mean);
   if (plan.shared_bytes > kDynamicSharedLimit)
     throw InvalidArgument("committee of " + std::to_string(members) +
                           " members is too large for the CUDA backend's shared memory");
   int64_t blocks = (rows + groups - 1) / groups;
-  if (plan.global_log_mean) blocks = std::min<int64_t>(blocks, kMaxBlocksWithGlobalScratch);
+  if (plan.global_mean) blocks = std::min<int64_t>(blocks, kMaxBlocksWithGlobalScratch);
   plan.blocks = static_cast<unsigned>(std::min<int64_t>(blocks, int64_t{1} << 30));
   return plan;
 }
@@ -272,14 +275,14 @@ template <typename T>
 void launch_committee_typed(const T* data, bool logits, float scale, MeasureId measure,
                             int64_t members, int64_t rows, int64_t classes, int64_t member_stride,
                             int64_t row_stride, int64_t row_offset, float* scores,
-                            unsigned long long* first_bad, float* log_mean_workspace,
+                            unsigned long long* first_bad, float* mean_workspace,
                             cudaStream_t stream) {
   const CommitteePlan plan = plan_committee(measure, members, rows, classes);
-  float* global = plan.global_log_mean ? log_mean_workspace : nullptr;
+  float* global = plan.global_mean ? mean_workspace : nullptr;
   auto launch = [&](auto kernel, int threads) {
     kernel<<<plan.blocks, threads, plan.shared_bytes, stream>>>(
         data, members, rows, classes, member_stride, row_stride, row_offset, scale, measure,
-        plan.shared_log_mean, global, scores, first_bad);
+        plan.shared_mean, global, scores, first_bad);
   };
   if (plan.block_per_row) {
     if (logits)
@@ -299,7 +302,7 @@ void launch_committee_typed(const T* data, bool logits, float scale, MeasureId m
 
 std::size_t committee_workspace_bytes(MeasureId measure, int64_t members, int64_t classes) {
   const CommitteePlan plan = plan_committee(measure, members, kMaxBlocksWithGlobalScratch, classes);
-  return plan.global_log_mean
+  return plan.global_mean
              ? static_cast<std::size_t>(kMaxBlocksWithGlobalScratch) * classes * sizeof(float)
              : 0;
 }
@@ -313,20 +316,20 @@ void launch_score_committee(const void* data, ElementType type, bool logits, flo
   if (workspace_bytes < committee_workspace_bytes(measure, members, classes))
     throw InvalidArgument("committee scoring: workspace too small");
   const float scale = logits ? inv_temperature : 1.0f;
-  auto* log_mean = static_cast<float*>(workspace);
+  auto* mean = static_cast<float*>(workspace);
   switch (type) {
     case ElementType::f32:
       return launch_committee_typed(static_cast<const float*>(data), logits, scale, measure,
                                     members, rows, classes, member_stride, row_stride, row_offset,
-                                    scores, first_bad, log_mean, stream);
+                                    scores, first_bad, mean, stream);
     case ElementType::f16:
       return launch_committee_typed(static_cast<const f16_bits*>(data), logits, scale, measure,
                                     members, rows, classes, member_stride, row_stride, row_offset,
-                                    scores, first_bad, log_mean, stream);
+                                    scores, first_bad, mean, stream);
     case ElementType::bf16:
       return launch_committee_typed(static_cast<const bf16_bits*>(data), logits, scale, measure,
                                     members, rows, classes, member_stride, row_stride, row_offset,
-                                    scores, first_bad, log_mean, stream);
+                                    scores, first_bad, mean, stream);
     default:
       throw InvalidArgument("committee scoring needs f32, f16 or bf16 input");
   }

@@ -191,9 +191,10 @@ QUARRY_HD float polynomial_exp(float x) {
   return underflow ? 0.0f : y * scale;
 }
 
-/// -p ln p with 0 ln 0 = 0.
-QUARRY_HD float entropy_term(float p) {
-  return p > 0.0f ? -p * logf(p) : 0.0f;
+/// -p ln p with 0 ln 0 = 0, in the accumulator's precision.
+template <typename Acc = float>
+QUARRY_HD Acc entropy_term(float p) {
+  return p > 0.0f ? -Acc(p) * log_of(Acc(p)) : Acc(0);
 }
 
 /// max and min of values that are never NaN here (non-finite inputs are flagged and skipped): one
@@ -264,7 +265,7 @@ struct ProbStats {
     if (p > 1.0f + kSumTolerance) flags |= kAboveOne;
     push_top2(p, top1, top2);
     sum += p;
-    entropy += entropy_term(p);
+    entropy += entropy_term<Acc>(p);
   }
   QUARRY_HD void merge(const ProbStats& o) {
     merge_top2(o.top1, o.top2, top1, top2);
@@ -276,13 +277,13 @@ struct ProbStats {
   QUARRY_HD uint32_t row_flags() const {
     return flags | (fabs(static_cast<double>(sum) - 1.0) <= kSumTolerance ? 0u : kBadSum);
   }
-  QUARRY_HD float entropy_value() const {
-    const float e = static_cast<float>(entropy);
-    return e > 0.0f ? e : 0.0f;
-  }
+  /// In the accumulator's precision: committee measures subtract entropies.
+  QUARRY_HD Acc entropy_value() const { return entropy > Acc(0) ? entropy : Acc(0); }
   QUARRY_HD RowResult finish(MeasureId measure) const {
     const float p2 = top2 > -kInf ? top2 : 0.0f;  // one class: p2 = 0
-    return {canonical_score(single_model_score(measure, top1, p2, entropy_value())), row_flags()};
+    return {
+        canonical_score(single_model_score(measure, top1, p2, static_cast<float>(entropy_value()))),
+        row_flags()};
   }
 };
 
@@ -354,12 +355,12 @@ struct LogitStats {
     top2 = t2;
   }
   QUARRY_HD uint32_t row_flags() const { return empty() ? flags | kNonFinite : flags; }
-  QUARRY_HD float entropy_value() const {
-    const float h = static_cast<float>(log1p_of(rest) - t / (Acc(1) + rest));
-    return h > 0.0f ? h : 0.0f;
+  QUARRY_HD Acc entropy_value() const {
+    const Acc h = log1p_of(rest) - t / (Acc(1) + rest);
+    return h > Acc(0) ? h : Acc(0);
   }
   /// ln of the softmax denominator: ln p_i = z_i - log_normalizer().
-  QUARRY_HD float log_normalizer() const { return static_cast<float>(Acc(top1) + log1p_of(rest)); }
+  QUARRY_HD Acc log_normalizer() const { return Acc(top1) + log1p_of(rest); }
   QUARRY_HD RowResult finish(MeasureId measure) const {
     if (empty()) return {0.0f, flags | kNonFinite};  // no finite value in the row
     const float r = top2 > -kInf ? static_cast<float>(exp_of(Acc(top2) - Acc(top1))) : 0.0f;
@@ -376,7 +377,7 @@ struct LogitStats {
         score = r;
         break;
       default:
-        score = entropy_value();
+        score = static_cast<float>(entropy_value());
     }
     return {canonical_score(score), flags};
   }
@@ -441,27 +442,42 @@ QUARRY_HD float vote_score(MeasureId measure, const VoteTally& t) {
   return canonical_score(score > 0.0 ? static_cast<float>(score) : 0.0f);
 }
 
-/// consensus_entropy = H(mean); bald = H(mean) - mean_m H(p_m); kl_max = max_m KL(p_m || mean).
+/// The committee measure chosen from consensus_entropy = H(mean), bald = H(mean) - mean_m H(p_m)
+/// (each backend computes it its own way; see divergence_term) and kl_max = max_m KL(p_m || mean).
 /// Mutual information and KL are never negative; rounding is clamped away.
-QUARRY_HD float committee_score(MeasureId measure, float consensus_entropy,
-                                float mean_member_entropy, float kl_max) {
-  float score;
+template <typename Acc>
+QUARRY_HD float committee_score(MeasureId measure, Acc consensus_entropy, Acc bald, Acc kl_max) {
+  Acc score;
   switch (measure) {
     case MeasureId::consensus_entropy:
       score = consensus_entropy;
       break;
     case MeasureId::bald:
-      score = consensus_entropy - mean_member_entropy;
+      score = bald;
       break;
     default:
       score = kl_max;
   }
-  return canonical_score(score > 0.0f ? score : 0.0f);
+  return canonical_score(score > Acc(0) ? static_cast<float>(score) : 0.0f);
 }
 
-/// KL term p (ln p - ln q) of class c, with 0 ln 0 = 0. `log_p` is ln p (exact for logits).
-QUARRY_HD float kl_term(float p, float log_p, float log_q) {
-  return p > 0.0f ? p * (log_p - log_q) : 0.0f;
+/// q phi(p / q) = p ln(p / q) - p + q for p >= 0, q > 0, with phi(t) = t ln t - t + 1 >= 0.
+/// Summed over the members and classes of a committee whose mean is q, the (p - q) parts cancel
+/// exactly, so BALD = H(mean) - mean H(p_m) = (1/M) sum_m sum_c q_c phi(p_mc / q_c): a sum of
+/// terms that are never negative, free of the cancellation between two entropies near ln C that
+/// costs float its relative precision when the members nearly agree. For t = 1 + u near 1,
+/// phi = u^2/2 - u^3/6 + u^4/12 - ... = sum_{n>=2} (-u)^n / (n (n-1)), evaluated as that series
+/// in float (|u| < 1/4; 12 terms, relative error below 1e-7) where the closed form would cancel.
+template <typename Acc>
+QUARRY_HD Acc divergence_term(Acc p, Acc q) {
+  if (p <= Acc(0)) return q;  // 0 ln 0 = 0
+  const Acc u = (p - q) / q;
+  if (sizeof(Acc) == sizeof(float) && u > Acc(-0.25) && u < Acc(0.25)) {
+    Acc series = Acc(1.0 / (13 * 12));
+    for (int n = 12; n >= 2; --n) series = Acc(1.0 / (n * (n - 1))) - u * series;
+    return q * (u * u) * series;
+  }
+  return q * ((Acc(1) + u) * log1p_of(u) - u);
 }
 
 QUARRY_HD bool is_vote_measure(MeasureId m) {

@@ -62,7 +62,22 @@ TEST_P(BadInput, EveryPositionOfARowIsChecked) {
       EXPECT_EQ(bad_row(pool, 5, c, false, &message), 3);
       EXPECT_NE(message.find("negative"), std::string::npos) << message;
       EXPECT_EQ(message.find("non-finite"), std::string::npos) << message;
+      pool[3 * c + position] = 1.0011f;  // just past 1 + the sum tolerance
+      EXPECT_EQ(bad_row(pool, 5, c, false, &message), 3);
+      EXPECT_NE(message.find("greater than 1"), std::string::npos) << message;
     }
+  }
+}
+
+// -0 is a valid probability (the range check reads the sign bit, so it takes the exact path).
+TEST_P(BadInput, NegativeZeroIsAValidProbability) {
+  for (int64_t c : {2, 9, 33}) {
+    auto pool = uniform_pool(4, c);
+    for (int64_t j = 0; j < c; ++j) pool[2 * c + j] = j == 1 ? 1.0f : -0.0f;
+    EXPECT_EQ(bad_row(pool, 4, c), -2) << "C = " << c;
+    ScoreOptions opt;
+    const auto scores = score(*resources_, PoolView::matrix(pool.data(), DType::f32, 4, c), opt);
+    EXPECT_EQ(scores[2], 0.0f) << "a one-hot row has entropy 0";
   }
 }
 
