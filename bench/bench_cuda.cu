@@ -4,6 +4,8 @@
 // flushes L2 between iterations.
 
 #include <benchmark/benchmark.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -32,8 +34,63 @@ bool have_gpu() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-// Random device data: probabilities (rows normalised), logits, or plain scores, filled on the host
-// once per shape and copied up.
+// Two independent uniforms in (0, 1) and [0, 1) from a counter-based hash (splitmix64) of i: large
+// random arrays made on the device in milliseconds instead of on the host in seconds, every value
+// distinct (no repeated rows whose scores would tie).
+__device__ __forceinline__ float2 hashed_uniforms(uint64_t i, uint64_t seed) {
+  uint64_t z = seed + i * 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return {(static_cast<float>(z >> 40) + 0.5f) * (1.0f / 16777216.0f),
+          static_cast<float>((z >> 16) & 0xffffffu) * (1.0f / 16777216.0f)};
+}
+__device__ __forceinline__ float hashed_normal(uint64_t i, uint64_t seed) {
+  const float2 u = hashed_uniforms(i, seed);
+  return sqrtf(-2.0f * logf(u.x)) * cospif(2.0f * u.y);  // Box-Muller
+}
+
+// Standard normal values.
+__global__ void fill_normal(float* out, int64_t n, uint64_t seed) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = hashed_normal(static_cast<uint64_t>(i), seed);
+}
+
+__device__ __forceinline__ void store(float* p, float v) {
+  *p = v;
+}
+__device__ __forceinline__ void store(__half* p, float v) {
+  *p = __float2half_rn(v);
+}
+__device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
+  *p = __float2bfloat16_rn(v);
+}
+
+// Rows of a pool, a warp per row: logits N(0, 2^2), or probabilities from exponential values
+// normalised by their sum (a flat Dirichlet row). Values are regenerated for the second pass
+// rather than kept.
+template <typename T>
+__global__ void fill_pool_rows(T* out, int64_t rows, int64_t classes, bool logits, uint64_t seed) {
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+  const int lane = threadIdx.x % 32;
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32; r < rows;
+       r += warps) {
+    auto value = [&](int64_t c) {
+      const uint64_t i = static_cast<uint64_t>(r * classes + c);
+      return logits ? 2.0f * hashed_normal(i, seed) : -logf(hashed_uniforms(i, seed).x);
+    };
+    float sum = 0.0f;
+    if (!logits) {
+      for (int64_t c = lane; c < classes; c += 32) sum += value(c);
+      for (int offset = 16; offset > 0; offset /= 2)
+        sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    }
+    const float scale = logits ? 1.0f : 1.0f / sum;
+    for (int64_t c = lane; c < classes; c += 32) store(out + r * classes + c, value(c) * scale);
+  }
+}
+
+// A random device-resident pool of [members * rows, classes] values.
 struct DevicePool {
   void* data = nullptr;
   size_t bytes = 0;
@@ -41,44 +98,19 @@ struct DevicePool {
     const int64_t total_rows = rows * members;
     bytes = static_cast<size_t>(total_rows * classes) * dtype_size(dtype);
     BENCH_CUDA(cudaMalloc(&data, bytes));
-    // Fill a block of rows on the host and repeat it: random enough, and fast to set up.
-    const int64_t block_rows = std::min<int64_t>(total_rows, 4096);
-    std::mt19937 rng(11);
-    std::exponential_distribution<float> expo(1.0f);
-    std::normal_distribution<float> normal(0.0f, 2.0f);
-    std::vector<float> block(block_rows * classes);
-    for (int64_t r = 0; r < block_rows; ++r) {
-      float sum = 0;
-      for (int64_t c = 0; c < classes; ++c)
-        sum += block[r * classes + c] = logits ? normal(rng) : expo(rng);
-      if (!logits)
-        for (int64_t c = 0; c < classes; ++c) block[r * classes + c] /= sum;
-    }
-    std::vector<unsigned char> raw(block.size() * dtype_size(dtype));
-    for (size_t i = 0; i < block.size(); ++i) {
-      uint32_t u;
-      std::memcpy(&u, &block[i], 4);
-      if (dtype == DType::f32) {
-        std::memcpy(&raw[i * 4], &u, 4);
-      } else if (dtype == DType::bf16) {
-        const uint16_t b = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-        std::memcpy(&raw[i * 2], &b, 2);
-      } else {  // f16 via the CUDA intrinsic's host path would need cuda_fp16; round by hand
-        const float f = block[i];
-        const uint32_t sign = (u >> 16) & 0x8000u, x = u & 0x7fffffffu;
-        uint16_t h;
-        if (x < 0x38800000u)
-          h = static_cast<uint16_t>(
-              sign | static_cast<uint32_t>(std::nearbyint(std::fabs(f) * 16777216.0f)));
-        else
-          h = static_cast<uint16_t>(sign | ((x + 0xfffu + ((x >> 13) & 1u) - 0x38000000u) >> 13));
-        std::memcpy(&raw[i * 2], &h, 2);
-      }
-    }
-    for (size_t offset = 0; offset < bytes; offset += raw.size())
-      BENCH_CUDA(cudaMemcpy(static_cast<char*>(data) + offset, raw.data(),
-                            std::min(raw.size(), bytes - offset), cudaMemcpyHostToDevice));
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total_rows + 7) / 8, 65536));
+    if (dtype == DType::f32)
+      fill_pool_rows<<<blocks, 256>>>(static_cast<float*>(data), total_rows, classes, logits, 11);
+    else if (dtype == DType::f16)
+      fill_pool_rows<<<blocks, 256>>>(static_cast<__half*>(data), total_rows, classes, logits, 11);
+    else
+      fill_pool_rows<<<blocks, 256>>>(static_cast<__nv_bfloat16*>(data), total_rows, classes,
+                                      logits, 11);
+    BENCH_CUDA(cudaGetLastError());
+    BENCH_CUDA(cudaDeviceSynchronize());  // quarry's own stream does not wait for stream 0
   }
+  DevicePool(const DevicePool&) = delete;
+  DevicePool& operator=(const DevicePool&) = delete;
   ~DevicePool() { cudaFree(data); }
 };
 
@@ -129,7 +161,10 @@ void run_timed(benchmark::State& state, size_t bytes, Body&& body, void* flush =
   cudaEventCreate(&stop);
   body();  // warm-up: allocations, module loading
   for (auto _ : state) {
-    if (flush) cudaMemsetAsync(flush, static_cast<int>(state.iterations() & 0xff), flush_bytes);
+    if (flush) {
+      BENCH_CUDA(cudaMemsetAsync(flush, static_cast<int>(state.iterations() & 0xff), flush_bytes));
+      BENCH_CUDA(cudaDeviceSynchronize());  // quarry's stream is non-blocking: flush first
+    }
     cudaEventRecord(start);
     body();
     cudaEventRecord(stop);
@@ -207,10 +242,6 @@ void BM_CudaTopK(benchmark::State& state) {
   if (!have_gpu()) return state.SkipWithError("no CUDA device");
   const int64_t n = state.range(0), k = state.range(1);
   try {
-    std::vector<float> host(n);
-    std::mt19937 rng(5);
-    std::uniform_real_distribution<float> u(0.0f, 1.0f);
-    for (auto& v : host) v = u(rng);
     float *scores, *out_scores;
     int64_t* out_rows;
     void* ws;
@@ -219,7 +250,9 @@ void BM_CudaTopK(benchmark::State& state) {
     BENCH_CUDA(cudaMalloc(&out_scores, k * sizeof(float)));
     BENCH_CUDA(cudaMalloc(&out_rows, k * sizeof(int64_t)));
     BENCH_CUDA(cudaMalloc(&ws, ws_bytes));
-    BENCH_CUDA(cudaMemcpy(scores, host.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    fill_normal<<<static_cast<unsigned>((n + 255) / 256), 256>>>(scores, n, 5);
+    BENCH_CUDA(cudaGetLastError());
+    BENCH_CUDA(cudaDeviceSynchronize());
     run_timed(state, n * sizeof(float),
               [&] { kernels::topk(scores, n, k, out_rows, out_scores, ws, ws_bytes, nullptr); });
     cudaFree(scores);
@@ -292,20 +325,6 @@ void BM_CudaStreamHost(benchmark::State& state) {
   }
 }
 
-// Standard normal values from a counter-based hash (splitmix64, then Box-Muller): a large
-// random matrix made on the device in milliseconds instead of on the host in seconds.
-__global__ void fill_normal(float* out, int64_t n, uint64_t seed) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
-  uint64_t z = seed + static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  const float u1 = (static_cast<float>(z >> 40) + 0.5f) * (1.0f / 16777216.0f);
-  const float u2 = static_cast<float>((z >> 16) & 0xffffffu) * (1.0f / 16777216.0f);
-  out[i] = sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
-}
-
 // k-means over n device-resident random normal points of `dim` dimensions into k clusters, for a
 // fixed number of Lloyd iterations, end to end through kmeans(): the gather of the points, the
 // iterations, the final assignment and the copies of centroids and assignments to the host.
@@ -323,6 +342,7 @@ void BM_CudaKMeans(benchmark::State& state) {
     const int64_t count = n * dim;
     fill_normal<<<static_cast<unsigned>((count + 255) / 256), 256>>>(points, count, 7);
     BENCH_CUDA(cudaGetLastError());
+    BENCH_CUDA(cudaDeviceSynchronize());
     Resources gpu(Device::cuda);
     KMeansOptions opt;
     opt.iterations = iterations;

@@ -5,8 +5,10 @@ the same shapes, and prints one table: quarry, PyTorch, the ratio, and the bandw
 pool's bytes read once at the device-to-device copy rate measured in the same run).
 
     python3 bench/compare_torch.py --quarry-bench build/quarry_bench
+    python3 bench/compare_torch.py --quarry-json quarry.json   # quarry_bench's JSON from before
 
-Needs PyTorch with CUDA and a GPU.
+Needs PyTorch with CUDA and a GPU. If quarry_bench needs a library path that PyTorch must not see
+(a staged build's env.sh), pass a wrapper script that sets it and execs the binary.
 """
 import argparse
 import json
@@ -50,8 +52,7 @@ def least_confidence_topk(p, k):
 
 
 def logits_entropy_topk(z, k):
-    logp = torch.log_softmax(z.float(), dim=1)
-    return torch.topk(-(logp.exp() * logp).sum(dim=1), k)
+    return entropy_topk(torch.softmax(z.float(), dim=1), k)
 
 
 def bald_topk(p, k):  # p: [M, N, C]
@@ -70,20 +71,26 @@ def vote_entropy_topk(p, k):  # p: [M, N, C]
 def kmeans_torch(x, k, iterations):
     """Lloyd's k-means the PyTorch way: distances by matrix product in row tiles, argmin,
     index_add for the centroid sums; starts from the first k points, empty clusters keep their
-    centroid. Whether matrix products use TF32 is set by the caller."""
+    centroid, and ends with the assignment to the final centroids (as quarry's kmeans() does).
+    Whether matrix products use TF32 is set by the caller."""
     centroids = x[:k].clone()
     n = x.shape[0]
     tile = max(1, (1 << 28) // k)  # a 1 GiB distance tile
     assignment = torch.empty(n, dtype=torch.long, device=x.device)
-    for _ in range(iterations):
+
+    def assign():
         c_norms = (centroids * centroids).sum(dim=1)
         for r0 in range(0, n, tile):
             scores = c_norms[None, :] - 2 * (x[r0:r0 + tile] @ centroids.T)
             assignment[r0:r0 + tile] = scores.argmin(dim=1)
+
+    for _ in range(iterations):
+        assign()
         sums = torch.zeros_like(centroids).index_add_(0, assignment, x)
         counts = torch.bincount(assignment, minlength=k)
         filled = counts > 0
         centroids[filled] = sums[filled] / counts[filled, None].float()
+    assign()
     return centroids, assignment
 
 
@@ -98,25 +105,26 @@ def kmeans_table(quarry):
     from the same distribution, so inertia per point is comparable, not identical."""
     cases = [(100_000, 256, 1000, 20), (1_000_000, 128, 1000, 20), (1_000_000, 256, 10_000, 5)]
     print(f"\n{'k-means (random normal points)':42s} {'quarry ms':>10s} {'fp32 ms':>9s} "
-          f"{'tf32 ms':>9s} {'vs tf32':>8s}   inertia/point quarry, fp32, tf32")
+          f"{'tf32 ms':>9s} {'vs tf32':>8s}   inertia/point quarry, fp32, tf32; quarry iterations")
     for n, dim, k, iterations in cases:
         x = torch.randn(n, dim, device="cuda")
         row = {}
         for tf32 in (False, True):
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.set_float32_matmul_precision("high" if tf32 else "highest")
             ms = timed(lambda: kmeans_torch(x, k, iterations), repeats=3)
             centroids, assignment = kmeans_torch(x, k, iterations)
-            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.set_float32_matmul_precision("highest")
             row[tf32] = (ms, inertia_per_point(x, centroids, assignment))
         key = f"BM_CudaKMeans/n:{n}/D:{dim}/k:{k}/iters:{iterations}/kpp:0"
         q = quarry.get(key)
         q_ms, q_inertia = (q["ms"], q.get("inertia_per_point")) if q else (None, None)
+        q_iterations = f"{q['lloyd_iterations']:.0f}" if q and "lloyd_iterations" in q else "n/a"
         qs = f"{q_ms:10.1f}" if q_ms else f"{'n/a':>10s}"
         ratio = f"{row[True][0] / q_ms:7.1f}x" if q_ms else f"{'':>8s}"
         qi = f"{q_inertia:.4f}" if q_inertia else "n/a"
         title = f"N'={n:,} D={dim} k={k:,} {iterations} iterations"
         print(f"{title:42s} {qs} {row[False][0]:9.1f} {row[True][0]:9.1f} {ratio}   "
-              f"{qi}, {row[False][1]:.4f}, {row[True][1]:.4f}")
+              f"{qi}, {row[False][1]:.4f}, {row[True][1]:.4f}; {q_iterations}")
         del x
 
 
@@ -127,11 +135,21 @@ def copy_bandwidth():
     return 2 * a.numel() / (ms * 1e-3)
 
 
-def quarry_times(binary):
-    out = subprocess.run([binary, "--benchmark_filter=BM_Cuda", "--benchmark_format=json",
-                          "--benchmark_min_time=0.2"], check=True, capture_output=True, text=True)
-    results = {}  # name -> {"ms": time, and the benchmark's counters}
-    for b in json.loads(out.stdout)["benchmarks"]:
+def quarry_times(binary, saved_json=None):
+    """quarry_bench's CUDA cases that have a PyTorch counterpart, as name -> {"ms": time, and the
+    benchmark's counters}: run now, or read from a JSON file an earlier run wrote."""
+    if saved_json:
+        with open(saved_json) as f:
+            report = json.load(f)
+    else:
+        run = subprocess.run([binary, "--benchmark_filter=BM_Cuda(Select|Committee|TopK|KMeans)",
+                              "--benchmark_format=json", "--benchmark_min_time=0.2"],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"{binary} failed ({run.returncode}):\n{run.stderr[-4000:]}")
+        report = json.loads(run.stdout)
+    results = {}
+    for b in report["benchmarks"]:
         if "error_message" in b:
             continue
         ms = b["real_time"] * {"s": 1e3, "ms": 1.0, "us": 1e-3, "ns": 1e-6}[b["time_unit"]]
@@ -142,10 +160,13 @@ def quarry_times(binary):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quarry-bench", default="build/quarry_bench")
+    parser.add_argument("--quarry-json", help="quarry_bench --benchmark_format=json output to use "
+                        "instead of running it")
     args = parser.parse_args()
     torch.manual_seed(0)
     bw = copy_bandwidth()
-    quarry = quarry_times(args.quarry_bench)
+    torch.cuda.empty_cache()  # leave the device to quarry_bench
+    quarry = quarry_times(args.quarry_bench, args.quarry_json)
     print(f"device: {torch.cuda.get_device_name()}  copy bandwidth (read+write): {bw / 1e12:.2f} TB/s")
     bandwidth_table(quarry, bw)
     torch.cuda.empty_cache()
@@ -166,7 +187,6 @@ def bandwidth_table(quarry, bw):
     z = torch.randn(10_000_000, 100, device="cuda") * 2
     jobs.append(("logits -> entropy + top-1000, same shape", z.numel() * 4,
                  lambda: logits_entropy_topk(z, 1000), name.format(3, 1, 0)))
-    del p
     c = torch.softmax(torch.randn(5, 2_000_000, 100, device="cuda") * 2, dim=2)
     cname = "BM_CudaCommittee/M:5/rows:2000000/C:100/measure:{}"
     jobs.append(("BALD + top-1000, 5 x 2M x 100 f32", c.numel() * 4,
