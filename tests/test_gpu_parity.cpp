@@ -11,6 +11,8 @@
 #if defined(QUARRY_WITH_CUDA)
 #include <cuda_runtime.h>
 
+#include <limits>
+#include <stdexcept>
 #include <tuple>
 #endif
 
@@ -131,7 +133,8 @@ TEST(GpuDeviceMemory, ScoresDoNotDependOnAlignment) {
       EXPECT_EQ(score(gpu, view_at(device + offset, MemorySpace::device), opt), from_host)
           << "device pool at offset " << offset;
     }
-    // Streamed in chunks that start in either staging slot.
+    // Streamed in chunks of 333 rows, one scoring call each (staging slots are reused within a
+    // call only past 512 MiB: GpuStreaming.StagingSlotsAreReusedWithoutMixingChunks).
     const PoolView host_view = view_at(padded.data(), MemorySpace::host);
     const engine::Backend& backend = gpu.backend();
     gpu.set_memory_budget(static_cast<std::size_t>(
@@ -141,6 +144,105 @@ TEST(GpuDeviceMemory, ScoresDoNotDependOnAlignment) {
     // A device pointer declared as host memory is refused, not copied from.
     EXPECT_THROW(score(gpu, view_at(device, MemorySpace::host), opt), InvalidArgument);
     cudaFree(device);
+  }
+}
+
+// A copy of host data in device memory, freed when it goes out of scope.
+class DeviceCopy {
+ public:
+  template <typename T>
+  explicit DeviceCopy(const std::vector<T>& host) {
+    const std::size_t bytes = host.size() * sizeof(T);
+    if (cudaMalloc(&data_, bytes) != cudaSuccess ||
+        cudaMemcpy(data_, host.data(), bytes, cudaMemcpyHostToDevice) != cudaSuccess)
+      throw std::runtime_error("device copy failed");
+  }
+  ~DeviceCopy() { cudaFree(data_); }
+  DeviceCopy(const DeviceCopy&) = delete;
+  DeviceCopy& operator=(const DeviceCopy&) = delete;
+  void* get() const { return data_; }
+
+ private:
+  void* data_ = nullptr;
+};
+
+// Every kind of pool can live in device memory: committees (both layouts, half precision), votes,
+// pools chunked by a budget while read in place, and embeddings for k-means. Each gives bitwise
+// the result of the same data in host memory.
+TEST(GpuDeviceMemory, EveryInputKindIsReadFromDeviceMemory) {
+  QUARRY_REQUIRE_GPU();
+  auto rng = seeded_rng(3103);
+  Resources gpu(Device::cuda);
+  {  // committees, f16, both layouts
+    const int64_t m = 5, n = 3000, c = 20;
+    const auto half = encode(random_probabilities(m * n, c, rng), DType::f16);
+    const DeviceCopy device(half);
+    for (Layout layout : {Layout::members_first, Layout::rows_first})
+      for (Measure measure : {Measure::bald, Measure::kl_max, Measure::vote_entropy}) {
+        SCOPED_TRACE(std::string(to_string(measure)) +
+                     (layout == Layout::rows_first ? " rows-first" : " members-first"));
+        ScoreOptions opt;
+        opt.measure = measure;
+        const auto on_host =
+            score(gpu, PoolView::committee(half.data(), DType::f16, m, n, c, layout), opt);
+        EXPECT_EQ(score(gpu,
+                        PoolView::committee(device.get(), DType::f16, m, n, c, layout,
+                                            MemorySpace::device),
+                        opt),
+                  on_host);
+      }
+  }
+  {  // votes, with abstentions
+    const int64_t m = 7, n = 4000;
+    std::uniform_int_distribution<int32_t> vote(-1, 3);
+    std::vector<int32_t> votes(m * n);
+    for (auto& v : votes) v = vote(rng);
+    const DeviceCopy device(votes);
+    ScoreOptions opt;
+    opt.measure = Measure::vote_entropy;
+    EXPECT_EQ(
+        score(gpu, PoolView::votes(device.get(), DType::i32, m, n, 0, MemorySpace::device), opt),
+        score(gpu, PoolView::votes(votes.data(), DType::i32, m, n), opt));
+  }
+  {  // a device pool chunked by a budget, read in place
+    const int64_t n = 20000, c = 30;
+    const auto probs = random_probabilities(n, c, rng);
+    const DeviceCopy device(probs);
+    const PoolView view = PoolView::matrix(device.get(), DType::f32, n, c, MemorySpace::device);
+    SelectOptions opt;
+    opt.k = 500;
+    const Selection whole = select(gpu, view, opt);
+    Resources budgeted(Device::cuda);
+    const engine::Backend& backend = budgeted.backend();
+    budgeted.set_memory_budget(static_cast<std::size_t>(
+        backend.working_bytes_fixed(engine::ScoreProblem{view, opt.scoring}, opt.k) +
+        backend.working_bytes_per_row(view) * 3001));
+    const Selection chunked = select(budgeted, view, opt);
+    EXPECT_EQ(chunked.indices, whole.indices);
+    EXPECT_EQ(chunked.scores, whole.scores);
+    EXPECT_LE(budgeted.peak_device_memory(), budgeted.memory_budget());
+  }
+  {  // embeddings for k-means, and a non-finite one named by its row
+    const int64_t n = 2000, dim = 16;
+    auto points = random_normal(n * dim, rng, 1.0f);
+    const DeviceCopy device(points);
+    KMeansOptions opt;
+    opt.seed = 3;
+    const KMeansResult on_device = kmeans(
+        gpu, EmbeddingView::matrix(device.get(), DType::f32, n, dim, MemorySpace::device), 20, opt);
+    const KMeansResult on_host =
+        kmeans(gpu, EmbeddingView::matrix(points.data(), DType::f32, n, dim), 20, opt);
+    EXPECT_EQ(on_device.assignments, on_host.assignments);
+    EXPECT_EQ(on_device.centroids, on_host.centroids);
+    points[1234 * dim + 5] = std::numeric_limits<float>::infinity();
+    const DeviceCopy bad(points);
+    try {
+      kmeans(gpu, EmbeddingView::matrix(bad.get(), DType::f32, n, dim, MemorySpace::device), 20,
+             opt);
+      ADD_FAILURE() << "a non-finite embedding was accepted";
+    } catch (const InvalidInput& e) {
+      EXPECT_EQ(e.row(), 1234) << e.what();
+    }
   }
 }
 
