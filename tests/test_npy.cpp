@@ -72,6 +72,17 @@ TEST(Npy, RefusesBrokenFilesWithAClearMessage) {
   // Truncated: the header promises more data than the file holds.
   write_npy(temp_path("trunc.npy"), data, "<f4", {4, 2});
   EXPECT_THROW(io::NpyArray::open(temp_path("trunc.npy")), InvalidInput);
+  // A shape whose element count overflows 64 bits: 2^32 * 2^32 * 4 bytes would wrap to 0, the
+  // size of the data present, and the array would claim rows it does not have.
+  write_npy(temp_path("overflow.npy"), std::vector<float>{}, "<f4", {4294967296, 4294967296});
+  try {
+    io::NpyArray::open(temp_path("overflow.npy"));
+    ADD_FAILURE() << "an overflowing shape was accepted";
+  } catch (const InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("too large"), std::string::npos) << e.what();
+  }
+  write_npy(temp_path("overflow2.npy"), std::vector<float>{}, "<f4", {4611686018427387904, 4});
+  EXPECT_THROW(io::NpyArray::open(temp_path("overflow2.npy")), InvalidInput);
   // Not an npy file at all.
   { std::ofstream(temp_path("text.npy")) << "hello, this is not numpy\n"; }
   EXPECT_THROW(io::NpyArray::open(temp_path("text.npy")), InvalidInput);

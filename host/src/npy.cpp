@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <utility>
 
 #include "quarry/error.hpp"
@@ -145,8 +146,14 @@ NpyArray NpyArray::open(const std::string& path) {
   array.shape_ = parse_shape(dict_value(header, "shape", path), path);
 
   const std::size_t data_offset = header_start + header_len;
-  const std::size_t expected =
-      static_cast<std::size_t>(array.elements()) * dtype_size(array.dtype_);
+  // The data's size, refusing shapes whose product overflows (a crafted header could otherwise
+  // wrap it around to the size of the data present).
+  std::size_t expected = dtype_size(array.dtype_);
+  for (int64_t d : array.shape_) {
+    if (d != 0 && expected > std::numeric_limits<std::size_t>::max() / static_cast<std::size_t>(d))
+      fail(path, "not a valid .npy file (shape " + array.shape_string() + " is too large)");
+    expected *= static_cast<std::size_t>(d);
+  }
   const std::size_t present = file_bytes - data_offset;
   if (present < expected)
     fail(path, "truncated: shape " + array.shape_string() + " needs " + std::to_string(expected) +
