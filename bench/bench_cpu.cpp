@@ -77,6 +77,40 @@ void BM_CpuSelect(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * n * c * 4);
 }
 
+// Committee measure over [members, rows, classes] probabilities (members-first): the same 400 MB
+// as the single-model cases when members * rows = 1M.
+void BM_CpuCommittee(benchmark::State& state) {
+  const int64_t m = state.range(0), n = state.range(1), c = state.range(2);
+  const auto measure = static_cast<Measure>(state.range(3));
+  const auto pool = probabilities(m * n, c);
+  Resources cpu(Device::cpu);
+  std::vector<float> scores(n);
+  ScoreOptions opt;
+  opt.measure = measure;
+  for (auto _ : state)
+    score(cpu, PoolView::committee(pool.data(), DType::f32, m, n, c), opt, scores.data());
+  state.SetBytesProcessed(state.iterations() * m * n * c * 4);
+  state.SetLabel(std::string(to_string(measure)));
+}
+
+// select with diversity: entropy + top-m candidates, FAISS k-means of their embeddings into k
+// clusters, one pick per cluster.
+void BM_CpuSelectDiverse(benchmark::State& state) {
+  const int64_t n = state.range(0), c = state.range(1), k = state.range(2), dim = state.range(3);
+  const auto pool = probabilities(n, c);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal;
+  std::vector<float> embeddings(n * dim);
+  for (float& v : embeddings) v = normal(rng);
+  Resources cpu(Device::cpu);
+  SelectOptions opt;
+  opt.k = k;
+  opt.embeddings = EmbeddingView::matrix(embeddings.data(), DType::f32, n, dim);
+  for (auto _ : state)
+    benchmark::DoNotOptimize(select(cpu, PoolView::matrix(pool.data(), DType::f32, n, c), opt));
+  state.SetLabel("candidates " + std::to_string(10 * k) + ", D " + std::to_string(dim));
+}
+
 BENCHMARK(BM_CpuRead)->Args({1'000'000, 100})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CpuScore)
     ->Args({100'000, 1000, static_cast<int>(Measure::entropy), 0})
@@ -88,5 +122,16 @@ BENCHMARK(BM_CpuScore)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_CpuSelect)->Args({1'000'000, 100, 1000})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CpuCommittee)
+    ->Args({5, 200'000, 100, static_cast<int>(Measure::bald)})
+    ->Args({5, 200'000, 100, static_cast<int>(Measure::vote_entropy)})
+    ->Args({5, 200'000, 100, static_cast<int>(Measure::kl_max)})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_CpuSelectDiverse)
+    ->Args({1'000'000, 100, 100, 128})
+    ->Args({1'000'000, 100, 1000, 128})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
