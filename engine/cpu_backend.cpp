@@ -266,6 +266,139 @@ MemberSummary summarize_member(const T* row, int64_t classes, bool logits, float
   return {stats.row_flags(), stats.entropy_value(), 0.0, vote.index};
 }
 
+// Per-thread scratch of the vector committee path: the member mean of each class in double and
+// rounded to float, the rounding, and 1 / the float mean.
+struct CommitteeScratch {
+  static constexpr int64_t kBytesPerClass = 2 * sizeof(double) + 2 * sizeof(float);
+  std::vector<double> mean, rounding;
+  std::vector<float> mean_f, inv_mean;
+  std::vector<int32_t> vote;  // each member's vote (vote measures)
+  CommitteeScratch(int64_t classes, int64_t members)
+      : mean(classes), rounding(classes), mean_f(classes), inv_mean(classes), vote(members) {}
+};
+
+// A committee row of probabilities in vector loops (consensus_entropy, bald, kl_max). With q the
+// member mean rounded to float (q = mean_f) and u = (p - q) / q, the measures are sums of terms
+// that are never negative or that the exact differences p - q carry (see divergence_term):
+//   bald = (1/M) sum_m sum_c q phi(u)
+//   KL(p_m || mean) = sum_c q phi(u) + (p - q) - (1 + u) (mean - q)
+// the last term correcting, to first order, for the rounding of the mean. The float phi terms
+// keep a relative error near 1e-6; the linear ones are summed in double. Returns false, leaving
+// the row to the exact path, when a member's values are out of range or do not sum to 1.
+// Runs body(lane, c) for c = 0..count-1: whole vectors of kLanes classes in a loop the compiler
+// vectorizes (each lane its own accumulators), the rest in lane 0.
+template <typename Body>
+QUARRY_ALWAYS_INLINE void for_each_class(int64_t count, Body&& body) {
+  int64_t c = 0;
+  for (; c + kLanes <= count; c += kLanes)
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) body(l, c + l);
+  for (; c < count; ++c) body(0, c);
+}
+
+template <bool kVotes, typename T>
+QUARRY_CPU_CLONES bool score_probability_committee_row(const T* row, int64_t members,
+                                                       int64_t classes, int64_t member_stride,
+                                                       MeasureId measure, CommitteeScratch& s,
+                                                       float& score) {
+  const uint32_t largest_valid_bits = kernels::float_to_bits(1.0f + kernels::kSumTolerance);
+  // Raw pointers: loads through the vectors' own pointers would keep the loops from vectorizing.
+  double* const mean = s.mean.data();
+  double* const rounding = s.rounding.data();
+  float* const mean_f = s.mean_f.data();
+  float* const inv_mean = s.inv_mean.data();
+  if constexpr (!kVotes) std::fill_n(mean, classes, 0.0);
+  for (int64_t m = 0; m < members; ++m) {
+    const T* member = row + m * member_stride;
+    double sum = 0.0;
+    uint32_t largest_bits[kLanes] = {};
+    // Votes: each lane's largest value and its first class, so ties keep the lowest class.
+    float best[kLanes];
+    int32_t best_class[kLanes];  // class counts fit: ArgMax indices are int32
+    for (int l = 0; l < kLanes; ++l) {
+      best[l] = -kernels::kInf;
+      best_class[l] = -1;
+    }
+    for (int64_t begin = 0; begin < classes; begin += kBlock) {
+      const int64_t end = std::min(classes, begin + kBlock);
+      float block_sum[kLanes] = {};
+      for_each_class(end - begin, [&](int l, int64_t i) {
+        const int64_t c = begin + i;
+        const float p = to_float(member[c]);
+        const uint32_t bits = kernels::float_to_bits(p);
+        largest_bits[l] = largest_bits[l] > bits ? largest_bits[l] : bits;
+        block_sum[l] += p;
+        if constexpr (kVotes) {
+          const bool better = p > best[l];
+          best_class[l] = better ? static_cast<int32_t>(c) : best_class[l];
+          best[l] = better ? p : best[l];
+        } else {
+          mean[c] += p;
+        }
+      });
+      sum += sum_lanes(block_sum);
+    }
+    const uint32_t largest =
+        fold_lanes(largest_bits, [](uint32_t a, uint32_t b) { return a > b ? a : b; });
+    if (largest > largest_valid_bits || std::fabs(sum - 1.0) > kernels::kSumTolerance) return false;
+    if constexpr (kVotes) {
+      kernels::ArgMax vote;
+      for (int l = 0; l < kLanes; ++l)
+        if (best_class[l] >= 0) vote.add(best[l], best_class[l]);
+      s.vote[m] = vote.index;
+    }
+  }
+  if constexpr (kVotes) {
+    score = kernels::vote_score(
+        measure, kernels::tally_votes(members, [&](int64_t m) { return s.vote[m]; }));
+    return true;
+  }
+  const double inv_members = 1.0 / static_cast<double>(members);
+  float log_mantissa_sum[kLanes] = {}, exponent_sum[kLanes] = {};
+  for_each_class(classes, [&](int l, int64_t c) {
+    const double q = mean[c] * inv_members;
+    const float q_f = static_cast<float>(q);
+    mean_f[c] = q_f;
+    rounding[c] = q - static_cast<double>(q_f);
+    inv_mean[c] = q_f > 0.0f ? 1.0f / q_f : 0.0f;
+    const kernels::LogParts log_q = kernels::polynomial_log_parts(q_f);  // finite parts at 0
+    log_mantissa_sum[l] += q_f * log_q.log_mantissa;
+    exponent_sum[l] += q_f * log_q.exponent;
+  });
+  const double consensus = -(static_cast<double>(sum_lanes(log_mantissa_sum)) +
+                             kLn2 * static_cast<double>(sum_lanes(exponent_sum)));
+  double bald = 0.0, kl_max = 0.0;
+  if (measure != MeasureId::consensus_entropy) {
+    const bool kl = measure == MeasureId::kl_max;
+    double divergence_total = 0.0;
+    for (int64_t m = 0; m < members; ++m) {
+      const T* member = row + m * member_stride;
+      float divergence[kLanes] = {};
+      double linear[kLanes] = {};
+      if (kl) {
+        for_each_class(classes, [&](int l, int64_t c) {
+          const float difference = to_float(member[c]) - mean_f[c];  // exact within 2x
+          const float u = difference * inv_mean[c];
+          divergence[l] += mean_f[c] * kernels::relative_divergence(u);
+          linear[l] += static_cast<double>(difference) - (1.0 + u) * rounding[c];
+        });
+        double linear_sum = 0.0;
+        for (double x : linear) linear_sum += x;
+        kl_max = std::max(kl_max, static_cast<double>(sum_lanes(divergence)) + linear_sum);
+      } else {
+        for_each_class(classes, [&](int l, int64_t c) {
+          const float u = (to_float(member[c]) - mean_f[c]) * inv_mean[c];
+          divergence[l] += mean_f[c] * kernels::relative_divergence(u);
+        });
+      }
+      divergence_total += sum_lanes(divergence);
+    }
+    bald = divergence_total * inv_members;
+  }
+  score = kernels::committee_score(measure, consensus, bald, kl_max);
+  return true;
+}
+
 template <typename T>
 BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float* out) {
   const T* data = static_cast<const T*>(pool.data);
@@ -278,9 +411,19 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
   {
     std::vector<MemberSummary> summary(members);
     std::vector<double> mean(classes), log_mean(classes);
+    const bool votes = kernels::is_vote_measure(measure);
+    CommitteeScratch scratch(logits || votes ? 0 : classes, members);
 #pragma omp for schedule(static) reduction(min : first_bad)
     for (int64_t r = 0; r < pool.rows; ++r) {
       const T* row = data + r * pool.row_stride;
+      // Rows of probabilities take the vector path; logits, and rows it finds invalid (scored
+      // again for their exact flags), the scalar one below.
+      if (!logits &&
+          (votes ? score_probability_committee_row<true>(row, members, classes, pool.member_stride,
+                                                         measure, scratch, out[r])
+                 : score_probability_committee_row<false>(row, members, classes, pool.member_stride,
+                                                          measure, scratch, out[r])))
+        continue;
       auto member_row = [&](int64_t m) { return row + m * pool.member_stride; };
       uint32_t flags = 0;
       for (int64_t m = 0; m < members; ++m) {
@@ -469,9 +612,11 @@ class CpuBackend final : public Backend {
   int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const override {
     const PoolView& pool = problem.pool;
     const int64_t committee_scratch =
-        pool.members > 1 ? omp_get_max_threads() * (pool.classes * 2 * sizeof(double) +
-                                                    pool.members * sizeof(MemberSummary))
-                         : 0;
+        pool.members > 1
+            ? omp_get_max_threads() *
+                  (pool.classes * (2 * sizeof(double) + CommitteeScratch::kBytesPerClass) +
+                   pool.members * sizeof(MemberSummary))
+            : 0;
     return count * 2 * (sizeof(int64_t) + sizeof(float)) + committee_scratch;
   }
   std::size_t default_memory_budget() const override {
