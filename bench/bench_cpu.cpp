@@ -82,15 +82,19 @@ void BM_CpuSelect(benchmark::State& state) {
 void BM_CpuCommittee(benchmark::State& state) {
   const int64_t m = state.range(0), n = state.range(1), c = state.range(2);
   const auto measure = static_cast<Measure>(state.range(3));
-  const auto pool = probabilities(m * n, c);
+  const bool logits = state.range(4) != 0;
+  auto pool = probabilities(m * n, c);
+  if (logits)
+    for (float& v : pool) v = std::log(std::max(v, 1e-30f));
   Resources cpu(Device::cpu);
   std::vector<float> scores(n);
   ScoreOptions opt;
   opt.measure = measure;
+  opt.logits = logits;
   for (auto _ : state)
     score(cpu, PoolView::committee(pool.data(), DType::f32, m, n, c), opt, scores.data());
   state.SetBytesProcessed(state.iterations() * m * n * c * 4);
-  state.SetLabel(std::string(to_string(measure)));
+  state.SetLabel(std::string(to_string(measure)) + (logits ? " logits" : " probs"));
 }
 
 // select with diversity: entropy + top-m candidates, FAISS k-means of their embeddings into k
@@ -123,9 +127,10 @@ BENCHMARK(BM_CpuScore)
     ->UseRealTime();
 BENCHMARK(BM_CpuSelect)->Args({1'000'000, 100, 1000})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CpuCommittee)
-    ->Args({5, 200'000, 100, static_cast<int>(Measure::bald)})
-    ->Args({5, 200'000, 100, static_cast<int>(Measure::vote_entropy)})
-    ->Args({5, 200'000, 100, static_cast<int>(Measure::kl_max)})
+    ->Args({5, 200'000, 100, static_cast<int>(Measure::bald), 0})
+    ->Args({5, 200'000, 100, static_cast<int>(Measure::vote_entropy), 0})
+    ->Args({5, 200'000, 100, static_cast<int>(Measure::kl_max), 0})
+    ->Args({5, 200'000, 100, static_cast<int>(Measure::bald), 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_CpuSelectDiverse)

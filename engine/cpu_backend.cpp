@@ -272,9 +272,15 @@ struct CommitteeScratch {
   static constexpr int64_t kBytesPerClass = 2 * sizeof(double) + 2 * sizeof(float);
   std::vector<double> mean, rounding;
   std::vector<float> mean_f, inv_mean;
-  std::vector<int32_t> vote;  // each member's vote (vote measures)
-  CommitteeScratch(int64_t classes, int64_t members)
-      : mean(classes), rounding(classes), mean_f(classes), inv_mean(classes), vote(members) {}
+  std::vector<int32_t> vote;         // each member's vote (vote measures)
+  std::vector<float> probabilities;  // logits: the row's softmax, members x classes
+  CommitteeScratch(int64_t classes, int64_t members, bool logits)
+      : mean(classes),
+        rounding(classes),
+        mean_f(classes),
+        inv_mean(classes),
+        vote(members),
+        probabilities(logits ? members * classes : 0) {}
 };
 
 // A committee row of probabilities in vector loops (consensus_entropy, bald, kl_max). With q the
@@ -294,6 +300,39 @@ QUARRY_ALWAYS_INLINE void for_each_class(int64_t count, Body&& body) {
 #pragma omp simd
     for (int l = 0; l < kLanes; ++l) body(l, c + l);
   for (; c < count; ++c) body(0, c);
+}
+
+// The softmax of each member's logits (scaled by `scale`, 1 / temperature) into `out`
+// [members, classes], in vector loops as score_logit_row: the maximum first, then e^((z - max)
+// scale) and one multiplication by 1 / sum. Returns false when a value is not finite (the row is
+// then scored exactly, for its flags).
+template <typename T>
+QUARRY_CPU_CLONES bool softmax_members(const T* row, int64_t members, int64_t classes,
+                                       int64_t member_stride, float scale, float* out) {
+  for (int64_t m = 0; m < members; ++m) {
+    const T* member = row + m * member_stride;
+    float* p = out + m * classes;
+    float top[kLanes], probe[kLanes] = {};
+    for (int l = 0; l < kLanes; ++l) top[l] = -kernels::kInf;
+    for_each_class(classes, [&](int l, int64_t c) {
+      const float z = to_float(member[c]);
+      top[l] = kernels::larger(top[l], z);
+      probe[l] += z - z;  // NaN for a non-finite z
+    });
+    const float max = fold_lanes(top, [](float a, float b) { return kernels::larger(a, b); });
+    if (!(sum_lanes(probe) == 0.0f)) return false;
+    float sum[kLanes] = {};
+    for_each_class(classes, [&](int l, int64_t c) {
+      const float e =
+          kernels::polynomial_exp(kernels::larger((to_float(member[c]) - max) * scale, -104.0f));
+      p[c] = e;
+      sum[l] += e;
+    });
+    const float inv_sum = static_cast<float>(1.0 / static_cast<double>(sum_lanes(sum)));
+#pragma omp simd
+    for (int64_t c = 0; c < classes; ++c) p[c] *= inv_sum;
+  }
+  return true;
 }
 
 template <bool kVotes, typename T>
@@ -412,17 +451,26 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
     std::vector<MemberSummary> summary(members);
     std::vector<double> mean(classes), log_mean(classes);
     const bool votes = kernels::is_vote_measure(measure);
-    CommitteeScratch scratch(logits || votes ? 0 : classes, members);
+    CommitteeScratch scratch(votes ? 0 : classes, members, logits && !votes);
 #pragma omp for schedule(static) reduction(min : first_bad)
     for (int64_t r = 0; r < pool.rows; ++r) {
       const T* row = data + r * pool.row_stride;
-      // Rows of probabilities take the vector path; logits, and rows it finds invalid (scored
-      // again for their exact flags), the scalar one below.
-      if (!logits &&
-          (votes ? score_probability_committee_row<true>(row, members, classes, pool.member_stride,
-                                                         measure, scratch, out[r])
-                 : score_probability_committee_row<false>(row, members, classes, pool.member_stride,
-                                                          measure, scratch, out[r])))
+      // The vector path: probabilities, and logits turned into probabilities first (votes from
+      // logits take the argmax of the logits themselves, below). Rows it finds invalid are
+      // scored again by the exact scalar path below, for their flags.
+      if (!logits && votes &&
+          score_probability_committee_row<true>(row, members, classes, pool.member_stride, measure,
+                                                scratch, out[r]))
+        continue;
+      if (!logits && !votes &&
+          score_probability_committee_row<false>(row, members, classes, pool.member_stride, measure,
+                                                 scratch, out[r]))
+        continue;
+      if (logits && !votes &&
+          softmax_members(row, members, classes, pool.member_stride, scale,
+                          scratch.probabilities.data()) &&
+          score_probability_committee_row<false>(scratch.probabilities.data(), members, classes,
+                                                 classes, measure, scratch, out[r]))
         continue;
       auto member_row = [&](int64_t m) { return row + m * pool.member_stride; };
       uint32_t flags = 0;
@@ -615,7 +663,8 @@ class CpuBackend final : public Backend {
         pool.members > 1
             ? omp_get_max_threads() *
                   (pool.classes * (2 * sizeof(double) + CommitteeScratch::kBytesPerClass) +
-                   pool.members * sizeof(MemberSummary))
+                   pool.members * (sizeof(MemberSummary) + sizeof(int32_t)) +
+                   (problem.options.logits ? pool.members * pool.classes * sizeof(float) : 0))
             : 0;
     return count * 2 * (sizeof(int64_t) + sizeof(float)) + committee_scratch;
   }
