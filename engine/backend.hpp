@@ -85,6 +85,7 @@ std::unique_ptr<Backend> make_cpu_backend();
 std::unique_ptr<Backend> make_cuda_backend(int device, void* stream);
 int cuda_device_count();
 std::vector<std::string> cuda_device_descriptions();
+std::string cpu_description();
 
 /// Throws InvalidInput describing `bad` (the message names the row and the problem); the row is
 /// numbered from `row_offset`.

@@ -67,6 +67,9 @@ std::vector<float> kmeans_plus_plus(const float* x, int64_t n, int64_t dim, int6
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       float d2 = 0;
+      // A vector sum (its order fixed by the build, so results repeat): without the pragma the
+      // float sum stays sequential, one add at a time.
+#pragma omp simd reduction(+ : d2)
       for (int64_t j = 0; j < dim; ++j) {
         const float diff = x[i * dim + j] - centroid[j];
         d2 += diff * diff;

@@ -1,5 +1,6 @@
 // The `quarry` program end to end: outputs, exit codes, one-line errors, no output after errors.
 
+#include <omp.h>
 #include <sys/wait.h>
 
 #include <filesystem>
@@ -156,6 +157,9 @@ TEST_F(Cli, InfoShowsVersionAndBackends) {
   EXPECT_NE(r.out.find("quarry " + version()), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("backends: cpu"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("gpus:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cpu: " + std::to_string(omp_get_max_threads()) + " threads; row loops"),
+            std::string::npos)
+      << r.out;
 }
 
 TEST_F(Cli, BadDataIsExitCode2WithTheFirstBadRowAndNoOutput) {

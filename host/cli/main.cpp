@@ -342,8 +342,7 @@ int run_info() {
     std::printf("gpus:\n");
     for (const auto& g : gpus) std::printf("  %s\n", g.c_str());
   }
-  Resources cpu(Device::cpu);
-  std::printf("cpu: %s\n", cpu.describe().c_str());
+  std::printf("cpu: %s\n", cpu_description().c_str());
   return 0;
 }
 

@@ -63,6 +63,9 @@ int cuda_device_count() {
 std::vector<std::string> cuda_device_descriptions() {
   return engine::cuda_device_descriptions();
 }
+std::string cpu_description() {
+  return engine::cpu_description();
+}
 std::string version() {
   return QUARRY_VERSION;
 }

@@ -63,6 +63,9 @@ bool built_with_cuda();
 int cuda_device_count();
 /// One line per CUDA device: "0: NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB, 132 SMs)".
 std::vector<std::string> cuda_device_descriptions();
+/// The CPU backend's setup: threads, the vector instructions its row loops use, the BLAS FAISS
+/// calls, and a hint when that BLAS runs kernels older than the CPU supports.
+std::string cpu_description();
 /// quarry's version, "MAJOR.MINOR.PATCH".
 std::string version();
 
