@@ -25,6 +25,21 @@ std::vector<float> probabilities(int64_t n, int64_t c) {
   return p;
 }
 
+// Probabilities, or with `logits` their logarithms (log-probabilities are logits).
+std::vector<float> pool_values(int64_t rows, int64_t classes, bool logits) {
+  auto pool = probabilities(rows, classes);
+  if (logits)
+    for (float& v : pool) v = std::log(std::max(v, 1e-30f));
+  return pool;
+}
+
+ScoreOptions score_options(Measure measure, bool logits) {
+  ScoreOptions opt;
+  opt.measure = measure;
+  opt.logits = logits;
+  return opt;
+}
+
 // The floor: summing the pool's bytes with the same threads into 32 independent sums, so that
 // neither the add latency nor the vector width limits it, only the memory system.
 void BM_CpuRead(benchmark::State& state) {
@@ -52,14 +67,10 @@ void BM_CpuScore(benchmark::State& state) {
   const int64_t n = state.range(0), c = state.range(1);
   const auto measure = static_cast<Measure>(state.range(2));
   const bool logits = state.range(3) != 0;
-  auto pool = probabilities(n, c);
-  if (logits)
-    for (float& v : pool) v = std::log(std::max(v, 1e-30f));  // log-probabilities are logits
+  const auto pool = pool_values(n, c, logits);
   Resources cpu(Device::cpu);
   std::vector<float> scores(n);
-  ScoreOptions opt;
-  opt.measure = measure;
-  opt.logits = logits;
+  const ScoreOptions opt = score_options(measure, logits);
   for (auto _ : state)
     score(cpu, PoolView::matrix(pool.data(), DType::f32, n, c), opt, scores.data());
   state.SetBytesProcessed(state.iterations() * n * c * 4);
@@ -83,14 +94,10 @@ void BM_CpuCommittee(benchmark::State& state) {
   const int64_t m = state.range(0), n = state.range(1), c = state.range(2);
   const auto measure = static_cast<Measure>(state.range(3));
   const bool logits = state.range(4) != 0;
-  auto pool = probabilities(m * n, c);
-  if (logits)
-    for (float& v : pool) v = std::log(std::max(v, 1e-30f));
+  const auto pool = pool_values(m * n, c, logits);
   Resources cpu(Device::cpu);
   std::vector<float> scores(n);
-  ScoreOptions opt;
-  opt.measure = measure;
-  opt.logits = logits;
+  const ScoreOptions opt = score_options(measure, logits);
   for (auto _ : state)
     score(cpu, PoolView::committee(pool.data(), DType::f32, m, n, c), opt, scores.data());
   state.SetBytesProcessed(state.iterations() * m * n * c * 4);
