@@ -35,14 +35,15 @@ bool have_gpu() {
 }
 
 // Two independent uniforms in (0, 1) and [0, 1) from a counter-based hash (splitmix64) of i: large
-// random arrays made on the device in milliseconds instead of on the host in seconds, every value
-// distinct (no repeated rows whose scores would tie).
+// random arrays made on the device in milliseconds instead of on the host in seconds, with no
+// repeated rows (whose scores would tie).
 __device__ __forceinline__ float2 hashed_uniforms(uint64_t i, uint64_t seed) {
   uint64_t z = seed + i * 0x9e3779b97f4a7c15ull;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   z ^= z >> 31;
-  return {(static_cast<float>(z >> 40) + 0.5f) * (1.0f / 16777216.0f),
+  // 23 bits for the first, so that k + 0.5 is exact and the value stays below 1.
+  return {(static_cast<float>(z >> 41) + 0.5f) * (1.0f / 8388608.0f),
           static_cast<float>((z >> 16) & 0xffffffu) * (1.0f / 16777216.0f)};
 }
 __device__ __forceinline__ float hashed_normal(uint64_t i, uint64_t seed) {

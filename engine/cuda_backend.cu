@@ -307,7 +307,7 @@ class CudaBackend final : public Backend {
       seed_kmeans_plus_plus(x, n, dim, k, options.seed, centroids, temp_buf);
     }
 
-    // Device state: [0] changed count, [1] converged flag, [2] iterations run, [3] always 0.
+    // Device state: [0] changed flag, [1] converged flag, [2] iterations run, [3] always 0.
     auto* state = state_buf.ensure<int>(4 * sizeof(int));
     QUARRY_CUDA_CHECK(cudaMemsetAsync(state, 0, 4 * sizeof(int), stream_));
     auto* changed = reinterpret_cast<unsigned int*>(state);

@@ -20,7 +20,7 @@ namespace quarry::kernels {
 namespace {
 
 constexpr int kWarpGroupsPerBlock = 4;
-constexpr int64_t kMaxSharedLogMeanClasses = 1536;  // per warp group, for kl_max
+constexpr int64_t kMaxSharedMeanClasses = 1536;  // per warp group, for kl_max
 constexpr int kBlockThreads = 256;
 constexpr int kMaxBlocksWithGlobalScratch = 128;
 
@@ -241,9 +241,10 @@ struct CommitteePlan {
 };
 
 // Static and dynamic shared memory together must fit in 48 KiB without an opt-in; the
-// block-per-row kernels' static share is their reduction storage.
+// block-per-row kernels' static share is their reduction storage (rounded up: the compiler's
+// layout may pad it).
 constexpr std::size_t kDynamicSharedLimit =
-    48 * 1024 - sizeof(typename Group<kBlockThreads>::TempStorage);
+    48 * 1024 - (sizeof(typename Group<kBlockThreads>::TempStorage) + 255) / 256 * 256;
 
 CommitteePlan plan_committee(MeasureId measure, int64_t members, int64_t rows, int64_t classes) {
   CommitteePlan plan{};
@@ -257,7 +258,7 @@ CommitteePlan plan_committee(MeasureId measure, int64_t members, int64_t rows, i
   // A warp per row while its group's scratch fits; a large committee falls back to a block per
   // row, which needs one group's scratch only.
   plan.block_per_row =
-      classes > kMaxSharedLogMeanClasses || shared_bytes(false, kl) > kDynamicSharedLimit;
+      classes > kMaxSharedMeanClasses || shared_bytes(false, kl) > kDynamicSharedLimit;
   plan.shared_mean = kl && !plan.block_per_row;
   plan.global_mean = kl && plan.block_per_row;
   const int groups = plan.block_per_row ? 1 : kWarpGroupsPerBlock;

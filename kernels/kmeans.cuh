@@ -41,7 +41,7 @@ void launch_kpp_pick(const float* x, int64_t n, int64_t dim, const double* cumul
 
 /// For a tile of `rows` points with products s[i*k + j] = x_i . c_j: assignment[i] = the j
 /// minimising |c_j|^2 - 2 s_ij (ties: lower j), distance[i] = max(0, |x_i|^2 + that minimum).
-/// Counts assignments that changed in *changed.
+/// Sets *changed to 1 when an assignment changed.
 void launch_assign(const float* s, int64_t rows, int64_t k, const float* centroid_norms,
                    const float* point_norms, int32_t* assignment, float* distance,
                    unsigned int* changed, const int* converged, cudaStream_t stream);

@@ -298,6 +298,13 @@ struct ProbStats {
 /// maximum, and t = sum (z-m) e^(z-m), the softmax denominator is s = 1 + rest, p1 = 1/s,
 /// p2 = e^(z2-m)/s and the entropy is ln(1 + rest) - t/s. Keeping `rest` apart from the 1 keeps
 /// the relative precision of 1 - p1 = rest/s for confident rows, where s itself rounds to 1.
+/// z - max for e^(z - max), bounded below: finite logits 1e38 apart would make it -Inf, and
+/// -Inf * e^-Inf = NaN in the sums. e^-1e4 is 0 in float and double alike.
+template <typename Acc>
+QUARRY_HD Acc bounded_exponent(Acc d) {
+  return d > Acc(-1e4) ? d : Acc(-1e4);
+}
+
 template <typename Acc>
 struct LogitStats {
   float top1 = -kInf;  // the running maximum m; -Inf until a finite value is added
@@ -317,7 +324,7 @@ struct LogitStats {
       return;
     }
     if (z > top1) {  // new maximum: rescale what was summed so far, the old maximum included
-      const Acc d = Acc(top1) - Acc(z);
+      const Acc d = bounded_exponent(Acc(top1) - Acc(z));
       const Acc e = exp_of(d);
       const Acc s = Acc(1) + rest;
       t = (t + d * s) * e;
@@ -325,7 +332,7 @@ struct LogitStats {
       top2 = top1;
       top1 = z;
     } else {
-      const Acc d = Acc(z) - Acc(top1);
+      const Acc d = bounded_exponent(Acc(z) - Acc(top1));
       const Acc e = exp_of(d);
       rest += e;
       t += d * e;
@@ -343,14 +350,14 @@ struct LogitStats {
     }
     const float t2 = larger(smaller(top1, o.top1), larger(top2, o.top2));
     if (o.top1 > top1) {
-      const Acc d = Acc(top1) - Acc(o.top1);
+      const Acc d = bounded_exponent(Acc(top1) - Acc(o.top1));
       const Acc e = exp_of(d);
       const Acc s = Acc(1) + rest;
       t = o.t + (t + d * s) * e;
       rest = o.rest + s * e;
       top1 = o.top1;
     } else {  // equal maxima: the other's maximum joins `rest` with e^0 = 1
-      const Acc d = Acc(o.top1) - Acc(top1);
+      const Acc d = bounded_exponent(Acc(o.top1) - Acc(top1));
       const Acc e = exp_of(d);
       const Acc s = Acc(1) + o.rest;
       t += (o.t + d * s) * e;

@@ -161,6 +161,44 @@ TEST_P(Measures, ConfidentLogitRowsKeepTheirSmallScores) {
   }
 }
 
+// Finite logits far apart (3e38 and -3e38 differ by more than the largest float) are valid
+// input: the softmax splits the mass between the two tied maxima, and no score may come out NaN
+// or lose the maxima's share.
+TEST_P(Measures, LogitsFurtherApartThanTheFloatRangeStayFinite) {
+  for (int64_t c : {3, 40}) {
+    std::vector<float> row(c, -3e38f);
+    row[1] = row[c - 1] = 3e38f;
+    for (int order = 0; order < 2; ++order) {
+      SCOPED_TRACE("C = " + std::to_string(c) + (order ? ", reversed" : ""));
+      EXPECT_TRUE(near_rel(run(row, 1, c, Measure::entropy, true)[0], std::log(2.0f), 1e-6f));
+      EXPECT_TRUE(near_rel(run(row, 1, c, Measure::least_confidence, true)[0], 0.5f, 1e-6f));
+      EXPECT_TRUE(near_rel(run(row, 1, c, Measure::margin, true)[0], 1.0f, 1e-6f));
+      std::reverse(row.begin(), row.end());
+    }
+  }
+}
+
+// The same through the streaming statistics the GPU kernels and the CPU's exact path use, added
+// one by one and merged in both orders.
+TEST(LogitStatistics, LogitsFurtherApartThanTheFloatRangeStayFinite) {
+  using Stats = kernels::LogitStats<float>;
+  // Two tied maxima and one value 6e38 below them: the softmax is (0, 1/2, 1/2).
+  Stats low, high, all;
+  low.add(-3e38f);
+  high.add(3e38f);
+  high.add(3e38f);
+  for (float z : {-3e38f, 3e38f, 3e38f}) all.add(z);
+  Stats merged = low, merged_other_way = high;
+  merged.merge(high);
+  merged_other_way.merge(low);
+  for (const Stats& s : {all, merged, merged_other_way}) {
+    EXPECT_NEAR(s.finish(kernels::MeasureId::entropy).score, std::log(2.0f), 1e-6f);
+    EXPECT_NEAR(s.finish(kernels::MeasureId::least_confidence).score, 0.5f, 1e-7f);
+    EXPECT_NEAR(s.finish(kernels::MeasureId::margin).score, 1.0f, 1e-7f);
+    EXPECT_EQ(s.finish(kernels::MeasureId::entropy).flags, 0u);
+  }
+}
+
 // Every measure against a float64 evaluation of its definition, over sharp and flat rows and
 // class counts around the vector width: the CPU backend is the reference the GPU is held to.
 TEST_P(Measures, EveryMeasureMatchesADoublePrecisionReference) {
