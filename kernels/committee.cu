@@ -20,12 +20,15 @@ namespace quarry::kernels {
 namespace {
 
 constexpr int kWarpGroupsPerBlock = 4;
-constexpr int64_t kMaxSharedMeanClasses = 1536;  // per warp group, for kl_max
+constexpr int64_t kMaxSharedMeanClasses = 1024;  // per warp group, for kl_max
 constexpr int kBlockThreads = 256;
 constexpr int kMaxBlocksWithGlobalScratch = 128;
 
 struct SumOp {
-  __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+  template <typename T>
+  __device__ __forceinline__ T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 
 /// Reductions over the threads that own one row, with the result given to every thread.
@@ -52,6 +55,7 @@ struct Group<kBlockThreads> {
     typename cub::BlockReduce<LogitStats<float>, kBlockThreads>::TempStorage logit;
     typename cub::BlockReduce<ArgMax, kBlockThreads>::TempStorage argmax;
     typename cub::BlockReduce<float, kBlockThreads>::TempStorage scalar;
+    typename cub::BlockReduce<double, kBlockThreads>::TempStorage wide;
     char broadcast[32];
   };
   __device__ static int lane() { return threadIdx.x; }
@@ -78,13 +82,16 @@ struct MergeArgMax {
   }
 };
 
-// Per-group shared scratch: M softmax log-normalisers, M votes, then optionally the member mean
-// of the row's classes.
+// Per-group shared scratch: M softmax log-normalisers, M votes, then (kl_max) the member mean of
+// each of the row's classes rounded to float, followed by what the rounding left out.
 struct MemberScratch {
   float* log_norm;
   int32_t* vote;
-  float* mean;
+  float* mean;  // [classes] means, then [classes] roundings
 };
+
+// Floats of class scratch per class (kl_max): the mean and its rounding.
+constexpr int64_t kMeanFloatsPerClass = 2;
 
 __host__ __device__ inline std::size_t member_scratch_bytes(int64_t members) {
   return static_cast<std::size_t>(members) * (sizeof(float) + sizeof(int32_t));
@@ -140,11 +147,26 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
   };
   float entropy_part = 0.0f, divergence_part = 0.0f;
   for (int64_t c = lane; c < classes; c += kThreads) {
-    float sum = 0.0f;
-    for (int64_t m = 0; m < members; ++m) sum += probability(m, c);
+    // kl_max needs the mean's rounding too, so its sum keeps the rounding error of every
+    // addition (TwoSum, error-free): sum + error is the members' sum to about float precision
+    // squared.
+    float sum = 0.0f, error = 0.0f;
+    for (int64_t m = 0; m < members; ++m) {
+      const float p = probability(m, c);
+      const float total = sum + p;
+      if (kl) {
+        const float p_part = total - sum;
+        error += (sum - (total - p_part)) + (p - p_part);
+      }
+      sum = total;
+    }
     const float mean = sum * inv_members;
     entropy_part += entropy_term(mean);
-    if (kl) scratch.mean[c] = mean;
+    if (kl) {
+      scratch.mean[c] = mean;
+      scratch.mean[classes + c] =
+          (fmaf(-mean, static_cast<float>(members), sum) + error) * inv_members;
+    }
     if (bald && mean > 0.0f)  // the members' values are in L1 from the loop above
       for (int64_t m = 0; m < members; ++m)
         divergence_part += divergence_term(probability(m, c), mean);
@@ -155,20 +177,28 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
     if (lane == 0) score = committee_score(measure, consensus, divergence * inv_members, 0.0f);
     return;
   }
-  // Pass C (kl_max): every member's KL to the mean, sum_c q phi(p/q) + (p - q), where the exact
-  // differences p - q carry the first-order part. Each lane reads back only its own classes.
+  // Pass C (kl_max): every member's KL to the mean, as the CPU backend computes it:
+  //   sum_c q phi(u) + (p - q) - (1 + u) (mean - q),   q = the float mean, u = (p - q) / q,
+  // the phi terms in float (never negative), the linear ones (exact differences, and the
+  // correction for the rounding of the mean) in double. Each lane reads back only its classes.
   float kl_max = 0.0f;
   if (kl) {
     for (int64_t m = 0; m < members; ++m) {
       float part = 0.0f;
+      double linear = 0.0;
       for (int64_t c = lane; c < classes; c += kThreads) {
         const float q = scratch.mean[c];
         if (q > 0.0f) {
-          const float p = probability(m, c);
-          part += divergence_term(p, q) + (p - q);
+          const float difference = probability(m, c) - q;
+          const float u = difference / q;
+          part += q * relative_divergence(u);
+          linear += static_cast<double>(difference) -
+                    (1.0 + static_cast<double>(u)) * static_cast<double>(scratch.mean[classes + c]);
         }
       }
-      kl_max = fmaxf(kl_max, G::all_reduce(part, SumOp{}, temp));
+      const double kl_m = static_cast<double>(G::all_reduce(part, SumOp{}, temp)) +
+                          G::all_reduce(linear, SumOp{}, temp);
+      kl_max = fmaxf(kl_max, static_cast<float>(kl_m));
     }
   }
   if (lane == 0) score = committee_score(measure, consensus, 0.0f, kl_max);
@@ -186,15 +216,16 @@ __global__ void __launch_bounds__(kThreads == 32 ? 32 * kWarpGroupsPerBlock : kT
   __shared__ typename G::TempStorage temp[kGroups];
   extern __shared__ __align__(16) unsigned char dynamic[];
   const int group = threadIdx.x / kThreads;
-  const std::size_t per_group =
-      member_scratch_bytes(members) + (shared_mean ? classes * sizeof(float) : 0);
+  const std::size_t per_group = member_scratch_bytes(members) +
+                                (shared_mean ? kMeanFloatsPerClass * classes * sizeof(float) : 0);
   unsigned char* mine = dynamic + group * ((per_group + 15) / 16 * 16);
   MemberScratch scratch;
   scratch.log_norm = reinterpret_cast<float*>(mine);
   scratch.vote = reinterpret_cast<int32_t*>(scratch.log_norm + members);
   const int64_t group_id = static_cast<int64_t>(blockIdx.x) * kGroups + group;
   scratch.mean = shared_mean ? reinterpret_cast<float*>(scratch.vote + members)
-                             : (global_mean ? global_mean + group_id * classes : nullptr);
+                             : (global_mean ? global_mean + group_id * kMeanFloatsPerClass * classes
+                                            : nullptr);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kGroups;
   for (int64_t r = group_id; r < rows; r += stride) {
     float score = 0.0f;
@@ -251,8 +282,9 @@ CommitteePlan plan_committee(MeasureId measure, int64_t members, int64_t rows, i
   const bool kl = measure == MeasureId::kl_max;
   auto shared_bytes = [&](bool block_per_row, bool shared_mean) {
     const std::size_t per_group =
-        (member_scratch_bytes(members) + (shared_mean ? classes * sizeof(float) : 0) + 15) / 16 *
-        16;
+        (member_scratch_bytes(members) +
+         (shared_mean ? kMeanFloatsPerClass * classes * sizeof(float) : 0) + 15) /
+        16 * 16;
     return per_group * (block_per_row ? 1 : kWarpGroupsPerBlock);
   };
   // A warp per row while its group's scratch fits; a large committee falls back to a block per
@@ -303,9 +335,9 @@ void launch_committee_typed(const T* data, bool logits, float scale, MeasureId m
 
 std::size_t committee_workspace_bytes(MeasureId measure, int64_t members, int64_t classes) {
   const CommitteePlan plan = plan_committee(measure, members, kMaxBlocksWithGlobalScratch, classes);
-  return plan.global_mean
-             ? static_cast<std::size_t>(kMaxBlocksWithGlobalScratch) * classes * sizeof(float)
-             : 0;
+  return plan.global_mean ? static_cast<std::size_t>(kMaxBlocksWithGlobalScratch) *
+                                kMeanFloatsPerClass * classes * sizeof(float)
+                          : 0;
 }
 
 void launch_score_committee(const void* data, ElementType type, bool logits, float inv_temperature,
