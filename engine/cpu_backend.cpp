@@ -283,14 +283,6 @@ struct CommitteeScratch {
         probabilities(logits ? members * classes : 0) {}
 };
 
-// A committee row of probabilities in vector loops (consensus_entropy, bald, kl_max). With q the
-// member mean rounded to float (q = mean_f) and u = (p - q) / q, the measures are sums of terms
-// that are never negative or that the exact differences p - q carry (see divergence_term):
-//   bald = (1/M) sum_m sum_c q phi(u)
-//   KL(p_m || mean) = sum_c q phi(u) + (p - q) - (1 + u) (mean - q)
-// the last term correcting, to first order, for the rounding of the mean. The float phi terms
-// keep a relative error near 1e-6; the linear ones are summed in double. Returns false, leaving
-// the row to the exact path, when a member's values are out of range or do not sum to 1.
 // Runs body(lane, c) for c = 0..count-1: whole vectors of kLanes classes in a loop the compiler
 // vectorizes (each lane its own accumulators), the rest in lane 0.
 template <typename Body>
@@ -335,6 +327,15 @@ QUARRY_CPU_CLONES bool softmax_members(const T* row, int64_t members, int64_t cl
   return true;
 }
 
+// A committee row of probabilities in vector loops: consensus_entropy, bald and kl_max, or with
+// kVotes the vote measures from each member's argmax. With q the member mean rounded to float
+// (q = mean_f) and u = (p - q) / q, the measures are sums of terms that are never negative or
+// that the exact differences p - q carry (see divergence_term):
+//   bald = (1/M) sum_m sum_c q phi(u)
+//   KL(p_m || mean) = sum_c q phi(u) + (p - q) - (1 + u) (mean - q)
+// the last term correcting, to first order, for the rounding of the mean. The float phi terms
+// keep a relative error near 1e-6; the linear ones are summed in double. Returns false, leaving
+// the row to the exact path, when a member's values are out of range or do not sum to 1.
 template <bool kVotes, typename T>
 QUARRY_CPU_CLONES bool score_probability_committee_row(const T* row, int64_t members,
                                                        int64_t classes, int64_t member_stride,
@@ -614,7 +615,7 @@ class CpuBackend final : public Backend {
  public:
   Device kind() const override { return Device::cpu; }
   std::string describe() const override {
-    return "cpu (" + std::to_string(omp_get_max_threads()) + " threads; " + cpu_description() + ")";
+    return "cpu (" + std::to_string(omp_get_max_threads()) + " threads)";
   }
 
   void score(const ScoreProblem& problem, float* scores_out) override {
