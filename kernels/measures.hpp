@@ -293,11 +293,6 @@ struct ProbStats {
 
 // ---- logits ------------------------------------------------------------------------------------
 
-/// Statistics of one row of (temperature-scaled) logits z for a stable, single-pass softmax.
-/// With m the running maximum, `rest` = sum of e^(z-m) over every element but one that holds the
-/// maximum, and t = sum (z-m) e^(z-m), the softmax denominator is s = 1 + rest, p1 = 1/s,
-/// p2 = e^(z2-m)/s and the entropy is ln(1 + rest) - t/s. Keeping `rest` apart from the 1 keeps
-/// the relative precision of 1 - p1 = rest/s for confident rows, where s itself rounds to 1.
 /// z - max for e^(z - max), bounded below: finite logits 1e38 apart would make it -Inf, and
 /// -Inf * e^-Inf = NaN in the sums. e^-1e4 is 0 in float and double alike.
 template <typename Acc>
@@ -305,6 +300,11 @@ QUARRY_HD Acc bounded_exponent(Acc d) {
   return d > Acc(-1e4) ? d : Acc(-1e4);
 }
 
+/// Statistics of one row of (temperature-scaled) logits z for a stable, single-pass softmax.
+/// With m the running maximum, `rest` = sum of e^(z-m) over every element but one that holds the
+/// maximum, and t = sum (z-m) e^(z-m), the softmax denominator is s = 1 + rest, p1 = 1/s,
+/// p2 = e^(z2-m)/s and the entropy is ln(1 + rest) - t/s. Keeping `rest` apart from the 1 keeps
+/// the relative precision of 1 - p1 = rest/s for confident rows, where s itself rounds to 1.
 template <typename Acc>
 struct LogitStats {
   float top1 = -kInf;  // the running maximum m; -Inf until a finite value is added

@@ -12,7 +12,6 @@
 #include <cuda_runtime.h>
 
 #include <limits>
-#include <stdexcept>
 #include <tuple>
 #endif
 
@@ -83,22 +82,18 @@ TEST(GpuDeviceMemory, DevicePoolsAreReadInPlace) {
   auto rng = seeded_rng(3100);
   const int64_t n = 10000, c = 50;
   const auto pool = random_probabilities(n, c, rng);
-  void* device = nullptr;
-  ASSERT_EQ(cudaMalloc(&device, pool.size() * sizeof(float)), cudaSuccess);
-  ASSERT_EQ(cudaMemcpy(device, pool.data(), pool.size() * sizeof(float), cudaMemcpyHostToDevice),
-            cudaSuccess);
+  const DeviceCopy device(pool);
   Resources gpu(Device::cuda);
   SelectOptions opt;
   opt.k = 100;
   const Selection from_device =
-      select(gpu, PoolView::matrix(device, DType::f32, n, c, MemorySpace::device), opt);
+      select(gpu, PoolView::matrix(device.get(), DType::f32, n, c, MemorySpace::device), opt);
   const Selection from_host = select(gpu, PoolView::matrix(pool.data(), DType::f32, n, c), opt);
   EXPECT_EQ(from_device.indices, from_host.indices);
   // A host pointer declared as device memory is refused, not dereferenced.
   EXPECT_THROW(
       select(gpu, PoolView::matrix(pool.data(), DType::f32, n, c, MemorySpace::device), opt),
       InvalidArgument);
-  cudaFree(device);
 }
 
 // Scores do not depend on where rows sit: a device pool read with 16-byte loads, the same rows one
@@ -146,25 +141,6 @@ TEST(GpuDeviceMemory, ScoresDoNotDependOnAlignment) {
     cudaFree(device);
   }
 }
-
-// A copy of host data in device memory, freed when it goes out of scope.
-class DeviceCopy {
- public:
-  template <typename T>
-  explicit DeviceCopy(const std::vector<T>& host) {
-    const std::size_t bytes = host.size() * sizeof(T);
-    if (cudaMalloc(&data_, bytes) != cudaSuccess ||
-        cudaMemcpy(data_, host.data(), bytes, cudaMemcpyHostToDevice) != cudaSuccess)
-      throw std::runtime_error("device copy failed");
-  }
-  ~DeviceCopy() { cudaFree(data_); }
-  DeviceCopy(const DeviceCopy&) = delete;
-  DeviceCopy& operator=(const DeviceCopy&) = delete;
-  void* get() const { return data_; }
-
- private:
-  void* data_ = nullptr;
-};
 
 // Every kind of pool can live in device memory: committees (both layouts, half precision), votes,
 // pools chunked by a budget while read in place, and embeddings for k-means. Each gives bitwise

@@ -4,14 +4,9 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <memory>
 
 #include "engine/backend.hpp"
 #include "test_util.hpp"
-
-#if defined(QUARRY_WITH_CUDA)
-#include <cuda_runtime.h>
-#endif
 
 namespace quarry::test {
 namespace {
@@ -180,15 +175,7 @@ TEST(GpuStreaming, StagingSlotsAreReusedWithoutMixingChunks) {
   for (int64_t r = 0; r < n; ++r) std::copy_n(&probs[r * c], c, &padded[r * stride]);
   PoolView host = PoolView::matrix(padded.data(), DType::f32, n, c);
   host.row_stride = stride;
-  std::unique_ptr<float, decltype(&cudaFree)> device(nullptr, &cudaFree);
-  {
-    float* p = nullptr;
-    ASSERT_EQ(cudaMalloc(&p, padded.size() * sizeof(float)), cudaSuccess);
-    device.reset(p);
-  }
-  ASSERT_EQ(cudaMemcpy(device.get(), padded.data(), padded.size() * sizeof(float),
-                       cudaMemcpyHostToDevice),
-            cudaSuccess);
+  const DeviceCopy device(padded);
   PoolView resident = host;
   resident.data = device.get();
   resident.space = MemorySpace::device;

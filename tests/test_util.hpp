@@ -12,6 +12,12 @@
 
 #include "quarry/quarry.hpp"
 
+#if defined(QUARRY_WITH_CUDA)
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#endif
+
 namespace quarry::test {
 
 /// Seeds are fixed and printed so a failure can be reproduced.
@@ -156,5 +162,26 @@ inline std::vector<float> expect_backends_agree(Resources& cpu, Resources& gpu,
   expect_scores_match(got, want, rel, abs);
   return got;
 }
+
+#if defined(QUARRY_WITH_CUDA)
+// A copy of host data in device memory, freed when it goes out of scope.
+class DeviceCopy {
+ public:
+  template <typename T>
+  explicit DeviceCopy(const std::vector<T>& host) {
+    const std::size_t bytes = host.size() * sizeof(T);
+    if (cudaMalloc(&data_, bytes) != cudaSuccess ||
+        cudaMemcpy(data_, host.data(), bytes, cudaMemcpyHostToDevice) != cudaSuccess)
+      throw std::runtime_error("device copy failed");
+  }
+  ~DeviceCopy() { cudaFree(data_); }
+  DeviceCopy(const DeviceCopy&) = delete;
+  DeviceCopy& operator=(const DeviceCopy&) = delete;
+  void* get() const { return data_; }
+
+ private:
+  void* data_ = nullptr;
+};
+#endif
 
 }  // namespace quarry::test
