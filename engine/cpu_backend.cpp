@@ -420,7 +420,7 @@ QUARRY_CPU_CLONES bool score_probability_committee_row(const T* row, int64_t mem
           const float difference = to_float(member[c]) - mean_f[c];  // exact within 2x
           const float u = difference * inv_mean[c];
           divergence[l] += mean_f[c] * kernels::relative_divergence(u);
-          linear[l] += static_cast<double>(difference) - (1.0 + u) * rounding[c];
+          linear[l] += kernels::linear_kl_term(difference, u, rounding[c]);
         });
         double linear_sum = 0.0;
         for (double x : linear) linear_sum += x;

@@ -192,8 +192,7 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
           const float difference = probability(m, c) - q;
           const float u = difference / q;
           part += q * relative_divergence(u);
-          linear += static_cast<double>(difference) -
-                    (1.0 + static_cast<double>(u)) * static_cast<double>(scratch.mean[classes + c]);
+          linear += linear_kl_term(difference, u, scratch.mean[classes + c]);
         }
       }
       const double kl_m = static_cast<double>(G::all_reduce(part, SumOp{}, temp)) +

@@ -512,6 +512,15 @@ QUARRY_HD float divergence_term(float p, float q) {
   return q * relative_divergence((p - q) / q);
 }
 
+/// The linear part of a member's KL to the committee mean, class by class: with q the mean
+/// rounded to float, u = (p - q) / q and `rounding` = mean - q,
+///   KL(p || mean) = sum_c q phi(u) + linear_kl_term(p - q, u, rounding)
+/// where p - q is exact (p and q within a factor 2) and the last term corrects, to first order,
+/// for the rounding of the mean. Summed in double: the parts cancel to the size of KL.
+QUARRY_HD double linear_kl_term(float difference, float u, double rounding) {
+  return static_cast<double>(difference) - (1.0 + static_cast<double>(u)) * rounding;
+}
+
 QUARRY_HD bool is_vote_measure(MeasureId m) {
   return m == MeasureId::vote_entropy || m == MeasureId::variation_ratio;
 }
