@@ -77,6 +77,12 @@ class Backend {
   /// naming the row.
   virtual KMeansResult kmeans(const EmbeddingView& points, const std::vector<int64_t>* rows,
                               int64_t k, const KMeansOptions& options) = 0;
+
+  /// The listed rows of `points` as a dense float32 [rows.size(), dim] matrix in host memory
+  /// (what kmeans() clusters). Throws InvalidInput naming the first row with a non-finite
+  /// coordinate. This reads host memory; the CUDA backend also gathers device memory.
+  virtual std::vector<float> gather_embeddings(const EmbeddingView& points,
+                                               const std::vector<int64_t>& rows);
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

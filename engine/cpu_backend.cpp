@@ -679,7 +679,7 @@ class CpuBackend final : public Backend {
                       const KMeansOptions& options) override {
     if (points.space != MemorySpace::host)
       throw InvalidArgument("the CPU backend needs the embeddings in host memory");
-    const std::vector<float> x = gather_embeddings(points, rows);
+    const std::vector<float> x = engine::gather_embeddings(points, rows);
     const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
     const int d = static_cast<int>(points.dim);
     const SingleThreadedBlas single_threaded_blas;

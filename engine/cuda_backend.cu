@@ -253,6 +253,23 @@ class CudaBackend final : public Backend {
     return static_cast<std::size_t>(high);
   }
 
+  std::vector<float> gather_embeddings(const EmbeddingView& points,
+                                       const std::vector<int64_t>& rows) override {
+    if (points.space == MemorySpace::host) return Backend::gather_embeddings(points, rows);
+    if (rows.empty()) return {};
+    const DeviceGuard guard(device_);
+    begin_call();
+    const auto n = static_cast<int64_t>(rows.size());
+    DeviceBuffer x_buf(pool_, stream_), rows_buf(pool_, stream_);
+    float* x = x_buf.ensure<float>(n * points.dim * sizeof(float));
+    gather_on_device(points, &rows, x, rows_buf);
+    std::vector<float> out(n * points.dim);
+    QUARRY_CUDA_CHECK(cudaMemcpyAsync(out.data(), x, out.size() * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream_));
+    QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return out;
+  }
+
   // Lloyd's k-means on the device. Points are gathered once into a dense float32 matrix; each
   // iteration is a cuBLAS product in row tiles, an argmin, and a centroid update that sums every
   // cluster's points in row order (sorted by a stable radix sort) so results repeat exactly.
@@ -277,21 +294,9 @@ class CudaBackend final : public Backend {
 
     // Gather the points as float32.
     if (points.space == MemorySpace::device) {
-      check_device_pointer(points.data);
-      auto* first_bad = flag_->ensure<unsigned long long>(sizeof(unsigned long long));
-      QUARRY_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof *first_bad, stream_));
-      int64_t* d_rows = nullptr;
-      if (rows) {
-        d_rows = rows_buf.ensure<int64_t>(n * sizeof(int64_t));
-        QUARRY_CUDA_CHECK(cudaMemcpyAsync(d_rows, rows->data(), n * sizeof(int64_t),
-                                          cudaMemcpyHostToDevice, stream_));
-      }
-      kernels::launch_gather_rows(points.data, element_type(points.dtype), points.row_stride, dim,
-                                  d_rows, n, x, first_bad, stream_);
-      const BadRow bad = wait_for_first_bad();
-      if (bad.row >= 0) throw_bad_embedding(bad.row);
+      gather_on_device(points, rows, x, rows_buf);
     } else {
-      const std::vector<float> host = gather_embeddings(points, rows);
+      const std::vector<float> host = engine::gather_embeddings(points, rows);
       QUARRY_CUDA_CHECK(cudaMemcpyAsync(x, host.data(), host.size() * sizeof(float),
                                         cudaMemcpyHostToDevice, stream_));
       QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `host` is about to go away
@@ -463,6 +468,26 @@ class CudaBackend final : public Backend {
   void begin_call() {
     uint64_t keep = memory_budget != 0 ? memory_budget : default_budget_;
     QUARRY_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep));
+  }
+
+  // The listed rows (all when `rows` is null) of device-resident points as float32 into `x` on
+  // the device; throws InvalidInput for the first row with a non-finite coordinate.
+  void gather_on_device(const EmbeddingView& points, const std::vector<int64_t>* rows, float* x,
+                        DeviceBuffer& rows_buf) {
+    check_device_pointer(points.data);
+    const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
+    auto* first_bad = flag_->ensure<unsigned long long>(sizeof(unsigned long long));
+    QUARRY_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof *first_bad, stream_));
+    int64_t* d_rows = nullptr;
+    if (rows) {
+      d_rows = rows_buf.ensure<int64_t>(n * sizeof(int64_t));
+      QUARRY_CUDA_CHECK(cudaMemcpyAsync(d_rows, rows->data(), n * sizeof(int64_t),
+                                        cudaMemcpyHostToDevice, stream_));
+    }
+    kernels::launch_gather_rows(points.data, element_type(points.dtype), points.row_stride,
+                                points.dim, d_rows, n, x, first_bad, stream_);
+    const BadRow bad = wait_for_first_bad();
+    if (bad.row >= 0) throw_bad_embedding(bad.row);
   }
 
   // Seeded k-means++ on the device: the uniform draws come from the host's seeded generator,

@@ -5,6 +5,7 @@
 #include <limits>
 #include <random>
 
+#include "engine/backend.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
 
@@ -52,6 +53,13 @@ std::vector<float> gather_embeddings(const EmbeddingView& points,
   else
     throw InvalidArgument("embeddings must be f32, f16 or bf16");
   return out;
+}
+
+std::vector<float> Backend::gather_embeddings(const EmbeddingView& points,
+                                              const std::vector<int64_t>& rows) {
+  if (points.space != MemorySpace::host)
+    throw InvalidArgument("the " + describe() + " backend needs the embeddings in host memory");
+  return engine::gather_embeddings(points, &rows);
 }
 
 std::vector<float> kmeans_plus_plus(const float* x, int64_t n, int64_t dim, int64_t k,

@@ -80,14 +80,6 @@ namespace {
 // moves.
 constexpr int64_t kProgressChunkRows = int64_t{1} << 22;
 
-PoolView rows_of(const PoolView& pool, int64_t first, int64_t count) {
-  PoolView part = pool;
-  part.data = static_cast<const char*>(pool.data) +
-              first * pool.row_stride * static_cast<int64_t>(dtype_size(pool.dtype));
-  part.rows = count;
-  return part;
-}
-
 // Rows per chunk so that the backend's working memory for `count` results stays in the budget.
 int64_t rows_per_chunk(const Backend& backend, const ScoreProblem& problem, int64_t count) {
   const std::size_t budget =
@@ -129,6 +121,16 @@ Ranked merge_ranked(const Ranked& a, const Ranked& b, int64_t count) {
   return out;
 }
 
+}  // namespace
+
+PoolView rows_of(const PoolView& pool, int64_t first, int64_t count) {
+  PoolView part = pool;
+  part.data = static_cast<const char*>(pool.data) +
+              first * pool.row_stride * static_cast<int64_t>(dtype_size(pool.dtype));
+  part.rows = count;
+  return part;
+}
+
 // The `count` best rows of the pool, one budget-sized chunk of rows at a time. The merged result
 // equals ranking the whole pool at once: (score, row) is a strict order, and the best `count` of
 // the pool are among the best `count` of their chunks.
@@ -148,27 +150,24 @@ Ranked rank(Backend& backend, const ScoreProblem& problem, int64_t count) {
   return best;
 }
 
-}  // namespace
-
-void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, float* scores_out) {
+void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, float* scores_out,
+           int64_t row_offset) {
   validate(pool, options);
   if (scores_out == nullptr) throw InvalidArgument("scores output is a null pointer");
-  const ScoreProblem problem{pool, options};
+  const ScoreProblem problem{pool, options, row_offset};
   const int64_t chunk = rows_per_chunk(backend, problem, 0);
   for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk) {
     const int64_t rows = std::min(chunk, pool.rows - r0);
-    backend.score(ScoreProblem{rows_of(pool, r0, rows), options, r0}, scores_out + r0);
+    backend.score(ScoreProblem{rows_of(pool, r0, rows), options, row_offset + r0}, scores_out + r0);
     report(backend, r0 + rows, pool.rows);
   }
 }
 
-namespace {
-
-void validate_embeddings(const EmbeddingView& e, const PoolView& pool) {
+void validate_embeddings(const EmbeddingView& e, int64_t rows) {
   if (e.data == nullptr) throw InvalidArgument("embeddings data is a null pointer");
-  if (e.rows != pool.rows)
+  if (e.rows != rows)
     throw InvalidArgument("embeddings have " + std::to_string(e.rows) + " rows but the pool has " +
-                          std::to_string(pool.rows));
+                          std::to_string(rows));
   if (e.dim < 1) throw InvalidArgument("embeddings need at least one dimension (D = 0)");
   if (e.row_stride < e.dim) throw InvalidArgument("embedding row stride is smaller than D");
   if (e.dtype != DType::f32 && e.dtype != DType::f16 && e.dtype != DType::bf16)
@@ -183,104 +182,140 @@ void validate_kmeans(const KMeansOptions& options, int64_t k, int64_t dim) {
     throw InvalidArgument("initial centroids must hold clusters * D values");
 }
 
-// Draws `count` distinct rows of [0, n) uniformly at random among those not in `taken`
-// (Floyd's algorithm over the complement, then mapped back to rows), ascending.
-std::vector<int64_t> draw_unpicked(int64_t n, std::vector<int64_t> taken, int64_t count,
-                                   uint64_t seed) {
-  std::sort(taken.begin(), taken.end());
-  const int64_t free_rows = n - static_cast<int64_t>(taken.size());
-  std::mt19937_64 rng(seed);
-  std::unordered_set<int64_t> drawn;
-  for (int64_t j = free_rows - count; j < free_rows; ++j) {
-    const int64_t t = std::uniform_int_distribution<int64_t>(0, j)(rng);
-    if (!drawn.insert(t).second) drawn.insert(j);
-  }
-  std::vector<int64_t> ranks(drawn.begin(), drawn.end());
-  std::sort(ranks.begin(), ranks.end());
-  // The u-th free row is u plus the number of taken rows at or below it.
-  size_t below = 0;
-  for (int64_t& u : ranks) {
-    int64_t row = u + static_cast<int64_t>(below);
-    while (below < taken.size() && taken[below] <= row) row = u + static_cast<int64_t>(++below);
-    u = row;
-  }
-  return ranks;
-}
-
-}  // namespace
-
-Selection select(Backend& backend, const PoolView& pool, const SelectOptions& options) {
-  validate(pool, options.scoring);
-  const int64_t k = options.k;
-  if (k < 1 || k > pool.rows)
-    throw InvalidArgument("k must be between 1 and the number of rows (" +
-                          std::to_string(pool.rows) + "), got " + std::to_string(k));
+PickCounts check_select_options(const SelectOptions& options) {
+  if (options.k < 1)
+    throw InvalidArgument("k must be at least 1, got " + std::to_string(options.k));
   if (!(options.explore >= 0.0 && options.explore < 1.0))
     throw InvalidArgument("the exploration fraction must be in [0, 1), got " +
                           std::to_string(options.explore));
   if (options.kmeans.iterations < 0) throw InvalidArgument("k-means iterations must be >= 0");
-  const int64_t explore_picks = std::llround(options.explore * static_cast<double>(k));
-  const int64_t rank_picks = k - explore_picks;
+  const int64_t explored = std::llround(options.explore * static_cast<double>(options.k));
+  return {options.k - explored, explored};
+}
+
+int64_t candidates_wanted(const SelectOptions& options, int64_t clusters) {
+  if (options.candidates < 0 || (options.candidates > 0 && options.candidates < clusters))
+    throw InvalidArgument("the number of candidates (" + std::to_string(options.candidates) +
+                          ") must be at least the number of clusters (" + std::to_string(clusters) +
+                          ")");
+  return options.candidates > 0 ? options.candidates : 10 * clusters;
+}
+
+namespace {
+
+void append(Selection& sel, int64_t row, float score, PickReason reason, int32_t cluster) {
+  sel.indices.push_back(row);
+  sel.scores.push_back(score);
+  sel.reasons.push_back(reason);
+  sel.clusters.push_back(cluster);
+}
+
+// A uniform integer in [0, n) from the generator's 64-bit outputs, by rejection. Written out
+// because std::uniform_int_distribution's algorithm differs between standard libraries, and
+// shards and the merge must draw alike wherever they run.
+uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
+  const uint64_t biased = (0 - n) % n;  // 2^64 mod n: outputs below it would favour small values
+  for (;;) {
+    const uint64_t x = rng();
+    if (x >= biased) return x % n;
+  }
+}
+
+}  // namespace
+
+void add_rank_picks(const Ranked& ranked, int64_t count, Selection& sel) {
+  for (int64_t i = 0; i < count; ++i)
+    append(sel, ranked.indices[i], ranked.scores[i], PickReason::rank, -1);
+}
+
+void add_cluster_picks(const Ranked& candidates, const std::vector<int32_t>& assignments,
+                       int64_t clusters, Selection& sel) {
+  const auto m = static_cast<int64_t>(candidates.indices.size());
+  // Candidates are in rank order: the first one seen in a cluster is its best.
+  std::vector<char> cluster_done(clusters, 0), picked(m, 0);
+  int64_t count = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    const int32_t c = assignments[i];
+    if (!cluster_done[c]) {
+      cluster_done[c] = picked[i] = 1;
+      ++count;
+    }
+  }
+  // Clusters left empty are made up from the next-best candidates not yet picked.
+  for (int64_t i = 0; i < m && count < clusters; ++i)
+    if (!picked[i]) {
+      picked[i] = 2;
+      ++count;
+    }
+  for (int64_t i = 0; i < m; ++i)
+    if (picked[i])
+      append(sel, candidates.indices[i], candidates.scores[i],
+             picked[i] == 1 ? PickReason::cluster : PickReason::rank, assignments[i]);
+}
+
+void add_exploration_picks(const std::vector<int64_t>& rows, const std::vector<float>& scores,
+                           Selection& sel) {
+  std::vector<size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && rows[a] < rows[b]);
+  });
+  for (size_t i : order) append(sel, rows[i], scores[i], PickReason::exploration, -1);
+}
+
+ExplorationDraws::ExplorationDraws(int64_t pool_rows, uint64_t seed)
+    : pool_rows_(pool_rows), rng_(seed) {}
+
+int64_t ExplorationDraws::next() {
+  for (;;) {
+    const auto row = static_cast<int64_t>(uniform_below(rng_, static_cast<uint64_t>(pool_rows_)));
+    if (drawn_.insert(row).second) return row;
+  }
+}
+
+std::vector<int64_t> draw_unpicked(int64_t pool_rows, const std::vector<int64_t>& taken,
+                                   int64_t count, uint64_t seed) {
+  const std::unordered_set<int64_t> skip(taken.begin(), taken.end());
+  ExplorationDraws draws(pool_rows, seed);
+  std::vector<int64_t> rows;
+  while (static_cast<int64_t>(rows.size()) < count) {
+    const int64_t row = draws.next();
+    if (!skip.count(row)) rows.push_back(row);
+  }
+  return rows;
+}
+
+Selection select(Backend& backend, const PoolView& pool, const SelectOptions& options) {
+  validate(pool, options.scoring);
+  const PickCounts picks = check_select_options(options);
+  const int64_t k = options.k;
+  if (k > pool.rows)
+    throw InvalidArgument("k must be between 1 and the number of rows (" +
+                          std::to_string(pool.rows) + "), got " + std::to_string(k));
   const ScoreProblem problem{pool, options.scoring};
   Selection sel;
-  auto add = [&](int64_t row, float score, PickReason reason, int32_t cluster) {
-    sel.indices.push_back(row);
-    sel.scores.push_back(score);
-    sel.reasons.push_back(reason);
-    sel.clusters.push_back(cluster);
-  };
 
-  if (options.embeddings && rank_picks > 0) {
+  if (options.embeddings && picks.ranked > 0) {
     const EmbeddingView& emb = *options.embeddings;
-    validate_embeddings(emb, pool);
-    if (options.candidates < 0 || (options.candidates > 0 && options.candidates < rank_picks))
-      throw InvalidArgument("the number of candidates (" + std::to_string(options.candidates) +
-                            ") must be at least the number of clusters (" +
-                            std::to_string(rank_picks) + ")");
-    const int64_t m =
-        std::min(pool.rows, options.candidates > 0 ? options.candidates : 10 * rank_picks);
-    validate_kmeans(options.kmeans, rank_picks, emb.dim);
+    validate_embeddings(emb, pool.rows);
+    const int64_t m = std::min(pool.rows, candidates_wanted(options, picks.ranked));
+    validate_kmeans(options.kmeans, picks.ranked, emb.dim);
     const Ranked candidates = rank(backend, problem, m);
-    const KMeansResult km = backend.kmeans(emb, &candidates.indices, rank_picks, options.kmeans);
-    // Candidates are in rank order: the first one seen in a cluster is its best.
-    std::vector<char> cluster_done(rank_picks, 0), picked(m, 0);
-    int64_t count = 0;
-    for (int64_t i = 0; i < m; ++i) {
-      const int32_t c = km.assignments[i];
-      if (!cluster_done[c]) {
-        cluster_done[c] = picked[i] = 1;
-        ++count;
-      }
-    }
-    // Clusters left empty are made up from the next-best candidates not yet picked.
-    for (int64_t i = 0; i < m && count < rank_picks; ++i)
-      if (!picked[i]) {
-        picked[i] = 2;
-        ++count;
-      }
-    for (int64_t i = 0; i < m; ++i)
-      if (picked[i])
-        add(candidates.indices[i], candidates.scores[i],
-            picked[i] == 1 ? PickReason::cluster : PickReason::rank, km.assignments[i]);
+    const KMeansResult km = backend.kmeans(emb, &candidates.indices, picks.ranked, options.kmeans);
+    add_cluster_picks(candidates, km.assignments, picks.ranked, sel);
   } else {
     // Ranked even when every pick is explored: scoring the pool is what validates it.
-    const Ranked top = rank(backend, problem, std::max<int64_t>(rank_picks, 1));
-    for (int64_t i = 0; i < rank_picks; ++i)
-      add(top.indices[i], top.scores[i], PickReason::rank, -1);
+    add_rank_picks(rank(backend, problem, std::max<int64_t>(picks.ranked, 1)), picks.ranked, sel);
   }
 
-  if (explore_picks > 0) {
-    std::vector<int64_t> rows = draw_unpicked(pool.rows, sel.indices, explore_picks, options.seed);
+  if (picks.explored > 0) {
+    const std::vector<int64_t> rows =
+        draw_unpicked(pool.rows, sel.indices, picks.explored, options.seed);
     // Exploration picks are few: score each one again rather than keep every row's score.
     std::vector<float> scores(rows.size());
     for (size_t i = 0; i < rows.size(); ++i)
       backend.score(ScoreProblem{rows_of(pool, rows[i], 1), options.scoring, rows[i]}, &scores[i]);
-    std::vector<int64_t> order(rows.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-      return scores[a] > scores[b] || (scores[a] == scores[b] && rows[a] < rows[b]);
-    });
-    for (int64_t i : order) add(rows[i], scores[i], PickReason::exploration, -1);
+    add_exploration_picks(rows, scores, sel);
   }
   return sel;
 }

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -32,11 +33,17 @@ std::string read_text(const fs::path& p) {
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("quarry_cli_" +
-            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    // Named by suite, test and process: tests of the same name in other suites, and other
+    // processes running this suite at the same time, each get a directory of their own.
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::path(::testing::TempDir()) / ("quarry_cli_" + std::string(test->test_suite_name()) +
+                                             "_" + test->name() + "_" + std::to_string(getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
   }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
@@ -348,6 +355,207 @@ TEST_F(Cli, AnExistingOutputIsNotTouchedByAFailedRun) {
   write_npy(path("nan.npy"), pool, "<f4", {200, 5});
   EXPECT_EQ(run("select " + path("nan.npy") + " -k 3 -o " + path("keep.npy")).exit_code, 2);
   EXPECT_EQ(read_text(path("keep.npy")), "previous results");
+}
+
+// Rows [first, first + count) of a [members, rows, width] array, as its own C-order array (a
+// single model's [rows, classes] has members = 1; votes [members, rows] have width = 1).
+template <typename T>
+std::vector<T> rows_slice(const std::vector<T>& a, int64_t members, int64_t rows, int64_t width,
+                          int64_t first, int64_t count) {
+  std::vector<T> out;
+  for (int64_t m = 0; m < members; ++m)
+    out.insert(out.end(), a.begin() + (m * rows + first) * width,
+               a.begin() + (m * rows + first + count) * width);
+  return out;
+}
+
+class ShardedCli : public Cli {
+ protected:
+  // Writes the pool (and embeddings) whole and cut into files of `sizes` rows; returns the
+  // shard files' names and their first rows.
+  template <typename T>
+  void write_shards(const std::vector<T>& pool, const std::string& descr,
+                    std::vector<int64_t> shape, int rows_axis, const std::vector<int64_t>& sizes,
+                    const std::vector<float>* embeddings = nullptr, int64_t dim = 0) {
+    write_npy(path("whole.npy"), pool, descr, shape);
+    if (embeddings) write_npy(path("whole_emb.npy"), *embeddings, "<f4", {shape[rows_axis], dim});
+    const int64_t members = rows_axis == 1 ? shape[0] : 1, rows = shape[rows_axis];
+    const int64_t width = pool.size() / (members * rows);
+    shard_files_.clear();
+    embedding_files_.clear();
+    offsets_.clear();
+    int64_t first = 0;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      std::vector<int64_t> part_shape = shape;
+      part_shape[rows_axis] = sizes[i];
+      shard_files_.push_back(path("shard" + std::to_string(i) + ".npy"));
+      write_npy(shard_files_.back(), rows_slice(pool, members, rows, width, first, sizes[i]), descr,
+                part_shape);
+      if (embeddings) {
+        embedding_files_.push_back(path("emb" + std::to_string(i) + ".npy"));
+        write_npy(embedding_files_.back(), rows_slice(*embeddings, 1, rows, dim, first, sizes[i]),
+                  "<f4", {sizes[i], dim});
+      }
+      offsets_.push_back(first);
+      first += sizes[i];
+    }
+    pool_rows_ = first;
+  }
+
+  static std::string joined(const std::vector<std::string>& names) {
+    std::string text;
+    for (const auto& n : names) text += " " + n;
+    return text;
+  }
+
+  nlohmann::json run_json(const std::string& args, const std::string& out_name) {
+    const CliResult r = run(args + " -o " + path(out_name));
+    EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.err;
+    return r.exit_code == 0 ? nlohmann::json::parse(read_text(path(out_name))) : nlohmann::json{};
+  }
+
+  // select over the shard files, and each shard's partial merged (in reverse order), equal
+  // select on the whole file: indices, scores, reasons and clusters.
+  void expect_sharded_equals_whole(const std::string& k_and_options) {
+    const bool diversity = !embedding_files_.empty();
+    const nlohmann::json whole =
+        run_json("select " + path("whole.npy") + " " + k_and_options +
+                     (diversity ? " --embeddings " + path("whole_emb.npy") : ""),
+                 "whole.json");
+    ASSERT_FALSE(whole.is_null());
+    auto same = [&](const nlohmann::json& got, const std::string& what) {
+      for (const char* key : {"indices", "scores", "reasons", "clusters", "measure"})
+        EXPECT_EQ(got.value(key, nlohmann::json()), whole.value(key, nlohmann::json()))
+            << what << ": " << key << " for " << k_and_options;
+    };
+    same(run_json("select" + joined(shard_files_) + " " + k_and_options +
+                      (diversity ? " --embeddings" + joined(embedding_files_) : ""),
+                  "files.json"),
+         "select over the files");
+    std::vector<std::string> partials;
+    for (size_t i = 0; i < shard_files_.size(); ++i) {
+      partials.push_back(path("part" + std::to_string(i) + ".json"));
+      const CliResult r = run("select " + shard_files_[i] + " " + k_and_options +
+                              (diversity ? " --embeddings " + embedding_files_[i] : "") +
+                              " --row-offset " + std::to_string(offsets_[i]) + " --pool-rows " +
+                              std::to_string(pool_rows_) + " -o " + partials.back());
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+    std::reverse(partials.begin(), partials.end());
+    const std::string k = k_and_options.substr(0, k_and_options.find(' ', 3));
+    same(run_json("merge" + joined(partials) + " " + k, "merged.json"), "merge");
+  }
+
+  std::vector<std::string> shard_files_, embedding_files_;
+  std::vector<int64_t> offsets_;
+  int64_t pool_rows_ = 0;
+};
+
+TEST_F(ShardedCli, SingleModelFilesAndPartialsEqualOneFile) {
+  const auto pool = write_pool("unused.npy");
+  write_shards(pool, "<f4", {200, 5}, 0, {1, 3, 96, 100});
+  for (const char* measure : {"entropy", "margin", "least_confidence", "ratio"})
+    expect_sharded_equals_whole("-k 10 --measure " + std::string(measure));
+  // score over the files writes the scores of the whole file.
+  ASSERT_EQ(run("score" + joined(shard_files_) + " -o " + path("s1.npy")).exit_code, 0);
+  ASSERT_EQ(run("score " + path("whole.npy") + " -o " + path("s2.npy")).exit_code, 0);
+  EXPECT_EQ(read_text(path("s1.npy")), read_text(path("s2.npy")));
+}
+
+TEST_F(ShardedCli, TiesAcrossFileBoundaries) {
+  // Rows repeat one of two probability rows: long runs of exactly equal scores, cut by the files.
+  std::vector<float> pool;
+  for (int r = 0; r < 90; ++r) {
+    const bool sure = r % 3 == 0;
+    pool.insert(pool.end(), {sure ? 0.75f : 0.5f, sure ? 0.25f : 0.5f});
+  }
+  write_shards(pool, "<f4", {90, 2}, 0, {10, 1, 40, 39});
+  expect_sharded_equals_whole("-k 45");
+  expect_sharded_equals_whole("-k 70");
+}
+
+TEST_F(ShardedCli, CommitteesAndVotes) {
+  auto rng = seeded_rng(4100);
+  const int64_t m = 4, n = 80, c = 3;
+  const auto committee = random_probabilities(m * n, c, rng, 1.0f);
+  write_shards(committee, "<f4", {m, n, c}, 1, {1, 30, 2, 47});
+  for (const char* measure : {"consensus_entropy", "kl_max", "bald", "vote_entropy"})
+    expect_sharded_equals_whole("-k 12 --measure " + std::string(measure));
+  std::vector<int32_t> votes(m * n);
+  std::uniform_int_distribution<int32_t> vote(-1, 2);
+  for (auto& v : votes) v = vote(rng);
+  for (int64_t i = 0; i < m; ++i) votes[i * n + 31] = -1;  // nobody voted: scores -inf
+  write_shards(votes, "<i4", {m, n}, 1, {31, 1, 48});
+  expect_sharded_equals_whole("-k 80");
+  expect_sharded_equals_whole("-k 9 --measure variation_ratio");
+}
+
+TEST_F(ShardedCli, DiversityAndExploration) {
+  auto rng = seeded_rng(4101);
+  const int64_t n = 300, c = 4, d = 5;
+  const auto pool = random_probabilities(n, c, rng);
+  const auto emb = random_normal(n * d, rng);
+  write_shards(pool, "<f4", {n, c}, 0, {2, 150, 1, 147}, &emb, d);
+  expect_sharded_equals_whole("-k 10 --seed 4");
+  expect_sharded_equals_whole("-k 10 --candidates 40 --kmeans-iters 5 --explore 0.3 --seed 4");
+  embedding_files_.clear();
+  expect_sharded_equals_whole("-k 10 --explore 0.3 --seed 11");
+}
+
+TEST_F(ShardedCli, BadShardsAndPartialsAreExitCode2) {
+  auto rng = seeded_rng(4102);
+  write_npy(path("a.npy"), random_probabilities(20, 4, rng), "<f4", {20, 4});
+  write_npy(path("b.npy"), random_probabilities(20, 4, rng), "<f4", {20, 4});
+  write_npy(path("c5.npy"), random_probabilities(20, 5, rng), "<f4", {20, 5});
+  write_npy(path("h.npy"), encode(random_probabilities(20, 4, rng), DType::f16), "<f2", {20, 4});
+  const std::string a = path("a.npy"), b = path("b.npy"), out = path("o.json");
+  expect_usage_error("select " + a + " " + path("c5.npy") + " -k 3 -o " + out, "agree", out);
+  expect_usage_error("select " + a + " " + path("h.npy") + " -k 3 -o " + out, "f16", out);
+  expect_usage_error("score " + a + " " + path("c5.npy") + " -o " + path("s.npy"), "shape (20, 5)",
+                     path("s.npy"));
+  expect_usage_error("select " + a + " " + b + " -k 3 --embeddings " + a + " -o " + out,
+                     "one embeddings file per pool file", out);
+  // A bad row in the second file is named by its file and its row in the whole pool.
+  auto bad = random_probabilities(20, 4, rng);
+  bad[5 * 4 + 1] = std::nanf("");
+  write_npy(path("bad.npy"), bad, "<f4", {20, 4});
+  expect_usage_error("select " + a + " " + path("bad.npy") + " -k 3 -o " + out,
+                     "bad.npy (pool rows [20, 40)): row 25", out);
+
+  auto partial = [&](const std::string& file, int64_t offset, const std::string& extra,
+                     const std::string& name) {
+    const CliResult r = run("select " + file + " -k 3 --row-offset " + std::to_string(offset) +
+                            " " + extra + " -o " + path(name));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return path(name);
+  };
+  const std::string pa = partial(a, 0, "", "pa.json"), pb = partial(b, 20, "", "pb.json");
+  ASSERT_EQ(run("merge " + pa + " " + pb + " -k 3 -o " + path("m.npy")).exit_code, 0);
+  expect_usage_error("merge " + pa + " " + pb + " -k 4 -o " + out, "made with k = 3", out);
+  expect_usage_error("merge " + pa + " " + pa + " -k 3 -o " + out, "overlap", out);
+  expect_usage_error("merge " + pb + " -k 3 -o " + out, "rows [0, 20) are in no partial", out);
+  const std::string margin = partial(b, 20, "--measure margin", "margin.json");
+  expect_usage_error("merge " + pa + " " + margin + " -k 3 -o " + out,
+                     "partial 1 (" + margin + ") was made with measure margin", out);
+  const std::string wide = partial(path("c5.npy"), 20, "", "wide.json");
+  expect_usage_error("merge " + pa + " " + wide + " -k 3 -o " + out, "classes 5", out);
+  const std::string half = partial(path("h.npy"), 20, "", "half.json");
+  expect_usage_error("merge " + pa + " " + half + " -k 3 -o " + out, "dtype f16", out);
+  { std::ofstream(path("junk.json")) << "{\"indices\": [1, 2]}"; }
+  expect_usage_error("merge " + pa + " " + path("junk.json") + " -k 3 -o " + out,
+                     "junk.json: not a quarry partial", out);
+  expect_usage_error("merge " + path("nope.json") + " -k 3 -o " + out, "nope.json", out);
+  expect_usage_error("select " + a + " -k 3 --row-offset 0 -o " + path("p.npy"), ".json",
+                     path("p.npy"));
+  expect_usage_error("select " + a + " -k 3 --pool-rows 40 -o " + out, "--row-offset", out);
+  expect_usage_error("select " + a + " -k 3 --explore 0.5 --row-offset 0 -o " + out, "--pool-rows",
+                     out);
+  expect_usage_error("select " + a + " -k 3 --row-offset 30 --pool-rows 40 -o " + out,
+                     "not rows of a pool of 40 rows", out);
+  // A partial on stdout is its JSON.
+  const CliResult r = run("select " + a + " -k 2 --row-offset 0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(partial_from_json(r.out).indices.size(), 2u);
 }
 
 }  // namespace

@@ -1,19 +1,23 @@
-// The `quarry` command line: select | score | info. Exit codes: 0 success, 2 bad usage or bad
-// input, 1 anything else. Errors are one line on stderr; no output file is left behind.
+// The `quarry` command line: select | score | merge | info. Exit codes: 0 success, 2 bad usage or
+// bad input, 1 anything else. Errors are one line on stderr; no output file is left behind.
 
 #include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "npy.hpp"
 #include "quarry/quarry.hpp"
@@ -23,8 +27,8 @@ namespace {
 using namespace quarry;
 
 struct CommonOptions {
-  std::string pool_path;
-  std::string measure;  // empty: the input's natural measure
+  std::vector<std::string> pool_paths;  // several: one pool, rows in file order
+  std::string measure;                  // empty: the input's natural measure
   bool logits = false;
   float temperature = 1.0f;
   std::string layout = "members-first";
@@ -118,12 +122,39 @@ OutputKind output_kind(const std::string& output) {
                         "'");
 }
 
-// Interprets the array's shape and dtype as a pool, and picks the measure.
+// The pool files, their views (rows in file order) and the measure.
 struct Pool {
-  io::NpyArray array;
-  PoolView view;
+  std::vector<io::NpyArray> arrays;
+  std::vector<PoolView> views;
   Measure measure;
 };
+
+// Files whose rows make up one pool, in order: an error about pool row r names the file that
+// holds it.
+struct FileRows {
+  std::vector<std::string> paths;
+  std::vector<int64_t> ends;  // one past each file's last pool row
+
+  void add(const std::string& path, int64_t rows) {
+    paths.push_back(path);
+    ends.push_back((ends.empty() ? 0 : ends.back()) + rows);
+  }
+  // "pool.npy" for one file; "b.npy (pool rows [200, 400))" when there are several.
+  std::string file_of(int64_t row) const {
+    if (paths.size() <= 1) return paths.empty() ? "" : paths[0];
+    const auto at = std::upper_bound(ends.begin(), ends.end(), row) - ends.begin();
+    const size_t i = std::min<size_t>(static_cast<size_t>(at), paths.size() - 1);
+    return paths[i] + " (pool rows [" + std::to_string(i > 0 ? ends[i - 1] : 0) + ", " +
+           std::to_string(ends[i]) + "))";
+  }
+};
+FileRows pool_files, embedding_files;
+
+std::string joined(const std::vector<std::string>& paths) {
+  std::string text;
+  for (const auto& p : paths) text += (text.empty() ? "" : ", ") + p;
+  return text;
+}
 
 // Input files are memory-mapped: if one shrinks while it is read (truncated, or rewritten by
 // another program), touching a page past its new end raises SIGBUS. Report that as bad input,
@@ -148,11 +179,10 @@ void report_truncation_as_bad_input(const std::string& files) {
   sigaction(SIGBUS, &action, nullptr);
 }
 
-Pool open_pool(const CommonOptions& opt) {
-  io::NpyArray array = io::NpyArray::open(opt.pool_path);
-  report_truncation_as_bad_input(opt.pool_path);
+// Interprets one file's shape and dtype as a pool, and picks the measure.
+PoolView open_pool_file(const CommonOptions& opt, const std::string& path, io::NpyArray& array,
+                        Measure& measure_out) {
   const auto& shape = array.shape();
-  const std::string& path = opt.pool_path;
   PoolView view;
   Measure natural;
   const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
@@ -194,7 +224,30 @@ Pool open_pool(const CommonOptions& opt) {
     throw InvalidArgument(std::string(to_string(measure)) + " scores a single model, but " + path +
                           " is a committee (3-D); use vote_entropy, consensus_entropy, kl_max, "
                           "bald or variation_ratio");
-  return Pool{std::move(array), view, measure};
+  measure_out = measure;
+  return view;
+}
+
+Pool open_pool(const CommonOptions& opt) {
+  Pool pool;
+  for (const std::string& path : opt.pool_paths) pool.arrays.push_back(io::NpyArray::open(path));
+  report_truncation_as_bad_input(joined(opt.pool_paths));
+  for (size_t i = 0; i < pool.arrays.size(); ++i) {
+    const std::string& path = opt.pool_paths[i];
+    pool.views.push_back(open_pool_file(opt, path, pool.arrays[i], pool.measure));
+    const PoolView &first = pool.views[0], &view = pool.views[i];
+    const io::NpyArray &first_array = pool.arrays[0], &array = pool.arrays[i];
+    if (array.dtype() != first_array.dtype() ||
+        array.shape().size() != first_array.shape().size() || view.members != first.members ||
+        view.classes != first.classes)
+      throw InvalidInput(path + " is " + std::string(to_string(array.dtype())) + " of shape " +
+                         array.shape_string() + " but " + opt.pool_paths[0] + " is " +
+                         std::string(to_string(first_array.dtype())) + " of shape " +
+                         first_array.shape_string() +
+                         ": pool files must agree in everything but the row count");
+    pool_files.add(path, view.rows);
+  }
+  return pool;
 }
 
 ScoreOptions scoring_options(const CommonOptions& opt, Measure measure) {
@@ -206,9 +259,10 @@ ScoreOptions scoring_options(const CommonOptions& opt, Measure measure) {
 }
 
 void add_common(CLI::App* cmd, CommonOptions& opt) {
-  cmd->add_option("pool", opt.pool_path,
+  cmd->add_option("pool", opt.pool_paths,
                   "pool .npy: [N, C] one model's probabilities or logits, [M, N, C] a "
-                  "committee's, or [M, N] integer votes")
+                  "committee's, or [M, N] integer votes; several files are one pool, rows in "
+                  "file order")
       ->required();
   cmd->add_option("--measure", opt.measure,
                   "[N, C]: entropy (default), least_confidence, margin, ratio; committees: "
@@ -237,15 +291,55 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
 
 struct SelectFlags {
   int64_t k = 0;
-  std::string embeddings_path;
+  std::vector<std::string> embeddings_paths;
   int64_t candidates = 0;
   int kmeans_iterations = 25;
   double explore = 0.0;
   uint64_t seed = 0;
+  int64_t row_offset = 0;
+  int64_t pool_rows = 0;
+  bool partial = false;  // --row-offset given: write this shard's partial result
 };
 
+// The picks as the --output asks: one index per line, .npy indices, or .json with scores and
+// reasons.
+void write_selection(const std::string& output, const Selection& sel, Measure measure,
+                     const std::string& backend, bool with_clusters) {
+  switch (output_kind(output)) {
+    case OutputKind::stdout_lines: {
+      std::string text;
+      for (int64_t i : sel.indices) text += std::to_string(i) + '\n';
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      break;
+    }
+    case OutputKind::npy:
+      io::save_npy(output, sel.indices.data(), "<i8", {static_cast<int64_t>(sel.indices.size())});
+      break;
+    case OutputKind::json: {
+      nlohmann::json j;
+      j["measure"] = to_string(measure);
+      j["backend"] = backend;
+      j["indices"] = sel.indices;
+      j["scores"] = sel.scores;
+      std::vector<std::string> reasons;
+      for (PickReason r : sel.reasons) reasons.emplace_back(to_string(r));
+      j["reasons"] = reasons;
+      if (with_clusters) j["clusters"] = sel.clusters;
+      io::write_file_atomically(output, j.dump(1) + "\n");
+      break;
+    }
+  }
+}
+
 int run_select(const CommonOptions& opt, const SelectFlags& flags) {
-  const OutputKind kind = output_kind(opt.output);
+  if (flags.partial && output_kind(opt.output) == OutputKind::npy)
+    throw InvalidArgument(
+        "a partial result (--row-offset) is written as .json, or to stdout "
+        "with -; got '" +
+        opt.output + "'");
+  if (!flags.partial) output_kind(opt.output);  // checks the name before any work
+  if (flags.pool_rows != 0 && !flags.partial)
+    throw InvalidArgument("--pool-rows applies only to a partial result, with --row-offset");
   Pool pool = open_pool(opt);
   SelectOptions select_options;
   select_options.scoring = scoring_options(opt, pool.measure);
@@ -255,47 +349,53 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
   select_options.kmeans.seed = flags.seed;
   select_options.explore = flags.explore;
   select_options.seed = flags.seed;
-  std::optional<io::NpyArray> embeddings;
-  if (!flags.embeddings_path.empty()) {
-    embeddings = io::NpyArray::open(flags.embeddings_path);
-    report_truncation_as_bad_input(opt.pool_path + " or " + flags.embeddings_path);
-    const auto& shape = embeddings->shape();
-    if (shape.size() != 2 || embeddings->dtype() == DType::i32 || embeddings->dtype() == DType::i64)
-      throw InvalidInput(
-          flags.embeddings_path + ": embeddings must be a 2-D float array [N, D], got " +
-          std::string(to_string(embeddings->dtype())) + " shape " + embeddings->shape_string());
-    select_options.embeddings =
-        EmbeddingView::matrix(embeddings->data(), embeddings->dtype(), shape[0], shape[1]);
+  std::vector<io::NpyArray> embeddings;
+  std::vector<EmbeddingView> embedding_views;
+  if (!flags.embeddings_paths.empty()) {
+    if (flags.embeddings_paths.size() != opt.pool_paths.size())
+      throw InvalidArgument("--embeddings: " + std::to_string(flags.embeddings_paths.size()) +
+                            " file(s) for " + std::to_string(opt.pool_paths.size()) +
+                            " pool file(s); give one embeddings file per pool file, in the same "
+                            "order, after the pool files");
+    for (const std::string& path : flags.embeddings_paths)
+      embeddings.push_back(io::NpyArray::open(path));
+    report_truncation_as_bad_input(joined(opt.pool_paths) + " or " +
+                                   joined(flags.embeddings_paths));
+    for (size_t i = 0; i < embeddings.size(); ++i) {
+      const auto& shape = embeddings[i].shape();
+      const std::string& path = flags.embeddings_paths[i];
+      if (shape.size() != 2 || embeddings[i].dtype() == DType::i32 ||
+          embeddings[i].dtype() == DType::i64)
+        throw InvalidInput(path + ": embeddings must be a 2-D float array [N, D], got " +
+                           std::string(to_string(embeddings[i].dtype())) + " shape " +
+                           embeddings[i].shape_string());
+      embedding_views.push_back(
+          EmbeddingView::matrix(embeddings[i].data(), embeddings[i].dtype(), shape[0], shape[1]));
+      embedding_files.add(path, shape[0]);
+    }
   }
   std::unique_ptr<ProgressLine> progress;
   Resources resources = make_resources(opt, progress);
-  const Selection sel = select(resources, pool.view, select_options);
-  progress.reset();  // ends the progress line before any output
-  switch (kind) {
-    case OutputKind::stdout_lines: {
-      std::string text;
-      for (int64_t i : sel.indices) text += std::to_string(i) + '\n';
+  if (flags.partial) {
+    const Partial partial = select_partial(resources, pool.views, select_options, embedding_views,
+                                           flags.row_offset, flags.pool_rows);
+    progress.reset();
+    const std::string text = to_json(partial);
+    if (opt.output == "-")
       std::fwrite(text.data(), 1, text.size(), stdout);
-      break;
-    }
-    case OutputKind::npy:
-      io::save_npy(opt.output, sel.indices.data(), "<i8",
-                   {static_cast<int64_t>(sel.indices.size())});
-      break;
-    case OutputKind::json: {
-      nlohmann::json j;
-      j["measure"] = to_string(pool.measure);
-      j["backend"] = resources.describe();
-      j["indices"] = sel.indices;
-      j["scores"] = sel.scores;
-      std::vector<std::string> reasons;
-      for (PickReason r : sel.reasons) reasons.emplace_back(to_string(r));
-      j["reasons"] = reasons;
-      if (select_options.embeddings) j["clusters"] = sel.clusters;
-      io::write_file_atomically(opt.output, j.dump(1) + "\n");
-      break;
-    }
+    else
+      io::write_file_atomically(opt.output, text);
+    return 0;
   }
+  Selection sel;
+  if (pool.views.size() == 1) {
+    if (!embedding_views.empty()) select_options.embeddings = embedding_views[0];
+    sel = select(resources, pool.views[0], select_options);
+  } else {
+    sel = select(resources, pool.views, select_options, embedding_views);
+  }
+  progress.reset();  // ends the progress line before any output
+  write_selection(opt.output, sel, pool.measure, resources.describe(), !embedding_views.empty());
   return 0;
 }
 
@@ -304,7 +404,8 @@ int run_score(const CommonOptions& opt) {
   Pool pool = open_pool(opt);
   std::unique_ptr<ProgressLine> progress;
   Resources resources = make_resources(opt, progress);
-  const std::vector<float> scores = score(resources, pool.view, scoring_options(opt, pool.measure));
+  const std::vector<float> scores =
+      score(resources, pool.views, scoring_options(opt, pool.measure));
   progress.reset();  // ends the progress line before any output
   switch (kind) {
     case OutputKind::stdout_lines: {
@@ -329,6 +430,62 @@ int run_score(const CommonOptions& opt) {
       break;
     }
   }
+  return 0;
+}
+
+struct MergeFlags {
+  std::vector<std::string> partial_paths;
+  int64_t k = 0;
+  std::string device = "auto";
+  std::string output = "-";
+};
+
+// The merge's messages say "partial 2"; the user knows it as the third file.
+std::string name_partials(const std::string& message, const std::vector<std::string>& paths) {
+  std::string out;
+  const std::string word = "partial ";
+  size_t at = 0;
+  for (size_t hit; (hit = message.find(word, at)) != std::string::npos;) {
+    size_t end = hit + word.size();
+    while (end < message.size() && std::isdigit(static_cast<unsigned char>(message[end]))) ++end;
+    out += message.substr(at, end - at);
+    if (end > hit + word.size()) {
+      const size_t i = std::stoul(message.substr(hit + word.size(), end - hit - word.size()));
+      if (i < paths.size()) out += " (" + paths[i] + ")";
+    }
+    at = end;
+  }
+  return out + message.substr(at);
+}
+
+int run_merge(const MergeFlags& flags) {
+  output_kind(flags.output);  // checks the name before any work
+  std::vector<Partial> partials;
+  std::string backends;
+  for (const std::string& path : flags.partial_paths) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw InvalidInput(path + ": cannot open the file");
+    std::stringstream text;
+    text << in.rdbuf();
+    try {
+      partials.push_back(partial_from_json(text.str()));
+    } catch (const InvalidInput& e) {
+      throw InvalidInput(path + ": " + e.what());
+    }
+    if (backends.find(partials.back().backend) == std::string::npos)
+      backends += (backends.empty() ? "" : ", ") + partials.back().backend;
+  }
+  Resources resources(parse_device(flags.device));
+  Selection sel;
+  try {
+    sel = merge(resources, partials, flags.k);
+  } catch (const InvalidArgument& e) {
+    throw InvalidArgument(name_partials(e.what(), flags.partial_paths));
+  } catch (const InvalidInput& e) {
+    throw InvalidInput(name_partials(e.what(), flags.partial_paths));
+  }
+  write_selection(flags.output, sel, partials[0].options.scoring.measure, backends,
+                  partials[0].embedding_dim > 0);
   return 0;
 }
 
@@ -358,9 +515,9 @@ int main(int argc, char** argv) {
   auto* select_cmd = app.add_subcommand("select", "print or save the k rows to label, best first");
   add_common(select_cmd, select_opt);
   select_cmd->add_option("-k,--k", flags.k, "number of rows to select")->required();
-  select_cmd->add_option("--embeddings", flags.embeddings_path,
-                         "EMB.npy [N, D] float: spread the picks over k-means clusters of the top "
-                         "candidates");
+  select_cmd->add_option("--embeddings", flags.embeddings_paths,
+                         "EMB.npy [N, D] float, one per pool file (after the pool files): spread "
+                         "the picks over k-means clusters of the top candidates");
   select_cmd->add_option("--candidates", flags.candidates,
                          "candidates to cluster with --embeddings (default 10*k, capped at N)");
   select_cmd->add_option("--kmeans-iters", flags.kmeans_iterations, "k-means iterations at most")
@@ -371,16 +528,35 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   select_cmd->add_option("--seed", flags.seed, "seed for k-means++ and exploration")
       ->capture_default_str();
+  auto* row_offset = select_cmd->add_option(
+      "--row-offset", flags.row_offset,
+      "write this shard's partial result (.json) for `quarry merge`: its first row is row R of "
+      "the whole pool");
+  select_cmd->add_option("--pool-rows", flags.pool_rows,
+                         "with --row-offset: the whole pool's row count (needed with --explore)");
 
   CommonOptions score_opt;
   auto* score_cmd = app.add_subcommand("score", "score every row");
   add_common(score_cmd, score_opt);
 
+  MergeFlags merge_flags;
+  auto* merge_cmd = app.add_subcommand(
+      "merge", "merge the partial results of a pool's shards into the whole pool's k picks");
+  merge_cmd->add_option("partials", merge_flags.partial_paths, "PART.json files, any order")
+      ->required();
+  merge_cmd->add_option("-k,--k", merge_flags.k, "number of rows to select")->required();
+  merge_cmd->add_option("--device", merge_flags.device, "auto | cpu | cuda: runs the k-means")
+      ->capture_default_str();
+  merge_cmd->add_option("--output,-o", merge_flags.output, "OUT.npy, OUT.json, or - for stdout")
+      ->capture_default_str();
+
   app.add_subcommand("info", "show the version, the backends built and the GPUs found");
 
   if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "select" &&
-      std::string(argv[1]) != "score" && std::string(argv[1]) != "info") {
-    std::fprintf(stderr, "quarry: error: unknown command '%s' (select, score or info)\n", argv[1]);
+      std::string(argv[1]) != "score" && std::string(argv[1]) != "merge" &&
+      std::string(argv[1]) != "info") {
+    std::fprintf(stderr, "quarry: error: unknown command '%s' (select, score, merge or info)\n",
+                 argv[1]);
     return 2;
   }
   try {
@@ -395,21 +571,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "quarry: error: %s (see quarry --help)\n", e.what());
     return 2;
   }
+  flags.partial = row_offset->count() > 0;
 
   try {
     if (*select_cmd) return run_select(select_opt, flags);
     if (*score_cmd) return run_score(score_opt);
+    if (*merge_cmd) return run_merge(merge_flags);
     return run_info();
   } catch (const quarry::InvalidArgument& e) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 2;
   } catch (const quarry::InvalidInput& e) {
-    // Row errors come from the engine, which does not know the file name.
+    // Row errors come from the engine, which does not know the file names.
     const bool about_embeddings = std::string(e.what()).rfind("embeddings", 0) == 0;
-    const std::string& file = about_embeddings ? flags.embeddings_path
-                              : *select_cmd    ? select_opt.pool_path
-                                               : score_opt.pool_path;
-    if (e.row() >= 0)
+    const std::string file = (about_embeddings ? embedding_files : pool_files).file_of(e.row());
+    if (e.row() >= 0 && !file.empty())
       std::fprintf(stderr, "quarry: error: %s: %s\n", file.c_str(), e.what());
     else
       std::fprintf(stderr, "quarry: error: %s\n", e.what());

@@ -1,6 +1,8 @@
 #include "quarry/api.hpp"
 
 #include "engine/pipeline.hpp"
+#include "engine/shard.hpp"
+#include "quarry/shard.hpp"
 
 namespace quarry {
 
@@ -22,6 +24,48 @@ Selection select(Resources& resources, const PoolView& pool, const SelectOptions
 KMeansResult kmeans(Resources& resources, const EmbeddingView& points, int64_t k,
                     const KMeansOptions& options) {
   return engine::kmeans(resources.backend(), points, k, options);
+}
+
+std::vector<float> score(Resources& resources, const std::vector<PoolView>& shards,
+                         const ScoreOptions& options) {
+  int64_t rows = 0;
+  for (const PoolView& s : shards) rows += s.rows > 0 ? s.rows : 0;
+  std::vector<float> scores(rows);
+  engine::score(resources.backend(), shards, options, scores.data());
+  return scores;
+}
+
+Selection select(Resources& resources, const std::vector<PoolView>& shards,
+                 const SelectOptions& options, const std::vector<EmbeddingView>& embeddings) {
+  int64_t rows = 0;
+  for (const PoolView& s : shards) rows += s.rows;
+  // One partial of every shard, merged: the same steps as shards on different machines take.
+  const Partial all = engine::partial(resources.backend(), shards, options, embeddings, 0, rows);
+  return engine::merge(resources.backend(), std::span<const Partial>(&all, 1), options.k);
+}
+
+Partial select_partial(Resources& resources, const std::vector<PoolView>& shards,
+                       const SelectOptions& options, const std::vector<EmbeddingView>& embeddings,
+                       int64_t row_offset, int64_t pool_rows) {
+  return engine::partial(resources.backend(), shards, options, embeddings, row_offset, pool_rows);
+}
+
+Partial select_partial(Resources& resources, const PoolView& shard, const SelectOptions& options,
+                       int64_t row_offset, int64_t pool_rows) {
+  SelectOptions without_embeddings = options;
+  without_embeddings.embeddings.reset();
+  std::vector<EmbeddingView> embeddings;
+  if (options.embeddings) embeddings.push_back(*options.embeddings);
+  return engine::partial(resources.backend(), std::span<const PoolView>(&shard, 1),
+                         without_embeddings, embeddings, row_offset, pool_rows);
+}
+
+Partial combine(const std::vector<Partial>& partials) {
+  return engine::combine(partials);
+}
+
+Selection merge(Resources& resources, const std::vector<Partial>& partials, int64_t k) {
+  return engine::merge(resources.backend(), partials, k);
 }
 
 }  // namespace quarry

@@ -4,4 +4,5 @@
 #include "quarry/api.hpp"
 #include "quarry/error.hpp"
 #include "quarry/resources.hpp"
+#include "quarry/shard.hpp"
 #include "quarry/types.hpp"
