@@ -47,8 +47,8 @@ struct Partial {
   std::vector<float> scores;
   /// Diversity: indices.size() x embedding_dim float32 embeddings of those rows.
   std::vector<float> embeddings;
-  /// Exploration: the covered rows among the first k that the seeded exploration draw over the
-  /// whole pool can reach, ascending, with their scores.
+  /// Exploration: the covered rows among the first k rows of the seeded exploration draw over the
+  /// whole pool (a merge's exploration picks are among them), ascending, with their scores.
   std::vector<int64_t> explore_rows;
   std::vector<float> explore_scores;
   /// The backend that scored it (for information: partials from different backends merge).
