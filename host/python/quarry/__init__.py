@@ -64,6 +64,64 @@ def _resources(resources: Resources | None) -> Resources:
     return default
 
 
+_CUDA_DLPACK_DEVICES = (2, 13)  # kDLCUDA, kDLCUDAManaged
+
+
+def _input(array: Any, res: Resources) -> Any:
+    """A CUDA array as a DLPack capsule whose producer has ordered its pending work before quarry's
+    stream (``__dlpack__(stream=...)``); anything else as it is (read in place by the module)."""
+    dlpack_device = getattr(array, "__dlpack_device__", None)
+    if dlpack_device is None or dlpack_device()[0] not in _CUDA_DLPACK_DEVICES:
+        return array
+    stream = res.cuda_stream
+    if not stream:  # the CPU backend: the module reports that it cannot read device memory
+        return array
+    try:
+        return array.__dlpack__(stream=stream, max_version=(1, 0))
+    except TypeError:  # producers older than DLPack 1.0's max_version
+        return array.__dlpack__(stream=stream)
+
+
+def _device_empty(pool: Any):
+    """A function making float32 arrays of ``pool``'s framework on ``pool``'s CUDA device."""
+
+    def empty(rows: int) -> Any:
+        framework = type(pool).__module__.split(".")[0]
+        if framework == "torch":
+            import torch
+
+            return torch.empty(rows, dtype=torch.float32, device=pool.device)
+        if framework == "cupy":
+            import cupy
+
+            with pool.device:
+                return cupy.empty(rows, dtype=cupy.float32)
+        # Others (JAX, ...): allocate with PyTorch or CuPy, hand over through DLPack.
+        try:
+            import torch
+
+            device = getattr(pool, "__dlpack_device__", lambda: (2, 0))()[1]
+            made = torch.empty(rows, dtype=torch.float32, device=f"cuda:{device}")
+        except ImportError:
+            try:
+                import cupy
+
+                made = cupy.empty(rows, dtype=cupy.float32)
+            except ImportError:
+                raise InvalidArgument(
+                    f"score() of a {framework} device array needs PyTorch or CuPy to allocate "
+                    "the scores on the device"
+                ) from None
+        if framework in ("jax", "jaxlib"):
+            import jax.numpy as jnp
+
+            return jnp.from_dlpack(made)
+        namespace = getattr(pool, "__array_namespace__", None)
+        return namespace().from_dlpack(made) if namespace else made
+
+    return empty
+
+
 class Selection:
     """The rows :func:`select` picked, best first (rank and cluster picks, then exploration).
 
@@ -143,14 +201,24 @@ def score(
         resources: the :class:`Resources` to run on; None uses this thread's default.
 
     Returns:
-        float32 scores, one per row: a numpy array for a host pool.
+        float32 scores, one per row: a numpy array for a host pool; for a CUDA pool an array of
+        the pool's framework on its device (PyTorch, CuPy, JAX), never copied to the host.
 
     Raises:
         InvalidInput: bad data (``.row`` is the first bad row).
         InvalidArgument: bad shapes, dtypes or options.
     """
     res = _resources(resources)
-    return _quarry.score(res, pool, measure, logits, temperature, layout, classes or 0, None)
+    return _quarry.score(
+        res,
+        _input(pool, res),
+        measure,
+        logits,
+        temperature,
+        layout,
+        classes or 0,
+        _device_empty(pool),
+    )
 
 
 def select(
@@ -198,14 +266,14 @@ def select(
     return Selection(
         *_quarry.select(
             res,
-            pool,
+            _input(pool, res),
             k,
             measure,
             logits,
             temperature,
             layout,
             classes or 0,
-            embeddings,
+            None if embeddings is None else _input(embeddings, res),
             candidates,
             kmeans_iters,
             explore,
@@ -227,7 +295,9 @@ def kmeans(
     k-means (FAISS on the CPU, on the device on CUDA), from a seeded k-means++ start or from
     ``initial_centroids`` ([k, D] float32)."""
     res = _resources(resources)
-    return KMeansResult(*_quarry.kmeans(res, points, k, iterations, seed, initial_centroids))
+    return KMeansResult(
+        *_quarry.kmeans(res, _input(points, res), k, iterations, seed, initial_centroids)
+    )
 
 
 def info() -> dict[str, Any]:

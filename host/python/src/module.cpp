@@ -50,6 +50,7 @@ DType dtype_of(nb::dlpack::dtype t, const char* what) {
     if (t.code == static_cast<uint8_t>(code::Bfloat) && t.bits == 16) return DType::bf16;
     if (t.code == static_cast<uint8_t>(code::Int) && t.bits == 32) return DType::i32;
     if (t.code == static_cast<uint8_t>(code::Int) && t.bits == 64) return DType::i64;
+    if (t.code == static_cast<uint8_t>(code::Float) && t.bits == 64) return DType::f64;
   }
   const char* kind = t.code == static_cast<uint8_t>(code::Float)     ? "float"
                      : t.code == static_cast<uint8_t>(code::Int)     ? "int"
@@ -59,7 +60,8 @@ DType dtype_of(nb::dlpack::dtype t, const char* what) {
                                                                      : "unknown";
   throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " + kind +
                                 std::to_string(t.bits) +
-                                " (float32, float16 or bfloat16; int32 or int64 for votes)");
+                                " (float32, float16, bfloat16 or float64; int32 or int64 for "
+                                "votes)");
 }
 
 MemorySpace space_of(int device_type, const char* what) {
@@ -97,9 +99,12 @@ nb::dlpack::dtype dtype_of_typestr(const std::string& typestr, const char* what)
   return t;
 }
 
-// Reads an object exposing __cuda_array_interface__ (version 2 or 3) in place.
-ArrayView view_from_cuda_array_interface(nb::handle obj, const char* what) {
+// Reads an object exposing __cuda_array_interface__ (version 2 or 3) in place, once the work its
+// producer queued on the stream it names is done (in `res`'s stream order).
+ArrayView view_from_cuda_array_interface(nb::handle obj, PyResources& res, const char* what) {
   nb::dict cai = nb::cast<nb::dict>(obj.attr("__cuda_array_interface__"));
+  if (cai.contains("stream") && !cai["stream"].is_none())
+    res.resources.wait_for_stream(reinterpret_cast<void*>(nb::cast<uintptr_t>(cai["stream"])));
   ArrayView a;
   const nb::dlpack::dtype t = dtype_of_typestr(nb::cast<std::string>(cai["typestr"]), what);
   a.dtype = dtype_of(t, what);
@@ -122,7 +127,7 @@ ArrayView view_from_cuda_array_interface(nb::handle obj, const char* what) {
   return a;
 }
 
-InputArray input_array(nb::handle obj, const char* what) {
+InputArray input_array(nb::handle obj, PyResources& res, const char* what) {
   InputArray in;
   nb::ndarray<nb::ro> array;
   if (nb::try_cast(obj, array, false)) {
@@ -139,7 +144,7 @@ InputArray input_array(nb::handle obj, const char* what) {
     return in;
   }
   if (nb::hasattr(obj, "__cuda_array_interface__")) {
-    in.view = view_from_cuda_array_interface(obj, what);
+    in.view = view_from_cuda_array_interface(obj, res, what);
     return in;
   }
   throw quarry::InvalidArgument(
@@ -181,22 +186,25 @@ nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T>&& values) {
 
 nb::object score_rows(PyResources& res, nb::handle pool_obj, std::optional<std::string> measure,
                       bool logits, float temperature, const std::string& layout, int64_t classes,
-                      nb::handle out) {
-  const InputArray pool = input_array(pool_obj, "pool");
+                      nb::handle device_empty) {
+  const InputArray pool = input_array(pool_obj, res, "pool");
   const quarry::PoolSpec spec = pool_spec(pool, measure, layout, classes);
   const quarry::ScoreOptions options = score_options(spec, logits, temperature);
-  if (!out.is_none()) {
-    // The caller's float32 array (device memory for device pools) receives the scores.
-    nb::ndarray<float, nb::ndim<1>, nb::c_contig> target = nb::cast<decltype(target)>(out);
+  if (spec.view.space == MemorySpace::device && res.resources.device() == quarry::Device::cuda) {
+    // Scores of a device pool stay on the device: `device_empty(rows)` makes a float32 array of
+    // the pool's framework on the pool's device, and the engine writes into it.
+    nb::object out = device_empty(spec.view.rows);
+    nb::ndarray<float, nb::ndim<1>, nb::c_contig, nb::device::cuda> target =
+        nb::cast<decltype(target)>(out);
     if (static_cast<int64_t>(target.shape(0)) != spec.view.rows)
-      throw quarry::InvalidArgument("out has " + std::to_string(target.shape(0)) +
+      throw quarry::InvalidArgument("the device output has " + std::to_string(target.shape(0)) +
                                     " elements for " + std::to_string(spec.view.rows) + " rows");
     {
       nb::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(res.mutex);
       quarry::score(res.resources, spec.view, options, target.data());
     }
-    return nb::borrow(out);
+    return out;
   }
   std::vector<float> scores(static_cast<size_t>(spec.view.rows));
   {
@@ -211,7 +219,7 @@ nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
                       std::optional<std::string> measure, bool logits, float temperature,
                       const std::string& layout, int64_t classes, nb::handle embeddings_obj,
                       int64_t candidates, int kmeans_iters, double explore, uint64_t seed) {
-  const InputArray pool = input_array(pool_obj, "pool");
+  const InputArray pool = input_array(pool_obj, res, "pool");
   const quarry::PoolSpec spec = pool_spec(pool, measure, layout, classes);
   quarry::SelectOptions options;
   options.scoring = score_options(spec, logits, temperature);
@@ -223,7 +231,7 @@ nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
   options.seed = seed;
   std::optional<InputArray> embeddings;
   if (!embeddings_obj.is_none()) {
-    embeddings = input_array(embeddings_obj, "embeddings");
+    embeddings = input_array(embeddings_obj, res, "embeddings");
     options.embeddings = quarry::embeddings_from_array(embeddings->view, "embeddings");
   }
   quarry::Selection sel;
@@ -241,7 +249,7 @@ nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
 
 nb::tuple cluster(PyResources& res, nb::handle points_obj, int64_t k, int iterations, uint64_t seed,
                   nb::handle initial_obj) {
-  const InputArray points = input_array(points_obj, "points");
+  const InputArray points = input_array(points_obj, res, "points");
   const quarry::EmbeddingView view = quarry::embeddings_from_array(points.view, "points");
   quarry::KMeansOptions options;
   options.iterations = iterations;
@@ -299,19 +307,23 @@ void set_progress(PyResources& res, nb::object callback) {
   });
 }
 
+// None -> 0 (the backend's default), "8G" or a positive int -> bytes.
+std::size_t budget_bytes(nb::handle memory_budget) {
+  if (memory_budget.is_none()) return 0;
+  if (nb::isinstance<nb::str>(memory_budget))
+    return quarry::parse_memory_size(nb::cast<std::string>(memory_budget));
+  int64_t bytes = 0;
+  if (!nb::try_cast(memory_budget, bytes, false) || bytes <= 0)
+    throw quarry::InvalidArgument(
+        "memory_budget must be None, a positive number of bytes or a size such as '8G', got " +
+        nb::cast<std::string>(nb::repr(memory_budget)));
+  return static_cast<std::size_t>(bytes);
+}
+
 void make_resources(PyResources* self, const std::string& device, nb::handle memory_budget,
                     nb::handle stream, nb::object progress, int cuda_device) {
   const quarry::Device kind = quarry::parse_device(device);
-  std::optional<std::size_t> budget;
-  if (nb::isinstance<nb::str>(memory_budget)) {
-    budget = quarry::parse_memory_size(nb::cast<std::string>(memory_budget));
-  } else if (!memory_budget.is_none()) {
-    const int64_t bytes = nb::cast<int64_t>(memory_budget);
-    if (bytes <= 0)
-      throw quarry::InvalidArgument("memory_budget must be a positive number of bytes, got " +
-                                    std::to_string(bytes));
-    budget = static_cast<std::size_t>(bytes);
-  }
+  const std::size_t budget = budget_bytes(memory_budget);
   if (!stream.is_none()) {
     if (kind == quarry::Device::cpu)
       throw quarry::InvalidArgument("a CUDA stream was given with device='cpu'");
@@ -320,7 +332,7 @@ void make_resources(PyResources* self, const std::string& device, nb::handle mem
     nb::gil_scoped_release release;  // starting CUDA can take a while
     new (self) PyResources(quarry::Resources(kind, cuda_device));
   }
-  if (budget) self->resources.set_memory_budget(*budget);
+  self->resources.set_memory_budget(budget);
   set_progress(*self, std::move(progress));
 }
 
@@ -401,7 +413,19 @@ NB_MODULE(_quarry, m) {
   m.doc() = "quarry's engine; use the functions of the quarry package.";
   register_exceptions(m);
 
-  nb::class_<PyResources>(m, "Resources")
+  nb::class_<PyResources>(
+      m, "Resources",
+      "Resources(device='auto', memory_budget=None, stream=None, progress=None, cuda_device=0)\n\n"
+      "The backend quarry runs on, with its device, stream and kept memory. Make one and reuse it\n"
+      "across calls; calls on one Resources from several threads take turns (one per thread runs\n"
+      "them in parallel).\n\n"
+      "device: 'auto' (the GPU when this build has CUDA and one is present, else the CPU), 'cpu'\n"
+      "  or 'cuda' (BackendUnavailable when there is none).\n"
+      "memory_budget: working-memory cap: None (default), bytes, or a size such as '8G'.\n"
+      "stream: a CUDA stream to run on, borrowed: an int (cudaStream_t), torch.cuda.Stream,\n"
+      "  cupy.cuda.Stream, or anything with __cuda_stream__.\n"
+      "progress: called as progress(rows_done, rows_total) after each chunk of rows.\n"
+      "cuda_device: the CUDA device's ordinal.")
       .def("__init__", &make_resources, nb::arg("device") = "auto",
            nb::arg("memory_budget").none() = nb::none(), nb::arg("stream").none() = nb::none(),
            nb::arg("progress").none() = nb::none(), nb::arg("cuda_device") = 0)
@@ -410,16 +434,25 @@ NB_MODULE(_quarry, m) {
       .def("describe", [](PyResources& r) { return r.resources.describe(); })
       .def_prop_rw(
           "memory_budget", [](PyResources& r) { return r.resources.memory_budget(); },
-          [](PyResources& r, std::size_t bytes) { r.resources.set_memory_budget(bytes); })
+          [](PyResources& r, nb::handle budget) {
+            r.resources.set_memory_budget(budget_bytes(budget));
+          },
+          nb::arg("budget").none(),
+          "Working-memory cap in bytes (device memory on CUDA); larger pools are scored in "
+          "chunks with identical results. Set an int, a size such as '8G', or None for the "
+          "default (80% of free device memory on CUDA, unbounded on the CPU).")
       .def_prop_rw(
           "progress", [](PyResources& r) { return r.progress; }, &set_progress,
           nb::arg("callback").none())
       .def_prop_ro("peak_device_memory",
-                   [](PyResources& r) { return r.resources.peak_device_memory(); });
+                   [](PyResources& r) { return r.resources.peak_device_memory(); })
+      .def_prop_ro("cuda_stream", [](PyResources& r) {
+        return reinterpret_cast<uintptr_t>(r.resources.cuda_stream());
+      });
 
   m.def("score", &score_rows, nb::arg("resources"), nb::arg("pool"), nb::arg("measure").none(),
         nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"), nb::arg("classes"),
-        nb::arg("out").none());
+        nb::arg("device_empty"));
   m.def("select", &select_rows, nb::arg("resources"), nb::arg("pool"), nb::arg("k"),
         nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
         nb::arg("classes"), nb::arg("embeddings").none(), nb::arg("candidates"),
