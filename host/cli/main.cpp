@@ -335,6 +335,13 @@ int run_score(const CommonOptions& opt) {
 int run_info() {
   std::printf("quarry %s\n", version().c_str());
   std::printf("backends: cpu%s\n", built_with_cuda() ? ", cuda" : " (built without CUDA)");
+  const CudaAvailability cuda = cuda_availability();
+  if (cuda.status == CudaStatus::available)
+    std::printf("cuda: available (%s, driver CUDA %d.%d)\n", cuda.plugin_path.c_str(),
+                cuda.driver_version / 1000, cuda.driver_version % 1000 / 10);
+  else
+    std::printf("cuda: unavailable: %s (%s)\n", std::string(to_string(cuda.status)).c_str(),
+                cuda.detail.c_str());
   const auto gpus = cuda_device_descriptions();
   if (gpus.empty()) {
     std::printf("gpus: none found\n");
