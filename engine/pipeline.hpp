@@ -30,6 +30,10 @@ PoolView rows_of(const PoolView& pool, int64_t first, int64_t count);
 /// numbered from 0 in the pool, scored one budget-sized chunk of rows at a time.
 Ranked rank(Backend& backend, const ScoreProblem& problem, int64_t count);
 
+/// Row `row` of `pool` scored again (exploration picks are few); errors name it `global_row`.
+float score_row(Backend& backend, const PoolView& pool, int64_t row, const ScoreOptions& options,
+                int64_t global_row);
+
 /// How k splits: picks by rank (or by cluster, with diversity) and exploration picks.
 struct PickCounts {
   int64_t ranked = 0;

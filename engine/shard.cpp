@@ -139,12 +139,8 @@ Partial shard_partial(Backend& backend, const Partial& header, const PoolView& p
       if (row >= row_offset && row < row_offset + pool.rows) p.explore_rows.push_back(row);
     }
     std::sort(p.explore_rows.begin(), p.explore_rows.end());
-    p.explore_scores.resize(p.explore_rows.size());
-    for (size_t i = 0; i < p.explore_rows.size(); ++i) {
-      const int64_t row = p.explore_rows[i];
-      backend.score(ScoreProblem{rows_of(pool, row - row_offset, 1), options.scoring, row},
-                    &p.explore_scores[i]);
-    }
+    for (int64_t row : p.explore_rows)
+      p.explore_scores.push_back(score_row(backend, pool, row - row_offset, options.scoring, row));
   }
   return p;
 }

@@ -198,15 +198,19 @@ TEST_P(Sharded, VotesWithRowsNobodyVotedOn) {
   }
 }
 
-TEST_P(Sharded, HalfPrecisionPools) {
+TEST_P(Sharded, HalfAndDoublePrecisionPools) {
   auto rng = seeded_rng(9004);
   const int64_t n = 200, c = 4;
+  SelectOptions opt;
+  opt.k = 25;
+  opt.explore = 0.2;
   for (DType dtype : {DType::f16, DType::bf16}) {
     const auto bits = encode(random_pool_values(n, c, dtype, false, rng), dtype);
-    SelectOptions opt;
-    opt.k = 25;
     expect_sharded_equals_whole(PoolView::matrix(bits.data(), dtype, n, c), {3, 1, 196}, opt);
   }
+  const auto probs = random_probabilities(n, c, rng);
+  const std::vector<double> wide(probs.begin(), probs.end());
+  expect_sharded_equals_whole(PoolView::matrix(wide.data(), DType::f64, n, c), {3, 1, 196}, opt);
 }
 
 TEST_P(Sharded, Diversity) {

@@ -40,29 +40,13 @@ struct CommonOptions {
   int64_t classes = 0;  // votes: the number of classes, 0 = any vote >= 0
 };
 
-// "123", "64K", "1.5G", "512MiB" -> bytes (K = 1024).
+// The flag's name starts the library's message, so the user sees which option was wrong.
 std::size_t parse_size(const std::string& text) {
-  std::size_t used = 0;
-  double value = 0;
   try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
+    return parse_memory_size(text);
+  } catch (const InvalidArgument& e) {
+    throw InvalidArgument(std::string("--memory-budget: ") + e.what());
   }
-  std::string unit = text.substr(used);
-  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
-  if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
-  const std::string units = "KMGT";
-  double scale = 1;
-  if (unit.size() == 1 && units.find(unit[0]) != std::string::npos)
-    for (size_t i = 0; i <= units.find(unit[0]); ++i) scale *= 1024;
-  else if (!unit.empty() && unit != "B")
-    used = 0;
-  if (used == 0 || !(value > 0) || value * scale > 1.8e19)
-    throw InvalidArgument("--memory-budget: cannot read '" + text +
-                          "' (a positive number of bytes, optionally with K, M, G or T)");
-  return static_cast<std::size_t>(value * scale);
 }
 
 // Rows done, rows/s and time left on one stderr line, redrawn at most 4 times a second. Shown when
@@ -182,50 +166,18 @@ void report_truncation_as_bad_input(const std::string& files) {
 // Interprets one file's shape and dtype as a pool, and picks the measure.
 PoolView open_pool_file(const CommonOptions& opt, const std::string& path, io::NpyArray& array,
                         Measure& measure_out) {
-  const auto& shape = array.shape();
-  PoolView view;
-  Measure natural;
   const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
   if (opt.layout != "members-first" && opt.layout != "rows-first")
     throw InvalidArgument("--layout must be members-first or rows-first, got '" + opt.layout + "'");
   if (opt.classes < 0 || (opt.classes > 0 && !integer))
     throw InvalidArgument("--classes takes a positive count and applies only to integer votes");
-  if (integer) {
-    if (shape.size() != 2)
-      throw InvalidInput(path + ": integer votes must be 2-D [members, rows], got shape " +
-                         array.shape_string());
-    view = PoolView::votes(array.data(), array.dtype(), shape[0], shape[1], opt.classes);
-    natural = Measure::vote_entropy;
-  } else if (shape.size() == 2) {
-    view = PoolView::matrix(array.data(), array.dtype(), shape[0], shape[1]);
-    natural = Measure::entropy;
-  } else if (shape.size() == 3) {
-    const bool rows_first = opt.layout == "rows-first";
-    const int64_t members = rows_first ? shape[1] : shape[0];
-    const int64_t rows = rows_first ? shape[0] : shape[1];
-    view = PoolView::committee(array.data(), array.dtype(), members, rows, shape[2],
-                               rows_first ? Layout::rows_first : Layout::members_first);
-    natural = Measure::consensus_entropy;
-  } else {
-    throw InvalidInput(path +
-                       ": the pool must be 2-D [rows, classes], 3-D [members, rows, classes] or "
-                       "2-D integer votes [members, rows]; got shape " +
-                       array.shape_string());
-  }
-  if (view.rows == 0) throw InvalidInput(path + ": the pool has no rows");
-  if (!integer && view.classes == 0) throw InvalidInput(path + ": rows have no classes");
-  const Measure measure = opt.measure.empty() ? natural : parse_measure(opt.measure);
-  if (!integer && shape.size() == 2 && is_committee_measure(measure))
-    throw InvalidArgument(std::string(to_string(measure)) +
-                          " needs a committee: a 3-D [members, rows, classes] array or 2-D integer "
-                          "votes; " +
-                          path + " is a single model's [rows, classes] predictions");
-  if (shape.size() == 3 && !is_committee_measure(measure))
-    throw InvalidArgument(std::string(to_string(measure)) + " scores a single model, but " + path +
-                          " is a committee (3-D); use vote_entropy, consensus_entropy, kl_max, "
-                          "bald or variation_ratio");
-  measure_out = measure;
-  return view;
+  std::optional<Measure> measure;
+  if (!opt.measure.empty()) measure = parse_measure(opt.measure);
+  const PoolSpec spec = pool_from_array(
+      ArrayView::contiguous(array.data(), array.dtype(), array.shape()), measure,
+      opt.layout == "rows-first" ? Layout::rows_first : Layout::members_first, opt.classes, path);
+  measure_out = spec.measure;
+  return spec.view;
 }
 
 Pool open_pool(const CommonOptions& opt) {
@@ -362,16 +314,11 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
     report_truncation_as_bad_input(joined(opt.pool_paths) + " or " +
                                    joined(flags.embeddings_paths));
     for (size_t i = 0; i < embeddings.size(); ++i) {
-      const auto& shape = embeddings[i].shape();
       const std::string& path = flags.embeddings_paths[i];
-      if (shape.size() != 2 || embeddings[i].dtype() == DType::i32 ||
-          embeddings[i].dtype() == DType::i64)
-        throw InvalidInput(path + ": embeddings must be a 2-D float array [N, D], got " +
-                           std::string(to_string(embeddings[i].dtype())) + " shape " +
-                           embeddings[i].shape_string());
-      embedding_views.push_back(
-          EmbeddingView::matrix(embeddings[i].data(), embeddings[i].dtype(), shape[0], shape[1]));
-      embedding_files.add(path, shape[0]);
+      embedding_views.push_back(embeddings_from_array(
+          ArrayView::contiguous(embeddings[i].data(), embeddings[i].dtype(), embeddings[i].shape()),
+          path));
+      embedding_files.add(path, embedding_views.back().rows);
     }
   }
   std::unique_ptr<ProgressLine> progress;
@@ -491,7 +438,17 @@ int run_merge(const MergeFlags& flags) {
 
 int run_info() {
   std::printf("quarry %s\n", version().c_str());
-  std::printf("backends: cpu%s\n", built_with_cuda() ? ", cuda" : " (built without CUDA)");
+  const CudaAvailability cuda = cuda_availability();
+  if (built_with_cuda())
+    std::printf("backends: cpu, cuda (%s)\n", cuda.plugin_path.c_str());
+  else
+    std::printf("backends: cpu (built without CUDA)\n");
+  if (cuda.status == CudaStatus::available)
+    std::printf("cuda: available (driver CUDA %d.%d)\n", cuda.driver_version / 1000,
+                cuda.driver_version % 1000 / 10);
+  else
+    std::printf("cuda: unavailable: %s (%s)\n", std::string(to_string(cuda.status)).c_str(),
+                cuda.detail.c_str());
   const auto gpus = cuda_device_descriptions();
   if (gpus.empty()) {
     std::printf("gpus: none found\n");

@@ -36,7 +36,7 @@ float read_score(const json& v) {
 
 DType read_dtype(const json& v) {
   const auto text = v.get<std::string>();
-  for (DType d : {DType::f32, DType::f16, DType::bf16, DType::i32, DType::i64})
+  for (DType d : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64})
     if (to_string(d) == text) return d;
   throw InvalidInput("unknown dtype '" + text + "'");
 }
