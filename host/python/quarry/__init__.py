@@ -15,7 +15,9 @@ Measures (higher always means "select first"): ``entropy``, ``least_confidence``
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from ._quarry import (
     InvalidArgument,
     InvalidInput,
     OutOfMemory,
+    Partial,
     Resources,
 )
 
@@ -39,13 +42,17 @@ __all__ = [
     "InvalidInput",
     "KMeansResult",
     "OutOfMemory",
+    "Partial",
     "Resources",
     "Selection",
     "__version__",
     "info",
+    "combine",
     "kmeans",
+    "merge",
     "score",
     "select",
+    "select_partial",
 ]
 
 __version__: str = _quarry.info()["version"]
@@ -80,6 +87,21 @@ def _input(array: Any, res: Resources) -> Any:
         return array.__dlpack__(stream=stream, max_version=(1, 0))
     except TypeError:  # producers older than DLPack 1.0's max_version
         return array.__dlpack__(stream=stream)
+
+
+def _is_shard_list(pool: Any) -> bool:
+    """A pool given as several shards: a list or tuple of arrays or of .npy paths."""
+    return isinstance(pool, (list, tuple))
+
+
+def _shards(shards: Sequence[Any], res: Resources) -> list[Any]:
+    """The shards as arrays: .npy paths memory-mapped (read only where they are used)."""
+    if len(shards) == 0:
+        raise InvalidArgument("the pool has no shards")
+    return [
+        _input(np.load(s, mmap_mode="r") if isinstance(s, (str, os.PathLike)) else s, res)
+        for s in shards
+    ]
 
 
 def _device_empty(pool: Any):
@@ -191,7 +213,9 @@ def score(
     Args:
         pool: ``[N, C]`` one model's probabilities (or logits), ``[M, N, C]`` a committee's
             (``[N, M, C]`` with ``layout="rows-first"``), or ``[M, N]`` int32/int64 votes
-            (-1 = abstained). float32, float16, bfloat16; read in place.
+            (-1 = abstained). float32, float16, bfloat16; read in place. A list of such arrays,
+            or of ``.npy`` paths, is one pool made of shards (rows in list order; they must
+            agree in everything but the row count); its scores come back as one numpy array.
         measure: the measure's name; None picks the pool's natural one: ``entropy`` for
             ``[N, C]``, ``consensus_entropy`` for a committee, ``vote_entropy`` for votes.
         logits: the pool holds logits: ``softmax(z / temperature)`` is fused into the scoring.
@@ -209,6 +233,10 @@ def score(
         InvalidArgument: bad shapes, dtypes or options.
     """
     res = _resources(resources)
+    if _is_shard_list(pool):
+        return _quarry.score_shards(
+            res, _shards(pool, res), measure, logits, temperature, layout, classes or 0
+        )
     return _quarry.score(
         res,
         _input(pool, res),
@@ -245,10 +273,12 @@ def select(
     rest. The same inputs, seed and backend give the same picks.
 
     Args:
-        pool: the predictions, as for :func:`score`.
+        pool: the predictions, as for :func:`score`; a list of arrays or ``.npy`` paths is one
+            pool made of shards, with the same picks as the concatenated pool.
         k: rows to return, 1 <= k <= N.
         measure, logits, temperature, layout, classes: how rows are scored, as for :func:`score`.
-        embeddings: ``[N, D]`` float embeddings of the pool rows, for diversity.
+        embeddings: ``[N, D]`` float embeddings of the pool rows, for diversity (for a pool of
+            shards, a list with one array or path per shard).
         candidates: rows to cluster with embeddings; 0 = 10 * k, capped at N.
         kmeans_iters: k-means iterations at most.
         explore: fraction of the k picks drawn at random, 0 <= explore < 1.
@@ -263,6 +293,24 @@ def select(
         InvalidArgument: bad k, shapes, dtypes or options.
     """
     res = _resources(resources)
+    if _is_shard_list(pool):
+        return Selection(
+            *_quarry.select_shards(
+                res,
+                _shards(pool, res),
+                k,
+                measure,
+                logits,
+                temperature,
+                layout,
+                classes or 0,
+                None if embeddings is None else _shards(embeddings, res),
+                candidates,
+                kmeans_iters,
+                explore,
+                seed,
+            )
+        )
     return Selection(
         *_quarry.select(
             res,
@@ -280,6 +328,107 @@ def select(
             seed,
         )
     )
+
+
+def select_partial(
+    pool: Any,
+    k: int,
+    *,
+    row_offset: int,
+    pool_rows: int = 0,
+    measure: str | None = None,
+    logits: bool = False,
+    temperature: float = 1.0,
+    layout: str = "members-first",
+    classes: int | None = None,
+    embeddings: Any = None,
+    candidates: int = 0,
+    kmeans_iters: int = 25,
+    explore: float = 0.0,
+    seed: int = 0,
+    resources: Resources | None = None,
+) -> Partial:
+    """One shard's partial result, for :func:`merge`: the shard's best ``k`` rows (all of them
+    when it has fewer) with global row numbers, and with ``embeddings`` its best candidates'
+    embeddings, with ``explore`` the scores of its rows that the exploration draw may pick.
+
+    Args:
+        pool: the shard (an array, a ``.npy`` path, or a list of them: consecutive shards).
+        k: the most picks a merge of this partial may ask for.
+        row_offset: the shard's first row in the whole pool.
+        pool_rows: the whole pool's row count; required with ``explore`` (the draw is over the
+            whole pool), optional otherwise (the merge then also checks for a missing last shard).
+        Other arguments: as for :func:`select`; every shard must use the same.
+
+    Returns:
+        A picklable :class:`Partial` (``to_json()`` gives the text ``quarry merge`` reads).
+    """
+    res = _resources(resources)
+    shards = pool if _is_shard_list(pool) else [pool]
+    if embeddings is not None and not _is_shard_list(embeddings):
+        embeddings = [embeddings]
+    return _quarry.select_partial(
+        res,
+        _shards(shards, res),
+        k,
+        measure,
+        logits,
+        temperature,
+        layout,
+        classes or 0,
+        None if embeddings is None else _shards(embeddings, res),
+        candidates,
+        kmeans_iters,
+        explore,
+        seed,
+        row_offset,
+        pool_rows,
+    )
+
+
+def _partials(partials: Any) -> list[Partial]:
+    """Partial objects from Partials, their JSON text, or paths of JSON files."""
+    if isinstance(partials, (Partial, str, bytes, os.PathLike)):
+        partials = [partials]
+    out = []
+    for p in partials:
+        if isinstance(p, Partial):
+            out.append(p)
+        elif isinstance(p, bytes):
+            out.append(Partial.from_json(p.decode()))
+        elif isinstance(p, str) and p.lstrip().startswith("{"):
+            out.append(Partial.from_json(p))
+        elif isinstance(p, (str, os.PathLike)):
+            with open(p, encoding="utf-8") as f:
+                out.append(Partial.from_json(f.read()))
+        else:
+            raise InvalidArgument(
+                f"expected a quarry.Partial, its JSON text or a path, got {type(p).__name__}"
+            )
+    return out
+
+
+def merge(partials: Any, k: int, *, resources: Resources | None = None) -> Selection:
+    """The ``k`` picks of the whole pool from the partial results of its shards: exactly what
+    :func:`select` gives on the whole pool with the partials' options (for partials scored by one
+    backend). With diversity the k-means runs here, on ``resources``.
+
+    Args:
+        partials: :class:`Partial` objects (or their JSON text, or paths of JSON files), in any
+            order, covering the pool's rows exactly once.
+        k: picks to return; at most the ``k`` the partials were made with.
+
+    Raises:
+        InvalidArgument: partials made with different options or shapes, a k above theirs,
+            overlapping or missing rows.
+    """
+    return Selection(*_quarry.merge(_resources(resources), _partials(partials), k))
+
+
+def combine(partials: Any) -> Partial:
+    """One partial holding what ``partials`` (of disjoint rows) hold: a step of a tree
+    reduction; ``merge([combine(a), combine(b)], k) == merge(a + b, k)``."""
+    return _quarry.combine(_partials(partials))
 
 
 def kmeans(

@@ -215,20 +215,39 @@ nb::object score_rows(PyResources& res, nb::handle pool_obj, std::optional<std::
   return nb::cast(to_numpy(std::move(scores)));
 }
 
-nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
-                      std::optional<std::string> measure, bool logits, float temperature,
-                      const std::string& layout, int64_t classes, nb::handle embeddings_obj,
-                      int64_t candidates, int kmeans_iters, double explore, uint64_t seed) {
-  const InputArray pool = input_array(pool_obj, res, "pool");
-  const quarry::PoolSpec spec = pool_spec(pool, measure, layout, classes);
+quarry::SelectOptions select_options(quarry::Measure measure, bool logits, float temperature,
+                                     int64_t k, int64_t candidates, int kmeans_iters,
+                                     double explore, uint64_t seed) {
   quarry::SelectOptions options;
-  options.scoring = score_options(spec, logits, temperature);
+  options.scoring.measure = measure;
+  options.scoring.logits = logits;
+  options.scoring.temperature = temperature;
   options.k = k;
   options.candidates = candidates;
   options.kmeans.iterations = kmeans_iters;
   options.kmeans.seed = seed;
   options.explore = explore;
   options.seed = seed;
+  return options;
+}
+
+// (indices, scores, reason codes, clusters, measure name): what quarry.Selection is made from.
+nb::tuple selection_tuple(quarry::Selection&& sel, quarry::Measure measure) {
+  std::vector<int8_t> reasons(sel.reasons.size());
+  for (size_t i = 0; i < reasons.size(); ++i) reasons[i] = static_cast<int8_t>(sel.reasons[i]);
+  return nb::make_tuple(to_numpy(std::move(sel.indices)), to_numpy(std::move(sel.scores)),
+                        to_numpy(std::move(reasons)), to_numpy(std::move(sel.clusters)),
+                        std::string(quarry::to_string(measure)));
+}
+
+nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
+                      std::optional<std::string> measure, bool logits, float temperature,
+                      const std::string& layout, int64_t classes, nb::handle embeddings_obj,
+                      int64_t candidates, int kmeans_iters, double explore, uint64_t seed) {
+  const InputArray pool = input_array(pool_obj, res, "pool");
+  const quarry::PoolSpec spec = pool_spec(pool, measure, layout, classes);
+  quarry::SelectOptions options =
+      select_options(spec.measure, logits, temperature, k, candidates, kmeans_iters, explore, seed);
   std::optional<InputArray> embeddings;
   if (!embeddings_obj.is_none()) {
     embeddings = input_array(embeddings_obj, res, "embeddings");
@@ -240,11 +259,98 @@ nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
     std::lock_guard<std::mutex> lock(res.mutex);
     sel = quarry::select(res.resources, spec.view, options);
   }
-  std::vector<int8_t> reasons(sel.reasons.size());
-  for (size_t i = 0; i < reasons.size(); ++i) reasons[i] = static_cast<int8_t>(sel.reasons[i]);
-  return nb::make_tuple(to_numpy(std::move(sel.indices)), to_numpy(std::move(sel.scores)),
-                        to_numpy(std::move(reasons)), to_numpy(std::move(sel.clusters)),
-                        std::string(quarry::to_string(spec.measure)));
+  return selection_tuple(std::move(sel), spec.measure);
+}
+
+// A pool given as several arrays (shards, rows in list order), and their embeddings if any.
+struct ShardArrays {
+  std::vector<InputArray> pools, embeddings;
+  std::vector<quarry::PoolView> views;
+  std::vector<quarry::EmbeddingView> embedding_views;
+  quarry::Measure measure = quarry::Measure::entropy;
+};
+
+ShardArrays shard_arrays(PyResources& res, nb::handle pools, std::optional<std::string> measure,
+                         const std::string& layout, int64_t classes, nb::handle embeddings) {
+  ShardArrays out;
+  for (nb::handle pool : pools) {
+    const std::string name = "pool[" + std::to_string(out.pools.size()) + "]";
+    out.pools.push_back(input_array(pool, res, name.c_str()));
+    // Every shard is scored with the first one's measure (its natural one when none is named).
+    const quarry::PoolSpec spec = pool_spec(
+        out.pools.back(), out.views.empty() ? measure : std::string(to_string(out.measure)), layout,
+        classes);
+    out.views.push_back(spec.view);
+    out.measure = spec.measure;
+  }
+  if (!embeddings.is_none())
+    for (nb::handle e : embeddings) {
+      const std::string name = "embeddings[" + std::to_string(out.embeddings.size()) + "]";
+      out.embeddings.push_back(input_array(e, res, name.c_str()));
+      out.embedding_views.push_back(
+          quarry::embeddings_from_array(out.embeddings.back().view, name));
+    }
+  return out;
+}
+
+nb::object score_shards(PyResources& res, nb::handle pools, std::optional<std::string> measure,
+                        bool logits, float temperature, const std::string& layout,
+                        int64_t classes) {
+  const ShardArrays shards = shard_arrays(res, pools, measure, layout, classes, nb::none());
+  quarry::ScoreOptions options;
+  options.measure = shards.measure;
+  options.logits = logits;
+  options.temperature = temperature;
+  std::vector<float> scores;
+  {
+    nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(res.mutex);
+    scores = quarry::score(res.resources, shards.views, options);
+  }
+  return nb::cast(to_numpy(std::move(scores)));
+}
+
+nb::tuple select_shards(PyResources& res, nb::handle pools, int64_t k,
+                        std::optional<std::string> measure, bool logits, float temperature,
+                        const std::string& layout, int64_t classes, nb::handle embeddings,
+                        int64_t candidates, int kmeans_iters, double explore, uint64_t seed) {
+  const ShardArrays shards = shard_arrays(res, pools, measure, layout, classes, embeddings);
+  const quarry::SelectOptions options = select_options(shards.measure, logits, temperature, k,
+                                                       candidates, kmeans_iters, explore, seed);
+  quarry::Selection sel;
+  {
+    nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(res.mutex);
+    sel = quarry::select(res.resources, shards.views, options, shards.embedding_views);
+  }
+  return selection_tuple(std::move(sel), shards.measure);
+}
+
+quarry::Partial partial_of_shards(PyResources& res, nb::handle pools, int64_t k,
+                                  std::optional<std::string> measure, bool logits,
+                                  float temperature, const std::string& layout, int64_t classes,
+                                  nb::handle embeddings, int64_t candidates, int kmeans_iters,
+                                  double explore, uint64_t seed, int64_t row_offset,
+                                  int64_t pool_rows) {
+  const ShardArrays shards = shard_arrays(res, pools, measure, layout, classes, embeddings);
+  const quarry::SelectOptions options = select_options(shards.measure, logits, temperature, k,
+                                                       candidates, kmeans_iters, explore, seed);
+  nb::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(res.mutex);
+  return quarry::select_partial(res.resources, shards.views, options, shards.embedding_views,
+                                row_offset, pool_rows);
+}
+
+nb::tuple merge_partials(PyResources& res, const std::vector<quarry::Partial>& partials,
+                         int64_t k) {
+  quarry::Selection sel;
+  {
+    nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(res.mutex);
+    sel = quarry::merge(res.resources, partials, k);
+  }
+  return selection_tuple(std::move(sel), partials.empty() ? quarry::Measure::entropy
+                                                          : partials[0].options.scoring.measure);
 }
 
 nb::tuple cluster(PyResources& res, nb::handle points_obj, int64_t k, int iterations, uint64_t seed,
@@ -450,6 +556,51 @@ NB_MODULE(_quarry, m) {
         return reinterpret_cast<uintptr_t>(r.resources.cuda_stream());
       });
 
+  nb::class_<quarry::Partial>(
+      m, "Partial",
+      "One shard's (or several shards') partial result: made by select_partial(), merged by\n"
+      "merge(). Picklable (as its JSON), so that Dask, Ray or multiprocessing can move it.")
+      .def_prop_ro("k", [](const quarry::Partial& p) { return p.options.k; })
+      .def_prop_ro("measure",
+                   [](const quarry::Partial& p) {
+                     return std::string(to_string(p.options.scoring.measure));
+                   })
+      .def_prop_ro("pool_rows", [](const quarry::Partial& p) { return p.pool_rows; })
+      .def_prop_ro("shards",
+                   [](const quarry::Partial& p) {
+                     nb::list out;
+                     for (const quarry::RowRange& r : p.shards)
+                       out.append(nb::make_tuple(r.offset, r.rows));
+                     return out;
+                   })
+      .def_prop_ro(
+          "indices",
+          [](const quarry::Partial& p) { return nb::cast(to_numpy(std::vector(p.indices))); })
+      .def_prop_ro(
+          "scores",
+          [](const quarry::Partial& p) { return nb::cast(to_numpy(std::vector(p.scores))); })
+      .def_prop_ro("embedding_dim", [](const quarry::Partial& p) { return p.embedding_dim; })
+      .def_prop_ro(
+          "explore_rows",
+          [](const quarry::Partial& p) { return nb::cast(to_numpy(std::vector(p.explore_rows))); })
+      .def_prop_ro("backend", [](const quarry::Partial& p) { return p.backend; })
+      .def("to_json", [](const quarry::Partial& p) { return quarry::to_json(p); })
+      .def_static(
+          "from_json", [](const std::string& text) { return quarry::partial_from_json(text); },
+          nb::arg("text"))
+      .def("__getstate__", [](const quarry::Partial& p) { return quarry::to_json(p); })
+      .def("__setstate__",
+           [](quarry::Partial& p, const std::string& text) {
+             new (&p) quarry::Partial(quarry::partial_from_json(text));
+           })
+      .def("__repr__", [](const quarry::Partial& p) {
+        int64_t rows = 0;
+        for (const quarry::RowRange& r : p.shards) rows += r.rows;
+        return "Partial(measure='" + std::string(to_string(p.options.scoring.measure)) +
+               "', k=" + std::to_string(p.options.k) + ", rows covered=" + std::to_string(rows) +
+               ", rows held=" + std::to_string(p.indices.size()) + ")";
+      });
+
   m.def("score", &score_rows, nb::arg("resources"), nb::arg("pool"), nb::arg("measure").none(),
         nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"), nb::arg("classes"),
         nb::arg("device_empty"));
@@ -457,6 +608,23 @@ NB_MODULE(_quarry, m) {
         nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
         nb::arg("classes"), nb::arg("embeddings").none(), nb::arg("candidates"),
         nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"));
+  m.def("score_shards", &score_shards, nb::arg("resources"), nb::arg("pools"),
+        nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
+        nb::arg("classes"));
+  m.def("select_shards", &select_shards, nb::arg("resources"), nb::arg("pools"), nb::arg("k"),
+        nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
+        nb::arg("classes"), nb::arg("embeddings").none(), nb::arg("candidates"),
+        nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"));
+  m.def("select_partial", &partial_of_shards, nb::arg("resources"), nb::arg("pools"), nb::arg("k"),
+        nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
+        nb::arg("classes"), nb::arg("embeddings").none(), nb::arg("candidates"),
+        nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"), nb::arg("row_offset"),
+        nb::arg("pool_rows"));
+  m.def("merge", &merge_partials, nb::arg("resources"), nb::arg("partials"), nb::arg("k"));
+  m.def(
+      "combine",
+      [](const std::vector<quarry::Partial>& partials) { return quarry::combine(partials); },
+      nb::arg("partials"), nb::call_guard<nb::gil_scoped_release>());
   m.def("kmeans", &cluster, nb::arg("resources"), nb::arg("points"), nb::arg("k"),
         nb::arg("iterations"), nb::arg("seed"), nb::arg("initial_centroids").none());
   m.def("info", &info);
