@@ -341,6 +341,49 @@ quarry::Partial partial_of_shards(PyResources& res, nb::handle pools, int64_t k,
                                 row_offset, pool_rows);
 }
 
+// A partial's pickled state: its small fields as JSON, its rows' arrays as raw bytes (a
+// diversity partial's embeddings are megabytes: as JSON text they would take a second to parse).
+template <typename T>
+nb::bytes raw_bytes(const std::vector<T>& v) {
+  return nb::bytes(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+template <typename T>
+std::vector<T> from_raw_bytes(nb::handle b) {
+  const auto bytes = nb::cast<nb::bytes>(b);
+  if (bytes.size() % sizeof(T) != 0) throw quarry::InvalidInput("a Partial's state is damaged");
+  std::vector<T> v(bytes.size() / sizeof(T));
+  std::memcpy(v.data(), bytes.c_str(), bytes.size());
+  return v;
+}
+
+nb::tuple partial_state(const quarry::Partial& p) {
+  quarry::Partial fields;  // everything but the arrays
+  fields.options = p.options;
+  fields.dtype = p.dtype;
+  fields.members = p.members;
+  fields.classes = p.classes;
+  fields.embedding_dim = p.embedding_dim;
+  fields.embedding_dtype = p.embedding_dtype;
+  fields.pool_rows = p.pool_rows;
+  fields.shards = p.shards;
+  fields.backend = p.backend;
+  return nb::make_tuple(quarry::to_json(fields), raw_bytes(p.indices), raw_bytes(p.scores),
+                        raw_bytes(p.embeddings), raw_bytes(p.explore_rows),
+                        raw_bytes(p.explore_scores));
+}
+
+void set_partial_state(quarry::Partial& p, const nb::tuple& state) {
+  if (state.size() != 6) throw quarry::InvalidInput("a Partial's state is damaged");
+  quarry::Partial restored = quarry::partial_from_json(nb::cast<std::string>(state[0]));
+  restored.indices = from_raw_bytes<int64_t>(state[1]);
+  restored.scores = from_raw_bytes<float>(state[2]);
+  restored.embeddings = from_raw_bytes<float>(state[3]);
+  restored.explore_rows = from_raw_bytes<int64_t>(state[4]);
+  restored.explore_scores = from_raw_bytes<float>(state[5]);
+  new (&p) quarry::Partial(std::move(restored));
+}
+
 nb::tuple merge_partials(PyResources& res, const std::vector<quarry::Partial>& partials,
                          int64_t k) {
   quarry::Selection sel;
@@ -559,7 +602,8 @@ NB_MODULE(_quarry, m) {
   nb::class_<quarry::Partial>(
       m, "Partial",
       "One shard's (or several shards') partial result: made by select_partial(), merged by\n"
-      "merge(). Picklable (as its JSON), so that Dask, Ray or multiprocessing can move it.")
+      "merge(). Picklable (compactly: its arrays as raw bytes), so that Dask, Ray or\n"
+      "multiprocessing can move it; to_json() gives the text `quarry merge` reads.")
       .def_prop_ro("k", [](const quarry::Partial& p) { return p.options.k; })
       .def_prop_ro("measure",
                    [](const quarry::Partial& p) {
@@ -588,11 +632,8 @@ NB_MODULE(_quarry, m) {
       .def_static(
           "from_json", [](const std::string& text) { return quarry::partial_from_json(text); },
           nb::arg("text"))
-      .def("__getstate__", [](const quarry::Partial& p) { return quarry::to_json(p); })
-      .def("__setstate__",
-           [](quarry::Partial& p, const std::string& text) {
-             new (&p) quarry::Partial(quarry::partial_from_json(text));
-           })
+      .def("__getstate__", &partial_state)
+      .def("__setstate__", &set_partial_state)
       .def("__repr__", [](const quarry::Partial& p) {
         int64_t rows = 0;
         for (const quarry::RowRange& r : p.shards) rows += r.rows;
