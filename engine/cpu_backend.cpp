@@ -291,7 +291,14 @@ QUARRY_ALWAYS_INLINE void for_each_class(int64_t count, Body&& body) {
   for (; c + kLanes <= count; c += kLanes)
 #pragma omp simd
     for (int l = 0; l < kLanes; ++l) body(l, c + l);
-  for (; c < count; ++c) body(0, c);
+  // The rest one class at a time, never vectorized (the barrier): the compiler would vectorize
+  // this sum into lane 0 only when a run-time check on where the arrays lie allows it, and then
+  // without the scalar loop's contracted multiply-adds, so a row's score depended on the heap's
+  // layout (in its last bit).
+  for (; c < count; ++c) {
+    body(0, c);
+    __asm__ volatile("" ::: "memory");
+  }
 }
 
 // The softmax of each member's logits (scaled by `scale`, 1 / temperature) into `out`

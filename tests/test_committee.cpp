@@ -328,5 +328,25 @@ TEST(VoteParity, GpuMatchesCpuWithAbstentions) {
   }
 }
 
+TEST(CommitteeDeterminism, ScoresDoNotDependOnTheHeapLayout) {
+  // A 4-class row whose consensus entropy once changed in its last bit with where the heap put
+  // the backend's scratch arrays (a vectorized remainder loop, taken or not by a run-time check).
+  const std::vector<float> row = {0x1.232b14p-3f, 0x1.3d1c7ap-4f, 0x1.6d874ap-4f, 0x1.61e0c2p-1f,
+                                  0x1.544856p-3f, 0x1.cb3230p-7f, 0x1.c5adf6p-5f, 0x1.876642p-1f,
+                                  0x1.1bff98p-1f, 0x1.4b1080p-6f, 0x1.8dda1ep-7f, 0x1.a6e0f8p-2f};
+  Resources cpu(Device::cpu);
+  for (Measure measure : kCommitteeMeasures) {
+    ScoreOptions opt;
+    opt.measure = measure;
+    const PoolView view = PoolView::committee(row.data(), DType::f32, 3, 1, 4);
+    const float first = score(cpu, view, opt)[0];
+    std::vector<std::unique_ptr<char[]>> shifts;
+    for (int i = 0; i < 32; ++i) {
+      shifts.emplace_back(new char[16 + 8 * (i % 7)]);  // moves the next allocations
+      EXPECT_EQ(score(cpu, view, opt)[0], first) << to_string(measure) << " after " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace quarry::test

@@ -41,12 +41,6 @@ def assert_same(got, want):
     np.testing.assert_array_equal(got.clusters, want.clusters)
 
 
-def select_whole(pool, k, embeddings, options):
-    return quarry.select(
-        pool, k, embeddings=embeddings, resources=quarry.Resources("cpu"), **options
-    )
-
-
 ROW_CHUNKS = (1, 60, 2, 200, 1, 136)  # 400 rows: one-row chunks and chunks smaller than k
 
 
@@ -76,10 +70,7 @@ def test_dask_arrays_equal_the_whole_pool(client, rng, family, options):
         chunks = ((7,), ROW_CHUNKS)
     if family.endswith("diverse"):
         emb = rng.normal(size=(n, 6)).astype(np.float32)
-    # The reference runs where the partials run, on a worker thread: the CPU backend's
-    # consensus_entropy can differ in the last bit between Python's main thread and other
-    # threads (an engine issue of its own; every other measure agrees everywhere).
-    want = client.submit(select_whole, pool, k, emb, options).result()
+    want = quarry.select(pool, k, embeddings=emb, resources=CPU, **options)
     got = quarry.dask.select(
         da.from_array(pool, chunks=chunks),
         k,
