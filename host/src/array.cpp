@@ -36,7 +36,8 @@ void check_strides(const ArrayView& a, bool last_axis_strided, const std::string
   if (!last_axis_strided && a.shape[last] > 1 && a.strides[last] != 1)
     throw InvalidArgument(
         name + ": the last axis must be contiguous (stride of one element); " +
-        "rows may be padded or strided, but the values of a row must be adjacent");
+        "rows may be padded or strided, but the values of a row must be adjacent; for a " +
+        "Fortran-order or transposed array pass a C-order copy");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import quarry
 
 REPO = Path(__file__).resolve().parents[2]

@@ -58,8 +58,8 @@ DType dtype_of(nb::dlpack::dtype t, const char* what) {
                      : t.code == static_cast<uint8_t>(code::Complex) ? "complex"
                      : t.code == static_cast<uint8_t>(code::Bool)    ? "bool"
                                                                      : "unknown";
-  throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " + kind +
-                                std::to_string(t.bits) +
+  const std::string bits = t.code == static_cast<uint8_t>(code::Bool) ? "" : std::to_string(t.bits);
+  throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " + kind + bits +
                                 " (float32, float16, bfloat16 or float64; int32 or int64 for "
                                 "votes)");
 }
@@ -147,6 +147,11 @@ InputArray input_array(nb::handle obj, PyResources& res, const char* what) {
     in.view = view_from_cuda_array_interface(obj, res, what);
     return in;
   }
+  if (nb::hasattr(obj, "dtype") && nb::hasattr(obj.attr("dtype"), "byteorder") &&
+      nb::cast<std::string>(nb::str(obj.attr("dtype").attr("byteorder"))) == ">")
+    throw quarry::InvalidArgument(std::string(what) +
+                                  ": big-endian arrays are not supported; convert with "
+                                  "arr.astype(arr.dtype.newbyteorder('<'))");
   throw quarry::InvalidArgument(
       std::string(what) +
       ": expected an array (numpy, PyTorch, CuPy, JAX: anything with "
