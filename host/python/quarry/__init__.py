@@ -137,10 +137,10 @@ class Selection:
     __slots__ = ("indices", "scores", "_reason_codes", "clusters", "measure")
 
     def __init__(self, indices, scores, reason_codes, clusters, measure):
-        self.indices = indices
-        self.scores = scores
-        self._reason_codes = reason_codes
-        self.clusters = clusters
+        self.indices = np.frombuffer(indices, np.int64)
+        self.scores = np.frombuffer(scores, np.float32)
+        self._reason_codes = np.frombuffer(reason_codes, np.int8)
+        self.clusters = np.frombuffer(clusters, np.int32)
         self.measure = measure
 
     @property
