@@ -5,7 +5,7 @@
     OMP_NUM_THREADS=1 python bench/bench_python.py --case small
 
 Rounds alternate the two loops; the overhead is the median over rounds of (Python - C++) per
-call, so slow drifts of a busy machine cancel. Prints a Markdown table.
+call, so slow drifts of a busy machine cancel; min-max show the noise. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def measure(pool: np.ndarray, k: int, calls: int, rounds: int, res: quarry.Resou
         cpp.append(c)
         python.append(p)
         overhead.append(p - c)
-    return statistics.median(cpp), statistics.median(python), statistics.median(overhead)
+    return cpp, python, overhead
 
 
 def main() -> None:
@@ -57,13 +57,18 @@ def main() -> None:
     if args.case in ("large", "all"):
         cases.append(("1M x 100, k = 100", probabilities(1_000_000, 100, 2), 100, 1, 15))
     print(f"backend: {res.describe()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}")
-    print("| pool | C++ call | Python call | overhead (median of rounds) |")
+    print("| pool | C++ call: median (min-max) | Python call: median (min-max) | overhead |")
     print("|---|---|---|---|")
+
+    def spread(times):
+        return f"{statistics.median(times) * 1e6:,.1f} µs ({min(times) * 1e6:,.1f}-{max(times) * 1e6:,.1f})"
+
     for name, pool, k, calls, rounds in cases:
         cpp, python, overhead = measure(pool, k, calls, rounds, res)
+        extra = statistics.median(overhead)
         print(
-            f"| {name} | {cpp * 1e6:,.1f} µs | {python * 1e6:,.1f} µs | "
-            f"{overhead * 1e6:+,.1f} µs ({overhead / cpp:+.1%}) |"
+            f"| {name} | {spread(cpp)} | {spread(python)} | "
+            f"{extra * 1e6:+,.1f} µs ({extra / statistics.median(cpp):+.1%}) |"
         )
 
 
