@@ -61,7 +61,8 @@ def main() -> None:
     print("|---|---|---|---|")
 
     def spread(times):
-        return f"{statistics.median(times) * 1e6:,.1f} µs ({min(times) * 1e6:,.1f}-{max(times) * 1e6:,.1f})"
+        low, mid, high = (1e6 * f(times) for f in (min, statistics.median, max))
+        return f"{mid:,.1f} µs ({low:,.1f}-{high:,.1f})"
 
     for name, pool, k, calls, rounds in cases:
         cpp, python, overhead = measure(pool, k, calls, rounds, res)

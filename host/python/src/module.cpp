@@ -334,6 +334,26 @@ std::size_t budget_bytes(nb::handle memory_budget) {
   return static_cast<std::size_t>(bytes);
 }
 
+// A progress callable can refer back to its Resources (a lambda in a module that holds both):
+// the collector must see that reference to free the cycle.
+int resources_traverse(PyObject* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
+  if (!nb::inst_ready(self)) return 0;
+  Py_VISIT(nb::inst_ptr<PyResources>(self)->progress.ptr());
+  return 0;
+}
+
+int resources_clear(PyObject* self) {
+  PyResources* res = nb::inst_ptr<PyResources>(self);
+  res->resources.set_progress({});
+  res->progress.reset();
+  return 0;
+}
+
+PyType_Slot resources_slots[] = {{Py_tp_traverse, reinterpret_cast<void*>(resources_traverse)},
+                                 {Py_tp_clear, reinterpret_cast<void*>(resources_clear)},
+                                 {0, nullptr}};
+
 void make_resources(PyResources* self, const std::string& device, nb::handle memory_budget,
                     nb::handle stream, nb::object progress, int cuda_device) {
   const quarry::Device kind = quarry::parse_device(device);
@@ -444,7 +464,7 @@ NB_MODULE(_quarry, m) {
   register_exceptions(m);
 
   nb::class_<PyResources>(
-      m, "Resources",
+      m, "Resources", nb::type_slots(resources_slots),
       "Resources(device='auto', memory_budget=None, stream=None, progress=None, cuda_device=0)\n\n"
       "The backend quarry runs on, with its device, stream and kept memory. Make one and reuse it\n"
       "across calls; calls on one Resources from several threads take turns (one per thread runs\n"
@@ -472,8 +492,9 @@ NB_MODULE(_quarry, m) {
           "chunks with identical results. Set an int, a size such as '8G', or None for the "
           "default (80% of free device memory on CUDA, unbounded on the CPU).")
       .def_prop_rw(
-          "progress", [](PyResources& r) { return r.progress; }, &set_progress,
-          nb::arg("callback").none())
+          "progress",
+          [](PyResources& r) { return r.progress.is_valid() ? r.progress : nb::none(); },
+          &set_progress, nb::arg("callback").none())
       .def_prop_ro("peak_device_memory",
                    [](PyResources& r) { return r.resources.peak_device_memory(); })
       .def_prop_ro("cuda_stream", [](PyResources& r) {
