@@ -14,7 +14,10 @@ ctest --test-dir build --output-on-failure -j "$(nproc)"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q scikit-build-core nanobind numpy pytest "scikit-learn<1.8" \
   modAL-python scikit-activeml small-text torch
-defines=(-C build-dir=build/python -C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$(bash scripts/cuda_archs.sh)")
+# The package is built like build/ (same generator, a build folder as deep), so that ccache
+# serves the library's objects compiled there.
+export CMAKE_GENERATOR="Unix Makefiles"
+defines=(-C build-dir=build-pip -C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$(bash scripts/cuda_archs.sh)")
 if command -v ccache >/dev/null; then
   export CCACHE_BASEDIR=$PWD
   defines+=(-C cmake.define.CMAKE_CXX_COMPILER_LAUNCHER=ccache
