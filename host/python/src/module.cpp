@@ -104,6 +104,8 @@ nb::dlpack::dtype dtype_of_typestr(const std::string& typestr, const char* what)
 // producer queued on the stream it names is done (in `res`'s stream order).
 ArrayView view_from_cuda_array_interface(nb::handle obj, PyResources& res, const char* what) {
   nb::dict cai = nb::cast<nb::dict>(obj.attr("__cuda_array_interface__"));
+  if (cai.contains("mask") && !cai["mask"].is_none())
+    throw quarry::InvalidArgument(std::string(what) + ": masked arrays are not supported");
   if (cai.contains("stream") && !cai["stream"].is_none())
     res.resources.wait_for_stream(reinterpret_cast<void*>(nb::cast<uintptr_t>(cai["stream"])));
   ArrayView a;
@@ -148,11 +150,18 @@ InputArray input_array(nb::handle obj, PyResources& res, const char* what) {
     in.view = view_from_cuda_array_interface(obj, res, what);
     return in;
   }
-  if (nb::hasattr(obj, "dtype") && nb::hasattr(obj.attr("dtype"), "byteorder") &&
-      nb::cast<std::string>(nb::str(obj.attr("dtype").attr("byteorder"))) == ">")
-    throw quarry::InvalidArgument(std::string(what) +
-                                  ": big-endian arrays are not supported; convert with "
-                                  "arr.astype(arr.dtype.newbyteorder('<'))");
+  if (nb::hasattr(obj, "dtype")) {  // an array neither DLPack nor the buffer protocol carries
+    nb::object dtype = obj.attr("dtype");
+    if (nb::hasattr(dtype, "byteorder") &&
+        nb::cast<std::string>(nb::str(dtype.attr("byteorder"))) == ">")
+      throw quarry::InvalidArgument(std::string(what) +
+                                    ": big-endian arrays are not supported; convert with "
+                                    "arr.astype(arr.dtype.newbyteorder('<'))");
+    throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " +
+                                  nb::cast<std::string>(nb::str(dtype)) +
+                                  " (float32, float16, bfloat16 or float64; int32 or int64 for "
+                                  "votes)");
+  }
   throw quarry::InvalidArgument(
       std::string(what) +
       ": expected an array (numpy, PyTorch, CuPy, JAX: anything with "
