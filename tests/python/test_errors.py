@@ -161,3 +161,18 @@ def test_exception_hierarchy():
     for error in (quarry.InvalidInput, quarry.InvalidArgument, quarry.BackendUnavailable,
                   quarry.OutOfMemory, quarry.CudaError):  # fmt: skip
         assert issubclass(error, quarry.Error)
+
+
+def test_kmeans_arguments():
+    points = np.random.default_rng(2).normal(size=(50, 3)).astype(np.float32)
+    with pytest.raises(quarry.InvalidArgument, match="k must be"):
+        quarry.kmeans(points, 0, resources=CPU)
+    with pytest.raises(quarry.InvalidArgument, match="initial_centroids"):
+        quarry.kmeans(points, 4, initial_centroids=np.zeros((3, 3), np.float32), resources=CPU)
+    with pytest.raises(quarry.InvalidArgument, match="initial_centroids"):
+        quarry.kmeans(points, 4, initial_centroids="nonsense", resources=CPU)
+    bad = points.copy()
+    bad[17, 0] = np.inf
+    with pytest.raises(quarry.InvalidInput) as info:
+        quarry.kmeans(bad, 4, resources=CPU)
+    assert info.value.row == 17

@@ -278,11 +278,12 @@ nb::tuple cluster(PyResources& res, nb::handle points_obj, int64_t k, int iterat
   options.iterations = iterations;
   options.seed = seed;
   if (!initial_obj.is_none()) {
-    auto initial =
-        nb::cast<nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>>(initial_obj);
-    if (static_cast<int64_t>(initial.shape(0)) != k ||
+    // A few values, copied anyway: other dtypes are converted.
+    nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu> initial;
+    if (!nb::try_cast(initial_obj, initial) || static_cast<int64_t>(initial.shape(0)) != k ||
         static_cast<int64_t>(initial.shape(1)) != view.dim)
-      throw quarry::InvalidArgument("initial_centroids must be a [k, D] float32 array");
+      throw quarry::InvalidArgument(
+          "initial_centroids must be a [k, D] float array in host memory");
     options.initial_centroids.assign(initial.data(), initial.data() + initial.size());
   }
   quarry::KMeansResult result;
