@@ -73,9 +73,9 @@ def _input(array: Any, res: Resources) -> Any:
     dlpack_device = getattr(array, "__dlpack_device__", None)
     if dlpack_device is None or dlpack_device()[0] not in _CUDA_DLPACK_DEVICES:
         return array
-    stream = res.cuda_stream
-    if not stream:  # the CPU backend: the module reports that it cannot read device memory
+    if res.device != "cuda":  # the module reports that the CPU backend cannot read it
         return array
+    stream = res.cuda_stream
     try:
         return array.__dlpack__(stream=stream, max_version=(1, 0))
     except TypeError:  # producers older than DLPack 1.0's max_version
