@@ -2,6 +2,7 @@
 
 #include <omp.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -32,11 +33,16 @@ std::string read_text(const fs::path& p) {
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The process id keeps test runs of several checkouts on one machine out of each other's way.
     dir_ = fs::path(::testing::TempDir()) /
            ("quarry_cli_" +
-            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
+            std::to_string(getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);  // kept to look at when the test failed
   }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 

@@ -32,11 +32,14 @@ void check_strides(const ArrayView& a, bool last_axis_strided, const std::string
                             ": negative strides (a reversed view) are not supported; pass "
                             "a copy with ascending strides");
   }
+  for (int64_t extent : a.shape)
+    if (extent == 0) return;  // no element is addressed: any strides will do
   const std::size_t last = a.shape.size() - 1;
   if (!last_axis_strided && a.shape[last] > 1 && a.strides[last] != 1)
     throw InvalidArgument(
         name + ": the last axis must be contiguous (stride of one element); " +
-        "rows may be padded or strided, but the values of a row must be adjacent");
+        "rows may be padded or strided, but the values of a row must be adjacent; for a " +
+        "Fortran-order or transposed array pass a C-order copy");
 }
 
 }  // namespace
