@@ -31,9 +31,10 @@ def test_other_threads_run_during_select():
         time.sleep(0.001)
     worker.join()
     # Holding the GIL, the three calls would let this loop run only between them: a handful of
-    # ticks. Released, the loop ticks about once per millisecond throughout.
+    # ticks. Released, the loop ticks about once per millisecond throughout (a tenth of that
+    # allows for a busy machine's late wake-ups).
     assert timing["select"] > 0.05
-    assert ticks > 0.3 * timing["select"] / 0.001, (ticks, timing)
+    assert ticks >= 20 and ticks > 0.1 * timing["select"] / 0.001, (ticks, timing)
 
 
 def test_threads_share_one_resources_and_each_their_own():
