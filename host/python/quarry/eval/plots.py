@@ -1,0 +1,88 @@
+"""One learning-curve PNG per dataset: each strategy's mean accuracy with a ±1 std band."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from .report import curves, summarize
+
+
+def mean_curve(runs: dict, unit: str):
+    """Mean and std over seeds of accuracy against labels (or cost), on the union of the seeds'
+    x values within the range every seed covers (interpolated where seeds' x values differ)."""
+    xs = [
+        np.array([r[unit] for r in curve], dtype=np.float64) for curve in runs.values()
+    ]
+    ys = [np.array([r["accuracy"] for r in curve]) for curve in runs.values()]
+    lo, hi = max(x[0] for x in xs), min(x[-1] for x in xs)
+    grid = np.unique(np.concatenate(xs))
+    grid = grid[(grid >= lo) & (grid <= hi)]
+    stacked = np.stack([np.interp(grid, x, y) for x, y in zip(xs, ys)])
+    return grid, stacked.mean(axis=0), stacked.std(axis=0, ddof=1 if len(xs) > 1 else 0)
+
+
+def file_name(dataset: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset) + ".png"
+
+
+def plot(doc: dict, output_dir: str, summary: dict | None = None) -> dict:
+    """Write ``<dataset>.png`` for every dataset into ``output_dir``; returns dataset → path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summary if summary is not None else summarize(doc)
+    config = doc["config"]
+    unit = "cost" if config.get("budget_unit") == "cost" else "labels"
+    paths = {}
+    for dataset, by_strategy in curves(doc).items():
+        fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+        colors = plt.get_cmap("tab10").colors
+        others = 0
+        for strategy in config["strategies"]:
+            if strategy not in by_strategy:
+                continue
+            grid, mean, std = mean_curve(by_strategy[strategy], unit)
+            if strategy == "random":
+                style = {"color": "black", "linestyle": "--", "linewidth": 2.0}
+            else:
+                style = {
+                    "color": colors[others % len(colors)],
+                    "linestyle": "-" if others < len(colors) else ":",
+                    "linewidth": 1.6,
+                }
+                others += 1
+            area = summary[dataset]["strategies"][strategy]["aulc"]["mean"]
+            label = strategy if area is None else f"{strategy} (AULC {area:.3f})"
+            ax.plot(grid, mean, label=label, **style)
+            ax.fill_between(
+                grid, mean - std, mean + std, color=style["color"], alpha=0.12, lw=0
+            )
+        full = summary[dataset]["full_data_accuracy"]["mean"]
+        if full is not None:
+            ax.axhline(
+                full,
+                color="grey",
+                linestyle=":",
+                linewidth=1.2,
+                label="whole pool labeled",
+            )
+        seeds = len(config["seeds"])
+        ax.set_title(
+            f"{dataset}: {config['model']}, batches of {config['batch_size']}, "
+            f"mean ± std over {seeds} seed{'s' if seeds > 1 else ''}"
+        )
+        ax.set_xlabel("labeled rows" if unit == "labels" else "labeling cost")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize="small")
+        fig.tight_layout()
+        path = os.path.join(output_dir, file_name(dataset))
+        fig.savefig(path)
+        plt.close(fig)
+        paths[dataset] = path
+    return paths
