@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
         f"round costs. Writes {JSON_NAME} (every round), {REPORT_NAME} and one learning-curve PNG "
         "per dataset.",
     )
-    p.add_argument(
+    add = p.add_argument
+    add(
         "--dataset",
         action="append",
         metavar="NAME|X.npy|X.npy:y.npy|FILE.csv",
@@ -34,70 +35,109 @@ def _parser() -> argparse.ArgumentParser:
         "100000 rows), X.npy with y.npy beside it, FEATURES.npy:LABELS.npy, or a CSV whose last "
         "column is the label; repeatable",
     )
-    p.add_argument(
+    add(
         "--strategies",
         default="random,margin,entropy",
-        help="comma-separated: random, least_confidence, margin, ratio, entropy, vote_entropy, "
+        metavar="S,S,...",
+        help="random, least_confidence, margin, ratio, entropy, vote_entropy, "
         "consensus_entropy, kl_max, bald, variation_ratio, each optionally with +diversity, +pca "
-        "and +explore[=EPS], e.g. margin+pca+explore (default %(default)s)",
+        "and +explore[=EPS], e.g. margin+pca+explore (%(default)s)",
     )
-    p.add_argument(
+    add(
         "--model",
         default="logreg",
-        help="logreg, mlp, rf, gnb or module:Estimator (default %(default)s)",
+        help="logreg, mlp, rf, gnb or module:Estimator (logreg)",
     )
-    p.add_argument(
-        "--batch-size", type=int, default=10, help="rows per round (default 10)"
-    )
-    p.add_argument(
+    add("--batch-size", type=int, default=10, metavar="K", help="rows per round (10)")
+    add(
         "--budget",
         type=float,
         default=200,
-        help="labels acquired after the seed set, or cost units with --costs (default 200)",
+        metavar="B",
+        help="labels acquired after the seed set, or cost units with --costs (200)",
     )
-    p.add_argument(
+    add(
         "--costs",
         metavar="COSTS.npy",
         help="one positive labeling cost per dataset row",
     )
-    p.add_argument(
-        "--seed-size", type=int, default=20, help="stratified seed set (default 20)"
+    add(
+        "--seed-size",
+        type=int,
+        default=20,
+        metavar="N",
+        help="stratified seed set rows (20)",
     )
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
-    p.add_argument(
+    add("--seeds", type=int, default=5, metavar="N", help="run seeds 0..N-1 (5)")
+    add(
         "--committee-size",
         type=int,
         default=5,
-        help="bagged committee members (default 5)",
+        metavar="M",
+        help="bagged committee size (5)",
     )
-    p.add_argument(
-        "--explore", type=float, default=0.1, help="fraction for +explore (default 0.1)"
+    add(
+        "--explore",
+        type=float,
+        default=0.1,
+        metavar="EPS",
+        help="fraction for +explore (0.1)",
     )
-    p.add_argument(
-        "--candidates", type=int, help="diversity candidates (default 10 x batch)"
+    add(
+        "--candidates",
+        type=int,
+        metavar="M",
+        help="diversity candidates (10 x batch size)",
     )
-    p.add_argument(
-        "--pca-components", type=int, default=16, help="PCA size for +pca (default 16)"
+    add(
+        "--pca-components",
+        type=int,
+        default=16,
+        metavar="D",
+        help="PCA size for +pca (16)",
     )
-    p.add_argument(
-        "--test-size", type=float, default=0.25, help="held-out fraction (default 0.25)"
+    add(
+        "--test-size",
+        type=float,
+        default=0.25,
+        metavar="F",
+        help="held-out fraction (0.25)",
     )
-    p.add_argument(
+    add(
         "--stop-set",
         type=int,
         default=1000,
-        help="pool rows the kappa rule watches (1000)",
+        metavar="N",
+        help="pool rows the κ rule watches",
     )
-    p.add_argument("--stop-window", type=int, default=stopping.DEFAULT_WINDOW)
-    p.add_argument("--stop-min-gain", type=float, default=stopping.DEFAULT_MIN_GAIN)
-    p.add_argument("--stop-kappa", type=float, default=stopping.DEFAULT_KAPPA)
-    p.add_argument("--output-dir", default="quarry-eval", help="default %(default)s")
-    p.add_argument(
+    add(
+        "--stop-window",
+        type=int,
+        default=stopping.DEFAULT_WINDOW,
+        metavar="W",
+        help="rounds both stopping rules look back over (%(default)s)",
+    )
+    add(
+        "--stop-min-gain",
+        type=float,
+        default=stopping.DEFAULT_MIN_GAIN,
+        metavar="G",
+        help="plateau rule: stop once W rounds gained less accuracy than G (%(default)s)",
+    )
+    add(
+        "--stop-kappa",
+        type=float,
+        default=stopping.DEFAULT_KAPPA,
+        metavar="K",
+        help="κ rule: stop once W consecutive rounds agree with κ of at least K (%(default)s)",
+    )
+    add("--output-dir", default="quarry-eval", metavar="DIR", help="(%(default)s)")
+    add(
         "--report-only",
         metavar=JSON_NAME,
         help="rebuild the report and plots from an earlier run's JSON instead of simulating",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add("--quiet", action="store_true", help="no progress on stderr")
     return p
 
 

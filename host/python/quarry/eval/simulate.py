@@ -64,6 +64,8 @@ def _check(
         raise ValueError(
             f"a committee needs at least 2 members, got {settings.committee_size}"
         )
+    if settings.stop_size < 1:
+        raise ValueError(f"the stop set needs at least 1 row, got {settings.stop_size}")
     if settings.pca_components < 1:
         raise ValueError(
             f"PCA needs at least 1 component, got {settings.pca_components}"
@@ -277,6 +279,8 @@ def simulate(
         stop_size,
     )
     _check(settings, costs is not None, parsed)
+    if stop_window < 1:
+        raise ValueError(f"the stopping window must be at least 1 round, got {stop_window}")
     seed_list = (
         list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     )
