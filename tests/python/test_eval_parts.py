@@ -97,6 +97,7 @@ def test_datasets_from_files(tmp_path):
         load_dataset("mnist")
     synthetic = load_dataset("synthetic:500")
     assert synthetic.X.shape == (500, 20) and synthetic.n_classes == 4
+    assert synthetic.name == "synthetic-500"
 
 
 def test_strategy_names():
@@ -252,6 +253,26 @@ def test_committee_members_see_every_class():
     lonely = models.fit(models.model_factory("gnb")(0), d.X[:4], np.array([0, 0, 2, 2]))
     aligned = models.aligned_proba(lonely, d.X[:3], 3)
     assert aligned.shape == (3, 3) and np.all(aligned[:, 1] == 0)
+
+
+def test_models_by_name_object_or_factory():
+    from sklearn.naive_bayes import GaussianNB
+
+    rf = models.model_factory("rf")(3)
+    assert rf.random_state == 3 and rf.n_estimators == 100
+    logreg = models.model_factory("logreg")(4)
+    assert logreg.get_params()["logisticregression__random_state"] == 4
+    assert isinstance(
+        models.model_factory("sklearn.naive_bayes:GaussianNB")(0), GaussianNB
+    )
+    template = GaussianNB(var_smoothing=1e-3)
+    made = models.model_factory(template)(0)
+    assert made is not template and made.var_smoothing == 1e-3
+    assert models.model_factory(lambda seed: ("made", seed))(5) == ("made", 5)
+    with pytest.raises(ValueError, match="unknown model"):
+        models.model_factory("xgboost")
+    with pytest.raises(ValueError, match="no predict_proba"):
+        models.model_factory("sklearn.svm:LinearSVC")
 
 
 def _record(strategy, seed, round_, labels, accuracy, kappa=None):

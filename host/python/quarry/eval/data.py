@@ -135,7 +135,7 @@ def load_dataset(spec: str) -> Dataset:
             flip_y=0.01,
             random_state=0,
         )
-        return _encode(spec if ":" in spec else f"synthetic-{rows}", X, y)
+        return _encode(f"synthetic-{rows}", X, y)
     if spec.endswith(".csv"):
         if not os.path.exists(spec):
             raise ValueError(f"{spec}: no such file")

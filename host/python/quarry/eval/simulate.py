@@ -280,7 +280,9 @@ def simulate(
     )
     _check(settings, costs is not None, parsed)
     if stop_window < 1:
-        raise ValueError(f"the stopping window must be at least 1 round, got {stop_window}")
+        raise ValueError(
+            f"the stopping window must be at least 1 round, got {stop_window}"
+        )
     seed_list = (
         list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     )
