@@ -71,6 +71,10 @@ class Backend {
   virtual std::size_t default_memory_budget() const = 0;
   /// The most device memory the backend's pool has held (0 on the CPU).
   virtual std::size_t peak_device_memory() const { return 0; }
+  /// The cudaStream_t the backend's work is ordered on (nullptr on the CPU).
+  virtual void* cuda_stream() const { return nullptr; }
+  /// Orders the backend's later work after what is queued now on `stream` (a cudaStream_t).
+  virtual void wait_for_stream(void* /*stream*/) {}
 
   /// k-means over the points, or over the listed rows of them (in that order) when `rows` is
   /// not null. Arguments are checked by the caller; non-finite coordinates throw InvalidInput

@@ -640,6 +640,8 @@ class CpuBackend final : public Backend {
       case DType::i64:
         bad = score_votes<int64_t>(pool, opt, scores_out);
         break;
+      case DType::f64:  // the pipeline hands backends f64 pools converted to f32
+        throw InvalidArgument("the CPU backend reads f64 pools only through the pipeline");
     }
     if (bad.row >= 0) throw_bad_row(bad, problem.row_offset);
   }

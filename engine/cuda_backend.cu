@@ -49,6 +49,8 @@ ElementType element_type(DType dtype) {
       return ElementType::i32;
     case DType::i64:
       return ElementType::i64;
+    case DType::f64:  // the pipeline hands backends f64 pools converted to f32
+      break;
   }
   throw InvalidArgument("unknown dtype");
 }
@@ -247,6 +249,17 @@ class CudaBackend final : public Backend {
     return count * 64 + committee + padding + (int64_t{16} << 20);
   }
   std::size_t default_memory_budget() const override { return default_budget_; }
+  void* cuda_stream() const override { return stream_; }
+  void wait_for_stream(void* stream) override {
+    const DeviceGuard guard(device_);
+    cudaEvent_t ready = nullptr;
+    QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    const cudaError_t recorded = cudaEventRecord(ready, static_cast<cudaStream_t>(stream));
+    const cudaError_t waited =
+        recorded == cudaSuccess ? cudaStreamWaitEvent(stream_, ready, 0) : recorded;
+    cudaEventDestroy(ready);  // released once the wait is satisfied
+    QUARRY_CUDA_CHECK(waited);
+  }
   std::size_t peak_device_memory() const override {
     unsigned long long high = 0;  // the attribute is a 64-bit count
     cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrUsedMemHigh, &high);

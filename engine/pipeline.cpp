@@ -39,8 +39,11 @@ void validate(const PoolView& pool, const ScoreOptions& options) {
                             name(options.measure));
     if (options.logits) throw InvalidArgument("--logits does not apply to integer votes");
   } else {
-    if (pool.dtype != DType::f32 && pool.dtype != DType::f16 && pool.dtype != DType::bf16)
+    if (pool.dtype != DType::f32 && pool.dtype != DType::f16 && pool.dtype != DType::bf16 &&
+        pool.dtype != DType::f64)
       throw InvalidArgument("unsupported dtype " + std::string(to_string(pool.dtype)));
+    if (pool.dtype == DType::f64 && pool.space != MemorySpace::host)
+      throw InvalidArgument("f64 pools must be in host memory; convert device arrays to float32");
     if (pool.classes < 1) throw InvalidArgument("rows need at least one class");
     if (pool.members == 1 && pool.row_stride < pool.classes)
       throw InvalidArgument("row stride is smaller than the number of classes");
@@ -88,11 +91,41 @@ PoolView rows_of(const PoolView& pool, int64_t first, int64_t count) {
   return part;
 }
 
+// f64 pools (what scikit-learn's predict_proba returns) reach the backends as f32, converted a
+// chunk of at most this many bytes of f32 at a time: the pool is never copied whole.
+constexpr int64_t kConvertedChunkBytes = int64_t{16} << 20;
+
+// The pool as the backends see it: f64 becomes a contiguous f32 chunk, members first.
+PoolView backend_pool(const PoolView& pool) {
+  if (pool.dtype != DType::f64) return pool;
+  return PoolView::committee(pool.data, DType::f32, pool.members, pool.rows, pool.classes);
+}
+
+// Rows of `part` (an f64 pool) converted into `buffer`; other pools are returned as they are.
+PoolView converted(const PoolView& part, std::vector<float>& buffer) {
+  if (part.dtype != DType::f64) return part;
+  const int64_t rows = part.rows, classes = part.classes;
+  buffer.resize(static_cast<std::size_t>(part.members * rows * classes));
+  const auto* source = static_cast<const double*>(part.data);
+  float* target = buffer.data();
+#pragma omp parallel for collapse(2) schedule(static) if (part.members * rows * classes > 65536)
+  for (int64_t m = 0; m < part.members; ++m)
+    for (int64_t r = 0; r < rows; ++r) {
+      const double* in = source + m * part.member_stride + r * part.row_stride;
+      float* out = target + (m * rows + r) * classes;
+      for (int64_t c = 0; c < classes; ++c) out[c] = static_cast<float>(in[c]);
+    }
+  PoolView view = backend_pool(part);
+  view.data = buffer.data();
+  return view;
+}
+
 // Rows per chunk so that the backend's working memory for `count` results stays in the budget.
 int64_t rows_per_chunk(const Backend& backend, const ScoreProblem& problem, int64_t count) {
   const std::size_t budget =
       backend.memory_budget ? backend.memory_budget : backend.default_memory_budget();
-  const auto per_row = static_cast<std::size_t>(backend.working_bytes_per_row(problem.pool));
+  const auto per_row =
+      static_cast<std::size_t>(backend.working_bytes_per_row(backend_pool(problem.pool)));
   const auto fixed = static_cast<std::size_t>(backend.working_bytes_fixed(problem, count));
   if (budget < fixed + per_row)
     throw InvalidArgument("the memory budget of " + std::to_string(budget) +
@@ -103,6 +136,9 @@ int64_t rows_per_chunk(const Backend& backend, const ScoreProblem& problem, int6
       (budget - fixed) / per_row, static_cast<std::size_t>(problem.pool.rows)));
   if (backend.progress && problem.pool.space == MemorySpace::host)
     rows = std::min(rows, kProgressChunkRows);
+  if (problem.pool.dtype == DType::f64)
+    rows = std::min(rows, kConvertedChunkBytes / (problem.pool.members * problem.pool.classes *
+                                                  static_cast<int64_t>(sizeof(float))));
   return std::max<int64_t>(rows, 1);
 }
 
@@ -136,9 +172,10 @@ Ranked rank(Backend& backend, const ScoreProblem& problem, int64_t count) {
   const int64_t n = problem.pool.rows;
   const int64_t chunk = rows_per_chunk(backend, problem, count);
   Ranked best;
+  std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t rows = std::min(chunk, n - r0);
-    const ScoreProblem part{rows_of(problem.pool, r0, rows), problem.options,
+    const ScoreProblem part{converted(rows_of(problem.pool, r0, rows), buffer), problem.options,
                             problem.row_offset + r0};
     Ranked top = backend.top(part, std::min(count, rows));
     for (int64_t& row : top.indices) row += r0;
@@ -155,9 +192,11 @@ void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, 
   if (scores_out == nullptr) throw InvalidArgument("scores output is a null pointer");
   const ScoreProblem problem{pool, options};
   const int64_t chunk = rows_per_chunk(backend, problem, 0);
+  std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk) {
     const int64_t rows = std::min(chunk, pool.rows - r0);
-    backend.score(ScoreProblem{rows_of(pool, r0, rows), options, r0}, scores_out + r0);
+    backend.score(ScoreProblem{converted(rows_of(pool, r0, rows), buffer), options, r0},
+                  scores_out + r0);
     report(backend, r0 + rows, pool.rows);
   }
 }
@@ -272,9 +311,11 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
   if (explore_picks > 0) {
     std::vector<int64_t> rows = draw_unpicked(pool.rows, sel.indices, explore_picks, options.seed);
     // Exploration picks are few: score each one again rather than keep every row's score.
-    std::vector<float> scores(rows.size());
+    std::vector<float> scores(rows.size()), buffer;
     for (size_t i = 0; i < rows.size(); ++i)
-      backend.score(ScoreProblem{rows_of(pool, rows[i], 1), options.scoring, rows[i]}, &scores[i]);
+      backend.score(
+          ScoreProblem{converted(rows_of(pool, rows[i], 1), buffer), options.scoring, rows[i]},
+          &scores[i]);
     std::vector<int64_t> order(rows.size());
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -36,29 +35,13 @@ struct CommonOptions {
   int64_t classes = 0;  // votes: the number of classes, 0 = any vote >= 0
 };
 
-// "123", "64K", "1.5G", "512MiB" -> bytes (K = 1024).
+// The flag's name starts the library's message, so the user sees which option was wrong.
 std::size_t parse_size(const std::string& text) {
-  std::size_t used = 0;
-  double value = 0;
   try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
+    return parse_memory_size(text);
+  } catch (const InvalidArgument& e) {
+    throw InvalidArgument(std::string("--memory-budget: ") + e.what());
   }
-  std::string unit = text.substr(used);
-  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
-  if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
-  const std::string units = "KMGT";
-  double scale = 1;
-  if (unit.size() == 1 && units.find(unit[0]) != std::string::npos)
-    for (size_t i = 0; i <= units.find(unit[0]); ++i) scale *= 1024;
-  else if (!unit.empty() && unit != "B")
-    used = 0;
-  if (used == 0 || !(value > 0) || value * scale > 1.8e19)
-    throw InvalidArgument("--memory-budget: cannot read '" + text +
-                          "' (a positive number of bytes, optionally with K, M, G or T)");
-  return static_cast<std::size_t>(value * scale);
 }
 
 // Rows done, rows/s and time left on one stderr line, redrawn at most 4 times a second. Shown when
@@ -151,50 +134,18 @@ void report_truncation_as_bad_input(const std::string& files) {
 Pool open_pool(const CommonOptions& opt) {
   io::NpyArray array = io::NpyArray::open(opt.pool_path);
   report_truncation_as_bad_input(opt.pool_path);
-  const auto& shape = array.shape();
-  const std::string& path = opt.pool_path;
-  PoolView view;
-  Measure natural;
   const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
   if (opt.layout != "members-first" && opt.layout != "rows-first")
     throw InvalidArgument("--layout must be members-first or rows-first, got '" + opt.layout + "'");
   if (opt.classes < 0 || (opt.classes > 0 && !integer))
     throw InvalidArgument("--classes takes a positive count and applies only to integer votes");
-  if (integer) {
-    if (shape.size() != 2)
-      throw InvalidInput(path + ": integer votes must be 2-D [members, rows], got shape " +
-                         array.shape_string());
-    view = PoolView::votes(array.data(), array.dtype(), shape[0], shape[1], opt.classes);
-    natural = Measure::vote_entropy;
-  } else if (shape.size() == 2) {
-    view = PoolView::matrix(array.data(), array.dtype(), shape[0], shape[1]);
-    natural = Measure::entropy;
-  } else if (shape.size() == 3) {
-    const bool rows_first = opt.layout == "rows-first";
-    const int64_t members = rows_first ? shape[1] : shape[0];
-    const int64_t rows = rows_first ? shape[0] : shape[1];
-    view = PoolView::committee(array.data(), array.dtype(), members, rows, shape[2],
-                               rows_first ? Layout::rows_first : Layout::members_first);
-    natural = Measure::consensus_entropy;
-  } else {
-    throw InvalidInput(path +
-                       ": the pool must be 2-D [rows, classes], 3-D [members, rows, classes] or "
-                       "2-D integer votes [members, rows]; got shape " +
-                       array.shape_string());
-  }
-  if (view.rows == 0) throw InvalidInput(path + ": the pool has no rows");
-  if (!integer && view.classes == 0) throw InvalidInput(path + ": rows have no classes");
-  const Measure measure = opt.measure.empty() ? natural : parse_measure(opt.measure);
-  if (!integer && shape.size() == 2 && is_committee_measure(measure))
-    throw InvalidArgument(std::string(to_string(measure)) +
-                          " needs a committee: a 3-D [members, rows, classes] array or 2-D integer "
-                          "votes; " +
-                          path + " is a single model's [rows, classes] predictions");
-  if (shape.size() == 3 && !is_committee_measure(measure))
-    throw InvalidArgument(std::string(to_string(measure)) + " scores a single model, but " + path +
-                          " is a committee (3-D); use vote_entropy, consensus_entropy, kl_max, "
-                          "bald or variation_ratio");
-  return Pool{std::move(array), view, measure};
+  std::optional<Measure> measure;
+  if (!opt.measure.empty()) measure = parse_measure(opt.measure);
+  const PoolSpec spec =
+      pool_from_array(ArrayView::contiguous(array.data(), array.dtype(), array.shape()), measure,
+                      opt.layout == "rows-first" ? Layout::rows_first : Layout::members_first,
+                      opt.classes, opt.pool_path);
+  return Pool{std::move(array), spec.view, spec.measure};
 }
 
 ScoreOptions scoring_options(const CommonOptions& opt, Measure measure) {
@@ -259,13 +210,9 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
   if (!flags.embeddings_path.empty()) {
     embeddings = io::NpyArray::open(flags.embeddings_path);
     report_truncation_as_bad_input(opt.pool_path + " or " + flags.embeddings_path);
-    const auto& shape = embeddings->shape();
-    if (shape.size() != 2 || embeddings->dtype() == DType::i32 || embeddings->dtype() == DType::i64)
-      throw InvalidInput(
-          flags.embeddings_path + ": embeddings must be a 2-D float array [N, D], got " +
-          std::string(to_string(embeddings->dtype())) + " shape " + embeddings->shape_string());
-    select_options.embeddings =
-        EmbeddingView::matrix(embeddings->data(), embeddings->dtype(), shape[0], shape[1]);
+    select_options.embeddings = embeddings_from_array(
+        ArrayView::contiguous(embeddings->data(), embeddings->dtype(), embeddings->shape()),
+        flags.embeddings_path);
   }
   std::unique_ptr<ProgressLine> progress;
   Resources resources = make_resources(opt, progress);

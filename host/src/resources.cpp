@@ -49,6 +49,12 @@ void Resources::set_progress(std::function<void(int64_t, int64_t)> callback) {
 std::size_t Resources::peak_device_memory() const {
   return backend_->peak_device_memory();
 }
+void* Resources::cuda_stream() const {
+  return backend_->cuda_stream();
+}
+void Resources::wait_for_stream(void* cuda_stream) {
+  backend_->wait_for_stream(cuda_stream);
+}
 
 bool built_with_cuda() {
 #if defined(QUARRY_WITH_CUDA)

@@ -24,6 +24,7 @@ std::size_t dtype_size(DType dtype) {
     case DType::bf16:
       return 2;
     case DType::i64:
+    case DType::f64:
       return 8;
   }
   throw InvalidArgument("unknown dtype");
@@ -41,6 +42,8 @@ std::string_view to_string(DType dtype) {
       return "i32";
     case DType::i64:
       return "i64";
+    case DType::f64:
+      return "f64";
   }
   return "unknown";
 }

@@ -9,7 +9,8 @@
 namespace quarry {
 
 /// Scores every row of `pool` with `options.measure`; higher means "select first".
-/// [in] pool: host or device memory. [out] scores_out: host buffer of pool.rows floats.
+/// [in] pool: host or device memory. [out] scores_out: pool.rows floats, in host memory (or, on
+/// the CUDA backend, device memory, written in place without a trip through the host).
 /// Throws InvalidArgument (bad shapes/options) or InvalidInput (bad data, with the first bad row).
 void score(Resources& resources, const PoolView& pool, const ScoreOptions& options,
            float* scores_out);

@@ -2,6 +2,7 @@
 // quarry: GPU-accelerated active-learning selection. Include this one header.
 
 #include "quarry/api.hpp"
+#include "quarry/array.hpp"
 #include "quarry/error.hpp"
 #include "quarry/resources.hpp"
 #include "quarry/types.hpp"

@@ -49,6 +49,12 @@ class Resources {
   void set_progress(std::function<void(int64_t rows_done, int64_t rows_total)> callback);
   /// The most device memory these Resources' pool has held so far (0 on the CPU).
   std::size_t peak_device_memory() const;
+  /// The cudaStream_t (as void*) that work runs on: device inputs must be ready in its order
+  /// (for DLPack producers: `__dlpack__(stream=...)` with it). nullptr on the CPU backend.
+  void* cuda_stream() const;
+  /// Orders the work of later calls after everything queued so far on `cuda_stream` (a producer's
+  /// cudaStream_t, e.g. from __cuda_array_interface__). Does nothing on the CPU backend.
+  void wait_for_stream(void* cuda_stream);
 
   /// Internal: the engine's backend.
   engine::Backend& backend();

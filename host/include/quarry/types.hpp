@@ -9,8 +9,9 @@
 
 namespace quarry {
 
-/// Element type of an input. f16 and bf16 are IEEE binary16 and bfloat16 bit patterns.
-enum class DType { f32, f16, bf16, i32, i64 };
+/// Element type of an input. f16 and bf16 are IEEE binary16 and bfloat16 bit patterns. f64 pools
+/// (host memory only) are converted to f32 a bounded chunk of rows at a time as they are read.
+enum class DType { f32, f16, bf16, i32, i64, f64 };
 
 /// Size of one element in bytes.
 std::size_t dtype_size(DType dtype);

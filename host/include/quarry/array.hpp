@@ -1,0 +1,56 @@
+#pragma once
+// From an n-dimensional array, as a .npy file or a Python array holds it, to the views the API
+// takes: the one place that decides what an array's shape means.
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "quarry/types.hpp"
+
+namespace quarry {
+
+/// An n-dimensional array: element (i0, i1, ...) lives at data + i0*strides[0] + i1*strides[1]
+/// + ... elements (not bytes).
+struct ArrayView {
+  const void* data = nullptr;
+  DType dtype = DType::f32;
+  MemorySpace space = MemorySpace::host;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;
+
+  /// A C-contiguous array of this shape.
+  static ArrayView contiguous(const void* data, DType dtype, std::vector<int64_t> shape,
+                              MemorySpace space = MemorySpace::host);
+};
+
+/// A pool read from an array, and the measure to score it with.
+struct PoolSpec {
+  PoolView view;
+  Measure measure = Measure::entropy;
+};
+
+/// The measure used when none is named: entropy for one model's [N, C], consensus_entropy for a
+/// committee's 3-D array, vote_entropy for integer votes.
+Measure default_measure(const ArrayView& array);
+
+/// Reads an array as a pool by its shape and dtype: [N, C] float is one model's predictions,
+/// [M, N, C] float a committee ([N, M, C] with Layout::rows_first), [M, N] int32/int64 the members'
+/// votes. `measure` empty: default_measure(). `classes` (votes only; 0 = infer) bounds the votes.
+/// `name` (a file name, "pool") starts the messages. Throws InvalidArgument for any other shape,
+/// an empty pool, a measure that does not fit the pool's kind, `classes` on a float pool, and
+/// strides the views cannot express (classes not contiguous, negative or unaligned strides).
+PoolSpec pool_from_array(const ArrayView& array, std::optional<Measure> measure = {},
+                         Layout layout = Layout::members_first, int64_t classes = 0,
+                         std::string_view name = "pool");
+
+/// Reads a 2-D float array [N, D] as embeddings (rows may be strided, dimensions contiguous).
+/// Throws InvalidArgument otherwise; `name` starts the messages.
+EmbeddingView embeddings_from_array(const ArrayView& array, std::string_view name = "embeddings");
+
+/// "123", "64K", "1.5G", "512MiB" -> bytes (K = 1024). Throws InvalidArgument for anything else,
+/// and for sizes that are not positive.
+std::size_t parse_memory_size(std::string_view text);
+
+}  // namespace quarry
