@@ -3,6 +3,9 @@ report recomputed from its JSON, repeatability, and that margin sampling beats r
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 from quarry.eval import TIMING_FIELDS, simulate
@@ -76,17 +79,16 @@ def test_short_digits_run_writes_json_report_and_plot(tmp_path, capsys):
         final, area, to_random, saved, to_full = table[strategy][:5]
         accuracies = [c[-1]["accuracy"] for c in runs]
         assert final == "{:.4f} ± {:.4f}".format(*_mean_std(accuracies))
-        areas = [
-            trapezoid([r["accuracy"] for r in c], [r["labels"] for r in c]) / 40
-            for c in runs
-        ]
+        areas = [trapezoid([r["accuracy"] for r in c], [r["labels"] for r in c]) / 40 for c in runs]
         assert area == "{:.4f} ± {:.4f}".format(*_mean_std(areas))
-        needs = [_first_reaching(c, rc[-1]["accuracy"]) for c, rc in zip(runs, randoms)]
+        needs = [
+            _first_reaching(c, rc[-1]["accuracy"]) for c, rc in zip(runs, randoms, strict=True)
+        ]
         random_needs = [_first_reaching(rc, rc[-1]["accuracy"]) for rc in randoms]
         reached = [n for n in needs if n is not None]
         if len(reached) == 2:
             assert to_random == "{:.0f} ± {:.0f}".format(*_mean_std(needs))
-            percent = [100 * (r - n) / r for n, r in zip(needs, random_needs)]
+            percent = [100 * (r - n) / r for n, r in zip(needs, random_needs, strict=True)]
             assert saved == "{:.1f} ± {:.1f}%".format(*_mean_std(percent))
         else:
             assert to_random.endswith(f"({len(reached)}/2)")
@@ -95,6 +97,20 @@ def test_short_digits_run_writes_json_report_and_plot(tmp_path, capsys):
             assert to_full == "{:.0f} ± {:.0f}".format(*_mean_std(at_99))
         else:
             assert re.search(rf"\({2 - at_99.count(None)}/2\)$", to_full)
+
+
+def test_module_and_console_script(tmp_path):
+    argv = ["--dataset", "wine", "--strategies", "random,ratio", "--seeds", "1", "--budget", "10"]
+    argv += ["--quiet", "--output-dir", str(tmp_path)]
+    run = subprocess.run([sys.executable, "-m", "quarry.eval", *argv], capture_output=True)
+    assert run.returncode == 0 and run.stderr == b""
+    assert {p.name for p in tmp_path.iterdir()} == {"rounds.json", "report.md", "wine.png"}
+    script = Path(sys.executable).parent / "quarry-eval"
+    bad = subprocess.run(
+        [str(script), "--dataset", "wine", "--batch-size", "0"], capture_output=True
+    )
+    assert bad.returncode == 2
+    assert bad.stderr == b"quarry-eval: error: batch size must be at least 1, got 0\n"
 
 
 def test_same_seed_same_records():
@@ -106,10 +122,7 @@ def test_same_seed_same_records():
             seeds=[7],
             committee_size=3,
         )
-        return [
-            {k: v for k, v in r.items() if k not in TIMING_FIELDS}
-            for r in doc["rounds"]
-        ]
+        return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in doc["rounds"]]
 
     first = run()
     assert len(first) == 3 * 4
@@ -122,16 +135,10 @@ def test_margin_beats_random_on_digits():
     for strategy in ("random", "margin"):
         per_seed = []
         for seed in range(5):
-            curve = [
-                r
-                for r in doc["rounds"]
-                if r["strategy"] == strategy and r["seed"] == seed
-            ]
+            curve = [r for r in doc["rounds"] if r["strategy"] == strategy and r["seed"] == seed]
             assert [r["labels"] for r in curve] == list(range(20, 221, 10))
             labels = [r["labels"] for r in curve]
             per_seed.append(trapezoid([r["accuracy"] for r in curve], labels) / 200)
         area[strategy] = np.mean(per_seed)
-    print(
-        f"AULC over 5 seeds: random {area['random']:.4f}, margin {area['margin']:.4f}"
-    )
+    print(f"AULC over 5 seeds: random {area['random']:.4f}, margin {area['margin']:.4f}")
     assert area["margin"] > area["random"] + 0.005

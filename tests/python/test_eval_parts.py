@@ -57,7 +57,7 @@ def test_split_is_disjoint_stratified_and_repeatable():
     assert set(digits.y[split.seed_rows]) == set(range(10))
     assert np.all(np.isin(split.stop_rows, split.pool)) and len(split.stop_rows) == 500
     again = make_split(digits, 3, seed_size=20, test_fraction=0.25, stop_size=500)
-    for a, b in zip(split.__dict__.values(), again.__dict__.values()):
+    for a, b in zip(split.__dict__.values(), again.__dict__.values(), strict=True):
         assert np.array_equal(a, b)
     other = make_split(digits, 4, seed_size=20, test_fraction=0.25, stop_size=500)
     assert not np.array_equal(split.seed_rows, other.seed_rows)
@@ -143,9 +143,7 @@ def test_plateau_rule():
 
 def test_kappa_rule():
     # Observed agreement 3/4, chance agreement 1/2 · 1/4 + 1/2 · 3/4 = 1/2: κ = (3/4 − 1/2) / (1/2).
-    assert cohen_kappa(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])) == pytest.approx(
-        0.5
-    )
+    assert cohen_kappa(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])) == pytest.approx(0.5)
     assert cohen_kappa(np.array([2, 2, 2]), np.array([2, 2, 2])) == 1.0
     assert cohen_kappa(np.array([0, 1]), np.array([1, 0])) == pytest.approx(-1.0)
     a, b, c = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), np.array([1, 1, 0, 0])
@@ -174,9 +172,7 @@ class FixedOrder:
         self.calls = rows_of_call
 
     def __call__(self, strategy, pool, k, embeddings, seed):
-        self.calls.append(
-            (pool.shape, k, None if embeddings is None else embeddings.shape)
-        )
+        self.calls.append((pool.shape, k, None if embeddings is None else embeddings.shape))
         return np.argsort(self.key[: pool.shape[-2]], kind="stable")[:k]
 
 
@@ -197,9 +193,7 @@ def test_label_budget_is_spent_exactly(monkeypatch):
     records = run_strategy(d, split, parse_strategy("random"), make, 0, settings)
     assert [r["labels"] for r in records] == [6, 16, 26, 31]
     assert [r["round"] for r in records] == [0, 1, 2, 3]
-    assert records[0]["kappa"] is None and all(
-        -1 <= r["kappa"] <= 1 for r in records[1:]
-    )
+    assert records[0]["kappa"] is None and all(-1 <= r["kappa"] <= 1 for r in records[1:])
     calls = []
     monkeypatch.setattr(strategies, "quarry_pick", FixedOrder(np.arange(200), calls))
     records = run_strategy(d, split, parse_strategy("margin"), make, 0, settings)
@@ -231,9 +225,7 @@ def test_cost_budget_buys_in_rank_order_until_unaffordable(monkeypatch):
     # picks; then 0.5 is left and nothing is affordable.
     assert [r["cost"] for r in records] == [6.0, 13.0, 14.0]
     assert [r["labels"] for r in records] == [6, 9, 10]
-    assert (
-        calls[1][1] == 4 and calls[1][0][0] == 144 - 3 - 1
-    )  # row 8 (cost 5) unaffordable
+    assert calls[1][1] == 4 and calls[1][0][0] == 144 - 3 - 1  # row 8 (cost 5) unaffordable
 
 
 def test_committee_members_see_every_class():
@@ -262,9 +254,7 @@ def test_models_by_name_object_or_factory():
     assert rf.random_state == 3 and rf.n_estimators == 100
     logreg = models.model_factory("logreg")(4)
     assert logreg.get_params()["logisticregression__random_state"] == 4
-    assert isinstance(
-        models.model_factory("sklearn.naive_bayes:GaussianNB")(0), GaussianNB
-    )
+    assert isinstance(models.model_factory("sklearn.naive_bayes:GaussianNB")(0), GaussianNB)
     template = GaussianNB(var_smoothing=1e-3)
     made = models.model_factory(template)(0)
     assert made is not template and made.var_smoothing == 1e-3
@@ -391,9 +381,7 @@ def test_cli_rebuilds_report_from_json(tmp_path):
         )
         == 0
     )
-    assert (out / "report.md").read_text() == markdown(
-        _document(), plots={"toy": "toy.png"}
-    )
+    assert (out / "report.md").read_text() == markdown(_document(), plots={"toy": "toy.png"})
     assert json.loads((out / "rounds.json").read_text()) == _document()
     assert (out / "toy.png").stat().st_size > 10_000
 
@@ -424,11 +412,7 @@ def test_cli_rebuilds_report_from_json(tmp_path):
 def test_cli_refuses_bad_input_with_exit_2(argv, message, capsys, tmp_path):
     assert cli.main([*argv, "--output-dir", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert (
-        err.startswith("quarry-eval: error: ")
-        and message in err
-        and err.count("\n") == 1
-    )
+    assert err.startswith("quarry-eval: error: ") and message in err and err.count("\n") == 1
 
 
 def test_costs_must_match_the_dataset(tmp_path):

@@ -207,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         paths = run(args)
-    except (
-        ValueError
-    ) as e:  # bad input or options, quarry.InvalidInput/InvalidArgument included
+    except ValueError as e:  # bad input or options, quarry.InvalidInput/InvalidArgument included
         print(f"quarry-eval: error: {e}", file=sys.stderr)
         return 2
     except (OSError, json.JSONDecodeError, KeyError) as e:

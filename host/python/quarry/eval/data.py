@@ -35,18 +35,14 @@ class Split:
     pool: np.ndarray
     test: np.ndarray
     seed_rows: np.ndarray  # the initially labeled rows, a subset of pool
-    stop_rows: (
-        np.ndarray
-    )  # a fixed subset of pool whose predictions the kappa rule compares
+    stop_rows: np.ndarray  # a fixed subset of pool whose predictions the kappa rule compares
 
 
 def _encode(name: str, X, y) -> Dataset:
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(
-            f"{name}: features must be a non-empty 2-D array, got shape {X.shape}"
-        )
+        raise ValueError(f"{name}: features must be a non-empty 2-D array, got shape {X.shape}")
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
         raise ValueError(
             f"{name}: labels must be 1-D with one label per row ({X.shape[0]}), got shape {y.shape}"
@@ -120,9 +116,7 @@ def load_dataset(spec: str) -> Dataset:
             try:
                 rows = int(spec.split(":", 1)[1])
             except ValueError:
-                raise ValueError(
-                    f"{spec}: expected synthetic:ROWS with an integer"
-                ) from None
+                raise ValueError(f"{spec}: expected synthetic:ROWS with an integer") from None
         if rows < 100:
             raise ValueError(f"{spec}: a synthetic pool needs at least 100 rows")
         X, y = datasets.make_classification(
@@ -150,21 +144,15 @@ def load_dataset(spec: str) -> Dataset:
     )
 
 
-def stratified_sample(
-    y: np.ndarray, rows: np.ndarray, size: int, rng: np.random.Generator
-):
+def stratified_sample(y: np.ndarray, rows: np.ndarray, size: int, rng: np.random.Generator):
     """``size`` of ``rows`` drawn without replacement, every class of ``y[rows]`` at least once and
     the rest in proportion to the class counts (largest remainders)."""
     labels = y[rows]
     classes, counts = np.unique(labels, return_counts=True)
     if size < len(classes):
-        raise ValueError(
-            f"a seed set of {size} rows cannot hold all {len(classes)} classes"
-        )
+        raise ValueError(f"a seed set of {size} rows cannot hold all {len(classes)} classes")
     if size > len(rows):
-        raise ValueError(
-            f"a seed set of {size} rows is larger than the pool ({len(rows)} rows)"
-        )
+        raise ValueError(f"a seed set of {size} rows is larger than the pool ({len(rows)} rows)")
     share = counts / counts.sum() * size
     take = np.clip(np.floor(share).astype(np.int64), 1, counts)
     # Hand out what flooring left over (or take back what the minimum of one added) by remainder.
@@ -179,7 +167,7 @@ def stratified_sample(
                 take[c] -= 1
     picked = [
         rng.choice(rows[labels == c], size=t, replace=False)
-        for c, t in zip(classes, take)
+        for c, t in zip(classes, take, strict=True)
     ]
     return np.sort(np.concatenate(picked))
 

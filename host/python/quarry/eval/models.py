@@ -57,9 +57,7 @@ def model_factory(model) -> Callable[[int], object]:
     def make(seed: int):
         estimator = clone(template)
         if hasattr(estimator, "get_params"):
-            states = {
-                k: seed for k in estimator.get_params() if k.endswith("random_state")
-            }
+            states = {k: seed for k in estimator.get_params() if k.endswith("random_state")}
             estimator.set_params(**states)
         return estimator
 
@@ -87,17 +85,13 @@ def aligned_proba(estimator, X: np.ndarray, n_classes: int) -> np.ndarray:
     return full
 
 
-def fit_committee(
-    make, seed: int, X: np.ndarray, y: np.ndarray, members: int, rng
-) -> list:
+def fit_committee(make, seed: int, X: np.ndarray, y: np.ndarray, members: int, rng) -> list:
     """A bagged committee: each member fit on a bootstrap resample drawn class by class, so that
     every member sees every class of the labeled set."""
     committee = []
     by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
     for m in range(members):
-        rows = np.concatenate(
-            [rng.choice(r, size=len(r), replace=True) for r in by_class]
-        )
+        rows = np.concatenate([rng.choice(r, size=len(r), replace=True) for r in by_class])
         committee.append(fit(make(seed * 1000 + m), X[rows], y[rows]))
     return committee
 

@@ -13,14 +13,12 @@ from .report import curves, summarize
 def mean_curve(runs: dict, unit: str):
     """Mean and std over seeds of accuracy against labels (or cost), on the union of the seeds'
     x values within the range every seed covers (interpolated where seeds' x values differ)."""
-    xs = [
-        np.array([r[unit] for r in curve], dtype=np.float64) for curve in runs.values()
-    ]
+    xs = [np.array([r[unit] for r in curve], dtype=np.float64) for curve in runs.values()]
     ys = [np.array([r["accuracy"] for r in curve]) for curve in runs.values()]
     lo, hi = max(x[0] for x in xs), min(x[-1] for x in xs)
     grid = np.unique(np.concatenate(xs))
     grid = grid[(grid >= lo) & (grid <= hi)]
-    stacked = np.stack([np.interp(grid, x, y) for x, y in zip(xs, ys)])
+    stacked = np.stack([np.interp(grid, x, y) for x, y in zip(xs, ys, strict=True)])
     return grid, stacked.mean(axis=0), stacked.std(axis=0, ddof=1 if len(xs) > 1 else 0)
 
 
@@ -59,9 +57,7 @@ def plot(doc: dict, output_dir: str, summary: dict | None = None) -> dict:
             area = summary[dataset]["strategies"][strategy]["aulc"]["mean"]
             label = strategy if area is None else f"{strategy} (AULC {area:.3f})"
             ax.plot(grid, mean, label=label, **style)
-            ax.fill_between(
-                grid, mean - std, mean + std, color=style["color"], alpha=0.12, lw=0
-            )
+            ax.fill_between(grid, mean - std, mean + std, color=style["color"], alpha=0.12, lw=0)
         full = summary[dataset]["full_data_accuracy"]["mean"]
         if full is not None:
             ax.axhline(

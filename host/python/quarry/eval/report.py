@@ -43,7 +43,7 @@ def _saving(strategy_needs, random_needs) -> list:
     """Percent of random sampling's labels (or cost) saved, per seed where both reached."""
     return [
         None if s is None or r is None else 100.0 * (r - s) / r
-        for s, r in zip(strategy_needs, random_needs)
+        for s, r in zip(strategy_needs, random_needs, strict=True)
     ]
 
 
@@ -74,11 +74,7 @@ def summarize(doc: dict) -> dict:
             if random_runs
             else None
         )
-        full = {
-            seed: reference[(dataset, seed)]
-            for seed in seeds
-            if (dataset, seed) in reference
-        }
+        full = {seed: reference[(dataset, seed)] for seed in seeds if (dataset, seed) in reference}
         rows = {}
         for strategy, runs in by_strategy.items():
             order = sorted(runs)
@@ -110,9 +106,7 @@ def summarize(doc: dict) -> dict:
                 needs = [needed(runs[s], targets[s], unit) for s in order]
                 entry[f"needed_{key}"] = _stats(needs)
                 if random_runs and all(s in random_runs for s in order):
-                    random_needs = [
-                        needed(random_runs[s], targets[s], unit) for s in order
-                    ]
+                    random_needs = [needed(random_runs[s], targets[s], unit) for s in order]
                     entry[f"saved_{key}"] = _stats(_saving(needs, random_needs))
                 else:
                     entry[f"saved_{key}"] = None
@@ -140,13 +134,13 @@ def summarize(doc: dict) -> dict:
                     "labels": _stats(
                         [
                             None if r is None else runs[s][r]["labels"]
-                            for s, r in zip(order, stops)
+                            for s, r in zip(order, stops, strict=True)
                         ]
                     ),
                     "accuracy": _stats(
                         [
                             None if r is None else runs[s][r]["accuracy"]
-                            for s, r in zip(order, stops)
+                            for s, r in zip(order, stops, strict=True)
                         ]
                     ),
                 }
@@ -154,9 +148,7 @@ def summarize(doc: dict) -> dict:
             entry["select_ms"] = (
                 _stats([1e3 * r["select_seconds"] for r in later]) if later else None
             )
-            entry["fit_ms"] = (
-                _stats([1e3 * r["fit_seconds"] for r in later]) if later else None
-            )
+            entry["fit_ms"] = _stats([1e3 * r["fit_seconds"] for r in later]) if later else None
             rows[strategy] = entry
         summary[dataset] = {
             "unit": unit,
@@ -185,35 +177,34 @@ def _stop(entry: dict) -> str:
     return text
 
 
-def markdown(
-    doc: dict, summary: dict | None = None, *, plots: dict | None = None
-) -> str:
+def markdown(doc: dict, summary: dict | None = None, *, plots: dict | None = None) -> str:
     """The Markdown report; ``plots`` maps a dataset to its PNG's path relative to the report."""
     summary = summary if summary is not None else summarize(doc)
     config = doc["config"]
     info = {d["name"]: d for d in doc.get("datasets", [])}
     unit = "cost" if config.get("budget_unit") == "cost" else "labels"
+    seeds = ", ".join(str(s) for s in config["seeds"])
     lines = [
         "# Active-learning simulation",
         "",
         (
             f"Model `{config['model']}`, batches of {config['batch_size']}, a budget of "
-            f"{config['budget']:g} {unit} after a stratified seed set of {config['seed_size']} rows, "
-            f"seeds {', '.join(str(s) for s in config['seeds'])}; the test set is "
-            f"{config['test_fraction']:.0%} of each dataset."
+            f"{config['budget']:g} {unit} after a stratified seed set of {config['seed_size']} "
+            f"rows, seeds {seeds}; the test set is {config['test_fraction']:.0%} of each dataset."
         ),
         "",
         (
-            f"Values are mean ± standard deviation over seeds; `(n/m)` marks a number only n of m "
-            f"seeds reached. {unit.capitalize()} count the seed set. *Random's final*: the {unit} at "
-            f"which a strategy first matches the accuracy random sampling ends with on the same "
-            f"split; *99% full*: the {unit} at which it first reaches 99% of the accuracy of the model "
-            f"trained on the whole pool; *saved*: percent of random sampling's {unit} for the same "
-            f"target, where both reached it. AULC: trapezoid of accuracy over labels, divided by the "
-            f"label range. Stopping rules, as {unit} (accuracy) at the round they pick: *plateau*, "
-            f"accuracy gained over {config['stop_window']} rounds below {config['stop_min_gain']}; "
-            f"*κ*, Cohen's κ of consecutive rounds' predictions on {config['stop_size']} unlabeled "
-            f"pool rows at least {config['stop_kappa']} for {config['stop_window']} rounds in a row."
+            "Values are mean ± standard deviation over seeds; `(n/m)` marks a number only n of "
+            f"m seeds reached. {unit.capitalize()} count the seed set. *Random's final*: the "
+            f"{unit} at which a strategy first matches the accuracy random sampling ends with on "
+            f"the same split; *99% full*: the {unit} at which it first reaches 99% of the "
+            f"accuracy of the model trained on the whole pool; *saved*: percent of random "
+            f"sampling's {unit} for the same target, where both reached it. AULC: trapezoid of "
+            f"accuracy over labels, divided by the label range. Stopping rules, as {unit} "
+            f"(accuracy) at the round they pick: *plateau*, accuracy gained over "
+            f"{config['stop_window']} rounds below {config['stop_min_gain']}; *κ*, Cohen's κ of "
+            f"consecutive rounds' predictions on {config['stop_size']} unlabeled pool rows at "
+            f"least {config['stop_kappa']} for {config['stop_window']} rounds in a row."
         ),
     ]
     digits = 0 if unit == "labels" else 1
@@ -223,11 +214,7 @@ def markdown(
             "",
             f"## {dataset}",
             "",
-            (
-                f"{d['rows']} rows, {d['features']} features, {d['classes']} classes. "
-                if d
-                else ""
-            )
+            (f"{d['rows']} rows, {d['features']} features, {d['classes']} classes. " if d else "")
             + f"Full-data accuracy {_pm(part['full_data_accuracy'], 4)}.",
             "",
             (
@@ -239,14 +226,15 @@ def markdown(
         for strategy, e in part["strategies"].items():
             lines.append(
                 f"| {strategy} | {_pm(e['final_accuracy'], 4)} | {_pm(e['aulc'], 4)} | "
-                f"{_pm(e['needed_random_final'], digits)} | {_pm(e['saved_random_final'], 1, '%')} | "
+                f"{_pm(e['needed_random_final'], digits)} | "
+                f"{_pm(e['saved_random_final'], 1, '%')} | "
                 f"{_pm(e['needed_full_99'], digits)} | {_pm(e['saved_full_99'], 1, '%')} |"
             )
         lines += [
             "",
             (
-                "| strategy | final labels | final cost | plateau stop | κ stop | select ms/round | "
-                "fit ms/round |"
+                "| strategy | final labels | final cost | plateau stop | κ stop | "
+                "select ms/round | fit ms/round |"
             ),
             "|---|---|---|---|---|---|---|",
         ]

@@ -45,31 +45,21 @@ class Settings:
     stop_size: int = 1000
 
 
-def _check(
-    settings: Settings, costs_given: bool, strategies: Sequence[Strategy]
-) -> None:
+def _check(settings: Settings, costs_given: bool, strategies: Sequence[Strategy]) -> None:
     if settings.batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {settings.batch_size}")
     if not settings.budget > 0:
         raise ValueError(f"budget must be positive, got {settings.budget}")
     if not costs_given and settings.budget != int(settings.budget):
-        raise ValueError(
-            f"a label budget must be a whole number, got {settings.budget}"
-        )
+        raise ValueError(f"a label budget must be a whole number, got {settings.budget}")
     if settings.seed_size < 2:
-        raise ValueError(
-            f"seed set must hold at least 2 rows, got {settings.seed_size}"
-        )
+        raise ValueError(f"seed set must hold at least 2 rows, got {settings.seed_size}")
     if settings.committee_size < 2:
-        raise ValueError(
-            f"a committee needs at least 2 members, got {settings.committee_size}"
-        )
+        raise ValueError(f"a committee needs at least 2 members, got {settings.committee_size}")
     if settings.stop_size < 1:
         raise ValueError(f"the stop set needs at least 1 row, got {settings.stop_size}")
     if settings.pca_components < 1:
-        raise ValueError(
-            f"PCA needs at least 1 component, got {settings.pca_components}"
-        )
+        raise ValueError(f"PCA needs at least 1 component, got {settings.pca_components}")
     for s in strategies:
         if s.candidates is not None and s.candidates < settings.batch_size:
             raise ValueError(
@@ -78,9 +68,7 @@ def _check(
             )
 
 
-def _embeddings(
-    dataset: Dataset, split: Split, kind: str, components: int
-) -> np.ndarray:
+def _embeddings(dataset: Dataset, split: Split, kind: str, components: int) -> np.ndarray:
     """Embeddings of every dataset row for the diversity step, fitted on the pool's features
     (unlabeled data, so no label leaks): standardised features, or their first PCA components."""
     from sklearn.decomposition import PCA
@@ -184,16 +172,12 @@ def run_strategy(
             predict_s = time.perf_counter() - start
             emb = None if embeddings is None else embeddings[open_rows]
             start = time.perf_counter()
-            picks = strategies.quarry_pick(
-                strategy, pool, k, emb, seed * 100_003 + round_
-            )
+            picks = strategies.quarry_pick(strategy, pool, k, emb, seed * 100_003 + round_)
             select_s = time.perf_counter() - start
         picks = open_rows[picks]
         if costs is not None:
             # Labels are bought in the order quarry ranked them until the next one is unaffordable.
-            picks = picks[
-                np.cumsum(row_cost[picks]) <= remaining + 1e-9 * settings.budget
-            ]
+            picks = picks[np.cumsum(row_cost[picks]) <= remaining + 1e-9 * settings.budget]
         labeled[picks] = True
         spent += float(row_cost[picks].sum()) if costs is not None else len(picks)
         start = time.perf_counter()
@@ -260,9 +244,7 @@ def simulate(
     :data:`ROUND_FIELDS`; :func:`quarry.eval.report.summarize` turns it into the report's numbers.
     """
     parsed = [
-        s
-        if isinstance(s, Strategy)
-        else parse_strategy(s, explore=explore, candidates=candidates)
+        s if isinstance(s, Strategy) else parse_strategy(s, explore=explore, candidates=candidates)
         for s in strategies
     ]
     if not parsed:
@@ -280,12 +262,8 @@ def simulate(
     )
     _check(settings, costs is not None, parsed)
     if stop_window < 1:
-        raise ValueError(
-            f"the stopping window must be at least 1 round, got {stop_window}"
-        )
-    seed_list = (
-        list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    )
+        raise ValueError(f"the stopping window must be at least 1 round, got {stop_window}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("at least one seed is needed")
     loaded = [d if isinstance(d, Dataset) else load_dataset(d) for d in datasets]
@@ -380,9 +358,7 @@ def _costs_for(dataset: Dataset, costs, n_datasets: int) -> np.ndarray | None:
             raise ValueError(f"no costs given for dataset {dataset.name}")
         costs = costs[dataset.name]
     elif n_datasets > 1:
-        raise ValueError(
-            "with several datasets, give costs as a mapping from dataset name"
-        )
+        raise ValueError("with several datasets, give costs as a mapping from dataset name")
     costs = np.asarray(costs, dtype=np.float64)
     if costs.shape != (len(dataset.y),):
         raise ValueError(

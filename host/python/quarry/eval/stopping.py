@@ -47,9 +47,7 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
 
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(
-            f"predictions must be 1-D and of one length, got {a.shape} and {b.shape}"
-        )
+        raise ValueError(f"predictions must be 1-D and of one length, got {a.shape} and {b.shape}")
     if np.array_equal(a, b):
         return 1.0
     return float(cohen_kappa_score(a, b))
@@ -84,7 +82,6 @@ def kappa_stability_stop(
     predictions on a fixed, unlabeled stop set agreed with the previous round's with Cohen's κ ≥
     ``threshold`` for ``window`` rounds in a row. Needs no labels."""
     kappas = [None] + [
-        cohen_kappa(predictions[r - 1], predictions[r])
-        for r in range(1, len(predictions))
+        cohen_kappa(predictions[r - 1], predictions[r]) for r in range(1, len(predictions))
     ]
     return stable_kappa_round(kappas, window=window, threshold=threshold)

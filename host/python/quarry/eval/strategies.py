@@ -62,13 +62,9 @@ def parse_strategy(
             try:
                 eps = float(value) if value else explore
             except ValueError:
-                raise ValueError(
-                    f"strategy {spec!r}: {modifier!r} is not explore=EPS"
-                ) from None
+                raise ValueError(f"strategy {spec!r}: {modifier!r} is not explore=EPS") from None
             if not 0.0 <= eps < 1.0:
-                raise ValueError(
-                    f"strategy {spec!r}: exploration must lie in [0, 1), got {eps}"
-                )
+                raise ValueError(f"strategy {spec!r}: exploration must lie in [0, 1), got {eps}")
         else:
             raise ValueError(
                 f"strategy {spec!r}: unknown modifier {modifier!r}; expected diversity, pca, "
@@ -98,10 +94,9 @@ def quarry_pick(
     picks, best first."""
     import quarry
 
-    rows = pool.shape[-2]
-    candidates = None
-    if embeddings is not None:
-        candidates = min(strategy.candidates or 10 * k, rows)
+    candidates = 0  # quarry's default: 10 * k, capped at the pool's rows
+    if embeddings is not None and strategy.candidates:
+        candidates = min(strategy.candidates, pool.shape[-2])
     selection = quarry.select(
         pool,
         k,
