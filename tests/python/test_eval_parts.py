@@ -361,6 +361,13 @@ def test_plots_average_and_write_png(tmp_path):
     # Only 0..8 is covered by both seeds; seed 0 is interpolated at 5 and 8.
     assert np.array_equal(grid, [0, 5, 8])
     assert np.allclose(mean, [0.55, (0.6 + 0.6) / 2, (0.66 + 0.9) / 2])
+    names = ["random", "margin", "entropy", "ratio", "least_confidence", "margin+pca", "ratio+pca"]
+    assert plots.panels(names[:-1]) == [("", names[:-1])]
+    assert plots.panels(["random", "bald", "kl_max"]) == [("", ["random", "bald", "kl_max"])]
+    assert plots.panels([*names, "bald+explore"]) == [
+        ("one model", names),
+        ("committee", ["random", "bald+explore"]),
+    ]
     paths = plots.plot(_document(), str(tmp_path))
     with open(paths["toy"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -143,10 +143,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _write_json(doc: dict, path: str) -> None:
     # Written under a temporary name and renamed, so the record appears complete or not at all.
+    # One round record per line: compact, and easy to grep or diff.
+    head = json.dumps({k: v for k, v in doc.items() if k != "rounds"}, indent=1)
+    rounds = ",\n".join("  " + json.dumps(r) for r in doc["rounds"])
     temporary = path + ".tmp"
     with open(temporary, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
+        f.write(f'{head[:-2]},\n "rounds": [\n{rounds}\n ]\n}}\n')
     os.replace(temporary, path)
 
 

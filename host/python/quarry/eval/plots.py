@@ -8,6 +8,7 @@ import re
 import numpy as np
 
 from .report import curves, summarize
+from .strategies import COMMITTEE_MEASURES
 
 
 def mean_curve(runs: dict, unit: str):
@@ -26,6 +27,18 @@ def file_name(dataset: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset) + ".png"
 
 
+def panels(strategies: list[str]) -> list[tuple[str, list[str]]]:
+    """Strategies grouped for the plot: single-model and committee measures side by side once
+    there are more than six, each panel with random sampling as its reference."""
+    others = [s for s in strategies if s != "random"]
+    committee = [s for s in others if s.split("+")[0] in COMMITTEE_MEASURES]
+    single = [s for s in others if s not in committee]
+    baseline = ["random"] if "random" in strategies else []
+    if len(others) <= 6 or not committee or not single:
+        return [("", baseline + others)]
+    return [("one model", baseline + single), ("committee", baseline + committee)]
+
+
 def plot(doc: dict, output_dir: str, summary: dict | None = None) -> dict:
     """Write ``<dataset>.png`` for every dataset into ``output_dir``; returns dataset → path."""
     import matplotlib
@@ -36,46 +49,54 @@ def plot(doc: dict, output_dir: str, summary: dict | None = None) -> dict:
     summary = summary if summary is not None else summarize(doc)
     config = doc["config"]
     unit = "cost" if config.get("budget_unit") == "cost" else "labels"
+    seeds = len(config["seeds"])
     paths = {}
     for dataset, by_strategy in curves(doc).items():
-        fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+        present = [s for s in config["strategies"] if s in by_strategy]
         colors = plt.get_cmap("tab10").colors
-        others = 0
-        for strategy in config["strategies"]:
-            if strategy not in by_strategy:
-                continue
-            grid, mean, std = mean_curve(by_strategy[strategy], unit)
+        styles, n = {}, 0
+        for strategy in present:
             if strategy == "random":
-                style = {"color": "black", "linestyle": "--", "linewidth": 2.0}
+                styles[strategy] = {"color": "black", "linestyle": "--", "linewidth": 2.0}
             else:
-                style = {
-                    "color": colors[others % len(colors)],
-                    "linestyle": "-" if others < len(colors) else ":",
+                styles[strategy] = {
+                    "color": colors[n % len(colors)],
+                    "linestyle": "-" if n < len(colors) else ":",
                     "linewidth": 1.6,
                 }
-                others += 1
-            area = summary[dataset]["strategies"][strategy]["aulc"]["mean"]
-            label = strategy if area is None else f"{strategy} (AULC {area:.3f})"
-            ax.plot(grid, mean, label=label, **style)
-            ax.fill_between(grid, mean - std, mean + std, color=style["color"], alpha=0.12, lw=0)
+                n += 1
+        groups = panels(present)
+        fig, axes = plt.subplots(
+            1,
+            len(groups),
+            figsize=(6.5 * len(groups) + 1.5, 5),
+            dpi=100,
+            sharey=True,
+            squeeze=False,
+        )
         full = summary[dataset]["full_data_accuracy"]["mean"]
-        if full is not None:
-            ax.axhline(
-                full,
-                color="grey",
-                linestyle=":",
-                linewidth=1.2,
-                label="whole pool labeled",
-            )
-        seeds = len(config["seeds"])
-        ax.set_title(
+        for ax, (heading, strategies) in zip(axes[0], groups, strict=True):
+            for strategy in strategies:
+                grid, mean, std = mean_curve(by_strategy[strategy], unit)
+                style = styles[strategy]
+                area = summary[dataset]["strategies"][strategy]["aulc"]["mean"]
+                label = strategy if area is None else f"{strategy} (AULC {area:.3f})"
+                ax.plot(grid, mean, label=label, **style)
+                ax.fill_between(
+                    grid, mean - std, mean + std, color=style["color"], alpha=0.12, lw=0
+                )
+            if full is not None:
+                ax.axhline(full, color="grey", linestyle=":", linewidth=1.2, label="whole pool")
+            if heading:
+                ax.set_title(heading, fontsize="medium")
+            ax.set_xlabel("labeled rows" if unit == "labels" else "labeling cost")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="lower right", fontsize="small")
+        axes[0][0].set_ylabel("test accuracy")
+        fig.suptitle(
             f"{dataset}: {config['model']}, batches of {config['batch_size']}, "
             f"mean ± std over {seeds} seed{'s' if seeds > 1 else ''}"
         )
-        ax.set_xlabel("labeled rows" if unit == "labels" else "labeling cost")
-        ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize="small")
         fig.tight_layout()
         path = os.path.join(output_dir, file_name(dataset))
         fig.savefig(path)
