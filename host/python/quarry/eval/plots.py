@@ -70,7 +70,7 @@ def plot(doc: dict, output_dir: str, summary: dict | None = None) -> dict:
             1,
             len(groups),
             figsize=(6.5 * len(groups) + 1.5, 5),
-            dpi=100,
+            dpi=90,
             sharey=True,
             squeeze=False,
         )
