@@ -414,6 +414,7 @@ def test_cli_rebuilds_report_from_json(tmp_path):
         ),
         (["--dataset", "wine", "--costs", "missing.npy"], "missing.npy: no such file"),
         (["--strategies", "random"], "name at least one --dataset"),
+        (["--dataset", "wine", "--blas-threads", "-1"], "BLAS threads must be at least 1"),
     ],
 )
 def test_cli_refuses_bad_input_with_exit_2(argv, message, capsys, tmp_path):

@@ -131,6 +131,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K",
         help="κ rule: stop once W consecutive rounds agree with κ of at least K (%(default)s)",
     )
+    add(
+        "--blas-threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="BLAS threads for the model fits; 0 leaves the library's default (1: small fits "
+        "run fastest on one thread)",
+    )
     add("--output-dir", default="quarry-eval", metavar="DIR", help="(%(default)s)")
     add(
         "--report-only",
@@ -196,6 +204,7 @@ def run(args: argparse.Namespace) -> dict:
         stop_window=args.stop_window,
         stop_min_gain=args.stop_min_gain,
         stop_kappa=args.stop_kappa,
+        blas_threads=args.blas_threads or None,
         progress=not args.quiet,
     )
     return write_outputs(doc, args.output_dir)

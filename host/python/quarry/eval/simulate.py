@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -221,6 +222,7 @@ def simulate(
     stop_window: int = stopping.DEFAULT_WINDOW,
     stop_min_gain: float = stopping.DEFAULT_MIN_GAIN,
     stop_kappa: float = stopping.DEFAULT_KAPPA,
+    blas_threads: int | None = 1,
     progress: bool = False,
 ) -> dict:
     """Simulate active learning on labeled datasets and return the record (a JSON-ready dict).
@@ -237,7 +239,9 @@ def simulate(
     committee measures use a bagged committee of ``committee_size`` members. ``model``: a name
     (``logreg``, ``mlp``, ``rf``, ``gnb``), ``module:Estimator``, an estimator with ``fit`` and
     ``predict_proba`` (cloned per fit) or a callable ``seed -> estimator``. ``seeds``: a count
-    (seeds 0..n-1) or the seeds themselves.
+    (seeds 0..n-1) or the seeds themselves. ``blas_threads``: BLAS threads while simulating
+    (None leaves them be): the model fits on a few hundred labels run fastest on one thread, and
+    several threads on a busy machine can make each fit many times slower.
 
     The result holds ``config``, ``datasets``, ``references`` (the model fit on the whole pool,
     per dataset and seed) and ``rounds``, a flat list of records with the fields
@@ -293,61 +297,73 @@ def simulate(
             "stop_window": stop_window,
             "stop_min_gain": stop_min_gain,
             "stop_kappa": stop_kappa,
+            "blas_threads": blas_threads,
         },
         "datasets": [],
         "references": [],
         "rounds": [],
     }
-    for dataset in loaded:
-        doc["datasets"].append(
-            {
-                "name": dataset.name,
-                "rows": len(dataset.y),
-                "features": int(dataset.X.shape[1]),
-                "classes": int(dataset.n_classes),
-            }
-        )
-        for seed in seed_list:
-            split = make_split(
-                dataset,
-                seed,
-                seed_size=seed_size,
-                test_fraction=test_fraction,
-                stop_size=stop_size,
+    with _blas_threads(blas_threads):
+        for dataset in loaded:
+            doc["datasets"].append(
+                {
+                    "name": dataset.name,
+                    "rows": len(dataset.y),
+                    "features": int(dataset.X.shape[1]),
+                    "classes": int(dataset.n_classes),
+                }
             )
-            reference = _full_data_reference(dataset, split, make, seed)
-            doc["references"].append(reference)
-            _say(
-                progress,
-                f"{dataset.name} seed {seed}: pool {len(split.pool)}, test {len(split.test)}, "
-                f"full-data accuracy {reference['accuracy']:.4f}",
-            )
-            embeddings = {}
-            for s in parsed:
-                if s.diversity and s.diversity not in embeddings:
-                    embeddings[s.diversity] = _embeddings(
-                        dataset, split, s.diversity, pca_components
-                    )
-            for s in parsed:
-                start = time.perf_counter()
-                records = run_strategy(
+            for seed in seed_list:
+                split = make_split(
                     dataset,
-                    split,
-                    s,
-                    make,
                     seed,
-                    settings,
-                    costs=dataset_costs[dataset.name],
-                    embeddings=embeddings.get(s.diversity),
+                    seed_size=seed_size,
+                    test_fraction=test_fraction,
+                    stop_size=stop_size,
                 )
-                doc["rounds"].extend(records)
-                last = records[-1]
+                reference = _full_data_reference(dataset, split, make, seed)
+                doc["references"].append(reference)
                 _say(
                     progress,
-                    f"  {s.name:<24} {len(records) - 1:>4} rounds, {last['labels']:>6} labels, "
-                    f"accuracy {last['accuracy']:.4f} ({time.perf_counter() - start:.1f} s)",
+                    f"{dataset.name} seed {seed}: pool {len(split.pool)}, test {len(split.test)}, "
+                    f"full-data accuracy {reference['accuracy']:.4f}",
                 )
+                embeddings = {}
+                for s in parsed:
+                    if s.diversity and s.diversity not in embeddings:
+                        embeddings[s.diversity] = _embeddings(
+                            dataset, split, s.diversity, pca_components
+                        )
+                for s in parsed:
+                    start = time.perf_counter()
+                    records = run_strategy(
+                        dataset,
+                        split,
+                        s,
+                        make,
+                        seed,
+                        settings,
+                        costs=dataset_costs[dataset.name],
+                        embeddings=embeddings.get(s.diversity),
+                    )
+                    doc["rounds"].extend(records)
+                    last = records[-1]
+                    _say(
+                        progress,
+                        f"  {s.name:<24} {len(records) - 1:>4} rounds, {last['labels']:>6} labels, "
+                        f"accuracy {last['accuracy']:.4f} ({time.perf_counter() - start:.1f} s)",
+                    )
     return doc
+
+
+def _blas_threads(threads: int | None):
+    if threads is None:
+        return contextlib.nullcontext()
+    if threads < 1:
+        raise ValueError(f"BLAS threads must be at least 1, got {threads}")
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def _costs_for(dataset: Dataset, costs, n_datasets: int) -> np.ndarray | None:
