@@ -18,3 +18,5 @@ run breast_cancer --dataset breast_cancer --strategies "$all" --batch-size 10 --
 run wine --dataset wine --strategies "$all" --batch-size 5 --budget 60 --seeds 5
 run synthetic --dataset synthetic --strategies random,margin,entropy,margin+diversity,margin+explore,bald \
   --batch-size 50 --budget 1000 --seeds 3
+run synthetic_rf --dataset synthetic --model rf --strategies random,margin,entropy,margin+diversity,bald \
+  --batch-size 50 --budget 1000 --seeds 3
