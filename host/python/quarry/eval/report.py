@@ -200,7 +200,7 @@ def markdown(doc: dict, summary: dict | None = None, *, plots: dict | None = Non
             f"the same split; *99% full*: the {unit} at which it first reaches 99% of the "
             f"accuracy of the model trained on the whole pool; *saved*: percent of random "
             f"sampling's {unit} for the same target, where both reached it. AULC: trapezoid of "
-            f"accuracy over labels, divided by the label range. Stopping rules, as {unit} "
+            f"accuracy over labels, divided by the label range. Stopping rules, as labels "
             f"(accuracy) at the round they pick: *plateau*, accuracy gained over "
             f"{config['stop_window']} rounds below {config['stop_min_gain']}; *κ*, Cohen's κ of "
             f"consecutive rounds' predictions on {config['stop_size']} unlabeled pool rows at "
