@@ -19,6 +19,9 @@ if(QUARRY_ENABLE_CUDA)
     # CMake 3.25 cannot pass C++20 to nvcc; device code and the headers it includes stay C++17.
     set(CMAKE_CUDA_STANDARD 17)
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    # One CUDA runtime per process: the plugin and the programs that call CUDA themselves (tests,
+    # benchmarks) share libcudart.so rather than each carrying a static copy.
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     find_package(CUDAToolkit REQUIRED)
     set(QUARRY_WITH_CUDA ON)
     message(STATUS "quarry: CUDA backend ON (architectures: ${CMAKE_CUDA_ARCHITECTURES})")

@@ -1,5 +1,6 @@
-# `cmake --install` puts the library, the public headers, the quarry program and a CMake package
-# config so another project can find_package(quarry) and link quarry::quarry.
+# `cmake --install` puts the libraries (libquarry.so and, with CUDA, the plugin libquarry_cuda.so
+# beside it), the public headers, the quarry program and a CMake package config so another project
+# can find_package(quarry) and link quarry::quarry.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -7,6 +8,12 @@ install(TARGETS quarry quarry_cli EXPORT quarryTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+set_target_properties(quarry_cli PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
+# The CUDA plugin goes beside libquarry.so, where libquarry looks for it. It is loaded, never
+# linked, so it is not part of the exported targets.
+if(QUARRY_WITH_CUDA)
+  install(TARGETS quarry_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/host/include/quarry DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT quarryTargets NAMESPACE quarry:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/quarry)
 

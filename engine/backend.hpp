@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/measures.hpp"
+#include "quarry/resources.hpp"
 #include "quarry/types.hpp"
 
 namespace quarry::engine {
@@ -84,12 +85,28 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
-/// Throws BackendUnavailable in a CPU-only build or when `device` cannot be used.
-/// `stream` is a borrowed cudaStream_t, or nullptr for a stream of the backend's own.
+/// Loads the CUDA backend's library if needed and makes a backend on `device`. Throws
+/// BackendUnavailable naming the reason (cuda_availability()) when CUDA cannot be used, or when
+/// `device` does not exist. `stream` is a borrowed cudaStream_t, or nullptr for a stream of the
+/// backend's own.
 std::unique_ptr<Backend> make_cuda_backend(int device, void* stream);
+/// Driver-side facts, without loading the CUDA runtime (see quarry::cuda_availability()).
+CudaAvailability cuda_availability();
 int cuda_device_count();
-std::vector<std::string> cuda_device_descriptions();
+/// "0: NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB, 132 SMs)", from the driver.
+std::string describe_cuda_device(int device);
 std::string cpu_description();
+
+// The CUDA plugin's entry points, extern "C" so that the loader finds them with dlsym. A factory
+// throws quarry's exceptions like any other engine code: the plugin shares libquarry's types.
+extern "C" {
+/// The quarry version the plugin was built from; the loader refuses a plugin of another version.
+using CudaPluginVersionFn = const char* (*)();
+/// A new CUDA backend on `device` (the caller owns it), with the caller's stream or its own.
+using CudaPluginCreateFn = Backend* (*)(int device, void* stream);
+}
+inline constexpr char kCudaPluginVersionSymbol[] = "quarry_cuda_plugin_version";
+inline constexpr char kCudaPluginCreateSymbol[] = "quarry_cuda_create_backend";
 
 /// Throws InvalidInput describing `bad` (the message names the row and the problem); the row is
 /// numbered from `row_offset`.

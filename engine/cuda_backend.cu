@@ -19,6 +19,7 @@
 #include <cub/device/device_scan.cuh>
 #include <random>
 #include <string>
+#include <type_traits>
 
 #include "engine/backend.hpp"
 #include "engine/kmeans_host.hpp"
@@ -130,15 +131,6 @@ class DeviceGuard {
   int saved_ = 0;
 };
 
-std::string describe_device(int device) {
-  cudaDeviceProp p{};
-  QUARRY_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
-  char line[256];
-  std::snprintf(line, sizeof line, "%d: %s (sm_%d%d, %.1f GiB, %d SMs)", device, p.name, p.major,
-                p.minor, static_cast<double>(p.totalGlobalMem) / (1u << 30), p.multiProcessorCount);
-  return line;
-}
-
 void check_cublas(cublasStatus_t status, const char* what) {
   if (status == CUBLAS_STATUS_ALLOC_FAILED)
     throw OutOfMemory(std::string("cuBLAS ran out of memory in ") + what);
@@ -157,14 +149,8 @@ constexpr int64_t kSlabAlignBytes = 256;
 
 class CudaBackend final : public Backend {
  public:
+  // The loader (cuda_loader.cpp) has checked that `device` exists.
   CudaBackend(int device, void* stream) : device_(device) {
-    const int count = cuda_device_count();
-    if (count == 0)
-      throw BackendUnavailable(
-          "no CUDA device is available (no GPU or no driver); use --device cpu");
-    if (device < 0 || device >= count)
-      throw BackendUnavailable("CUDA device " + std::to_string(device) + " does not exist (" +
-                               std::to_string(count) + " found)");
     const DeviceGuard guard(device_);
     try {
       create(stream);
@@ -437,7 +423,7 @@ class CudaBackend final : public Backend {
     workspace_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     results_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     flag_ = std::make_unique<DeviceBuffer>(pool_, stream_);
-    description_ = "cuda:" + describe_device(device_);
+    description_ = "cuda:" + describe_cuda_device(device_);
     // Default budget: most of what is free now, leaving room for the context and other users.
     std::size_t free_bytes = 0, total_bytes = 0;
     QUARRY_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -669,23 +655,21 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(int device, void* stream) {
-  return std::make_unique<CudaBackend>(device, stream);
-}
-
-int cuda_device_count() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear the error: no driver or no device is not a failure here
-    return 0;
-  }
-  return count;
-}
-
-std::vector<std::string> cuda_device_descriptions() {
-  std::vector<std::string> lines;
-  for (int d = 0; d < cuda_device_count(); ++d) lines.push_back(describe_device(d));
-  return lines;
-}
-
 }  // namespace quarry::engine
+
+// The plugin's entry points (engine/backend.hpp), found by the loader with dlsym.
+extern "C" {
+
+const char* quarry_cuda_plugin_version() {
+  return QUARRY_VERSION;
+}
+
+quarry::engine::Backend* quarry_cuda_create_backend(int device, void* stream) {
+  return new quarry::engine::CudaBackend(device, stream);
+}
+}
+
+static_assert(
+    std::is_same_v<decltype(&quarry_cuda_plugin_version), quarry::engine::CudaPluginVersionFn>);
+static_assert(
+    std::is_same_v<decltype(&quarry_cuda_create_backend), quarry::engine::CudaPluginCreateFn>);

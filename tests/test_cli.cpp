@@ -51,8 +51,8 @@ class Cli : public ::testing::Test {
   }
 
   CliResult run(const std::string& args) const {
-    const std::string cmd =
-        cli_path() + " " + args + " >" + path("stdout") + " 2>" + path("stderr") + " </dev/null";
+    const std::string cmd = launcher_ + cli_path() + " " + args + " >" + path("stdout") + " 2>" +
+                            path("stderr") + " </dev/null";
     const int status = std::system(cmd.c_str());
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(path("stdout")),
             read_text(path("stderr"))};
@@ -82,7 +82,26 @@ class Cli : public ::testing::Test {
   }
 
   fs::path dir_;
+  std::string launcher_;  // put before the program: environment variables, a loader
 };
+
+// What `quarry info` prints about CUDA for this availability.
+std::string cuda_info_line(const CudaAvailability& cuda) {
+  if (cuda.status == CudaStatus::available) return "cuda: available (driver CUDA ";
+  return "cuda: unavailable: " + std::string(to_string(cuda.status)) + " (" + cuda.detail + ")\n";
+}
+
+// stdout of a shell command.
+std::string capture(const std::string& command) {
+  std::string out;
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char buffer[4096];
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
+      out.append(buffer, n);
+    pclose(pipe);
+  }
+  return out;
+}
 
 TEST_F(Cli, SelectPrintsOneIndexPerLineBestFirst) {
   const auto pool = write_pool("pool.npy");
@@ -197,10 +216,113 @@ TEST_F(Cli, BadArgumentsAreExitCode2) {
 }
 
 TEST_F(Cli, CudaRequestWithoutAGpuIsExitCode2) {
-  if (have_gpu()) GTEST_SKIP() << "a GPU is present";
+  const CudaAvailability cuda = cuda_availability();
+  if (cuda.status == CudaStatus::available) GTEST_SKIP() << "a GPU is present";
   write_pool("pool.npy");
-  expect_usage_error("select " + path("pool.npy") + " -k 3 --device cuda -o " + path("o.npy"),
-                     "CUDA", path("o.npy"));
+  expect_usage_error(
+      "select " + path("pool.npy") + " -k 3 --device cuda -o " + path("o.npy"),
+      "CUDA is unavailable: " + std::string(to_string(cuda.status)) + " (" + cuda.detail + ")",
+      path("o.npy"));
+}
+
+TEST_F(Cli, InfoSaysWhyCudaIsUnavailable) {
+  const CudaAvailability cuda = cuda_availability();
+  const CliResult r = run("info");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(cuda_info_line(cuda)), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(built_with_cuda() ? "backends: cpu, cuda (" + cuda.plugin_path + ")\n"
+                                         : "backends: cpu (built without CUDA)\n"),
+            std::string::npos)
+      << r.out;
+  if (!built_with_cuda()) {
+    EXPECT_EQ(cuda.status, CudaStatus::not_built);
+    return;
+  }
+  // The plugin sits beside libquarry.so, and the status comes from the first missing piece.
+  EXPECT_TRUE(fs::exists(cuda.plugin_path)) << cuda.plugin_path;
+  EXPECT_EQ(fs::path(cuda.plugin_path).filename(), "libquarry_cuda.so");
+  EXPECT_EQ(cuda.status == CudaStatus::no_driver || cuda.status == CudaStatus::no_device,
+            cuda_device_count() == 0);
+
+  // Without the plugin library: the reason names the file looked for; auto runs on the CPU.
+  write_pool("pool.npy");
+  const std::string missing = path("nowhere/libquarry_cuda.so");
+  launcher_ = "QUARRY_CUDA_LIBRARY=" + missing + " ";
+  const CliResult without = run("info");
+  ASSERT_EQ(without.exit_code, 0) << without.err;
+  EXPECT_NE(without.out.find("cuda: unavailable: no plugin library (" + missing + " not found"),
+            std::string::npos)
+      << without.out;
+  expect_usage_error("select " + path("pool.npy") + " -k 3 --device cuda",
+                     "CUDA is unavailable: no plugin library (" + missing + " not found");
+  const CliResult automatic = run("select " + path("pool.npy") + " -k 3 --device auto");
+  launcher_.clear();
+  EXPECT_EQ(automatic.exit_code, 0) << automatic.err;
+  EXPECT_EQ(automatic.out, run("select " + path("pool.npy") + " -k 3 --device cpu").out);
+}
+
+// The program and libquarry need no CUDA library, and a CPU run loads none: on a machine without
+// the CUDA libraries (simulated by a loader that sees only the libraries ldd lists, without its
+// cache, which is where the toolkit's folder is registered) select, score and info work.
+TEST_F(Cli, RunsOnAMachineWithoutCudaLibraries) {
+  const char* cuda_libraries[] = {"libcuda.", "libcudart", "libcublas", "libquarry_cuda"};
+  const std::string needed = capture("ldd " + cli_path());
+  ASSERT_NE(needed.find("libquarry.so => /"), std::string::npos) << needed;
+  std::string libquarry, interpreter;
+  std::istringstream lines(needed);
+  fs::create_directories(path("libs"));
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string name, arrow, file;
+    words >> name >> arrow >> file;
+    if (arrow == "=>" && !file.empty() && file[0] == '/') {
+      fs::create_symlink(file, path("libs/" + name));
+      if (name == "libquarry.so") libquarry = file;
+    } else if (!name.empty() && name[0] == '/') {
+      interpreter = name;
+    }
+  }
+  ASSERT_FALSE(interpreter.empty()) << needed;
+  const std::string needed_by_library = capture("ldd " + libquarry);
+  for (const char* cuda : cuda_libraries) {
+    EXPECT_EQ(needed.find(cuda), std::string::npos) << needed;
+    EXPECT_EQ(needed_by_library.find(cuda), std::string::npos) << needed_by_library;
+  }
+
+  const auto pool = write_pool("pool.npy");
+  const CliResult want = run("select " + path("pool.npy") + " -k 5 --device cpu");
+  ASSERT_EQ(want.exit_code, 0) << want.err;
+  const CudaAvailability cuda = cuda_availability();
+  if (cuda.status != CudaStatus::available) {
+    // A run with device auto opens no CUDA runtime library (the loader's own log says so).
+    launcher_ = "LD_DEBUG=files ";
+    const CliResult logged = run("select " + path("pool.npy") + " -k 5 --device auto");
+    ASSERT_EQ(logged.exit_code, 0);
+    EXPECT_EQ(logged.out, want.out);
+    EXPECT_NE(logged.err.find("file=libquarry.so"), std::string::npos) << "no loader log";
+    for (const char* library : {"file=libcudart", "file=libcublas", "file=libquarry_cuda"})
+      EXPECT_EQ(logged.err.find(library), std::string::npos) << library;
+  }
+
+  launcher_ = interpreter + " --inhibit-cache --library-path " + path("libs") + " ";
+  for (const char* device : {"cpu", "auto"}) {
+    const CliResult r = run("select " + path("pool.npy") + " -k 5 --device " + device);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    // (Where CUDA is available auto may run on the GPU, whose ranking may differ at near ties.)
+    if (device == std::string("cpu") || cuda.status != CudaStatus::available)
+      EXPECT_EQ(r.out, want.out) << device;
+  }
+  const CliResult scores = run("score " + path("pool.npy") + " --device cpu");
+  EXPECT_EQ(scores.exit_code, 0) << scores.err;
+  EXPECT_EQ(std::count(scores.out.begin(), scores.out.end(), '\n'), 200);
+  const CliResult info = run("info");
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("cuda: "), std::string::npos) << info.out;
+  if (cuda.status != CudaStatus::available) {
+    EXPECT_NE(info.out.find(cuda_info_line(cuda)), std::string::npos) << info.out;
+    expect_usage_error("select " + path("pool.npy") + " -k 3 --device cuda",
+                       "CUDA is unavailable: " + std::string(to_string(cuda.status)));
+  }
 }
 
 TEST_F(Cli, BadFilesAreExitCode2) {

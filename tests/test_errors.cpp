@@ -152,8 +152,17 @@ TEST(Resources, UnknownNamesAreClearErrors) {
 }
 
 TEST(Resources, CudaWithoutAGpuIsBackendUnavailable) {
-  if (have_gpu()) GTEST_SKIP() << "a GPU is present";
-  EXPECT_THROW(Resources(Device::cuda), BackendUnavailable);
+  const CudaAvailability cuda = cuda_availability();
+  if (cuda.status == CudaStatus::available) GTEST_SKIP() << "a GPU is present";
+  try {
+    Resources resources(Device::cuda);
+    ADD_FAILURE() << "no BackendUnavailable";
+  } catch (const BackendUnavailable& e) {
+    EXPECT_NE(std::string(e.what()).find(std::string(to_string(cuda.status)) + " (" + cuda.detail),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(Resources(0, nullptr), BackendUnavailable);
   EXPECT_EQ(Resources(Device::automatic).device(), Device::cpu);
 }
 

@@ -281,7 +281,17 @@ int run_score(const CommonOptions& opt) {
 
 int run_info() {
   std::printf("quarry %s\n", version().c_str());
-  std::printf("backends: cpu%s\n", built_with_cuda() ? ", cuda" : " (built without CUDA)");
+  const CudaAvailability cuda = cuda_availability();
+  if (built_with_cuda())
+    std::printf("backends: cpu, cuda (%s)\n", cuda.plugin_path.c_str());
+  else
+    std::printf("backends: cpu (built without CUDA)\n");
+  if (cuda.status == CudaStatus::available)
+    std::printf("cuda: available (driver CUDA %d.%d)\n", cuda.driver_version / 1000,
+                cuda.driver_version % 1000 / 10);
+  else
+    std::printf("cuda: unavailable: %s (%s)\n", std::string(to_string(cuda.status)).c_str(),
+                cuda.detail.c_str());
   const auto gpus = cuda_device_descriptions();
   if (gpus.empty()) {
     std::printf("gpus: none found\n");

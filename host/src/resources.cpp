@@ -5,23 +5,37 @@
 
 namespace quarry {
 
+namespace {
+
+// The CUDA backend, or BackendUnavailable naming why it cannot be had.
+std::unique_ptr<engine::Backend> cuda_backend(int cuda_device, void* cuda_stream) {
+  const CudaAvailability cuda = cuda_availability();
+  if (cuda.status != CudaStatus::available)
+    throw BackendUnavailable("CUDA is unavailable: " + std::string(to_string(cuda.status)) + " (" +
+                             cuda.detail + "); use --device cpu");
+  return engine::make_cuda_backend(cuda_device, cuda_stream);
+}
+
+}  // namespace
+
 Resources::Resources(Device device, int cuda_device) {
   switch (device) {
     case Device::cpu:
       backend_ = engine::make_cpu_backend();
       break;
     case Device::cuda:
-      backend_ = engine::make_cuda_backend(cuda_device, nullptr);
+      backend_ = cuda_backend(cuda_device, nullptr);
       break;
     case Device::automatic:
-      backend_ = engine::cuda_device_count() > 0 ? engine::make_cuda_backend(cuda_device, nullptr)
-                                                 : engine::make_cpu_backend();
+      backend_ = cuda_availability().status == CudaStatus::available
+                     ? cuda_backend(cuda_device, nullptr)
+                     : engine::make_cpu_backend();
       break;
   }
 }
 
 Resources::Resources(int cuda_device, void* cuda_stream)
-    : backend_(engine::make_cuda_backend(cuda_device, cuda_stream)) {}
+    : backend_(cuda_backend(cuda_device, cuda_stream)) {}
 
 Resources::~Resources() = default;
 Resources::Resources(Resources&&) noexcept = default;
@@ -63,11 +77,31 @@ bool built_with_cuda() {
   return false;
 #endif
 }
+std::string_view to_string(CudaStatus status) {
+  switch (status) {
+    case CudaStatus::available:
+      return "available";
+    case CudaStatus::not_built:
+      return "not built";
+    case CudaStatus::no_plugin:
+      return "no plugin library";
+    case CudaStatus::no_driver:
+      return "no driver";
+    case CudaStatus::no_device:
+      return "no device";
+  }
+  return "unknown";
+}
+CudaAvailability cuda_availability() {
+  return engine::cuda_availability();
+}
 int cuda_device_count() {
   return engine::cuda_device_count();
 }
 std::vector<std::string> cuda_device_descriptions() {
-  return engine::cuda_device_descriptions();
+  std::vector<std::string> lines;
+  for (int d = 0; d < cuda_device_count(); ++d) lines.push_back(engine::describe_cuda_device(d));
+  return lines;
 }
 std::string cpu_description() {
   return engine::cpu_description();

@@ -6,6 +6,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "quarry/types.hpp"
 
@@ -21,8 +23,9 @@ class Backend;
 /// Not thread-safe: use one Resources per thread.
 class Resources {
  public:
-  /// Device::automatic picks CUDA when this build has it and a GPU is present, else the CPU.
-  /// Throws BackendUnavailable when Device::cuda is asked for and cannot be had.
+  /// Device::automatic picks CUDA when cuda_availability() says it is available, else the CPU;
+  /// Device::cpu loads nothing of CUDA, not even the driver. Throws BackendUnavailable, naming
+  /// the reason, when Device::cuda is asked for and cannot be had.
   explicit Resources(Device device = Device::automatic, int cuda_device = 0);
   /// Runs on `cuda_device` with the caller's stream (a cudaStream_t passed as void*); the stream is
   /// borrowed, not destroyed. Throws BackendUnavailable in a CPU-only build.
@@ -65,7 +68,38 @@ class Resources {
 
 /// True when this build contains the CUDA backend.
 bool built_with_cuda();
-/// Number of usable CUDA devices (0 in a CPU-only build or without a driver).
+
+/// Whether the CUDA backend can run here, or the first reason it cannot.
+enum class CudaStatus {
+  available,  ///< the backend's library loaded and the driver reports a device
+  not_built,  ///< this build of quarry has no CUDA backend
+  no_plugin,  ///< the CUDA backend's library (libquarry_cuda.so) is missing or cannot be loaded
+  no_driver,  ///< no usable NVIDIA driver: libcuda.so.1 is missing, too old, or fails to start
+  no_device,  ///< the driver reports no CUDA device
+};
+/// "available", "not built", "no plugin library", "no driver", "no device".
+std::string_view to_string(CudaStatus status);
+
+/// What cuda_availability() found.
+struct CudaAvailability {
+  CudaStatus status = CudaStatus::not_built;
+  /// One line: what was looked for and what failed (the loader's message), or for `available`
+  /// the library loaded.
+  std::string detail;
+  /// Where the CUDA backend's library is looked for: $QUARRY_CUDA_LIBRARY, else beside
+  /// libquarry.so. Empty in a build without CUDA.
+  std::string plugin_path;
+  int device_count = 0;    ///< devices the driver reports
+  int driver_version = 0;  ///< the CUDA version the driver supports, e.g. 13000; 0 without one
+};
+
+/// Asks the driver (libcuda.so.1, loaded on its own) whether a device exists and, only then, loads
+/// the CUDA backend's library. Without a device no CUDA library stays loaded. The answer is
+/// worked out once per process.
+CudaAvailability cuda_availability();
+
+/// Number of CUDA devices the driver reports (0 in a CPU-only build or without a driver). Loads no
+/// CUDA library beyond the driver.
 int cuda_device_count();
 /// One line per CUDA device: "0: NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB, 132 SMs)".
 std::vector<std::string> cuda_device_descriptions();
