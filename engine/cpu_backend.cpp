@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/backend.hpp"
+#include "engine/cpu_influence.hpp"
 #include "engine/kmeans_host.hpp"
 #include "engine/ranking.hpp"
 #include "kernels/measures.hpp"
@@ -624,6 +625,13 @@ class CpuBackend final : public Backend {
     const PoolView& pool = problem.pool;
     const ScoreOptions& opt = problem.options;
     BadRow bad;
+    if (opt.measure == Measure::egl) {
+      if (opt.features->space != MemorySpace::host)
+        throw InvalidArgument("the CPU backend needs the features in host memory");
+      bad = score_egl_on_cpu(pool, opt, scores_out);
+      if (bad.row >= 0) throw_bad_row(bad, problem.row_offset);
+      return;
+    }
     switch (pool.dtype) {
       case DType::f32:
         bad = score_floats<float>(pool, opt, scores_out);
@@ -709,6 +717,20 @@ class CpuBackend final : public Backend {
     result.assignments.assign(labels.begin(), labels.end());
     for (float dist : distances) result.inertia += dist;
     return result;
+  }
+
+  std::unique_ptr<CenterSearch> coreset_search(const EmbeddingView& points,
+                                               std::vector<int64_t> rows) override {
+    if (points.space != MemorySpace::host)
+      throw InvalidArgument("the CPU backend needs the embeddings in host memory");
+    return make_cpu_coreset_search(points, std::move(rows));
+  }
+
+  std::unique_ptr<CenterSearch> badge_search(const PoolView& pool, const EmbeddingView& features,
+                                             std::vector<int64_t> rows) override {
+    if (pool.space != MemorySpace::host || features.space != MemorySpace::host)
+      throw InvalidArgument("the CPU backend needs the pool and features in host memory");
+    return make_cpu_badge_search(pool, features, std::move(rows));
   }
 
  private:
