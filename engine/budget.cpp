@@ -39,16 +39,21 @@ void sort_best_first(BudgetPicks& picks) {
 }  // namespace
 
 bool has_budget(const SelectOptions& options) {
-  return options.budget != 0.0 || !options.costs.empty() || options.exact_budget;
+  return options.budget != 0.0 || options.costs != nullptr || options.cost_count != 0 ||
+         options.exact_budget;
+}
+
+std::span<const double> costs_of(const SelectOptions& options) {
+  return {options.costs, static_cast<size_t>(options.cost_count)};
 }
 
 void validate_budget(int64_t rows, const SelectOptions& options) {
-  if (options.costs.empty())
+  if (options.costs == nullptr || options.cost_count == 0)
     throw InvalidArgument(
         "a budget needs a cost for every row (--costs COST.npy, "
         "SelectOptions::costs)");
-  if (static_cast<int64_t>(options.costs.size()) != rows)
-    throw InvalidArgument("costs have " + std::to_string(options.costs.size()) +
+  if (options.cost_count != rows)
+    throw InvalidArgument("costs have " + std::to_string(options.cost_count) +
                           " entries but the pool has " + std::to_string(rows) + " rows");
   if (!(std::isfinite(options.budget) && options.budget > 0))
     throw InvalidArgument(

@@ -13,6 +13,8 @@ namespace quarry::engine {
 
 /// True when the options ask for selection under a budget.
 bool has_budget(const SelectOptions& options);
+/// The options' costs as a span.
+std::span<const double> costs_of(const SelectOptions& options);
 
 /// Checks the costs, the budget and how they combine with the other options against a pool of
 /// `rows` rows. Throws InvalidArgument, or InvalidInput naming the first bad cost's row.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/kmeans_host.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
 
@@ -173,10 +174,7 @@ class CpuCoresetSearch final : public CpuCenterSearch {
       nearest_[i] = row_squares(row(rows_[i]), points_.dim);
       if (!std::isfinite(nearest_[i])) first_bad = std::min(first_bad, rows_[i]);
     }
-    if (first_bad != std::numeric_limits<int64_t>::max())
-      throw InvalidInput(
-          "embeddings row " + std::to_string(first_bad) + ": non-finite value (NaN or Inf)",
-          first_bad);
+    if (first_bad != std::numeric_limits<int64_t>::max()) throw_bad_embedding(first_bad);
   }
 
   void add_rows(const std::vector<int64_t>& pool_rows) override {
@@ -256,9 +254,7 @@ class CpuBadgeSearch final : public CpuCenterSearch {
       }
     }
     if (first_bad != std::numeric_limits<int64_t>::max())
-      throw InvalidInput(
-          "features row " + std::to_string(first_bad) + ": non-finite value (NaN or Inf)",
-          first_bad);
+      throw_bad_row({first_bad, kernels::kBadFeature});
   }
 
   void add_rows(const std::vector<int64_t>& pool_rows) override {

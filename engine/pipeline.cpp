@@ -324,7 +324,7 @@ std::vector<Pick> center_search_picks(Backend& backend, const ScoreProblem& prob
                             "only " +
                             std::to_string(m - labeled) + " candidates are not labeled already");
   }
-  PickTaker taker = budgeted ? PickTaker(options.costs, budget, candidates, picks_wanted)
+  PickTaker taker = budgeted ? PickTaker(costs_of(options), budget, candidates, picks_wanted)
                              : PickTaker(picks_wanted);
   const std::vector<int64_t> rows =
       badge ? badge_picks(backend, problem.pool, options, candidates, taker)
@@ -414,7 +414,7 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
   auto add_within_budget = [&](const std::vector<Pick>& picks) {
     std::vector<int64_t> rows;
     for (const Pick& p : picks) rows.push_back(p.row);
-    PickTaker taker = budgeted ? PickTaker(options.costs, strategy_budget, rows, strategy_picks)
+    PickTaker taker = budgeted ? PickTaker(costs_of(options), strategy_budget, rows, strategy_picks)
                                : PickTaker(strategy_picks);
     for (const Pick& p : picks)
       if (taker.offer(p.row)) add(p);
@@ -427,7 +427,8 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
   } else if (options.embeddings && (budgeted || strategy_picks > 0)) {
     // Under a budget without k, as many clusters as the budget could buy rows.
     const int64_t clusters =
-        !budgeted ? strategy_picks : (k > 0 ? k : affordable_count(options.costs, strategy_budget));
+        !budgeted ? strategy_picks
+                  : (k > 0 ? k : affordable_count(costs_of(options), strategy_budget));
     if (clusters > 0)
       add_within_budget(diversity_picks(backend, problem, options, clusters));
     else
@@ -438,12 +439,12 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
       const int64_t m = std::min(pool.rows, options.candidates > 0 ? options.candidates : 1000);
       const std::size_t table_limit =
           backend.memory_budget ? backend.memory_budget : std::size_t{4} << 30;
-      picks = exact_within_budget(rank(backend, problem, m), options.costs, strategy_budget,
+      picks = exact_within_budget(rank(backend, problem, m), costs_of(options), strategy_budget,
                                   table_limit);
     } else {
       std::vector<float> scores(pool.rows);
       score(backend, pool, options.scoring, scores.data());
-      picks = greedy_within_budget(scores, options.costs, strategy_budget);
+      picks = greedy_within_budget(scores, costs_of(options), strategy_budget);
     }
     for (size_t i = 0; i < picks.rows.size(); ++i)
       add({picks.rows[i], picks.scores[i], PickReason::rank, -1});
@@ -461,7 +462,7 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
     excluded.insert(excluded.end(), options.labeled_rows.begin(), options.labeled_rows.end());
     std::vector<int64_t> rows =
         budgeted
-            ? explore_within_budget(pool.rows, excluded, options.costs,
+            ? explore_within_budget(pool.rows, excluded, costs_of(options),
                                     options.budget - strategy_budget, options.seed, sel.cost_spent)
             : draw_unpicked(pool.rows, excluded, explore_picks, options.seed);
     // Exploration picks are few: score each one again rather than keep every row's score.

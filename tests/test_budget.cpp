@@ -69,7 +69,8 @@ TEST_P(Budget, GreedyFollowsTheDocumentedRule) {
     for (double& x : costs) x = cost(rng);
     const PoolView view = PoolView::matrix(probs.data(), DType::f32, n, c);
     SelectOptions opt;
-    opt.costs = costs;
+    opt.costs = costs.data();
+    opt.cost_count = static_cast<int64_t>(costs.size());
     opt.budget = std::uniform_real_distribution<double>(10.0, 100.0)(rng);
     const Selection sel = select(*resources_, view, opt);
     const auto scores = score(*resources_, view, opt.scoring);
@@ -92,7 +93,8 @@ TEST_P(Budget, TheBestSingleRowReplacesAPoorerGreedySet) {
   const std::vector<double> costs = {10.0, 1.0};
   SelectOptions opt;
   opt.scoring.measure = Measure::least_confidence;
-  opt.costs = costs;
+  opt.costs = costs.data();
+  opt.cost_count = static_cast<int64_t>(costs.size());
   opt.budget = 10.0;
   const Selection sel = select(*resources_, PoolView::matrix(probs.data(), DType::f32, 2, 2), opt);
   EXPECT_EQ(sel.indices, (std::vector<int64_t>{0}));
@@ -109,7 +111,8 @@ TEST_P(Budget, RowsNobodyVotedOnAreNeverPicked) {
   const std::vector<double> costs(6, 1.0);
   SelectOptions opt;
   opt.scoring.measure = Measure::vote_entropy;
-  opt.costs = costs;
+  opt.costs = costs.data();
+  opt.cost_count = static_cast<int64_t>(costs.size());
   opt.budget = 100;
   // Row 2's members agree (score 0): the greedy rule takes it since it fits; the knapsack,
   // which gains nothing from it, may leave it.
@@ -144,7 +147,8 @@ TEST_P(Budget, ExactEqualsTheBestSubsetOfTinyInstances) {
         if (spent <= std::floor(budget)) best = std::max(best, total);
       }
       SelectOptions opt;
-      opt.costs = costs;
+      opt.costs = costs.data();
+      opt.cost_count = static_cast<int64_t>(costs.size());
       opt.budget = budget;
       opt.exact_budget = true;
       opt.candidates = n;
@@ -167,7 +171,8 @@ TEST_P(Budget, ExactRestrictsItselfToTheTopCandidates) {
   const std::vector<double> costs(n, 2.0);
   const PoolView view = PoolView::matrix(probs.data(), DType::f32, n, c);
   SelectOptions opt;
-  opt.costs = costs;
+  opt.costs = costs.data();
+  opt.cost_count = static_cast<int64_t>(costs.size());
   opt.budget = 21;  // 10 rows: with equal costs, the 10 best
   opt.exact_budget = true;
   opt.candidates = 50;
@@ -199,7 +204,8 @@ TEST_P(Budget, BatchStrategiesTakeTheirOwnOrderWhileItFits) {
     opt.k = n;
     const Selection order = select(*resources_, view, opt);  // the strategy's whole order
     opt.k = 0;
-    opt.costs = costs;
+    opt.costs = costs.data();
+    opt.cost_count = static_cast<int64_t>(costs.size());
     opt.budget = 30;
     const Selection sel = select(*resources_, view, opt);
     std::vector<int64_t> want;
@@ -231,7 +237,8 @@ TEST_P(Budget, DiversityTakesItsPicksWhileTheyFit) {
   opt.embeddings = EmbeddingView::matrix(x.data(), DType::f32, n, dim);
   opt.k = 12;
   const Selection plain = select(*resources_, view, opt);
-  opt.costs = costs;
+  opt.costs = costs.data();
+  opt.cost_count = static_cast<int64_t>(costs.size());
   opt.budget = 15;
   const Selection sel = select(*resources_, view, opt);  // k = 12 clusters, within 15
   std::vector<int64_t> want;
@@ -258,7 +265,8 @@ TEST_P(Budget, ExplorationSpendsItsShareOfTheBudget) {
   for (double& v : costs) v = cost(rng);
   const PoolView view = PoolView::matrix(probs.data(), DType::f32, n, c);
   SelectOptions opt;
-  opt.costs = costs;
+  opt.costs = costs.data();
+  opt.cost_count = static_cast<int64_t>(costs.size());
   opt.budget = 100;
   opt.explore = 0.3;
   opt.seed = 11;
@@ -287,7 +295,8 @@ TEST_P(Budget, BadCostsAndBudgets) {
   const PoolView view = PoolView::matrix(probs.data(), DType::f32, 3, 2);
   std::vector<double> costs = {1.0, 2.0, 3.0};
   SelectOptions opt;
-  opt.costs = costs;
+  opt.costs = costs.data();
+  opt.cost_count = static_cast<int64_t>(costs.size());
   opt.budget = 5;
   EXPECT_NO_THROW(select(*resources_, view, opt));
   for (double bad : {0.0, -1.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
@@ -305,9 +314,10 @@ TEST_P(Budget, BadCostsAndBudgets) {
     EXPECT_THROW(select(*resources_, view, opt), InvalidArgument) << budget;
   }
   opt.budget = 5;
-  opt.costs = std::span<const double>(costs.data(), 2);
+  opt.cost_count = 2;
   EXPECT_THROW(select(*resources_, view, opt), InvalidArgument) << "a cost per row";
-  opt.costs = costs;
+  opt.costs = costs.data();
+  opt.cost_count = static_cast<int64_t>(costs.size());
   opt.k = 2;
   EXPECT_THROW(select(*resources_, view, opt), InvalidArgument) << "k and a budget";
   opt.k = 0;

@@ -348,7 +348,8 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
   std::vector<double> costs;
   if (!flags.costs_path.empty())
     costs = read_costs(inputs.open(flags.costs_path), flags.costs_path);
-  select_options.costs = costs;
+  select_options.costs = costs.empty() ? nullptr : costs.data();
+  select_options.cost_count = static_cast<int64_t>(costs.size());
   select_options.budget = flags.budget;
   select_options.exact_budget = flags.exact_budget;
   const bool budgeted = !costs.empty() || flags.budget != 0 || flags.exact_budget;

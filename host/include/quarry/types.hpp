@@ -3,7 +3,6 @@
 
 #include <cstdint>
 #include <optional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -165,13 +164,14 @@ struct SelectOptions {
   /// coreset: embeddings [L, D] of labeled rows outside the pool, also centers.
   std::optional<EmbeddingView> labeled_embeddings;
 
-  /// Budget: one labeling cost per pool row (host memory; positive, finite) and the total that
-  /// may be spent, instead of k (budget 0 = no budget). Ranking picks maximise the total score
-  /// within the budget (greedy by score / cost, or with exact_budget a 0/1 knapsack over the top
-  /// `candidates` rows, default 1,000, for integer costs); batch strategies take their picks in
-  /// their own order while they fit, k (optional) then capping their number; a share `explore`
-  /// of the budget goes to uniformly drawn rows.
-  std::span<const double> costs;
+  /// Budget: one labeling cost per pool row (`cost_count` doubles in host memory; positive,
+  /// finite) and the total that may be spent, instead of k (budget 0 = no budget). Ranking picks
+  /// maximise the total score within the budget (greedy by score / cost, or with exact_budget a 0/1
+  /// knapsack over the top `candidates` rows, default 1,000, for integer costs); batch strategies
+  /// take their picks in their own order while they fit, k (optional) then capping their number; a
+  /// share `explore` of the budget goes to uniformly drawn rows.
+  const double* costs = nullptr;
+  int64_t cost_count = 0;
   double budget = 0.0;
   bool exact_budget = false;
 };
