@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/backend.hpp"
+#include "engine/cpu_clones.hpp"
 #include "engine/cpu_influence.hpp"
 #include "engine/kmeans_host.hpp"
 #include "engine/ranking.hpp"
@@ -38,20 +39,7 @@ constexpr double kLn2 = 0.693147180559945309;
 // conversions speed up the logits' exp), AVX2 and the baseline, and the loader picks one for the
 // machine (GCC function multiversioning). Lanes stay 8 wide: 512-bit vectors measured slower. The
 // row functions are inlined into them, so the constants of the polynomials are set up once per
-// range of rows, not once per row.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define QUARRY_CPU_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define QUARRY_CPU_CLONES
-#endif
-#if defined(__GNUC__)
-#define QUARRY_ALWAYS_INLINE inline __attribute__((always_inline))
-#define QUARRY_NOINLINE __attribute__((noinline))
-#else
-#define QUARRY_ALWAYS_INLINE inline
-#define QUARRY_NOINLINE
-#endif
+// range of rows, not once per row. (QUARRY_CPU_CLONES: engine/cpu_clones.hpp.)
 
 // A row's last (end - begin) < kLanes values as a full vector, other lanes `fill`. Rows of at
 // least kLanes classes read the last kLanes values and mask the ones already counted: one

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/cpu_clones.hpp"
 #include "engine/kmeans_host.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
@@ -31,9 +32,13 @@ decltype(auto) with_float_type(DType dtype, const void* data, Fn&& fn) {
   }
 }
 
+// The row functions below run once per row and center over every candidate: each is compiled for
+// the machine's vector instructions, and called out of line so that every caller gets the same
+// code and therefore the same bits.
+
 // sum of x^2 over a row, in double (finite iff every value is: float squares cannot overflow it).
 template <typename T>
-double row_squares(const T* row, int64_t dim) {
+QUARRY_CPU_CLONES QUARRY_NOINLINE double row_squares(const T* row, int64_t dim) {
   double sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t d = 0; d < dim; ++d) {
@@ -150,7 +155,7 @@ class CpuCenterSearch : public CenterSearch {
 // Euclidean distances, the squares summed in double (exact zeros for equal rows, no overflow for
 // large coordinates).
 template <typename T>
-double squared_distance(const T* x, const float* c, int64_t dim) {
+QUARRY_CPU_CLONES QUARRY_NOINLINE double squared_distance(const T* x, const float* c, int64_t dim) {
   double sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t d = 0; d < dim; ++d) {
@@ -215,11 +220,9 @@ class CpuCoresetSearch final : public CpuCenterSearch {
 // double. One function for every pair, a row with itself included, so that equal rows give
 // bitwise equal products and a distance of exactly 0.
 template <typename P, typename F>
-__attribute__((noinline)) std::pair<double, double> gradient_products(const P* p, int64_t classes,
-                                                                      int64_t argmax, const F* h,
-                                                                      int64_t dim,
-                                                                      const float* q_center,
-                                                                      const float* h_center) {
+QUARRY_CPU_CLONES QUARRY_NOINLINE std::pair<double, double> gradient_products(
+    const P* p, int64_t classes, int64_t argmax, const F* h, int64_t dim, const float* q_center,
+    const float* h_center) {
   double qq = 0, hh = 0;
 #pragma omp simd reduction(+ : qq)
   for (int64_t c = 0; c < classes; ++c)
