@@ -17,6 +17,11 @@ namespace {
 
 using kernels::to_float;
 
+// Work (values read) below which a pass over the candidates runs on one thread: starting and
+// joining threads would cost more, and far more on a busy machine, where a thread that waits at
+// the join spins while the one it waits for is not running.
+constexpr int64_t kParallelWork = int64_t{1} << 18;
+
 // Runs fn(T*) with the pointer typed as the view's float dtype.
 template <typename Fn>
 decltype(auto) with_float_type(DType dtype, const void* data, Fn&& fn) {
@@ -88,7 +93,7 @@ class CpuCenterSearch : public CenterSearch {
     const auto n = static_cast<int64_t>(nearest_.size());
     double best = -1;
     int64_t best_at = -1;
-#pragma omp parallel
+#pragma omp parallel if (n > kParallelWork)
     {
       double mine = -1;
       int64_t mine_at = -1;
@@ -131,10 +136,11 @@ class CpuCenterSearch : public CenterSearch {
  protected:
   // Lowers every candidate's distance to dist(i) (replacing the distances to the origin the first
   // time), then retires the candidates among `centers`.
+  // `work` is the values read per candidate.
   template <typename Distance>
-  void update(Distance&& dist, const std::vector<int64_t>& centers) {
+  void update(Distance&& dist, const std::vector<int64_t>& centers, int64_t work) {
     const auto n = static_cast<int64_t>(nearest_.size());
-#pragma omp parallel for schedule(static, 64)
+#pragma omp parallel for schedule(static, 64) if (n * work > kParallelWork)
     for (int64_t i = 0; i < n; ++i) {
       if (nearest_[i] < 0) continue;
       const double d = dist(i);
@@ -209,7 +215,7 @@ class CpuCoresetSearch final : public CpuCenterSearch {
             best = std::min(best, squared_distance(x, centers + j * dim, dim));
           return best;
         },
-        center_rows);
+        center_rows, count * dim);
   }
 
   EmbeddingView points_;
@@ -276,7 +282,7 @@ class CpuBadgeSearch final : public CpuCenterSearch {
           }
           return best;
         },
-        pool_rows);
+        pool_rows, static_cast<int64_t>(centers.size()) * (pool_.classes + features_.dim));
   }
 
   void add_points(const float*, int64_t) override {
