@@ -9,9 +9,10 @@ memory-mapped inputs it touched.
     python3 bench/compare_skactiveml.py --quarry build/quarry                   # 20,000 x 100 x 768
     python3 bench/compare_skactiveml.py --quarry build/quarry --rows 1000000 --quarry-only
 
-scikit-activeml's BADGE forms the gradient embeddings, N x C x D values: 6.1 GB at the default
-size in float32, twice that in float64. Its inputs are given in float32 here (a classifier that
-returns float64 probabilities makes it need twice the memory).
+scikit-activeml's BADGE forms the gradient embeddings, N x C x D values, in float64 (its one-hot
+matrix is float64), and then their squares: 2 x 8 x N x C x D bytes, 24.6 GB at the default size.
+When that exceeds the memory available (MemAvailable in /proc/meminfo), the script does not start
+it, rather than let the kernel's OOM killer end it (and perhaps other processes), and says so.
 
 Needs numpy and scikit-activeml (`pip install scikit-activeml`), except with --quarry-only.
 """
@@ -168,6 +169,19 @@ def quarry_command(args, job):
     raise ValueError(job)
 
 
+def available_memory():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def skactiveml_badge_bytes(args):
+    """The two N x C x D float64 arrays scikit-activeml's BADGE holds at once."""
+    return 2 * 8 * args.rows * args.classes * args.dim
+
+
 def gigabytes(n):
     return f"{n / 1e9:.2f} GB"
 
@@ -207,6 +221,12 @@ def main():
             rows.append((job, "quarry cpu", wall, None, peak))
             if args.quarry_only or job == "egl":
                 continue
+            if job == "badge":
+                needed, available = skactiveml_badge_bytes(args), available_memory()
+                if available is not None and needed > 0.9 * available:
+                    note = f"not run: needs {gigabytes(needed)}, {gigabytes(available)} available"
+                    rows.append((job, "scikit-activeml", None, note, None))
+                    continue
             child = [
                 sys.executable,
                 os.path.abspath(__file__),
@@ -235,6 +255,9 @@ def main():
         print("| job | tool | process wall | selection call | peak RSS |")
         print("|---|---|---|---|---|")
         for job, tool, wall, call, peak in rows:
+            if wall is None:  # not run: `call` says why
+                print(f"| {job} | {tool} | {call} | | |")
+                continue
             call_text = f"{call:.2f} s" if call is not None else "-"
             print(
                 f"| {job} | {tool} | {wall:.2f} s | {call_text} | {gigabytes(peak)} |"

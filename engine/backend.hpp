@@ -66,6 +66,10 @@ class CenterSearch {
   virtual int64_t draw(double u) = 0;
 };
 
+/// Working memory of a center search per candidate (its distance, row, BADGE's norm and argmax,
+/// and on CUDA the running sum of the draw), for the memory budget.
+inline constexpr int64_t kCenterSearchBytesPerRow = 40;
+
 /// Progress of a long job: rows scored so far out of the total.
 using ProgressCallback = std::function<void(int64_t rows_done, int64_t rows_total)>;
 

@@ -228,8 +228,7 @@ class CudaCenterSearch : public CenterSearch {
  protected:
   // Bytes the search may spend on copies of candidate rows, beyond its own state.
   int64_t staging_bytes() const {
-    const auto state = n_ * static_cast<int64_t>(sizeof(int64_t) + 2 * sizeof(double) +
-                                                 sizeof(double) + sizeof(int32_t));
+    const int64_t state = n_ * kCenterSearchBytesPerRow;
     return std::max<int64_t>(static_cast<int64_t>(context_.budget) - state - kFixedBytes, 0);
   }
   // Rows per block when each candidate takes `row_bytes`: all of them when they fit, else what

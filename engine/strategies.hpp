@@ -28,8 +28,4 @@ std::vector<int64_t> coreset_picks(Backend& backend, const SelectOptions& option
                                    const std::vector<int64_t>& candidates, int64_t best_candidate,
                                    PickTaker& taker);
 
-/// Working memory of a center search per candidate (its distance, row, and BADGE's norm and
-/// argmax), for the memory budget.
-inline constexpr int64_t kCenterSearchBytesPerRow = 32;
-
 }  // namespace quarry::engine

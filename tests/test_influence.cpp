@@ -464,7 +464,8 @@ TEST_P(Influence, CoresetChunkedEqualsInMemory) {
     // Room for the candidates' ranking and distances, and for a tenth of the embeddings.
     resources_->set_memory_budget(static_cast<std::size_t>(
         resources_->backend().working_bytes_fixed(engine::ScoreProblem{view, opt.scoring}, n) +
-        n * 32 + n * dim * static_cast<int64_t>(dtype_size(dtype)) / 10));
+        n * engine::kCenterSearchBytesPerRow +
+        n * dim * static_cast<int64_t>(dtype_size(dtype)) / 10));
     EXPECT_EQ(select(*resources_, view, opt).indices, whole.indices);
   }
 }
