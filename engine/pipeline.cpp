@@ -320,9 +320,8 @@ std::vector<Pick> center_search_picks(Backend& backend, const ScoreProblem& prob
     for (int64_t r : rows) labeled += std::binary_search(candidates.begin(), candidates.end(), r);
     if (m - labeled < picks_wanted)
       throw InvalidArgument("core-set: " + std::to_string(picks_wanted) +
-                            " picks asked for, but "
-                            "only " +
-                            std::to_string(m - labeled) + " candidates are not labeled already");
+                            " picks asked for, but only " + std::to_string(m - labeled) +
+                            " candidates are not labeled already");
   }
   PickTaker taker = budgeted ? PickTaker(costs_of(options), budget, candidates, picks_wanted)
                              : PickTaker(picks_wanted);

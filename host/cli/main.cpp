@@ -461,7 +461,7 @@ int main(int argc, char** argv) {
                              "strategy)");
   select_cmd->add_option("--embeddings", flags.embeddings_path,
                          "EMB.npy [N, D] float: spread the picks over k-means clusters of the top "
-                         "candidates");
+                         "candidates, or the space to cover with --strategy coreset");
   select_cmd->add_option("--candidates", flags.candidates,
                          "top rows by score to choose among: k-means diversity (default 10*k), "
                          "badge and coreset (default every row), --exact-budget (default 1000)");
@@ -469,7 +469,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   select_cmd
       ->add_option("--explore", flags.explore,
-                   "fraction of the k picks drawn at random from the rest (0 <= EPS < 1)")
+                   "fraction of the k picks (or of the --budget) drawn at random from the rest "
+                   "(0 <= EPS < 1)")
       ->capture_default_str();
   select_cmd->add_option("--seed", flags.seed, "seed for k-means++, BADGE and exploration")
       ->capture_default_str();
