@@ -7,6 +7,8 @@
 #include <string>
 #include <unordered_set>
 
+#include "engine/budget.hpp"
+#include "engine/strategies.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
 
@@ -21,6 +23,19 @@ static_assert(static_cast<int>(MeasureId::variation_ratio) ==
 
 std::string name(Measure m) {
   return std::string(to_string(m));
+}
+
+// Checks a [rows, D] float matrix of `what` ("embeddings", "features") against the pool's rows.
+void validate_row_matrix(const EmbeddingView& e, int64_t rows, const std::string& what) {
+  if (e.data == nullptr) throw InvalidArgument(what + " data is a null pointer");
+  if (e.rows != rows)
+    throw InvalidArgument(what + " have " + std::to_string(e.rows) + " rows but the pool has " +
+                          std::to_string(rows));
+  if (e.dim < 1) throw InvalidArgument(what + " need at least one dimension (D = 0)");
+  if (e.row_stride < e.dim) throw InvalidArgument(what + " row stride is smaller than D");
+  if (e.dtype != DType::f32 && e.dtype != DType::f16 && e.dtype != DType::bf16)
+    throw InvalidArgument(what + " must be f32, f16 or bf16, not " +
+                          std::string(to_string(e.dtype)));
 }
 
 }  // namespace
@@ -58,6 +73,11 @@ void validate(const PoolView& pool, const ScoreOptions& options) {
   if (options.logits && !(std::isfinite(options.temperature) && options.temperature > 0.0f))
     throw InvalidArgument("temperature must be finite and > 0, got " +
                           std::to_string(options.temperature));
+  if (needs_features(options.measure) && !options.features)
+    throw InvalidArgument(name(options.measure) +
+                          " needs the penultimate-layer features of the pool rows (--features "
+                          "FEAT.npy, ScoreOptions::features)");
+  if (options.features) validate_row_matrix(*options.features, pool.rows, "features");
 }
 
 void throw_bad_row(BadRow bad, int64_t row_offset) {
@@ -74,6 +94,8 @@ void throw_bad_row(BadRow bad, int64_t row_offset) {
     throw InvalidInput(row + "probabilities do not sum to 1 (tolerance 1e-3)" + logits_hint,
                        bad.row);
   if (f & kernels::kBadVote) throw InvalidInput(row + "vote outside [-1, classes)", bad.row);
+  if (f & kernels::kBadFeature)
+    throw InvalidInput("features " + row + "non-finite value (NaN or Inf)", bad.row);
   throw InvalidInput(row + "invalid data", bad.row);
 }
 
@@ -120,12 +142,33 @@ PoolView converted(const PoolView& part, std::vector<float>& buffer) {
   return view;
 }
 
+// Rows [first, first + count) of a scoring problem: the pool's, and the features' with them.
+ScoreProblem slice(const ScoreProblem& problem, int64_t first, int64_t count) {
+  ScoreProblem part{rows_of(problem.pool, first, count), problem.options,
+                    problem.row_offset + first};
+  if (EmbeddingView* f = part.options.features ? &*part.options.features : nullptr) {
+    f->data = static_cast<const char*>(f->data) +
+              first * f->row_stride * static_cast<int64_t>(dtype_size(f->dtype));
+    f->rows = count;
+  }
+  return part;
+}
+
+// A slice whose pool the backends can read: f64 rows converted into `buffer`.
+ScoreProblem backend_slice(const ScoreProblem& problem, int64_t first, int64_t count,
+                           std::vector<float>& buffer) {
+  ScoreProblem part = slice(problem, first, count);
+  part.pool = converted(part.pool, buffer);
+  return part;
+}
+
 // Rows per chunk so that the backend's working memory for `count` results stays in the budget.
 int64_t rows_per_chunk(const Backend& backend, const ScoreProblem& problem, int64_t count) {
   const std::size_t budget =
       backend.memory_budget ? backend.memory_budget : backend.default_memory_budget();
   const auto per_row =
-      static_cast<std::size_t>(backend.working_bytes_per_row(backend_pool(problem.pool)));
+      static_cast<std::size_t>(backend.working_bytes_per_row(backend_pool(problem.pool)) +
+                               backend.working_bytes_per_feature_row(problem));
   const auto fixed = static_cast<std::size_t>(backend.working_bytes_fixed(problem, count));
   if (budget < fixed + per_row)
     throw InvalidArgument("the memory budget of " + std::to_string(budget) +
@@ -175,9 +218,7 @@ Ranked rank(Backend& backend, const ScoreProblem& problem, int64_t count) {
   std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t rows = std::min(chunk, n - r0);
-    const ScoreProblem part{converted(rows_of(problem.pool, r0, rows), buffer), problem.options,
-                            problem.row_offset + r0};
-    Ranked top = backend.top(part, std::min(count, rows));
+    Ranked top = backend.top(backend_slice(problem, r0, rows, buffer), std::min(count, rows));
     for (int64_t& row : top.indices) row += r0;
     best = r0 == 0 ? std::move(top) : merge_ranked(best, top, count);
     report(backend, r0 + rows, n);
@@ -195,25 +236,12 @@ void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, 
   std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk) {
     const int64_t rows = std::min(chunk, pool.rows - r0);
-    backend.score(ScoreProblem{converted(rows_of(pool, r0, rows), buffer), options, r0},
-                  scores_out + r0);
+    backend.score(backend_slice(problem, r0, rows, buffer), scores_out + r0);
     report(backend, r0 + rows, pool.rows);
   }
 }
 
 namespace {
-
-void validate_embeddings(const EmbeddingView& e, const PoolView& pool) {
-  if (e.data == nullptr) throw InvalidArgument("embeddings data is a null pointer");
-  if (e.rows != pool.rows)
-    throw InvalidArgument("embeddings have " + std::to_string(e.rows) + " rows but the pool has " +
-                          std::to_string(pool.rows));
-  if (e.dim < 1) throw InvalidArgument("embeddings need at least one dimension (D = 0)");
-  if (e.row_stride < e.dim) throw InvalidArgument("embedding row stride is smaller than D");
-  if (e.dtype != DType::f32 && e.dtype != DType::f16 && e.dtype != DType::bf16)
-    throw InvalidArgument("embeddings must be f32, f16 or bf16, not " +
-                          std::string(to_string(e.dtype)));
-}
 
 void validate_kmeans(const KMeansOptions& options, int64_t k, int64_t dim) {
   if (options.iterations < 0) throw InvalidArgument("k-means iterations must be >= 0");
@@ -227,7 +255,11 @@ void validate_kmeans(const KMeansOptions& options, int64_t k, int64_t dim) {
 std::vector<int64_t> draw_unpicked(int64_t n, std::vector<int64_t> taken, int64_t count,
                                    uint64_t seed) {
   std::sort(taken.begin(), taken.end());
+  taken.erase(std::unique(taken.begin(), taken.end()), taken.end());
   const int64_t free_rows = n - static_cast<int64_t>(taken.size());
+  if (free_rows < count)
+    throw InvalidArgument(std::to_string(count) + " rows to explore, but only " +
+                          std::to_string(free_rows) + " are neither picked nor labeled");
   std::mt19937_64 rng(seed);
   std::unordered_set<int64_t> drawn;
   for (int64_t j = free_rows - count; j < free_rows; ++j) {
@@ -248,80 +280,251 @@ std::vector<int64_t> draw_unpicked(int64_t n, std::vector<int64_t> taken, int64_
 
 }  // namespace
 
+namespace {
+
+// One pick as Selection lists it.
+struct Pick {
+  int64_t row;
+  float score;
+  PickReason reason;
+  int32_t cluster;
+};
+
+// Diversity: the best of each k-means cluster of the top candidates, in candidate (rank) order.
+std::vector<Pick> diversity_picks(Backend& backend, const ScoreProblem& problem,
+                                  const SelectOptions& options, int64_t clusters) {
+  const EmbeddingView& emb = *options.embeddings;
+  if (options.candidates < 0 || (options.candidates > 0 && options.candidates < clusters))
+    throw InvalidArgument("the number of candidates (" + std::to_string(options.candidates) +
+                          ") must be at least the number of clusters (" + std::to_string(clusters) +
+                          ")");
+  const int64_t m =
+      std::min(problem.pool.rows, options.candidates > 0 ? options.candidates : 10 * clusters);
+  validate_kmeans(options.kmeans, clusters, emb.dim);
+  const Ranked candidates = rank(backend, problem, m);
+  const KMeansResult km = backend.kmeans(emb, &candidates.indices, clusters, options.kmeans);
+  // Candidates are in rank order: the first one seen in a cluster is its best.
+  std::vector<char> cluster_done(clusters, 0), picked(m, 0);
+  int64_t count = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    const int32_t c = km.assignments[i];
+    if (!cluster_done[c]) {
+      cluster_done[c] = picked[i] = 1;
+      ++count;
+    }
+  }
+  // Clusters left empty are made up from the next-best candidates not yet picked.
+  for (int64_t i = 0; i < m && count < clusters; ++i)
+    if (!picked[i]) {
+      picked[i] = 2;
+      ++count;
+    }
+  std::vector<Pick> picks;
+  for (int64_t i = 0; i < m; ++i)
+    if (picked[i])
+      picks.push_back({candidates.indices[i], candidates.scores[i],
+                       picked[i] == 1 ? PickReason::cluster : PickReason::rank, km.assignments[i]});
+  return picks;
+}
+
+void check_fits_memory_budget(const Backend& backend, int64_t bytes, const std::string& what) {
+  const std::size_t budget =
+      backend.memory_budget ? backend.memory_budget : backend.default_memory_budget();
+  if (static_cast<std::size_t>(bytes) > budget)
+    throw InvalidArgument(what + " needs " + std::to_string(bytes) +
+                          " bytes of working memory, over the memory budget of " +
+                          std::to_string(budget) + " bytes; lower --candidates");
+}
+
+// BADGE or core-set over the top candidates (every row by default), in the strategy's order.
+std::vector<Pick> center_search_picks(Backend& backend, const ScoreProblem& problem,
+                                      const SelectOptions& options, int64_t picks_wanted,
+                                      bool budgeted, double budget) {
+  const int64_t n = problem.pool.rows;
+  if (options.candidates < 0 ||
+      (!budgeted && options.candidates > 0 && options.candidates < picks_wanted))
+    throw InvalidArgument("the number of candidates (" + std::to_string(options.candidates) +
+                          ") must be at least the number of picks (" +
+                          std::to_string(picks_wanted) + ")");
+  const int64_t m = options.candidates > 0 ? std::min(n, options.candidates) : n;
+  const bool badge = options.strategy == Strategy::badge;
+  // BADGE reads the candidates' probabilities in place, where f64 would need a converted copy.
+  if (badge && problem.pool.dtype == DType::f64)
+    throw InvalidArgument(
+        "BADGE reads float32, float16 or bfloat16 probabilities; convert the "
+        "float64 pool to float32");
+  check_fits_memory_budget(backend, m * kCenterSearchBytesPerRow,
+                           badge ? "BADGE over " + std::to_string(m) + " candidates"
+                                 : "core-set over " + std::to_string(m) + " candidates");
+  const Ranked ranked = rank(backend, problem, m);
+  // Candidates in row order, with their scores.
+  std::vector<std::pair<int64_t, float>> by_row(m);
+  for (int64_t i = 0; i < m; ++i) by_row[i] = {ranked.indices[i], ranked.scores[i]};
+  std::sort(by_row.begin(), by_row.end());
+  std::vector<int64_t> candidates(m);
+  for (int64_t i = 0; i < m; ++i) candidates[i] = by_row[i].first;
+  if (!badge && !budgeted) {
+    int64_t labeled = 0;
+    std::vector<int64_t> rows = options.labeled_rows;
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    for (int64_t r : rows) labeled += std::binary_search(candidates.begin(), candidates.end(), r);
+    if (m - labeled < picks_wanted)
+      throw InvalidArgument("core-set: " + std::to_string(picks_wanted) +
+                            " picks asked for, but only " + std::to_string(m - labeled) +
+                            " candidates are not labeled already");
+  }
+  PickTaker taker = budgeted ? PickTaker(costs_of(options), budget, candidates, picks_wanted)
+                             : PickTaker(picks_wanted);
+  const std::vector<int64_t> rows =
+      badge ? badge_picks(backend, problem.pool, options, candidates, taker)
+            : coreset_picks(backend, options, candidates, ranked.indices[0], taker);
+  std::vector<Pick> picks;
+  for (int64_t row : rows) {
+    const auto at = std::lower_bound(by_row.begin(), by_row.end(),
+                                     std::pair<int64_t, float>{row, -kernels::kInf});
+    picks.push_back({row, at->second, badge ? PickReason::badge : PickReason::coreset, -1});
+  }
+  return picks;
+}
+
+// Checks the strategy's own inputs: features for BADGE, embeddings and labeled rows for core-set.
+void validate_strategy(const PoolView& pool, const SelectOptions& options) {
+  if (options.embeddings) validate_row_matrix(*options.embeddings, pool.rows, "embeddings");
+  if (options.strategy == Strategy::badge) {
+    if (!options.scoring.features)
+      throw InvalidArgument(
+          "BADGE needs the penultimate-layer features of the pool rows "
+          "(--features FEAT.npy, ScoreOptions::features)");
+    if (pool.is_votes() || pool.members != 1)
+      throw InvalidArgument(
+          "BADGE needs a single model's probabilities [N, C], not a committee "
+          "or votes");
+    if (options.scoring.logits)
+      throw InvalidArgument("BADGE needs probabilities, not logits: apply the softmax first");
+    if (options.embeddings)
+      throw InvalidArgument(
+          "BADGE works on gradient embeddings made from the features; "
+          "--embeddings (SelectOptions::embeddings) does not apply to it");
+  }
+  if (options.strategy == Strategy::coreset && !options.embeddings)
+    throw InvalidArgument(
+        "core-set needs the embeddings of the pool rows (--embeddings EMB.npy, "
+        "SelectOptions::embeddings)");
+  const bool labeled = !options.labeled_rows.empty() || options.labeled_embeddings;
+  if (labeled && options.strategy != Strategy::coreset)
+    throw InvalidArgument(
+        "labeled rows (--labeled, SelectOptions::labeled_*) apply to "
+        "--strategy coreset");
+  for (int64_t r : options.labeled_rows)
+    if (r < 0 || r >= pool.rows)
+      throw InvalidArgument("labeled row " + std::to_string(r) + " is outside the pool's " +
+                            std::to_string(pool.rows) + " rows");
+  if (const auto& l = options.labeled_embeddings) {
+    validate_row_matrix(*l, l->rows, "labeled embeddings");
+    if (l->dim != options.embeddings->dim)
+      throw InvalidArgument(
+          "labeled embeddings have D = " + std::to_string(l->dim) +
+          " but the pool's embeddings have D = " + std::to_string(options.embeddings->dim));
+    if (l->space != MemorySpace::host)
+      throw InvalidArgument("labeled embeddings must be in host memory");
+  }
+}
+
+}  // namespace
+
 Selection select(Backend& backend, const PoolView& pool, const SelectOptions& options) {
   validate(pool, options.scoring);
+  validate_strategy(pool, options);
+  const bool budgeted = has_budget(options);
+  if (budgeted) validate_budget(pool.rows, options);
   const int64_t k = options.k;
-  if (k < 1 || k > pool.rows)
+  // With a budget, k is optional: the most picks a batch strategy may take.
+  if (k < (budgeted ? 0 : 1) || k > pool.rows)
     throw InvalidArgument("k must be between 1 and the number of rows (" +
                           std::to_string(pool.rows) + "), got " + std::to_string(k));
   if (!(options.explore >= 0.0 && options.explore < 1.0))
     throw InvalidArgument("the exploration fraction must be in [0, 1), got " +
                           std::to_string(options.explore));
   if (options.kmeans.iterations < 0) throw InvalidArgument("k-means iterations must be >= 0");
-  const int64_t explore_picks = std::llround(options.explore * static_cast<double>(k));
-  const int64_t rank_picks = k - explore_picks;
+  // Exploration takes a share of k, or with a budget a share of the budget.
+  const int64_t explore_picks =
+      budgeted ? 0 : std::llround(options.explore * static_cast<double>(k));
+  const int64_t strategy_picks = k - explore_picks;
+  const double strategy_budget = options.budget * (1.0 - options.explore);
   const ScoreProblem problem{pool, options.scoring};
   Selection sel;
-  auto add = [&](int64_t row, float score, PickReason reason, int32_t cluster) {
-    sel.indices.push_back(row);
-    sel.scores.push_back(score);
-    sel.reasons.push_back(reason);
-    sel.clusters.push_back(cluster);
+  auto add = [&](const Pick& p) {
+    sel.indices.push_back(p.row);
+    sel.scores.push_back(p.score);
+    sel.reasons.push_back(p.reason);
+    sel.clusters.push_back(p.cluster);
+  };
+  // Takes batch picks in their order, while they fit the budget.
+  auto add_within_budget = [&](const std::vector<Pick>& picks) {
+    std::vector<int64_t> rows;
+    for (const Pick& p : picks) rows.push_back(p.row);
+    PickTaker taker = budgeted ? PickTaker(costs_of(options), strategy_budget, rows, strategy_picks)
+                               : PickTaker(strategy_picks);
+    for (const Pick& p : picks)
+      if (taker.offer(p.row)) add(p);
+    sel.cost_spent = taker.spent();
   };
 
-  if (options.embeddings && rank_picks > 0) {
-    const EmbeddingView& emb = *options.embeddings;
-    validate_embeddings(emb, pool);
-    if (options.candidates < 0 || (options.candidates > 0 && options.candidates < rank_picks))
-      throw InvalidArgument("the number of candidates (" + std::to_string(options.candidates) +
-                            ") must be at least the number of clusters (" +
-                            std::to_string(rank_picks) + ")");
-    const int64_t m =
-        std::min(pool.rows, options.candidates > 0 ? options.candidates : 10 * rank_picks);
-    validate_kmeans(options.kmeans, rank_picks, emb.dim);
-    const Ranked candidates = rank(backend, problem, m);
-    const KMeansResult km = backend.kmeans(emb, &candidates.indices, rank_picks, options.kmeans);
-    // Candidates are in rank order: the first one seen in a cluster is its best.
-    std::vector<char> cluster_done(rank_picks, 0), picked(m, 0);
-    int64_t count = 0;
-    for (int64_t i = 0; i < m; ++i) {
-      const int32_t c = km.assignments[i];
-      if (!cluster_done[c]) {
-        cluster_done[c] = picked[i] = 1;
-        ++count;
-      }
+  if (options.strategy != Strategy::rank && (budgeted || strategy_picks > 0)) {
+    add_within_budget(
+        center_search_picks(backend, problem, options, strategy_picks, budgeted, strategy_budget));
+  } else if (options.embeddings && (budgeted || strategy_picks > 0)) {
+    // Under a budget without k, as many clusters as the budget could buy rows.
+    const int64_t clusters =
+        !budgeted ? strategy_picks
+                  : (k > 0 ? k : affordable_count(costs_of(options), strategy_budget));
+    if (clusters > 0)
+      add_within_budget(diversity_picks(backend, problem, options, clusters));
+    else
+      rank(backend, problem, 1);  // scoring validates the pool
+  } else if (budgeted) {
+    BudgetPicks picks;
+    if (options.exact_budget) {
+      const int64_t m = std::min(pool.rows, options.candidates > 0 ? options.candidates : 1000);
+      const std::size_t table_limit =
+          backend.memory_budget ? backend.memory_budget : std::size_t{4} << 30;
+      picks = exact_within_budget(rank(backend, problem, m), costs_of(options), strategy_budget,
+                                  table_limit);
+    } else {
+      std::vector<float> scores(pool.rows);
+      score(backend, pool, options.scoring, scores.data());
+      picks = greedy_within_budget(scores, costs_of(options), strategy_budget);
     }
-    // Clusters left empty are made up from the next-best candidates not yet picked.
-    for (int64_t i = 0; i < m && count < rank_picks; ++i)
-      if (!picked[i]) {
-        picked[i] = 2;
-        ++count;
-      }
-    for (int64_t i = 0; i < m; ++i)
-      if (picked[i])
-        add(candidates.indices[i], candidates.scores[i],
-            picked[i] == 1 ? PickReason::cluster : PickReason::rank, km.assignments[i]);
+    for (size_t i = 0; i < picks.rows.size(); ++i)
+      add({picks.rows[i], picks.scores[i], PickReason::rank, -1});
+    sel.cost_spent = picks.spent;
   } else {
     // Ranked even when every pick is explored: scoring the pool is what validates it.
-    const Ranked top = rank(backend, problem, std::max<int64_t>(rank_picks, 1));
-    for (int64_t i = 0; i < rank_picks; ++i)
-      add(top.indices[i], top.scores[i], PickReason::rank, -1);
+    const Ranked top = rank(backend, problem, std::max<int64_t>(strategy_picks, 1));
+    for (int64_t i = 0; i < strategy_picks; ++i)
+      add({top.indices[i], top.scores[i], PickReason::rank, -1});
   }
 
-  if (explore_picks > 0) {
-    std::vector<int64_t> rows = draw_unpicked(pool.rows, sel.indices, explore_picks, options.seed);
+  if (explore_picks > 0 || (budgeted && options.explore > 0)) {
+    // Neither picked nor labeled already.
+    std::vector<int64_t> excluded = sel.indices;
+    excluded.insert(excluded.end(), options.labeled_rows.begin(), options.labeled_rows.end());
+    std::vector<int64_t> rows =
+        budgeted
+            ? explore_within_budget(pool.rows, excluded, costs_of(options),
+                                    options.budget - strategy_budget, options.seed, sel.cost_spent)
+            : draw_unpicked(pool.rows, excluded, explore_picks, options.seed);
     // Exploration picks are few: score each one again rather than keep every row's score.
     std::vector<float> scores(rows.size()), buffer;
     for (size_t i = 0; i < rows.size(); ++i)
-      backend.score(
-          ScoreProblem{converted(rows_of(pool, rows[i], 1), buffer), options.scoring, rows[i]},
-          &scores[i]);
+      backend.score(backend_slice(problem, rows[i], 1, buffer), &scores[i]);
     std::vector<int64_t> order(rows.size());
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
       return scores[a] > scores[b] || (scores[a] == scores[b] && rows[a] < rows[b]);
     });
-    for (int64_t i : order) add(rows[i], scores[i], PickReason::exploration, -1);
+    for (int64_t i : order) add({rows[i], scores[i], PickReason::exploration, -1});
   }
   return sel;
 }

@@ -119,12 +119,13 @@ PoolSpec pool_from_array(const ArrayView& array, std::optional<Measure> measure,
   return PoolSpec{view, chosen};
 }
 
-EmbeddingView embeddings_from_array(const ArrayView& array, std::string_view name_view) {
+EmbeddingView embeddings_from_array(const ArrayView& array, std::string_view name_view,
+                                    std::string_view what) {
   const std::string name(name_view);
   if (array.shape.size() != 2 || is_integer(array.dtype))
-    throw InvalidArgument(name + ": embeddings must be a 2-D float array [N, D], got " +
-                          std::string(to_string(array.dtype)) + " shape " +
-                          shape_string(array.shape));
+    throw InvalidArgument(
+        name + ": " + std::string(what) + " must be a 2-D float array [N, D], got " +
+        std::string(to_string(array.dtype)) + " shape " + shape_string(array.shape));
   check_strides(array, false, name);
   EmbeddingView view =
       EmbeddingView::matrix(array.data, array.dtype, array.shape[0], array.shape[1], array.space);
