@@ -122,6 +122,24 @@ void BM_CpuSelectDiverse(benchmark::State& state) {
   state.SetLabel("candidates " + std::to_string(10 * k) + ", D " + std::to_string(dim));
 }
 
+// egl over [rows, classes] probabilities and [rows, D] features: both read once.
+void BM_CpuEgl(benchmark::State& state) {
+  const int64_t n = state.range(0), c = state.range(1), dim = state.range(2);
+  const auto pool = probabilities(n, c);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  std::vector<float> features(n * dim);
+  for (float& v : features) v = normal(rng);
+  Resources cpu(Device::cpu);
+  std::vector<float> scores(n);
+  ScoreOptions opt;
+  opt.measure = Measure::egl;
+  opt.features = EmbeddingView::matrix(features.data(), DType::f32, n, dim);
+  for (auto _ : state)
+    score(cpu, PoolView::matrix(pool.data(), DType::f32, n, c), opt, scores.data());
+  state.SetBytesProcessed(state.iterations() * n * (c + dim) * 4);
+}
+
 BENCHMARK(BM_CpuRead)->Args({1'000'000, 100})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CpuScore)
     ->Args({100'000, 1000, static_cast<int>(Measure::entropy), 0})
@@ -132,6 +150,7 @@ BENCHMARK(BM_CpuScore)
     ->Args({1'000'000, 100, static_cast<int>(Measure::entropy), 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(BM_CpuEgl)->Args({1'000'000, 100, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CpuSelect)->Args({1'000'000, 100, 1000})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CpuCommittee)
     ->Args({5, 200'000, 100, static_cast<int>(Measure::bald), 0})

@@ -364,6 +364,45 @@ void BM_CudaKMeans(benchmark::State& state) {
   }
 }
 
+// Influence and coverage over a device-resident [rows, classes] pool with [rows, D] features:
+// egl + top-1000 (job 0), BADGE (1) and core-set from no labeled rows (2), k picks.
+void BM_CudaInfluence(benchmark::State& state) {
+  if (!have_gpu()) return state.SkipWithError("no CUDA device");
+  const int64_t rows = state.range(0), classes = state.range(1), dim = state.range(2);
+  const int64_t job = state.range(3), k = state.range(4);
+  try {
+    DevicePool pool(rows, classes, DType::f32, false);
+    float* features = nullptr;
+    BENCH_CUDA(cudaMalloc(&features, rows * dim * sizeof(float)));
+    fill_normal<<<static_cast<unsigned>((rows * dim + 255) / 256), 256>>>(features, rows * dim, 5);
+    BENCH_CUDA(cudaGetLastError());
+    BENCH_CUDA(cudaDeviceSynchronize());
+    Resources gpu(Device::cuda);
+    SelectOptions opt;
+    opt.k = k;
+    const EmbeddingView h =
+        EmbeddingView::matrix(features, DType::f32, rows, dim, MemorySpace::device);
+    if (job == 0) {
+      opt.scoring.measure = Measure::egl;
+      opt.scoring.features = h;
+    } else if (job == 1) {
+      opt.strategy = Strategy::badge;
+      opt.scoring.features = h;
+    } else {
+      opt.strategy = Strategy::coreset;
+      opt.embeddings = h;
+    }
+    const PoolView view =
+        PoolView::matrix(pool.data, DType::f32, rows, classes, MemorySpace::device);
+    run_timed(state, pool.bytes + rows * dim * sizeof(float),
+              [&] { benchmark::DoNotOptimize(select(gpu, view, opt)); });
+    state.SetLabel(job == 0 ? "egl" : job == 1 ? "badge" : "coreset");
+    cudaFree(features);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 constexpr int kF32 = static_cast<int>(DType::f32), kF16 = static_cast<int>(DType::f16),
               kBF16 = static_cast<int>(DType::bf16);
 constexpr int kEntropy = static_cast<int>(Measure::entropy),
@@ -404,6 +443,14 @@ BENCHMARK(BM_CudaKMeans)
     ->Args({1'000'000, 256, 10'000, 5, 0})
     ->Args({100'000, 256, 1000, 20, 1})
     ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CudaInfluence)
+    ->ArgNames({"rows", "C", "D", "job", "k"})
+    ->Args({1'000'000, 100, 768, 0, 1000})
+    ->Args({1'000'000, 100, 768, 1, 100})
+    ->Args({1'000'000, 100, 768, 2, 100})
+    ->UseManualTime()
+    ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_CudaTopK)
     ->ArgNames({"n", "k"})

@@ -42,6 +42,35 @@ struct BadRow {
   }
 };
 
+/// Greedy center selection over a list of candidate rows (ascending pool rows), keeping each
+/// candidate's squared distance to its nearest center where the backend computes (device memory
+/// on CUDA). Core-set measures Euclidean distance between embeddings; BADGE between gradient
+/// embeddings g = (p - e_argmax) (x) h, through |g_i - g_j|^2 = a_i + a_j - 2 <q_i, q_j> <h_i, h_j>
+/// with q = p - e_argmax and a = |q|^2 |h|^2, never forming g. Before the first center the
+/// distances are to the origin (|x|^2, or a), so farthest() is then the candidate of largest norm.
+/// Candidates are named by their position in the list.
+class CenterSearch {
+ public:
+  virtual ~CenterSearch() = default;
+  /// Makes these pool rows (any rows of the view, candidates or not) centers: each candidate's
+  /// distance becomes the smaller of it and its distance to them (the first call replaces the
+  /// distances to the origin), and candidates among them can no longer be picked.
+  virtual void add_rows(const std::vector<int64_t>& pool_rows) = 0;
+  /// Makes `count` points (host float32, [count, dim]) centers. Core-set only.
+  virtual void add_points(const float* points, int64_t count) = 0;
+  /// The candidate not yet made a center with the largest distance (the lowest position on ties),
+  /// or -1 when none is left.
+  virtual int64_t farthest() = 0;
+  /// k-means++'s draw: the candidate not yet made a center whose cumulative distance, summed in
+  /// double in candidate order, first exceeds u * (the total); when every distance is 0, the
+  /// lowest such candidate; -1 when none is left. 0 <= u < 1.
+  virtual int64_t draw(double u) = 0;
+};
+
+/// Working memory of a center search per candidate (its distance, row, BADGE's norm and argmax,
+/// and on CUDA the running sum of the draw), for the memory budget.
+inline constexpr int64_t kCenterSearchBytesPerRow = 40;
+
 /// Progress of a long job: rows scored so far out of the total.
 using ProgressCallback = std::function<void(int64_t rows_done, int64_t rows_total)>;
 
@@ -68,6 +97,8 @@ class Backend {
   /// the memory budget.
   virtual int64_t working_bytes_per_row(const PoolView& pool) const = 0;
   virtual int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const = 0;
+  /// Further bytes per row for the features of a measure that reads them (egl).
+  virtual int64_t working_bytes_per_feature_row(const ScoreProblem&) const { return 0; }
   /// The budget used when the caller sets none.
   virtual std::size_t default_memory_budget() const = 0;
   /// The most device memory the backend's pool has held (0 on the CPU).
@@ -88,6 +119,16 @@ class Backend {
   /// coordinate. This reads host memory; the CUDA backend also gathers device memory.
   virtual std::vector<float> gather_embeddings(const EmbeddingView& points,
                                                const std::vector<int64_t>& rows);
+
+  /// Core-set search over the candidate `rows` (ascending) of `points`. Arguments are checked by
+  /// the caller; non-finite coordinates throw InvalidInput naming the row.
+  virtual std::unique_ptr<CenterSearch> coreset_search(const EmbeddingView& points,
+                                                       std::vector<int64_t> rows) = 0;
+  /// BADGE search over the candidate `rows` (ascending) of a single model's probabilities (already
+  /// validated by scoring) and its features; non-finite features throw InvalidInput.
+  virtual std::unique_ptr<CenterSearch> badge_search(const PoolView& pool,
+                                                     const EmbeddingView& features,
+                                                     std::vector<int64_t> rows) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "engine/backend.hpp"
+#include "engine/cpu_clones.hpp"
+#include "engine/cpu_influence.hpp"
 #include "engine/kmeans_host.hpp"
 #include "engine/ranking.hpp"
 #include "kernels/measures.hpp"
@@ -37,20 +39,7 @@ constexpr double kLn2 = 0.693147180559945309;
 // conversions speed up the logits' exp), AVX2 and the baseline, and the loader picks one for the
 // machine (GCC function multiversioning). Lanes stay 8 wide: 512-bit vectors measured slower. The
 // row functions are inlined into them, so the constants of the polynomials are set up once per
-// range of rows, not once per row.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define QUARRY_CPU_CLONES \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define QUARRY_CPU_CLONES
-#endif
-#if defined(__GNUC__)
-#define QUARRY_ALWAYS_INLINE inline __attribute__((always_inline))
-#define QUARRY_NOINLINE __attribute__((noinline))
-#else
-#define QUARRY_ALWAYS_INLINE inline
-#define QUARRY_NOINLINE
-#endif
+// range of rows, not once per row. (QUARRY_CPU_CLONES: engine/cpu_clones.hpp.)
 
 // A row's last (end - begin) < kLanes values as a full vector, other lanes `fill`. Rows of at
 // least kLanes classes read the last kLanes values and mask the ones already counted: one
@@ -631,6 +620,13 @@ class CpuBackend final : public Backend {
     const PoolView& pool = problem.pool;
     const ScoreOptions& opt = problem.options;
     BadRow bad;
+    if (opt.measure == Measure::egl) {
+      if (opt.features->space != MemorySpace::host)
+        throw InvalidArgument("the CPU backend needs the features in host memory");
+      bad = score_egl_on_cpu(pool, opt, scores_out);
+      if (bad.row >= 0) throw_bad_row(bad, problem.row_offset);
+      return;
+    }
     switch (pool.dtype) {
       case DType::f32:
         bad = score_floats<float>(pool, opt, scores_out);
@@ -718,6 +714,20 @@ class CpuBackend final : public Backend {
     result.assignments.assign(labels.begin(), labels.end());
     for (float dist : distances) result.inertia += dist;
     return result;
+  }
+
+  std::unique_ptr<CenterSearch> coreset_search(const EmbeddingView& points,
+                                               std::vector<int64_t> rows) override {
+    if (points.space != MemorySpace::host)
+      throw InvalidArgument("the CPU backend needs the embeddings in host memory");
+    return make_cpu_coreset_search(points, std::move(rows));
+  }
+
+  std::unique_ptr<CenterSearch> badge_search(const PoolView& pool, const EmbeddingView& features,
+                                             std::vector<int64_t> rows) override {
+    if (pool.space != MemorySpace::host || features.space != MemorySpace::host)
+      throw InvalidArgument("the CPU backend needs the pool and features in host memory");
+    return make_cpu_badge_search(pool, features, std::move(rows));
   }
 
  private:

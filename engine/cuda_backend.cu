@@ -22,9 +22,12 @@
 #include <type_traits>
 
 #include "engine/backend.hpp"
+#include "engine/cuda_influence.cuh"
+#include "engine/cuda_memory.cuh"
 #include "engine/kmeans_host.hpp"
 #include "kernels/committee.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/egl.cuh"
 #include "kernels/kmeans.cuh"
 #include "kernels/measures.hpp"
 #include "kernels/score_rows.cuh"
@@ -38,97 +41,8 @@ namespace {
 using kernels::ElementType;
 using kernels::MeasureId;
 
-ElementType element_type(DType dtype) {
-  switch (dtype) {
-    case DType::f32:
-      return ElementType::f32;
-    case DType::f16:
-      return ElementType::f16;
-    case DType::bf16:
-      return ElementType::bf16;
-    case DType::i32:
-      return ElementType::i32;
-    case DType::i64:
-      return ElementType::i64;
-    case DType::f64:  // the pipeline hands backends f64 pools converted to f32
-      break;
-  }
-  throw InvalidArgument("unknown dtype");
-}
-
 struct ToDouble {
   __host__ __device__ double operator()(float v) const { return v; }
-};
-
-/// Device memory from the backend's pool. It holds exactly what the last call asked for (a larger
-/// block left over from an earlier call would count against this call's memory budget) and can be
-/// handed back early with release().
-class DeviceBuffer {
- public:
-  DeviceBuffer(cudaMemPool_t pool, cudaStream_t stream) : pool_(pool), stream_(stream) {}
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFreeAsync(ptr_, stream_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-  template <typename T = void>
-  T* ensure(std::size_t bytes) {
-    if (bytes != bytes_) {
-      release();
-      if (bytes > 0) QUARRY_CUDA_CHECK(cudaMallocFromPoolAsync(&ptr_, bytes, pool_, stream_));
-      bytes_ = bytes;
-    }
-    return static_cast<T*>(ptr_);
-  }
-  void release() {
-    if (ptr_ != nullptr) QUARRY_CUDA_CHECK(cudaFreeAsync(ptr_, stream_));
-    ptr_ = nullptr;
-    bytes_ = 0;
-  }
-
- private:
-  cudaMemPool_t pool_;
-  cudaStream_t stream_;
-  void* ptr_ = nullptr;
-  std::size_t bytes_ = 0;
-};
-
-/// Pinned host memory that grows on demand (page-locked, so copies from it run at full speed and
-/// asynchronously).
-struct PinnedBuffer {
-  char* data = nullptr;
-  std::size_t bytes = 0;
-  PinnedBuffer() = default;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  ~PinnedBuffer() {
-    if (data != nullptr) cudaFreeHost(data);
-  }
-  void ensure(std::size_t wanted) {
-    if (wanted <= bytes) return;
-    if (data != nullptr) QUARRY_CUDA_CHECK(cudaFreeHost(data));
-    data = nullptr;
-    bytes = 0;
-    QUARRY_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&data), wanted));
-    bytes = wanted;
-  }
-};
-
-/// Makes `device` current for the guard's lifetime and then restores the caller's device: a
-/// library call must not change which device its caller's CUDA calls go to.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    QUARRY_CUDA_CHECK(cudaGetDevice(&saved_));
-    if (saved_ != device) QUARRY_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(saved_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int saved_ = 0;
 };
 
 void check_cublas(cublasStatus_t status, const char* what) {
@@ -234,6 +148,15 @@ class CudaBackend final : public Backend {
         problem.pool.space == MemorySpace::host ? 2 * problem.pool.members * kSlabAlignBytes : 0;
     return count * 64 + committee + padding + (int64_t{16} << 20);
   }
+  // egl: each row's feature squares, and for host features the row in both staging slots.
+  int64_t working_bytes_per_feature_row(const ScoreProblem& problem) const override {
+    if (problem.options.measure != Measure::egl) return 0;
+    const EmbeddingView& f = *problem.options.features;
+    const int64_t staged = f.space == MemorySpace::host
+                               ? 2 * f.row_stride * static_cast<int64_t>(dtype_size(f.dtype))
+                               : 0;
+    return sizeof(double) + staged;
+  }
   std::size_t default_memory_budget() const override { return default_budget_; }
   void* cuda_stream() const override { return stream_; }
   void wait_for_stream(void* stream) override {
@@ -279,8 +202,7 @@ class CudaBackend final : public Backend {
                       const KMeansOptions& options) override {
     const DeviceGuard guard(device_);
     begin_call();
-    for (DeviceBuffer* buffer : {scores_.get(), staging_.get(), workspace_.get(), results_.get()})
-      buffer->release();
+    release_scoring_buffers();
     const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
     const int64_t dim = points.dim;
     if (n > INT32_MAX || k > INT32_MAX) throw InvalidArgument("k-means supports < 2^31 points");
@@ -404,6 +326,25 @@ class CudaBackend final : public Backend {
     return result;
   }
 
+  std::unique_ptr<CenterSearch> coreset_search(const EmbeddingView& points,
+                                               std::vector<int64_t> rows) override {
+    const DeviceGuard guard(device_);
+    begin_call();
+    release_scoring_buffers();
+    if (points.space == MemorySpace::device) check_device_pointer(points.data);
+    return make_cuda_coreset_search(context(), points, std::move(rows));
+  }
+
+  std::unique_ptr<CenterSearch> badge_search(const PoolView& pool, const EmbeddingView& features,
+                                             std::vector<int64_t> rows) override {
+    const DeviceGuard guard(device_);
+    begin_call();
+    release_scoring_buffers();
+    if (pool.space == MemorySpace::device) check_device_pointer(pool.data);
+    if (features.space == MemorySpace::device) check_device_pointer(features.data);
+    return make_cuda_badge_search(context(), pool, features, std::move(rows));
+  }
+
  private:
   void create(void* stream) {
     if (stream != nullptr) {
@@ -428,6 +369,7 @@ class CudaBackend final : public Backend {
     workspace_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     results_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     flag_ = std::make_unique<DeviceBuffer>(pool_, stream_);
+    feature_squares_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     description_ = "cuda:" + describe_cuda_device(device_);
     // Default budget: most of what is free now, leaving room for the context and other users.
     std::size_t free_bytes = 0, total_bytes = 0;
@@ -448,6 +390,7 @@ class CudaBackend final : public Backend {
     workspace_.reset();
     results_.reset();
     flag_.reset();
+    feature_squares_.reset();
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
     if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
     for (int slot = 0; slot < 2; ++slot) {
@@ -523,6 +466,13 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // The scoring pass's buffers, handed back before work that needs the budget for itself.
+  void release_scoring_buffers() {
+    for (DeviceBuffer* buffer :
+         {scores_.get(), staging_.get(), workspace_.get(), results_.get(), feature_squares_.get()})
+      buffer->release();
+  }
+
   // Waits for the stream and decodes the first bad row the kernels recorded in flag_.
   BadRow wait_for_first_bad() {
     const auto* first_bad = flag_->ensure<unsigned long long>(sizeof(unsigned long long));
@@ -545,11 +495,16 @@ class CudaBackend final : public Backend {
   // Launches the scoring kernel for `rows` rows of `view` (device memory), numbering them from
   // `row_offset` in error reports.
   void launch_scoring(const PoolView& view, const ScoreOptions& opt, int64_t rows,
-                      int64_t row_offset, float* scores, unsigned long long* first_bad) {
+                      int64_t row_offset, float* scores, unsigned long long* first_bad,
+                      const double* feature_squares) {
     const ElementType type = element_type(view.dtype);
     const auto measure = static_cast<MeasureId>(opt.measure);
     const float inv_temperature = opt.logits ? 1.0f / opt.temperature : 1.0f;
-    if (view.is_votes()) {
+    if (opt.measure == Measure::egl) {
+      kernels::launch_score_egl(view.data, type, opt.logits, inv_temperature, rows, view.classes,
+                                view.row_stride, feature_squares, row_offset, scores, first_bad,
+                                stream_);
+    } else if (view.is_votes()) {
       kernels::launch_score_votes(view.data, type, measure, view.members, rows, view.classes,
                                   view.member_stride, view.row_stride, row_offset, scores,
                                   first_bad, stream_);
@@ -574,14 +529,33 @@ class CudaBackend final : public Backend {
     float* scores = scores_->ensure<float>(pool.rows * sizeof(float));
     auto* first_bad = flag_->ensure<unsigned long long>(sizeof(unsigned long long));
     QUARRY_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof *first_bad, stream_));
+    // egl: the features' squares first, each row's in double.
+    double* squares = nullptr;
+    if (problem.options.measure == Measure::egl) {
+      const EmbeddingView& features = *problem.options.features;
+      if (features.space == MemorySpace::device) check_device_pointer(features.data);
+      squares = feature_squares_->ensure<double>(pool.rows * sizeof(double));
+      const int64_t block_rows = std::max<int64_t>(
+          1, static_cast<int64_t>(kStagingBytes) /
+                 std::max<int64_t>(features.row_stride * dtype_size(features.dtype), 1));
+      queue_feature_squares(context(), features, problem.row_offset, block_rows, squares,
+                            first_bad);
+    } else {
+      feature_squares_->release();
+    }
     if (pool.space == MemorySpace::device) {
       check_device_pointer(pool.data);
       staging_->release();
-      launch_scoring(pool, problem.options, pool.rows, problem.row_offset, scores, first_bad);
+      launch_scoring(pool, problem.options, pool.rows, problem.row_offset, scores, first_bad,
+                     squares);
     } else {
-      stream_host_pool(problem, scores, first_bad);
+      stream_host_pool(problem, scores, first_bad, squares);
     }
     return scores;
+  }
+
+  CudaContext context() const {
+    return {stream_, pool_, memory_budget != 0 ? memory_budget : default_budget_, device_};
   }
 
   // Scores a host pool a chunk of rows at a time through two staging slots, each a pinned host
@@ -590,7 +564,8 @@ class CudaBackend final : public Backend {
   // the copy engine moves it to the device on its own stream. A pool already in pinned memory is
   // copied to the device directly. A chunk's copy ends at its last element, never past the
   // caller's buffer; members-first committees ([M, N, ...]) travel as M slabs.
-  void stream_host_pool(const ScoreProblem& problem, float* scores, unsigned long long* first_bad) {
+  void stream_host_pool(const ScoreProblem& problem, float* scores, unsigned long long* first_bad,
+                        const double* feature_squares) {
     const PoolView& pool = problem.pool;
     const auto elem = static_cast<int64_t>(dtype_size(pool.dtype));
     const int64_t row_tail =
@@ -650,7 +625,8 @@ class CudaBackend final : public Backend {
       chunk.data = device;
       chunk.rows = rows;
       if (slabs) chunk.member_stride = slab_elems;
-      launch_scoring(chunk, problem.options, rows, problem.row_offset + r0, scores + r0, first_bad);
+      launch_scoring(chunk, problem.options, rows, problem.row_offset + r0, scores + r0, first_bad,
+                     feature_squares ? feature_squares + r0 : nullptr);
       QUARRY_CUDA_CHECK(cudaEventRecord(scored_[slot], stream_));
     }
   }
@@ -672,7 +648,7 @@ class CudaBackend final : public Backend {
   bool own_stream_ = false;
   cudaMemPool_t pool_ = nullptr;
   unsigned long long* host_flag_ = nullptr;
-  std::unique_ptr<DeviceBuffer> scores_, staging_, workspace_, results_, flag_;
+  std::unique_ptr<DeviceBuffer> scores_, staging_, workspace_, results_, flag_, feature_squares_;
   cublasHandle_t cublas_ = nullptr;
   std::size_t default_budget_ = 0;
   std::string description_;

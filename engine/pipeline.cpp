@@ -7,6 +7,8 @@
 #include <string>
 #include <unordered_set>
 
+#include "engine/budget.hpp"
+#include "engine/strategies.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
 
@@ -24,6 +26,19 @@ std::string name(Measure m) {
 }
 
 }  // namespace
+
+// Checks a [rows, D] float matrix of `what` ("embeddings", "features") against the pool's rows.
+void validate_row_matrix(const EmbeddingView& e, int64_t rows, const std::string& what) {
+  if (e.data == nullptr) throw InvalidArgument(what + " data is a null pointer");
+  if (e.rows != rows)
+    throw InvalidArgument(what + " have " + std::to_string(e.rows) + " rows but the pool has " +
+                          std::to_string(rows));
+  if (e.dim < 1) throw InvalidArgument(what + " need at least one dimension (D = 0)");
+  if (e.row_stride < e.dim) throw InvalidArgument(what + " row stride is smaller than D");
+  if (e.dtype != DType::f32 && e.dtype != DType::f16 && e.dtype != DType::bf16)
+    throw InvalidArgument(what + " must be f32, f16 or bf16, not " +
+                          std::string(to_string(e.dtype)));
+}
 
 void validate(const PoolView& pool, const ScoreOptions& options) {
   if (pool.data == nullptr) throw InvalidArgument("pool data is a null pointer");
@@ -58,6 +73,11 @@ void validate(const PoolView& pool, const ScoreOptions& options) {
   if (options.logits && !(std::isfinite(options.temperature) && options.temperature > 0.0f))
     throw InvalidArgument("temperature must be finite and > 0, got " +
                           std::to_string(options.temperature));
+  if (needs_features(options.measure) && !options.features)
+    throw InvalidArgument(name(options.measure) +
+                          " needs the penultimate-layer features of the pool rows (--features "
+                          "FEAT.npy, ScoreOptions::features)");
+  if (options.features) validate_row_matrix(*options.features, pool.rows, "features");
 }
 
 void throw_bad_row(BadRow bad, int64_t row_offset) {
@@ -74,6 +94,8 @@ void throw_bad_row(BadRow bad, int64_t row_offset) {
     throw InvalidInput(row + "probabilities do not sum to 1 (tolerance 1e-3)" + logits_hint,
                        bad.row);
   if (f & kernels::kBadVote) throw InvalidInput(row + "vote outside [-1, classes)", bad.row);
+  if (f & kernels::kBadFeature)
+    throw InvalidInput("features " + row + "non-finite value (NaN or Inf)", bad.row);
   throw InvalidInput(row + "invalid data", bad.row);
 }
 
@@ -112,12 +134,33 @@ PoolView converted(const PoolView& part, std::vector<float>& buffer) {
   return view;
 }
 
+// Rows [first, first + count) of a scoring problem: the pool's, and the features' with them.
+ScoreProblem slice(const ScoreProblem& problem, int64_t first, int64_t count) {
+  ScoreProblem part{rows_of(problem.pool, first, count), problem.options,
+                    problem.row_offset + first};
+  if (EmbeddingView* f = part.options.features ? &*part.options.features : nullptr) {
+    f->data = static_cast<const char*>(f->data) +
+              first * f->row_stride * static_cast<int64_t>(dtype_size(f->dtype));
+    f->rows = count;
+  }
+  return part;
+}
+
+// A slice whose pool the backends can read: f64 rows converted into `buffer`.
+ScoreProblem backend_slice(const ScoreProblem& problem, int64_t first, int64_t count,
+                           std::vector<float>& buffer) {
+  ScoreProblem part = slice(problem, first, count);
+  part.pool = converted(part.pool, buffer);
+  return part;
+}
+
 // Rows per chunk so that the backend's working memory for `count` results stays in the budget.
 int64_t rows_per_chunk(const Backend& backend, const ScoreProblem& problem, int64_t count) {
   const std::size_t budget =
       backend.memory_budget ? backend.memory_budget : backend.default_memory_budget();
   const auto per_row =
-      static_cast<std::size_t>(backend.working_bytes_per_row(backend_pool(problem.pool)));
+      static_cast<std::size_t>(backend.working_bytes_per_row(backend_pool(problem.pool)) +
+                               backend.working_bytes_per_feature_row(problem));
   const auto fixed = static_cast<std::size_t>(backend.working_bytes_fixed(problem, count));
   if (budget < fixed + per_row)
     throw InvalidArgument("the memory budget of " + std::to_string(budget) +
@@ -177,9 +220,7 @@ Ranked rank(Backend& backend, const ScoreProblem& problem, int64_t count) {
   std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t rows = std::min(chunk, n - r0);
-    const ScoreProblem part{converted(rows_of(problem.pool, r0, rows), buffer), problem.options,
-                            problem.row_offset + r0};
-    Ranked top = backend.top(part, std::min(count, rows));
+    Ranked top = backend.top(backend_slice(problem, r0, rows, buffer), std::min(count, rows));
     for (int64_t& row : top.indices) row += r0;
     best = r0 == 0 ? std::move(top) : merge_ranked(best, top, count);
     report(backend, r0 + rows, n);
@@ -196,9 +237,7 @@ void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, 
   std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk) {
     const int64_t rows = std::min(chunk, pool.rows - r0);
-    backend.score(
-        ScoreProblem{converted(rows_of(pool, r0, rows), buffer), options, row_offset + r0},
-        scores_out + r0);
+    backend.score(backend_slice(problem, r0, rows, buffer), scores_out + r0);
     report(backend, r0 + rows, pool.rows);
   }
 }
@@ -207,21 +246,9 @@ float score_row(Backend& backend, const PoolView& pool, int64_t row, const Score
                 int64_t global_row) {
   std::vector<float> buffer;
   float score = 0;
-  backend.score(ScoreProblem{converted(rows_of(pool, row, 1), buffer), options, global_row},
+  backend.score(backend_slice(ScoreProblem{pool, options, global_row - row}, row, 1, buffer),
                 &score);
   return score;
-}
-
-void validate_embeddings(const EmbeddingView& e, int64_t rows) {
-  if (e.data == nullptr) throw InvalidArgument("embeddings data is a null pointer");
-  if (e.rows != rows)
-    throw InvalidArgument("embeddings have " + std::to_string(e.rows) + " rows but the pool has " +
-                          std::to_string(rows));
-  if (e.dim < 1) throw InvalidArgument("embeddings need at least one dimension (D = 0)");
-  if (e.row_stride < e.dim) throw InvalidArgument("embedding row stride is smaller than D");
-  if (e.dtype != DType::f32 && e.dtype != DType::f16 && e.dtype != DType::bf16)
-    throw InvalidArgument("embeddings must be f32, f16 or bf16, not " +
-                          std::string(to_string(e.dtype)));
 }
 
 void validate_kmeans(const KMeansOptions& options, int64_t k, int64_t dim) {
@@ -252,13 +279,6 @@ int64_t candidates_wanted(const SelectOptions& options, int64_t clusters) {
 
 namespace {
 
-void append(Selection& sel, int64_t row, float score, PickReason reason, int32_t cluster) {
-  sel.indices.push_back(row);
-  sel.scores.push_back(score);
-  sel.reasons.push_back(reason);
-  sel.clusters.push_back(cluster);
-}
-
 // A uniform integer in [0, n) from the generator's 64-bit outputs, by rejection. Written out
 // because std::uniform_int_distribution's algorithm differs between standard libraries, and
 // shards and the merge must draw alike wherever they run.
@@ -272,13 +292,20 @@ uint64_t uniform_below(std::mt19937_64& rng, uint64_t n) {
 
 }  // namespace
 
-void add_rank_picks(const Ranked& ranked, int64_t count, Selection& sel) {
-  for (int64_t i = 0; i < count; ++i)
-    append(sel, ranked.indices[i], ranked.scores[i], PickReason::rank, -1);
+void append_pick(Selection& sel, const Pick& pick) {
+  sel.indices.push_back(pick.row);
+  sel.scores.push_back(pick.score);
+  sel.reasons.push_back(pick.reason);
+  sel.clusters.push_back(pick.cluster);
 }
 
-void add_cluster_picks(const Ranked& candidates, const std::vector<int32_t>& assignments,
-                       int64_t clusters, Selection& sel) {
+void add_rank_picks(const Ranked& ranked, int64_t count, Selection& sel) {
+  for (int64_t i = 0; i < count; ++i)
+    append_pick(sel, {ranked.indices[i], ranked.scores[i], PickReason::rank, -1});
+}
+
+std::vector<Pick> cluster_picks(const Ranked& candidates, const std::vector<int32_t>& assignments,
+                                int64_t clusters) {
   const auto m = static_cast<int64_t>(candidates.indices.size());
   // Candidates are in rank order: the first one seen in a cluster is its best.
   std::vector<char> cluster_done(clusters, 0), picked(m, 0);
@@ -296,20 +323,24 @@ void add_cluster_picks(const Ranked& candidates, const std::vector<int32_t>& ass
       picked[i] = 2;
       ++count;
     }
+  std::vector<Pick> picks;
   for (int64_t i = 0; i < m; ++i)
     if (picked[i])
-      append(sel, candidates.indices[i], candidates.scores[i],
-             picked[i] == 1 ? PickReason::cluster : PickReason::rank, assignments[i]);
+      picks.push_back({candidates.indices[i], candidates.scores[i],
+                       picked[i] == 1 ? PickReason::cluster : PickReason::rank, assignments[i]});
+  return picks;
 }
 
-void add_exploration_picks(const std::vector<int64_t>& rows, const std::vector<float>& scores,
-                           Selection& sel) {
+std::vector<Pick> exploration_picks(const std::vector<int64_t>& rows,
+                                    const std::vector<float>& scores) {
   std::vector<size_t> order(rows.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     return scores[a] > scores[b] || (scores[a] == scores[b] && rows[a] < rows[b]);
   });
-  for (size_t i : order) append(sel, rows[i], scores[i], PickReason::exploration, -1);
+  std::vector<Pick> picks;
+  for (size_t i : order) picks.push_back({rows[i], scores[i], PickReason::exploration, -1});
+  return picks;
 }
 
 ExplorationDraws::ExplorationDraws(int64_t pool_rows, uint64_t seed)
@@ -325,6 +356,10 @@ int64_t ExplorationDraws::next() {
 std::vector<int64_t> draw_unpicked(int64_t pool_rows, const std::vector<int64_t>& taken,
                                    int64_t count, uint64_t seed) {
   const std::unordered_set<int64_t> skip(taken.begin(), taken.end());
+  const int64_t free_rows = pool_rows - static_cast<int64_t>(skip.size());
+  if (free_rows < count)
+    throw InvalidArgument(std::to_string(count) + " rows to explore, but only " +
+                          std::to_string(free_rows) + " are neither picked nor labeled");
   ExplorationDraws draws(pool_rows, seed);
   std::vector<int64_t> rows;
   while (static_cast<int64_t>(rows.size()) < count) {
@@ -334,37 +369,212 @@ std::vector<int64_t> draw_unpicked(int64_t pool_rows, const std::vector<int64_t>
   return rows;
 }
 
+namespace {
+
+// Diversity: the best of each k-means cluster of the top candidates, in candidate (rank) order.
+std::vector<Pick> diversity_picks(Backend& backend, const ScoreProblem& problem,
+                                  const SelectOptions& options, int64_t clusters) {
+  const EmbeddingView& emb = *options.embeddings;
+  const int64_t m = std::min(problem.pool.rows, candidates_wanted(options, clusters));
+  validate_kmeans(options.kmeans, clusters, emb.dim);
+  const Ranked candidates = rank(backend, problem, m);
+  const KMeansResult km = backend.kmeans(emb, &candidates.indices, clusters, options.kmeans);
+  return cluster_picks(candidates, km.assignments, clusters);
+}
+
+void check_fits_memory_budget(const Backend& backend, int64_t bytes, const std::string& what) {
+  const std::size_t budget =
+      backend.memory_budget ? backend.memory_budget : backend.default_memory_budget();
+  if (static_cast<std::size_t>(bytes) > budget)
+    throw InvalidArgument(what + " needs " + std::to_string(bytes) +
+                          " bytes of working memory, over the memory budget of " +
+                          std::to_string(budget) + " bytes; lower --candidates");
+}
+
+// BADGE or core-set over the top candidates (every row by default), in the strategy's order.
+std::vector<Pick> center_search_picks(Backend& backend, const ScoreProblem& problem,
+                                      const SelectOptions& options, int64_t picks_wanted,
+                                      bool budgeted, double budget) {
+  const int64_t n = problem.pool.rows;
+  if (options.candidates < 0 ||
+      (!budgeted && options.candidates > 0 && options.candidates < picks_wanted))
+    throw InvalidArgument("the number of candidates (" + std::to_string(options.candidates) +
+                          ") must be at least the number of picks (" +
+                          std::to_string(picks_wanted) + ")");
+  const int64_t m = options.candidates > 0 ? std::min(n, options.candidates) : n;
+  const bool badge = options.strategy == Strategy::badge;
+  // BADGE reads the candidates' probabilities in place, where f64 would need a converted copy.
+  if (badge && problem.pool.dtype == DType::f64)
+    throw InvalidArgument(
+        "BADGE reads float32, float16 or bfloat16 probabilities; convert the "
+        "float64 pool to float32");
+  check_fits_memory_budget(backend, m * kCenterSearchBytesPerRow,
+                           badge ? "BADGE over " + std::to_string(m) + " candidates"
+                                 : "core-set over " + std::to_string(m) + " candidates");
+  const Ranked ranked = rank(backend, problem, m);
+  // Candidates in row order, with their scores.
+  std::vector<std::pair<int64_t, float>> by_row(m);
+  for (int64_t i = 0; i < m; ++i) by_row[i] = {ranked.indices[i], ranked.scores[i]};
+  std::sort(by_row.begin(), by_row.end());
+  std::vector<int64_t> candidates(m);
+  for (int64_t i = 0; i < m; ++i) candidates[i] = by_row[i].first;
+  if (!badge && !budgeted) {
+    int64_t labeled = 0;
+    std::vector<int64_t> rows = options.labeled_rows;
+    std::sort(rows.begin(), rows.end());
+    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+    for (int64_t r : rows) labeled += std::binary_search(candidates.begin(), candidates.end(), r);
+    if (m - labeled < picks_wanted)
+      throw InvalidArgument("core-set: " + std::to_string(picks_wanted) +
+                            " picks asked for, but only " + std::to_string(m - labeled) +
+                            " candidates are not labeled already");
+  }
+  PickTaker taker = budgeted ? PickTaker(costs_of(options), budget, candidates, picks_wanted)
+                             : PickTaker(picks_wanted);
+  const std::vector<int64_t> rows =
+      badge ? badge_picks(backend, problem.pool, options, candidates, taker)
+            : coreset_picks(backend, options, candidates, ranked.indices[0], taker);
+  std::vector<Pick> picks;
+  for (int64_t row : rows) {
+    const auto at = std::lower_bound(by_row.begin(), by_row.end(),
+                                     std::pair<int64_t, float>{row, -kernels::kInf});
+    picks.push_back({row, at->second, badge ? PickReason::badge : PickReason::coreset, -1});
+  }
+  return picks;
+}
+
+// Checks the strategy's own inputs: features for BADGE, embeddings and labeled rows for core-set.
+void validate_strategy(const PoolView& pool, const SelectOptions& options) {
+  if (options.embeddings) validate_row_matrix(*options.embeddings, pool.rows, "embeddings");
+  if (options.strategy == Strategy::badge) {
+    if (!options.scoring.features)
+      throw InvalidArgument(
+          "BADGE needs the penultimate-layer features of the pool rows "
+          "(--features FEAT.npy, ScoreOptions::features)");
+    if (pool.is_votes() || pool.members != 1)
+      throw InvalidArgument(
+          "BADGE needs a single model's probabilities [N, C], not a committee "
+          "or votes");
+    if (options.scoring.logits)
+      throw InvalidArgument("BADGE needs probabilities, not logits: apply the softmax first");
+    if (options.embeddings)
+      throw InvalidArgument(
+          "BADGE works on gradient embeddings made from the features; "
+          "--embeddings (SelectOptions::embeddings) does not apply to it");
+  }
+  if (options.strategy == Strategy::coreset && !options.embeddings)
+    throw InvalidArgument(
+        "core-set needs the embeddings of the pool rows (--embeddings EMB.npy, "
+        "SelectOptions::embeddings)");
+  const bool labeled = !options.labeled_rows.empty() || options.labeled_embeddings;
+  if (labeled && options.strategy != Strategy::coreset)
+    throw InvalidArgument(
+        "labeled rows (--labeled, SelectOptions::labeled_*) apply to "
+        "--strategy coreset");
+  for (int64_t r : options.labeled_rows)
+    if (r < 0 || r >= pool.rows)
+      throw InvalidArgument("labeled row " + std::to_string(r) + " is outside the pool's " +
+                            std::to_string(pool.rows) + " rows");
+  if (const auto& l = options.labeled_embeddings) {
+    validate_row_matrix(*l, l->rows, "labeled embeddings");
+    if (l->dim != options.embeddings->dim)
+      throw InvalidArgument(
+          "labeled embeddings have D = " + std::to_string(l->dim) +
+          " but the pool's embeddings have D = " + std::to_string(options.embeddings->dim));
+    if (l->space != MemorySpace::host)
+      throw InvalidArgument("labeled embeddings must be in host memory");
+  }
+}
+
+}  // namespace
+
 Selection select(Backend& backend, const PoolView& pool, const SelectOptions& options) {
   validate(pool, options.scoring);
-  const PickCounts picks = check_select_options(options);
+  validate_strategy(pool, options);
+  const bool budgeted = has_budget(options);
+  if (budgeted) validate_budget(pool.rows, options);
   const int64_t k = options.k;
-  if (k > pool.rows)
+  // With a budget, k is optional: the most picks a batch strategy may take.
+  if (k < (budgeted ? 0 : 1) || k > pool.rows)
     throw InvalidArgument("k must be between 1 and the number of rows (" +
                           std::to_string(pool.rows) + "), got " + std::to_string(k));
+  if (!(options.explore >= 0.0 && options.explore < 1.0))
+    throw InvalidArgument("the exploration fraction must be in [0, 1), got " +
+                          std::to_string(options.explore));
+  if (options.kmeans.iterations < 0) throw InvalidArgument("k-means iterations must be >= 0");
+  // Exploration takes a share of k, or with a budget a share of the budget.
+  const int64_t explore_picks =
+      budgeted ? 0 : std::llround(options.explore * static_cast<double>(k));
+  const int64_t strategy_picks = k - explore_picks;
+  const double strategy_budget = options.budget * (1.0 - options.explore);
   const ScoreProblem problem{pool, options.scoring};
   Selection sel;
+  auto add = [&](const Pick& p) {
+    sel.indices.push_back(p.row);
+    sel.scores.push_back(p.score);
+    sel.reasons.push_back(p.reason);
+    sel.clusters.push_back(p.cluster);
+  };
+  // Takes batch picks in their order, while they fit the budget.
+  auto add_within_budget = [&](const std::vector<Pick>& picks) {
+    std::vector<int64_t> rows;
+    for (const Pick& p : picks) rows.push_back(p.row);
+    PickTaker taker = budgeted ? PickTaker(costs_of(options), strategy_budget, rows, strategy_picks)
+                               : PickTaker(strategy_picks);
+    for (const Pick& p : picks)
+      if (taker.offer(p.row)) add(p);
+    sel.cost_spent = taker.spent();
+  };
 
-  if (options.embeddings && picks.ranked > 0) {
-    const EmbeddingView& emb = *options.embeddings;
-    validate_embeddings(emb, pool.rows);
-    const int64_t m = std::min(pool.rows, candidates_wanted(options, picks.ranked));
-    validate_kmeans(options.kmeans, picks.ranked, emb.dim);
-    const Ranked candidates = rank(backend, problem, m);
-    const KMeansResult km = backend.kmeans(emb, &candidates.indices, picks.ranked, options.kmeans);
-    add_cluster_picks(candidates, km.assignments, picks.ranked, sel);
+  if (options.strategy != Strategy::rank && (budgeted || strategy_picks > 0)) {
+    add_within_budget(
+        center_search_picks(backend, problem, options, strategy_picks, budgeted, strategy_budget));
+  } else if (options.embeddings && (budgeted || strategy_picks > 0)) {
+    // Under a budget without k, as many clusters as the budget could buy rows.
+    const int64_t clusters =
+        !budgeted ? strategy_picks
+                  : (k > 0 ? k : affordable_count(costs_of(options), strategy_budget));
+    if (clusters > 0)
+      add_within_budget(diversity_picks(backend, problem, options, clusters));
+    else
+      rank(backend, problem, 1);  // scoring validates the pool
+  } else if (budgeted) {
+    BudgetPicks picks;
+    if (options.exact_budget) {
+      const int64_t m = std::min(pool.rows, options.candidates > 0 ? options.candidates : 1000);
+      const std::size_t table_limit =
+          backend.memory_budget ? backend.memory_budget : std::size_t{4} << 30;
+      picks = exact_within_budget(rank(backend, problem, m), costs_of(options), strategy_budget,
+                                  table_limit);
+    } else {
+      std::vector<float> scores(pool.rows);
+      score(backend, pool, options.scoring, scores.data());
+      picks = greedy_within_budget(scores, costs_of(options), strategy_budget);
+    }
+    for (size_t i = 0; i < picks.rows.size(); ++i)
+      add({picks.rows[i], picks.scores[i], PickReason::rank, -1});
+    sel.cost_spent = picks.spent;
   } else {
     // Ranked even when every pick is explored: scoring the pool is what validates it.
-    add_rank_picks(rank(backend, problem, std::max<int64_t>(picks.ranked, 1)), picks.ranked, sel);
+    const Ranked top = rank(backend, problem, std::max<int64_t>(strategy_picks, 1));
+    for (int64_t i = 0; i < strategy_picks; ++i)
+      add({top.indices[i], top.scores[i], PickReason::rank, -1});
   }
 
-  if (picks.explored > 0) {
-    const std::vector<int64_t> rows =
-        draw_unpicked(pool.rows, sel.indices, picks.explored, options.seed);
+  if (explore_picks > 0 || (budgeted && options.explore > 0)) {
+    // Neither picked nor labeled already.
+    std::vector<int64_t> excluded = sel.indices;
+    excluded.insert(excluded.end(), options.labeled_rows.begin(), options.labeled_rows.end());
+    std::vector<int64_t> rows =
+        budgeted
+            ? explore_within_budget(pool.rows, excluded, costs_of(options),
+                                    options.budget - strategy_budget, options.seed, sel.cost_spent)
+            : draw_unpicked(pool.rows, excluded, explore_picks, options.seed);
     // Exploration picks are few: score each one again rather than keep every row's score.
     std::vector<float> scores(rows.size());
     for (size_t i = 0; i < rows.size(); ++i)
       scores[i] = score_row(backend, pool, rows[i], options.scoring, rows[i]);
-    add_exploration_picks(rows, scores, sel);
+    for (const Pick& p : exploration_picks(rows, scores)) add(p);
   }
   return sel;
 }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <unordered_set>
 #include <vector>
 
@@ -44,20 +45,28 @@ PickCounts check_select_options(const SelectOptions& options);
 /// Candidates to cluster into `clusters` clusters before capping at the pool's rows: as asked,
 /// or 10 per cluster. Throws InvalidArgument when fewer are asked for than there are clusters.
 int64_t candidates_wanted(const SelectOptions& options, int64_t clusters);
-/// Checks an embedding view for a pool of `rows` rows.
-void validate_embeddings(const EmbeddingView& embeddings, int64_t rows);
+/// Checks a [rows, D] float matrix of row data (embeddings, features); `what` names it.
+void validate_row_matrix(const EmbeddingView& matrix, int64_t rows, const std::string& what);
 /// Checks k-means options for k clusters of dim-dimensional points.
 void validate_kmeans(const KMeansOptions& options, int64_t k, int64_t dim);
 
+/// One pick as Selection lists it.
+struct Pick {
+  int64_t row;
+  float score;
+  PickReason reason;
+  int32_t cluster;
+};
+void append_pick(Selection& selection, const Pick& pick);
 /// Appends the first `count` rows of `ranked` as rank picks.
 void add_rank_picks(const Ranked& ranked, int64_t count, Selection& selection);
-/// Appends the picks of `clusters` clusters from rank-ordered candidates and their k-means
-/// assignments: the best candidate of each cluster, empty clusters made up from the next-best.
-void add_cluster_picks(const Ranked& candidates, const std::vector<int32_t>& assignments,
-                       int64_t clusters, Selection& selection);
-/// Appends exploration picks (rows and their scores), best first.
-void add_exploration_picks(const std::vector<int64_t>& rows, const std::vector<float>& scores,
-                           Selection& selection);
+/// The picks of `clusters` clusters from rank-ordered candidates and their k-means assignments:
+/// the best candidate of each cluster, empty clusters made up from the next-best, in rank order.
+std::vector<Pick> cluster_picks(const Ranked& candidates, const std::vector<int32_t>& assignments,
+                                int64_t clusters);
+/// Exploration picks from the drawn rows and their scores, best first.
+std::vector<Pick> exploration_picks(const std::vector<int64_t>& rows,
+                                    const std::vector<float>& scores);
 
 /// The rows of a pool of `pool_rows` rows in the order exploration draws them: uniform draws
 /// seeded by `seed`, repeats skipped. The same sequence in every build and on every machine, so

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <string>
 
+#include "engine/budget.hpp"
 #include "engine/kmeans_host.hpp"
 #include "engine/pipeline.hpp"
 #include "quarry/error.hpp"
@@ -66,7 +67,7 @@ void validate_shard_embeddings(std::span<const EmbeddingView> embeddings,
                           " shards: give one per shard");
   for (size_t i = 0; i < embeddings.size(); ++i) {
     const std::string where = shards.size() > 1 ? "shard " + str(i) + ": " : "";
-    with_context(where, [&] { validate_embeddings(embeddings[i], shards[i].rows); });
+    with_context(where, [&] { validate_row_matrix(embeddings[i], shards[i].rows, "embeddings"); });
     if (embeddings[i].dim != embeddings[0].dim || embeddings[i].dtype != embeddings[0].dtype)
       throw InvalidArgument(
           "shard " + str(i) + "'s embeddings are " + std::string(to_string(embeddings[i].dtype)) +
@@ -243,6 +244,8 @@ void check_compatible(const Partial& first, const Partial& p, size_t index) {
 
 void score(Backend& backend, std::span<const PoolView> shards, const ScoreOptions& options,
            float* scores_out) {
+  if (options.features)
+    throw InvalidArgument("a sharded pool does not take features (the egl measure)");
   validate_shards(shards, options);
   if (scores_out == nullptr) throw InvalidArgument("scores output is a null pointer");
   int64_t total = 0;
@@ -258,6 +261,18 @@ void score(Backend& backend, std::span<const PoolView> shards, const ScoreOption
 
 Partial partial(Backend& backend, std::span<const PoolView> shards, const SelectOptions& options,
                 std::span<const EmbeddingView> embeddings, int64_t row_offset, int64_t pool_rows) {
+  // What a partial records is enough for ranking, k-means diversity and exploration; the other
+  // strategies, budgets and influence scores need more than a shard's best rows.
+  if (options.strategy != Strategy::rank)
+    throw InvalidArgument(std::string("sharded selection supports ranking (with k-means "
+                                      "diversity and exploration), not --strategy ") +
+                          std::string(to_string(options.strategy)));
+  if (has_budget(options) || options.costs != nullptr)
+    throw InvalidArgument("sharded selection takes k, not costs and a budget");
+  if (!options.labeled_rows.empty() || options.labeled_embeddings)
+    throw InvalidArgument("labeled rows apply to --strategy coreset, which is not sharded");
+  if (options.scoring.features)
+    throw InvalidArgument("sharded selection does not take features (the egl measure)");
   const PickCounts picks = check_select_options(options);
   validate_shards(shards, options.scoring);
   if (options.embeddings)
@@ -411,7 +426,7 @@ Selection merge(Backend& backend, std::span<const Partial> partials, int64_t k) 
     const EmbeddingView candidates =
         EmbeddingView::matrix(all.embeddings.data(), DType::f32, m, all.embedding_dim);
     const KMeansResult km = backend.kmeans(candidates, nullptr, picks.ranked, options.kmeans);
-    add_cluster_picks(ranked, km.assignments, picks.ranked, sel);
+    for (const Pick& p : cluster_picks(ranked, km.assignments, picks.ranked)) append_pick(sel, p);
   } else {
     add_rank_picks(ranked, picks.ranked, sel);
   }
@@ -426,7 +441,7 @@ Selection merge(Backend& backend, std::span<const Partial> partials, int64_t k) 
                            ": they were not made by this version of quarry for this pool");
       scores.push_back(all.explore_scores[it - all.explore_rows.begin()]);
     }
-    add_exploration_picks(rows, scores, sel);
+    for (const Pick& p : exploration_picks(rows, scores)) append_pick(sel, p);
   }
   return sel;
 }

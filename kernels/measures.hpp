@@ -33,6 +33,7 @@ enum class MeasureId : int {
   kl_max = 6,
   bald = 7,
   variation_ratio = 8,
+  egl = 9,
 };
 
 /// Element types of kernel inputs.
@@ -40,11 +41,12 @@ enum class ElementType : int { f32 = 0, f16 = 1, bf16 = 2, i32 = 3, i64 = 4 };
 
 /// Validation flags a row can raise. Several may be set at once.
 enum RowFlags : uint32_t {
-  kNonFinite = 1u << 0,  // NaN or +-Inf
-  kNegative = 1u << 1,   // probability < 0
-  kAboveOne = 1u << 2,   // probability > 1 + kSumTolerance
-  kBadSum = 1u << 3,     // |sum - 1| > kSumTolerance
-  kBadVote = 1u << 4,    // vote < -1 or >= the number of classes
+  kNonFinite = 1u << 0,   // NaN or +-Inf
+  kNegative = 1u << 1,    // probability < 0
+  kAboveOne = 1u << 2,    // probability > 1 + kSumTolerance
+  kBadSum = 1u << 3,      // |sum - 1| > kSumTolerance
+  kBadVote = 1u << 4,     // vote < -1 or >= the number of classes
+  kBadFeature = 1u << 5,  // a non-finite value in the row's features (egl)
 };
 inline constexpr float kSumTolerance = 1e-3f;
 inline constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -138,6 +140,12 @@ QUARRY_HD float log1p_of(float x) {
 }
 QUARRY_HD double log1p_of(double x) {
   return ::log1p(x);
+}
+QUARRY_HD float sqrt_of(float x) {
+  return sqrtf(x);
+}
+QUARRY_HD double sqrt_of(double x) {
+  return ::sqrt(x);
 }
 
 /// ln x for finite x > 0 in two parts, ln x = exponent * ln 2 + log_mantissa, without branches
@@ -248,6 +256,15 @@ struct RowResult {
   uint32_t flags;
 };
 
+/// The range flags of one finite probability.
+QUARRY_HD uint32_t probability_flags(float p) {
+  return (p < 0.0f ? kNegative : 0u) | (p > 1.0f + kSumTolerance ? kAboveOne : 0u);
+}
+/// kBadSum unless a row's probabilities sum to 1 within the tolerance.
+QUARRY_HD uint32_t sum_flags(double sum) {
+  return fabs(sum - 1.0) <= kSumTolerance ? 0u : kBadSum;
+}
+
 // ---- probabilities -----------------------------------------------------------------------------
 
 /// Statistics of one row of probabilities. `Acc` is the type sums are kept in: float on the GPU
@@ -265,8 +282,7 @@ struct ProbStats {
       flags |= kNonFinite;
       return;
     }
-    if (p < 0.0f) flags |= kNegative;
-    if (p > 1.0f + kSumTolerance) flags |= kAboveOne;
+    flags |= probability_flags(p);
     push_top2(p, top1, top2);
     sum += p;
     entropy += entropy_term<Acc>(p);
@@ -278,9 +294,7 @@ struct ProbStats {
     flags |= o.flags;
   }
   /// The validation flags of the row, the sum check included.
-  QUARRY_HD uint32_t row_flags() const {
-    return flags | (fabs(static_cast<double>(sum) - 1.0) <= kSumTolerance ? 0u : kBadSum);
-  }
+  QUARRY_HD uint32_t row_flags() const { return flags | sum_flags(static_cast<double>(sum)); }
   /// In the accumulator's precision: committee measures subtract entropies.
   QUARRY_HD Acc entropy_value() const { return entropy > Acc(0) ? entropy : Acc(0); }
   QUARRY_HD RowResult finish(MeasureId measure) const {
@@ -391,6 +405,165 @@ struct LogitStats {
         score = static_cast<float>(entropy_value());
     }
     return {canonical_score(score), flags};
+  }
+};
+
+// ---- expected gradient length ------------------------------------------------------------------
+
+/// What the EGL terms of a row need, each with its own relative precision: the largest
+/// probability p1 (at class `argmax`, the lowest class on ties), 1 - p1, and the sum of the
+/// squares of every other probability. From logits, also the softmax: p_c = e^(z_c - top) * inv_sum
+/// (z scaled by 1 / temperature).
+template <typename Acc>
+struct EglRow {
+  Acc p1 = 0;
+  Acc one_minus_p1 = 0;
+  Acc rest_squares = 0;
+  int64_t argmax = -1;
+  float top = 0;
+  Acc inv_sum = 1;
+
+  /// p_y ||p - e_y|| for a class y other than the argmax, with
+  /// ||p - e_y||^2 = (1 - p_y)^2 + p1^2 + (the other squares but p_y's): every part is a sum of
+  /// squares or dominated by p1^2, so nothing cancels (unlike 1 - 2 p_y + ||p||^2).
+  QUARRY_HD Acc term(Acc p) const {
+    const Acc q = Acc(1) - p;
+    const Acc others = rest_squares - p * p;
+    return p * sqrt_of(q * q + p1 * p1 + (others > Acc(0) ? others : Acc(0)));
+  }
+  /// The probability of a class in the second pass: from its (scaled) logit, or the value itself.
+  QUARRY_HD Acc probability(float value, bool logits) const {
+    return logits ? exp_of(bounded_exponent(Acc(value) - Acc(top))) * inv_sum : Acc(value);
+  }
+  /// EGL = sqrt(|h|^2 + 1) * sum_y p_y ||p - e_y||, from the sum of term() over every class but
+  /// the argmax, whose own term p1 sqrt((1 - p1)^2 + rest_squares) is added here.
+  QUARRY_HD float score(Acc other_terms, Acc feature_squares) const {
+    const Acc top_term = p1 * sqrt_of(one_minus_p1 * one_minus_p1 + rest_squares);
+    return canonical_score(
+        static_cast<float>(sqrt_of(feature_squares + Acc(1)) * (top_term + other_terms)));
+  }
+};
+
+/// The first of the two passes over a row of probabilities: validation (as ProbStats), the
+/// largest probability and its class, and the sum of squares of the others. The largest value so
+/// far is kept out of the sum; when a larger one arrives, its square joins it.
+template <typename Acc>
+struct EglProbStats {
+  float top = -kInf;
+  int64_t argmax = -1;
+  Acc rest_squares = 0;
+  Acc sum = 0;
+  uint32_t flags = 0;
+
+  QUARRY_HD void add(float p, int64_t c) {
+    if (!is_finite(p)) {
+      flags |= kNonFinite;
+      return;
+    }
+    flags |= probability_flags(p);
+    sum += p;
+    if (argmax < 0) {
+      top = p;
+      argmax = c;
+    } else if (p > top || (p == top && c < argmax)) {
+      rest_squares += Acc(top) * Acc(top);
+      top = p;
+      argmax = c;
+    } else {
+      rest_squares += Acc(p) * Acc(p);
+    }
+  }
+  QUARRY_HD void merge(const EglProbStats& o) {
+    flags |= o.flags;
+    sum += o.sum;
+    if (o.argmax < 0) return;
+    if (argmax < 0) {
+      top = o.top;
+      argmax = o.argmax;
+      rest_squares += o.rest_squares;
+    } else if (o.top > top || (o.top == top && o.argmax < argmax)) {
+      rest_squares += Acc(top) * Acc(top) + o.rest_squares;
+      top = o.top;
+      argmax = o.argmax;
+    } else {
+      rest_squares += o.rest_squares + Acc(o.top) * Acc(o.top);
+    }
+  }
+  QUARRY_HD uint32_t row_flags() const {
+    return (argmax < 0 ? flags | kNonFinite : flags) | sum_flags(static_cast<double>(sum));
+  }
+  QUARRY_HD EglRow<Acc> row() const {
+    EglRow<Acc> r;
+    r.p1 = Acc(top);
+    r.one_minus_p1 = Acc(1) - Acc(top);  // exact for p1 >= 1/2
+    r.rest_squares = rest_squares;
+    r.argmax = argmax;
+    return r;
+  }
+};
+
+/// The first pass over a row of (temperature-scaled) logits, as LogitStats: with m the running
+/// maximum (at `argmax`), rest = sum of e^(z - m) and rest_squares = sum of e^(2 (z - m)) over
+/// every other class. Then s = 1 + rest, p1 = 1/s, 1 - p1 = rest/s and the other squares are
+/// rest_squares / s^2, all without cancellation.
+template <typename Acc>
+struct EglLogitStats {
+  float top = -kInf;
+  int64_t argmax = -1;
+  Acc rest = 0;
+  Acc rest_squares = 0;
+  uint32_t flags = 0;
+
+  QUARRY_HD void add(float z, int64_t c) {
+    if (!is_finite(z)) {
+      flags |= kNonFinite;
+      return;
+    }
+    if (argmax < 0) {
+      top = z;
+      argmax = c;
+    } else if (z > top || (z == top && c < argmax)) {  // the old maximum joins the rest
+      const Acc e = exp_of(bounded_exponent(Acc(top) - Acc(z)));
+      rest = (Acc(1) + rest) * e;
+      rest_squares = (Acc(1) + rest_squares) * (e * e);
+      top = z;
+      argmax = c;
+    } else {
+      const Acc e = exp_of(bounded_exponent(Acc(z) - Acc(top)));
+      rest += e;
+      rest_squares += e * e;
+    }
+  }
+  QUARRY_HD void merge(const EglLogitStats& o) {
+    flags |= o.flags;
+    if (o.argmax < 0) return;
+    if (argmax < 0) {
+      const uint32_t f = flags;
+      *this = o;
+      flags = f;
+    } else if (o.top > top || (o.top == top && o.argmax < argmax)) {
+      const Acc e = exp_of(bounded_exponent(Acc(top) - Acc(o.top)));
+      rest = o.rest + (Acc(1) + rest) * e;
+      rest_squares = o.rest_squares + (Acc(1) + rest_squares) * (e * e);
+      top = o.top;
+      argmax = o.argmax;
+    } else {
+      const Acc e = exp_of(bounded_exponent(Acc(o.top) - Acc(top)));
+      rest += (Acc(1) + o.rest) * e;
+      rest_squares += (Acc(1) + o.rest_squares) * (e * e);
+    }
+  }
+  QUARRY_HD uint32_t row_flags() const { return argmax < 0 ? flags | kNonFinite : flags; }
+  QUARRY_HD EglRow<Acc> row() const {
+    EglRow<Acc> r;
+    const Acc inv_sum = Acc(1) / (Acc(1) + rest);
+    r.p1 = inv_sum;
+    r.one_minus_p1 = rest * inv_sum;
+    r.rest_squares = rest_squares * inv_sum * inv_sum;
+    r.argmax = argmax;
+    r.top = top;
+    r.inv_sum = inv_sum;
+    return r;
   }
 };
 

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Configures and builds quarry into build/ (Release). The CUDA backend is built when nvcc is found.
-# CUDA architectures: $QUARRY_CUDA_ARCHS if set; else this machine's GPU ("native"); else 90
-# (Hopper) only, which keeps a build on a machine without a GPU short.
+# CUDA architectures: see scripts/cuda_archs.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${QUARRY_CUDA_ARCHS:-}" ]; then
-  archs=$QUARRY_CUDA_ARCHS
-elif nvidia-smi -L >/dev/null 2>&1; then
-  archs=native
-else
-  archs=90
+archs=$(bash scripts/cuda_archs.sh)
+# ccache (when installed) lets the Python package's build (scripts/test.sh) reuse these objects.
+launchers=()
+if command -v ccache >/dev/null; then
+  export CCACHE_BASEDIR=$PWD
+  launchers=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$archs" >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$archs" "${launchers[@]}" >/dev/null
 cmake --build build -j "$(nproc)"

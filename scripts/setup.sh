@@ -3,7 +3,7 @@
 # The CUDA toolkit is optional and not installed here: with nvcc present the CUDA backend is built.
 set -euo pipefail
 packages=(cmake make g++ libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libfaiss-dev
-  libopenblas-dev)
+  libopenblas-dev ccache python3-dev python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

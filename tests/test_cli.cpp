@@ -42,6 +42,7 @@ class Cli : public ::testing::Test {
     fs::create_directories(dir_);
   }
   void TearDown() override {
+    if (HasFailure()) return;  // kept to look at
     std::error_code ignored;
     fs::remove_all(dir_, ignored);
   }
@@ -678,6 +679,130 @@ TEST_F(ShardedCli, BadShardsAndPartialsAreExitCode2) {
   const CliResult r = run("select " + a + " -k 2 --row-offset 0");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(partial_from_json(r.out).indices.size(), 2u);
+}
+
+TEST_F(Cli, EglBadgeAndCoresetFromFiles) {
+  const auto pool = write_pool("pool.npy");
+  auto rng = seeded_rng(4017);
+  const auto h = random_normal(200 * 6, rng);
+  write_npy(path("feat.npy"), h, "<f4", {200, 6});
+  const std::string common = "--device cpu --features " + path("feat.npy");
+  // egl scores, as the API gives them.
+  ASSERT_EQ(run("score " + path("pool.npy") + " --measure egl -o " + path("s.npy") + " " + common)
+                .exit_code,
+            0);
+  Resources cpu(Device::cpu);
+  const PoolView view = PoolView::matrix(pool.data(), DType::f32, 200, 5);
+  ScoreOptions egl;
+  egl.measure = Measure::egl;
+  egl.features = EmbeddingView::matrix(h.data(), DType::f32, 200, 6);
+  const auto want = score(cpu, view, egl);
+  const auto got = io::NpyArray::open(path("s.npy"));
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), static_cast<const float*>(got.data())));
+  // BADGE.
+  CliResult r = run("select " + path("pool.npy") + " -k 8 --strategy badge --seed 3 -o " +
+                    path("b.json") + " " + common);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  SelectOptions opt;
+  opt.k = 8;
+  opt.strategy = Strategy::badge;
+  opt.seed = 3;
+  opt.scoring.features = egl.features;
+  auto j = nlohmann::json::parse(read_text(path("b.json")));
+  EXPECT_EQ(j["indices"].get<std::vector<int64_t>>(), select(cpu, view, opt).indices);
+  EXPECT_EQ(j["reasons"][0], "badge");
+  EXPECT_FALSE(j.contains("clusters"));
+  // Core-set from labeled row indices, and from labeled embeddings.
+  write_npy(path("emb.npy"), h, "<f4", {200, 6});
+  write_npy(path("lab.npy"), std::vector<int64_t>{3, 9}, "<i8", {2});
+  write_npy(path("labemb.npy"), std::vector<float>(h.begin(), h.begin() + 12), "<f4", {2, 6});
+  opt = SelectOptions{};
+  opt.k = 5;
+  opt.strategy = Strategy::coreset;
+  opt.embeddings = EmbeddingView::matrix(h.data(), DType::f32, 200, 6);
+  opt.labeled_rows = {3, 9};
+  r = run("select " + path("pool.npy") + " -k 5 --strategy coreset --embeddings " +
+          path("emb.npy") + " --labeled " + path("lab.npy") + " --device cpu");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string lines;
+  for (int64_t i : select(cpu, view, opt).indices) lines += std::to_string(i) + "\n";
+  EXPECT_EQ(r.out, lines);
+  r = run("select " + path("pool.npy") + " -k 5 --strategy coreset --embeddings " +
+          path("emb.npy") + " --labeled " + path("labemb.npy") + " --device cpu");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  opt.labeled_rows.clear();
+  opt.labeled_embeddings = EmbeddingView::matrix(h.data(), DType::f32, 2, 6);
+  lines.clear();
+  for (int64_t i : select(cpu, view, opt).indices) lines += std::to_string(i) + "\n";
+  EXPECT_EQ(r.out, lines);
+}
+
+TEST_F(Cli, SelectionUnderABudget) {
+  const auto pool = write_pool("pool.npy");
+  std::vector<float> costs(200);
+  for (int r = 0; r < 200; ++r) costs[r] = static_cast<float>(1 + r % 4);
+  write_npy(path("costs.npy"), costs, "<f4", {200});
+  const std::string base = "select " + path("pool.npy") + " --costs " + path("costs.npy");
+  CliResult r = run(base + " --budget 20 -o " + path("g.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(read_text(path("g.json")));
+  EXPECT_EQ(j["budget"].get<double>(), 20.0);
+  double spent = 0;
+  for (const auto& i : j["indices"]) spent += costs[i.get<int64_t>()];
+  EXPECT_EQ(j["cost_spent"].get<double>(), spent);
+  EXPECT_LE(spent, 20.0);
+  // To stdout: the indices, and the cost on stderr.
+  r = run(base + " --budget 20 --exact-budget --candidates 50");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("of the budget 20"), std::string::npos) << r.err;
+  EXPECT_GT(std::count(r.out.begin(), r.out.end(), '\n'), 4);
+  // Exploration within the budget.
+  r = run(base + " --budget 30 --explore 0.2 --seed 4 -o " + path("e.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(read_text(path("e.json")));
+  EXPECT_NE(std::find(j["reasons"].begin(), j["reasons"].end(), "exploration"), j["reasons"].end());
+  EXPECT_LE(j["cost_spent"].get<double>(), 30.0);
+}
+
+TEST_F(Cli, BadCostsBudgetsAndSideInputsAreExitCode2) {
+  write_pool("pool.npy");
+  const std::string pool = path("pool.npy"), out = path("out.json");
+  std::vector<float> costs(200, 2.0f);
+  auto with_costs = [&](const std::vector<float>& c) {
+    write_npy(path("c.npy"), c, "<f4", {static_cast<int64_t>(c.size())});
+    return "select " + pool + " --costs " + path("c.npy") + " -o " + out;
+  };
+  costs[17] = 0;
+  expect_usage_error(with_costs(costs) + " --budget 10", "c.npy: costs row 17", out);
+  costs[17] = -1;
+  expect_usage_error(with_costs(costs) + " --budget 10", "costs row 17", out);
+  costs[17] = std::nanf("");
+  expect_usage_error(with_costs(costs) + " --budget 10", "costs row 17", out);
+  costs[17] = 2;
+  expect_usage_error(with_costs(costs) + " --budget 1.5", "below the cheapest", out);
+  expect_usage_error(with_costs(costs), "budget", out);
+  expect_usage_error(with_costs(std::vector<float>(199, 1.0f)) + " --budget 5", "199", out);
+  expect_usage_error("select " + pool + " --budget 5 -o " + out, "--costs", out);
+  expect_usage_error(with_costs(costs) + " --budget 10 -k 3", "either k or a budget", out);
+  costs[5] = 1.5f;
+  expect_usage_error(with_costs(costs) + " --budget 10 --exact-budget", "integer costs", out);
+  expect_usage_error("select " + pool + " -k 2 --strategy random -o " + out, "unknown strategy",
+                     out);
+  expect_usage_error("select " + pool + " -k 2 --strategy badge -o " + out, "features", out);
+  expect_usage_error("select " + pool + " -k 2 --strategy coreset -o " + out, "embeddings", out);
+  expect_usage_error("score " + pool + " --measure egl -o " + path("s.npy"), "--features",
+                     path("s.npy"));
+  std::vector<float> h(200 * 3, 1.0f);
+  h[42 * 3 + 1] = std::nanf("");
+  write_npy(path("feat.npy"), h, "<f4", {200, 3});
+  expect_usage_error(
+      "select " + pool + " -k 2 --measure egl --features " + path("feat.npy") + " -o " + out,
+      "feat.npy: features row 42", out);
+  write_npy(path("lab.npy"), std::vector<float>{1, 2, 3}, "<f4", {3});
+  write_npy(path("emb.npy"), std::vector<float>(200 * 3, 1.0f), "<f4", {200, 3});
+  expect_usage_error("select " + pool + " -k 2 --strategy coreset --embeddings " + path("emb.npy") +
+                         " --labeled " + path("lab.npy") + " -o " + out,
+                     "labeled rows must be", out);
 }
 
 }  // namespace

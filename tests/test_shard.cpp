@@ -322,6 +322,15 @@ TEST_P(Sharded, MismatchedShardsAreRefused) {
   with_embeddings.embeddings = ev;
   EXPECT_THROW(select(*resources_, std::vector<PoolView>{va, va}, with_embeddings),
                InvalidArgument);
+  // What a partial cannot carry: other strategies, budgets.
+  opt.strategy = Strategy::coreset;
+  expect_refused({va, va}, "--strategy coreset");
+  opt.strategy = Strategy::rank;
+  const std::vector<double> costs(20, 1.0);
+  opt.costs = costs.data();
+  opt.cost_count = 20;
+  opt.budget = 5;
+  expect_refused({va, va}, "budget");
 }
 
 TEST_P(Sharded, BadPartialsAreRefused) {

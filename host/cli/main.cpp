@@ -37,7 +37,8 @@ struct CommonOptions {
   std::string memory_budget;  // empty: the backend's default
   bool progress = false;
   bool quiet = false;
-  int64_t classes = 0;  // votes: the number of classes, 0 = any vote >= 0
+  int64_t classes = 0;        // votes: the number of classes, 0 = any vote >= 0
+  std::string features_path;  // penultimate-layer features [N, D] (egl, BADGE)
 };
 
 // The flag's name starts the library's message, so the user sees which option was wrong.
@@ -202,11 +203,34 @@ Pool open_pool(const CommonOptions& opt) {
   return pool;
 }
 
-ScoreOptions scoring_options(const CommonOptions& opt, Measure measure) {
+// A 2-D float array [rows, D] (embeddings, features, labeled embeddings) as a view.
+EmbeddingView matrix_view(const io::NpyArray& array, const std::string& path,
+                          const std::string& what) {
+  return embeddings_from_array(ArrayView::contiguous(array.data(), array.dtype(), array.shape()),
+                               path, what);
+}
+
+// Opens the input files besides the pool; each stays mapped while the views point into it.
+struct SideInputs {
+  std::vector<io::NpyArray> arrays;
+  std::string files;  // named when a file shrinks while it is read
+
+  explicit SideInputs(const std::string& pool_path) : files(pool_path) {}
+  const io::NpyArray& open(const std::string& path) {
+    arrays.push_back(io::NpyArray::open(path));
+    files += " or " + path;
+    report_truncation_as_bad_input(files);
+    return arrays.back();
+  }
+};
+
+ScoreOptions scoring_options(const CommonOptions& opt, Measure measure, SideInputs& inputs) {
   ScoreOptions s;
   s.measure = measure;
   s.logits = opt.logits;
   s.temperature = opt.temperature;
+  if (!opt.features_path.empty())
+    s.features = matrix_view(inputs.open(opt.features_path), opt.features_path, "features");
   return s;
 }
 
@@ -217,7 +241,8 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
                   "file order")
       ->required();
   cmd->add_option("--measure", opt.measure,
-                  "[N, C]: entropy (default), least_confidence, margin, ratio; committees: "
+                  "[N, C]: entropy (default), least_confidence, margin, ratio, egl (with "
+                  "--features); committees: "
                   "consensus_entropy (default), vote_entropy, kl_max, bald, variation_ratio; "
                   "votes: vote_entropy (default), variation_ratio");
   cmd->add_option("--layout", opt.layout,
@@ -239,10 +264,14 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
   cmd->add_option("--classes", opt.classes,
                   "integer votes: the number of classes C; a vote >= C is an error (default: any "
                   "vote >= 0 is a class)");
+  cmd->add_option("--features", opt.features_path,
+                  "FEAT.npy [N, D] float: penultimate-layer features of the pool rows, for "
+                  "--measure egl and --strategy badge");
 }
 
 struct SelectFlags {
   int64_t k = 0;
+  bool k_given = false;
   std::vector<std::string> embeddings_paths;
   int64_t candidates = 0;
   int kmeans_iterations = 25;
@@ -251,12 +280,64 @@ struct SelectFlags {
   int64_t row_offset = 0;
   int64_t pool_rows = 0;
   bool partial = false;  // --row-offset given: write this shard's partial result
+  std::string strategy = "rank";
+  std::string labeled_path;
+  std::string costs_path;
+  double budget = 0.0;
+  bool exact_budget = false;
 };
+
+// Costs [N] as doubles.
+std::vector<double> read_costs(const io::NpyArray& array, const std::string& path) {
+  if (array.shape().size() != 1)
+    throw InvalidInput(path + ": costs must be 1-D [N], got shape " + array.shape_string());
+  const int64_t n = array.shape()[0];
+  std::vector<double> costs(n);
+  auto convert = [&](const auto* values) { std::copy(values, values + n, costs.begin()); };
+  switch (array.dtype()) {
+    case DType::f32:
+      convert(static_cast<const float*>(array.data()));
+      break;
+    case DType::i32:
+      convert(static_cast<const int32_t*>(array.data()));
+      break;
+    case DType::i64:
+      convert(static_cast<const int64_t*>(array.data()));
+      break;
+    default:
+      throw InvalidInput(path + ": costs must be float32, int32 or int64, got " +
+                         std::string(to_string(array.dtype())));
+  }
+  return costs;
+}
+
+// --labeled: integer row indices [L], or float embeddings [L, D] of labeled rows.
+void read_labeled(const io::NpyArray& array, const std::string& path, SelectOptions& options) {
+  const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
+  if (integer && array.shape().size() == 1) {
+    const int64_t n = array.shape()[0];
+    if (array.dtype() == DType::i32) {
+      const auto* rows = static_cast<const int32_t*>(array.data());
+      options.labeled_rows.assign(rows, rows + n);
+    } else {
+      const auto* rows = static_cast<const int64_t*>(array.data());
+      options.labeled_rows.assign(rows, rows + n);
+    }
+  } else if (!integer && array.shape().size() == 2) {
+    options.labeled_embeddings = matrix_view(array, path, "labeled embeddings");
+  } else {
+    throw InvalidInput(path +
+                       ": labeled rows must be integer row indices [L] or float embeddings "
+                       "[L, D], got " +
+                       std::string(to_string(array.dtype())) + " shape " + array.shape_string());
+  }
+}
 
 // The picks as the --output asks: one index per line, .npy indices, or .json with scores and
 // reasons.
 void write_selection(const std::string& output, const Selection& sel, Measure measure,
-                     const std::string& backend, bool with_clusters) {
+                     const std::string& backend, bool with_clusters,
+                     std::optional<double> budget = std::nullopt) {
   switch (output_kind(output)) {
     case OutputKind::stdout_lines: {
       std::string text;
@@ -277,6 +358,10 @@ void write_selection(const std::string& output, const Selection& sel, Measure me
       for (PickReason r : sel.reasons) reasons.emplace_back(to_string(r));
       j["reasons"] = reasons;
       if (with_clusters) j["clusters"] = sel.clusters;
+      if (budget) {
+        j["cost_spent"] = sel.cost_spent;
+        j["budget"] = *budget;
+      }
       io::write_file_atomically(output, j.dump(1) + "\n");
       break;
     }
@@ -293,14 +378,16 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
   if (flags.pool_rows != 0 && !flags.partial)
     throw InvalidArgument("--pool-rows applies only to a partial result, with --row-offset");
   Pool pool = open_pool(opt);
+  SideInputs inputs(joined(opt.pool_paths));
   SelectOptions select_options;
-  select_options.scoring = scoring_options(opt, pool.measure);
+  select_options.scoring = scoring_options(opt, pool.measure, inputs);
   select_options.k = flags.k;
   select_options.candidates = flags.candidates;
   select_options.kmeans.iterations = flags.kmeans_iterations;
   select_options.kmeans.seed = flags.seed;
   select_options.explore = flags.explore;
   select_options.seed = flags.seed;
+  select_options.strategy = parse_strategy(flags.strategy);
   std::vector<io::NpyArray> embeddings;
   std::vector<EmbeddingView> embedding_views;
   if (!flags.embeddings_paths.empty()) {
@@ -321,6 +408,18 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
       embedding_files.add(path, embedding_views.back().rows);
     }
   }
+  if (!flags.labeled_path.empty())
+    read_labeled(inputs.open(flags.labeled_path), flags.labeled_path, select_options);
+  std::vector<double> costs;
+  if (!flags.costs_path.empty())
+    costs = read_costs(inputs.open(flags.costs_path), flags.costs_path);
+  select_options.costs = costs.empty() ? nullptr : costs.data();
+  select_options.cost_count = static_cast<int64_t>(costs.size());
+  select_options.budget = flags.budget;
+  select_options.exact_budget = flags.exact_budget;
+  const bool budgeted = !costs.empty() || flags.budget != 0 || flags.exact_budget;
+  if (!flags.k_given && !budgeted)
+    throw InvalidArgument("select needs -k K, or --costs COST.npy with --budget B");
   std::unique_ptr<ProgressLine> progress;
   Resources resources = make_resources(opt, progress);
   if (flags.partial) {
@@ -342,17 +441,25 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
     sel = select(resources, pool.views, select_options, embedding_views);
   }
   progress.reset();  // ends the progress line before any output
-  write_selection(opt.output, sel, pool.measure, resources.describe(), !embedding_views.empty());
+  write_selection(opt.output, sel, pool.measure, resources.describe(),
+                  !embedding_views.empty() && select_options.strategy == Strategy::rank,
+                  budgeted ? std::optional<double>(flags.budget) : std::nullopt);
+  if (budgeted && output_kind(opt.output) != OutputKind::json)
+    std::fprintf(stderr, "quarry: %zu rows costing %.17g of the budget %.17g\n", sel.indices.size(),
+                 sel.cost_spent, flags.budget);
   return 0;
 }
 
 int run_score(const CommonOptions& opt) {
   const OutputKind kind = output_kind(opt.output);
   Pool pool = open_pool(opt);
+  SideInputs inputs(joined(opt.pool_paths));
+  const ScoreOptions options = scoring_options(opt, pool.measure, inputs);
   std::unique_ptr<ProgressLine> progress;
   Resources resources = make_resources(opt, progress);
-  const std::vector<float> scores =
-      score(resources, pool.views, scoring_options(opt, pool.measure));
+  const std::vector<float> scores = pool.views.size() == 1
+                                        ? score(resources, pool.views[0], options)
+                                        : score(resources, pool.views, options);
   progress.reset();  // ends the progress line before any output
   switch (kind) {
     case OutputKind::stdout_lines: {
@@ -471,20 +578,42 @@ int main(int argc, char** argv) {
   SelectFlags flags;
   auto* select_cmd = app.add_subcommand("select", "print or save the k rows to label, best first");
   add_common(select_cmd, select_opt);
-  select_cmd->add_option("-k,--k", flags.k, "number of rows to select")->required();
+  auto* k_option =
+      select_cmd->add_option("-k,--k", flags.k,
+                             "number of rows to select (with --budget: the most picks of a batch "
+                             "strategy)");
   select_cmd->add_option("--embeddings", flags.embeddings_paths,
                          "EMB.npy [N, D] float, one per pool file (after the pool files): spread "
-                         "the picks over k-means clusters of the top candidates");
+                         "the picks over k-means clusters of the top candidates, or the space to "
+                         "cover with --strategy coreset");
   select_cmd->add_option("--candidates", flags.candidates,
-                         "candidates to cluster with --embeddings (default 10*k, capped at N)");
+                         "top rows by score to choose among: k-means diversity (default 10*k), "
+                         "badge and coreset (default every row), --exact-budget (default 1000)");
   select_cmd->add_option("--kmeans-iters", flags.kmeans_iterations, "k-means iterations at most")
       ->capture_default_str();
   select_cmd
       ->add_option("--explore", flags.explore,
-                   "fraction of the k picks drawn at random from the rest (0 <= EPS < 1)")
+                   "fraction of the k picks (or of the --budget) drawn at random from the rest "
+                   "(0 <= EPS < 1)")
       ->capture_default_str();
-  select_cmd->add_option("--seed", flags.seed, "seed for k-means++ and exploration")
+  select_cmd->add_option("--seed", flags.seed, "seed for k-means++, BADGE and exploration")
       ->capture_default_str();
+  select_cmd
+      ->add_option("--strategy", flags.strategy,
+                   "rank (by score; with --embeddings, k-means diversity), badge (needs "
+                   "--features) or coreset (needs --embeddings)")
+      ->capture_default_str();
+  select_cmd->add_option("--labeled", flags.labeled_path,
+                         "LAB.npy for --strategy coreset: integer row indices [L] of labeled rows, "
+                         "or float embeddings [L, D] of labeled rows");
+  select_cmd->add_option("--costs", flags.costs_path,
+                         "COST.npy [N]: each row's labeling cost (positive), with --budget");
+  select_cmd->add_option("--budget", flags.budget,
+                         "total cost to spend instead of -k: picks maximise the total score within "
+                         "it (batch strategies: their picks in order while they fit)");
+  select_cmd->add_flag("--exact-budget", flags.exact_budget,
+                       "with --budget: the exact 0/1 knapsack over the top --candidates rows "
+                       "(default 1000); integer costs");
   auto* row_offset = select_cmd->add_option(
       "--row-offset", flags.row_offset,
       "write this shard's partial result (.json) for `quarry merge`: its first row is row R of "
@@ -530,6 +659,7 @@ int main(int argc, char** argv) {
   }
   flags.partial = row_offset->count() > 0;
 
+  flags.k_given = k_option->count() > 0;
   try {
     if (*select_cmd) return run_select(select_opt, flags);
     if (*score_cmd) return run_score(score_opt);
@@ -540,8 +670,14 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const quarry::InvalidInput& e) {
     // Row errors come from the engine, which does not know the file names.
-    const bool about_embeddings = std::string(e.what()).rfind("embeddings", 0) == 0;
-    const std::string file = (about_embeddings ? embedding_files : pool_files).file_of(e.row());
+    const std::string what = e.what();
+    auto about = [&](const char* prefix) { return what.rfind(prefix, 0) == 0; };
+    const CommonOptions& common = *select_cmd ? select_opt : score_opt;
+    const std::string file = about("embeddings") ? embedding_files.file_of(e.row())
+                             : about("features") ? common.features_path
+                             : about("labeled")  ? flags.labeled_path
+                             : about("costs")    ? flags.costs_path
+                                                 : pool_files.file_of(e.row());
     if (e.row() >= 0 && !file.empty())
       std::fprintf(stderr, "quarry: error: %s: %s\n", file.c_str(), e.what());
     else

@@ -32,11 +32,14 @@ void check_strides(const ArrayView& a, bool last_axis_strided, const std::string
                             ": negative strides (a reversed view) are not supported; pass "
                             "a copy with ascending strides");
   }
+  for (int64_t extent : a.shape)
+    if (extent == 0) return;  // no element is addressed: any strides will do
   const std::size_t last = a.shape.size() - 1;
   if (!last_axis_strided && a.shape[last] > 1 && a.strides[last] != 1)
     throw InvalidArgument(
         name + ": the last axis must be contiguous (stride of one element); " +
-        "rows may be padded or strided, but the values of a row must be adjacent");
+        "rows may be padded or strided, but the values of a row must be adjacent; for a " +
+        "Fortran-order or transposed array pass a C-order copy");
 }
 
 }  // namespace
@@ -116,12 +119,13 @@ PoolSpec pool_from_array(const ArrayView& array, std::optional<Measure> measure,
   return PoolSpec{view, chosen};
 }
 
-EmbeddingView embeddings_from_array(const ArrayView& array, std::string_view name_view) {
+EmbeddingView embeddings_from_array(const ArrayView& array, std::string_view name_view,
+                                    std::string_view what) {
   const std::string name(name_view);
   if (array.shape.size() != 2 || is_integer(array.dtype))
-    throw InvalidArgument(name + ": embeddings must be a 2-D float array [N, D], got " +
-                          std::string(to_string(array.dtype)) + " shape " +
-                          shape_string(array.shape));
+    throw InvalidArgument(
+        name + ": " + std::string(what) + " must be a 2-D float array [N, D], got " +
+        std::string(to_string(array.dtype)) + " shape " + shape_string(array.shape));
   check_strides(array, false, name);
   EmbeddingView view =
       EmbeddingView::matrix(array.data, array.dtype, array.shape[0], array.shape[1], array.space);

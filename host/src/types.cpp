@@ -9,9 +9,10 @@ namespace quarry {
 
 namespace {
 
-constexpr std::array<std::string_view, 9> kMeasureNames = {
-    "least_confidence",  "margin", "ratio", "entropy",        "vote_entropy",
-    "consensus_entropy", "kl_max", "bald",  "variation_ratio"};
+constexpr std::array<std::string_view, 10> kMeasureNames = {
+    "least_confidence",  "margin", "ratio", "entropy",         "vote_entropy",
+    "consensus_entropy", "kl_max", "bald",  "variation_ratio", "egl"};
+constexpr std::array<std::string_view, 3> kStrategyNames = {"rank", "badge", "coreset"};
 
 }  // namespace
 
@@ -62,7 +63,23 @@ std::string_view to_string(Measure measure) {
 }
 
 bool is_committee_measure(Measure measure) {
-  return static_cast<int>(measure) >= static_cast<int>(Measure::vote_entropy);
+  return static_cast<int>(measure) >= static_cast<int>(Measure::vote_entropy) &&
+         static_cast<int>(measure) <= static_cast<int>(Measure::variation_ratio);
+}
+
+bool needs_features(Measure measure) {
+  return measure == Measure::egl;
+}
+
+Strategy parse_strategy(std::string_view name) {
+  for (std::size_t i = 0; i < kStrategyNames.size(); ++i)
+    if (kStrategyNames[i] == name) return static_cast<Strategy>(i);
+  throw InvalidArgument("unknown strategy '" + std::string(name) + "' (rank, badge or coreset)");
+}
+
+std::string_view to_string(Strategy strategy) {
+  const auto i = static_cast<std::size_t>(strategy);
+  return i < kStrategyNames.size() ? kStrategyNames[i] : "unknown";
 }
 
 Device parse_device(std::string_view name) {
@@ -92,6 +109,10 @@ std::string_view to_string(PickReason reason) {
       return "cluster";
     case PickReason::exploration:
       return "exploration";
+    case PickReason::badge:
+      return "badge";
+    case PickReason::coreset:
+      return "coreset";
   }
   return "unknown";
 }

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 import quarry
 from conftest import random_probs
 
@@ -47,3 +48,14 @@ def test_bad_row_raises_invalid_input_with_row():
         quarry.select(pool, 3)
     assert info.value.row == 6
     assert isinstance(info.value, ValueError)
+
+
+def test_the_package_carries_the_quarry_program():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "quarry"  # the console script pip installed
+    assert script.exists()
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == quarry.__version__

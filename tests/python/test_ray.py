@@ -3,6 +3,7 @@ the same picks as quarry.select on the concatenated pool. Skipped when Ray is no
 
 import numpy as np
 import pytest
+
 import quarry
 from conftest import random_probs
 

@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pytest
+
 import quarry
 from conftest import random_probs
 

@@ -45,9 +45,11 @@ PoolSpec pool_from_array(const ArrayView& array, std::optional<Measure> measure 
                          Layout layout = Layout::members_first, int64_t classes = 0,
                          std::string_view name = "pool");
 
-/// Reads a 2-D float array [N, D] as embeddings (rows may be strided, dimensions contiguous).
-/// Throws InvalidArgument otherwise; `name` starts the messages.
-EmbeddingView embeddings_from_array(const ArrayView& array, std::string_view name = "embeddings");
+/// Reads a 2-D float array [N, D] as embeddings, or as features or labeled embeddings (`what`),
+/// rows may be strided, dimensions contiguous. Throws InvalidArgument otherwise; `name` starts
+/// the messages.
+EmbeddingView embeddings_from_array(const ArrayView& array, std::string_view name = "embeddings",
+                                    std::string_view what = "embeddings");
 
 /// "123", "64K", "1.5G", "512MiB" -> bytes (K = 1024). Throws InvalidArgument for anything else,
 /// and for sizes that are not positive.

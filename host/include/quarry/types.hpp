@@ -39,6 +39,7 @@ enum class Measure {
   kl_max,             ///< max over members of KL(p_m || mean)
   bald,               ///< H(mean) - mean of H(p_m)
   variation_ratio,    ///< 1 - (votes of the modal class) / (members that voted)
+  egl,                ///< expected gradient length of a softmax last layer; needs features
 };
 
 /// Parses a measure name as written in the README ("entropy", "kl_max", ...).
@@ -47,6 +48,8 @@ Measure parse_measure(std::string_view name);
 std::string_view to_string(Measure measure);
 /// True for the measures that need a committee (several members, or votes).
 bool is_committee_measure(Measure measure);
+/// True for the measures that read ScoreOptions::features besides the pool (egl).
+bool needs_features(Measure measure);
 
 /// A read-only view of a pool of predictions. Strides are in elements, not bytes.
 ///
@@ -118,12 +121,25 @@ struct ScoreOptions {
   bool logits = false;
   /// Softmax temperature for logits; must be finite and > 0.
   float temperature = 1.0f;
+  /// Penultimate-layer features h [N, D] of the pool rows (f32, f16 or bf16), row-aligned with
+  /// the pool: needed by Measure::egl and by Strategy::badge.
+  std::optional<EmbeddingView> features;
 };
 
 /// Which backend runs the work.
 enum class Device { automatic, cpu, cuda };
 Device parse_device(std::string_view name);  // "auto", "cpu", "cuda"
 std::string_view to_string(Device device);
+
+/// How the picks are chosen from the scored rows.
+enum class Strategy {
+  rank,     ///< by score; with embeddings, the best candidate of each k-means cluster
+  badge,    ///< k-means++ seeding on gradient embeddings (p - e_argmax) x h; needs features
+  coreset,  ///< k-center greedy on the embeddings, starting from the labeled rows
+};
+/// "rank", "badge", "coreset"; parse_strategy throws InvalidArgument for another name.
+Strategy parse_strategy(std::string_view name);
+std::string_view to_string(Strategy strategy);
 
 /// What to select.
 struct SelectOptions {
@@ -140,10 +156,30 @@ struct SelectOptions {
   /// `seed`) from the rows not otherwise picked. 0 <= explore < 1.
   double explore = 0.0;
   uint64_t seed = 0;
+
+  /// The batch strategy. badge and coreset run over the top `candidates` rows by score (0 = every
+  /// row), badge on scoring.features, coreset on `embeddings`. README, "Influence and coverage".
+  Strategy strategy = Strategy::rank;
+  /// coreset: rows already labeled (indices into the pool), the k-center search's first centers.
+  std::vector<int64_t> labeled_rows;
+  /// coreset: embeddings [L, D] of labeled rows outside the pool, also centers.
+  std::optional<EmbeddingView> labeled_embeddings;
+
+  /// Budget: one labeling cost per pool row (`cost_count` doubles in host memory; positive,
+  /// finite) and the total that may be spent, instead of k (budget 0 = no budget). Ranking picks
+  /// maximise the total score within the budget (greedy by score / cost, or with exact_budget a 0/1
+  /// knapsack over the top `candidates` rows, default 1,000, for integer costs); batch strategies
+  /// take their picks in their own order while they fit, k (optional) then capping their number; a
+  /// share `explore` of the budget goes to uniformly drawn rows.
+  const double* costs = nullptr;
+  int64_t cost_count = 0;
+  double budget = 0.0;
+  bool exact_budget = false;
 };
 
 /// Why a row was picked: its rank; the best of its k-means cluster; or drawn at random to explore.
-enum class PickReason { rank, cluster, exploration };
+/// badge and coreset name picks of those strategies.
+enum class PickReason { rank, cluster, exploration, badge, coreset };
 std::string_view to_string(PickReason reason);
 
 /// The result of select(): rank and cluster picks best-first, then the exploration picks.
@@ -152,6 +188,7 @@ struct Selection {
   std::vector<float> scores;        ///< its score
   std::vector<PickReason> reasons;  ///< why it was picked
   std::vector<int32_t> clusters;    ///< its k-means cluster, or -1 without diversity
+  double cost_spent = 0.0;          ///< with costs: the total cost of the picks
 };
 
 }  // namespace quarry

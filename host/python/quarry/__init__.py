@@ -55,7 +55,7 @@ __all__ = [
     "select_partial",
 ]
 
-__version__: str = _quarry.info()["version"]
+__version__: str = _quarry.__version__
 
 _REASONS = np.array(["rank", "cluster", "exploration"])
 _thread_state = threading.local()
@@ -80,9 +80,9 @@ def _input(array: Any, res: Resources) -> Any:
     dlpack_device = getattr(array, "__dlpack_device__", None)
     if dlpack_device is None or dlpack_device()[0] not in _CUDA_DLPACK_DEVICES:
         return array
-    stream = res.cuda_stream
-    if not stream:  # the CPU backend: the module reports that it cannot read device memory
+    if res.device != "cuda":  # the module reports that the CPU backend cannot read it
         return array
+    stream = res.cuda_stream
     try:
         return array.__dlpack__(stream=stream, max_version=(1, 0))
     except TypeError:  # producers older than DLPack 1.0's max_version
@@ -105,43 +105,45 @@ def _shards(shards: Sequence[Any], res: Resources) -> list[Any]:
 
 
 def _device_empty(pool: Any):
-    """A function making float32 arrays of ``pool``'s framework on ``pool``'s CUDA device."""
+    """A function making writable float32 arrays on ``pool``'s CUDA device: PyTorch's or CuPy's
+    for their own arrays, else whichever of them is installed (see :func:`_as_framework_of`)."""
 
     def empty(rows: int) -> Any:
         framework = type(pool).__module__.split(".")[0]
-        if framework == "torch":
-            import torch
+        device = pool.__dlpack_device__()[1] if hasattr(pool, "__dlpack_device__") else None
+        if framework != "cupy":
+            try:
+                import torch
 
-            return torch.empty(rows, dtype=torch.float32, device=pool.device)
-        if framework == "cupy":
+                where = pool.device if framework == "torch" else f"cuda:{device or 0}"
+                return torch.empty(rows, dtype=torch.float32, device=where)
+            except ImportError:
+                pass
+        try:
             import cupy
 
-            with pool.device:
+            with cupy.cuda.Device(pool.device.id if framework == "cupy" else device or 0):
                 return cupy.empty(rows, dtype=cupy.float32)
-        # Others (JAX, ...): allocate with PyTorch or CuPy, hand over through DLPack.
-        try:
-            import torch
-
-            device = getattr(pool, "__dlpack_device__", lambda: (2, 0))()[1]
-            made = torch.empty(rows, dtype=torch.float32, device=f"cuda:{device}")
         except ImportError:
-            try:
-                import cupy
-
-                made = cupy.empty(rows, dtype=cupy.float32)
-            except ImportError:
-                raise InvalidArgument(
-                    f"score() of a {framework} device array needs PyTorch or CuPy to allocate "
-                    "the scores on the device"
-                ) from None
-        if framework in ("jax", "jaxlib"):
-            import jax.numpy as jnp
-
-            return jnp.from_dlpack(made)
-        namespace = getattr(pool, "__array_namespace__", None)
-        return namespace().from_dlpack(made) if namespace else made
+            raise InvalidArgument(
+                f"score() of a {framework} device array needs PyTorch or CuPy to allocate the "
+                "scores on the device"
+            ) from None
 
     return empty
+
+
+def _as_framework_of(pool: Any, scores: Any) -> Any:
+    """Device scores handed to ``pool``'s own framework through DLPack, without a copy."""
+    framework = type(pool).__module__.split(".")[0]
+    if framework in ("torch", "cupy") or type(scores).__module__.split(".")[0] == framework:
+        return scores
+    if framework in ("jax", "jaxlib"):
+        import jax.numpy as jnp
+
+        return jnp.from_dlpack(scores)
+    namespace = getattr(pool, "__array_namespace__", None)
+    return namespace().from_dlpack(scores) if namespace is not None else scores
 
 
 class Selection:
@@ -159,10 +161,10 @@ class Selection:
     __slots__ = ("indices", "scores", "_reason_codes", "clusters", "measure")
 
     def __init__(self, indices, scores, reason_codes, clusters, measure):
-        self.indices = indices
-        self.scores = scores
-        self._reason_codes = reason_codes
-        self.clusters = clusters
+        self.indices = np.frombuffer(indices, np.int64)
+        self.scores = np.frombuffer(scores, np.float32)
+        self._reason_codes = np.frombuffer(reason_codes, np.int8)
+        self.clusters = np.frombuffer(clusters, np.int32)
         self.measure = measure
 
     @property
@@ -237,7 +239,7 @@ def score(
         return _quarry.score_shards(
             res, _shards(pool, res), measure, logits, temperature, layout, classes or 0
         )
-    return _quarry.score(
+    scores = _quarry.score(
         res,
         _input(pool, res),
         measure,
@@ -247,6 +249,7 @@ def score(
         classes or 0,
         _device_empty(pool),
     )
+    return scores if type(scores) is np.ndarray else _as_framework_of(pool, scores)
 
 
 def select(
@@ -450,5 +453,8 @@ def kmeans(
 
 
 def info() -> dict[str, Any]:
-    """quarry's version, whether it was built with CUDA, the GPUs found and the CPU setup."""
+    """quarry's version, whether it was built with CUDA, the GPUs found, the CPU setup, and under
+    ``"cuda"`` whether the CUDA backend can run here: ``status`` is ``"available"``,
+    ``"not_built"``, ``"no_plugin"``, ``"no_driver"`` or ``"no_device"``, with a one-line
+    ``detail``, the plugin's path, the device count and the driver's CUDA version."""
     return _quarry.info()

@@ -9,6 +9,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -58,8 +59,8 @@ DType dtype_of(nb::dlpack::dtype t, const char* what) {
                      : t.code == static_cast<uint8_t>(code::Complex) ? "complex"
                      : t.code == static_cast<uint8_t>(code::Bool)    ? "bool"
                                                                      : "unknown";
-  throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " + kind +
-                                std::to_string(t.bits) +
+  const std::string bits = t.code == static_cast<uint8_t>(code::Bool) ? "" : std::to_string(t.bits);
+  throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " + kind + bits +
                                 " (float32, float16, bfloat16 or float64; int32 or int64 for "
                                 "votes)");
 }
@@ -103,6 +104,8 @@ nb::dlpack::dtype dtype_of_typestr(const std::string& typestr, const char* what)
 // producer queued on the stream it names is done (in `res`'s stream order).
 ArrayView view_from_cuda_array_interface(nb::handle obj, PyResources& res, const char* what) {
   nb::dict cai = nb::cast<nb::dict>(obj.attr("__cuda_array_interface__"));
+  if (cai.contains("mask") && !cai["mask"].is_none())
+    throw quarry::InvalidArgument(std::string(what) + ": masked arrays are not supported");
   if (cai.contains("stream") && !cai["stream"].is_none())
     res.resources.wait_for_stream(reinterpret_cast<void*>(nb::cast<uintptr_t>(cai["stream"])));
   ArrayView a;
@@ -146,6 +149,18 @@ InputArray input_array(nb::handle obj, PyResources& res, const char* what) {
   if (nb::hasattr(obj, "__cuda_array_interface__")) {
     in.view = view_from_cuda_array_interface(obj, res, what);
     return in;
+  }
+  if (nb::hasattr(obj, "dtype")) {  // an array neither DLPack nor the buffer protocol carries
+    nb::object dtype = obj.attr("dtype");
+    if (nb::hasattr(dtype, "byteorder") &&
+        nb::cast<std::string>(nb::str(dtype.attr("byteorder"))) == ">")
+      throw quarry::InvalidArgument(std::string(what) +
+                                    ": big-endian arrays are not supported; convert with "
+                                    "arr.astype(arr.dtype.newbyteorder('<'))");
+    throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " +
+                                  nb::cast<std::string>(nb::str(dtype)) +
+                                  " (float32, float16, bfloat16 or float64; int32 or int64 for "
+                                  "votes)");
   }
   throw quarry::InvalidArgument(
       std::string(what) +
@@ -215,6 +230,15 @@ nb::object score_rows(PyResources& res, nb::handle pool_obj, std::optional<std::
   return nb::cast(to_numpy(std::move(scores)));
 }
 
+// The picks travel as bytearrays that Python wraps with numpy.frombuffer: for the few values of a
+// selection that is several microseconds cheaper than handing numpy an array per field.
+template <typename T>
+nb::object to_bytearray(const std::vector<T>& values) {
+  return nb::steal(
+      PyByteArray_FromStringAndSize(reinterpret_cast<const char*>(values.data()),
+                                    static_cast<Py_ssize_t>(values.size() * sizeof(T))));
+}
+
 quarry::SelectOptions select_options(quarry::Measure measure, bool logits, float temperature,
                                      int64_t k, int64_t candidates, int kmeans_iters,
                                      double explore, uint64_t seed) {
@@ -235,9 +259,8 @@ quarry::SelectOptions select_options(quarry::Measure measure, bool logits, float
 nb::tuple selection_tuple(quarry::Selection&& sel, quarry::Measure measure) {
   std::vector<int8_t> reasons(sel.reasons.size());
   for (size_t i = 0; i < reasons.size(); ++i) reasons[i] = static_cast<int8_t>(sel.reasons[i]);
-  return nb::make_tuple(to_numpy(std::move(sel.indices)), to_numpy(std::move(sel.scores)),
-                        to_numpy(std::move(reasons)), to_numpy(std::move(sel.clusters)),
-                        std::string(quarry::to_string(measure)));
+  return nb::make_tuple(to_bytearray(sel.indices), to_bytearray(sel.scores), to_bytearray(reasons),
+                        to_bytearray(sel.clusters), std::string(quarry::to_string(measure)));
 }
 
 nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
@@ -404,11 +427,12 @@ nb::tuple cluster(PyResources& res, nb::handle points_obj, int64_t k, int iterat
   options.iterations = iterations;
   options.seed = seed;
   if (!initial_obj.is_none()) {
-    auto initial =
-        nb::cast<nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>>(initial_obj);
-    if (static_cast<int64_t>(initial.shape(0)) != k ||
+    // A few values, copied anyway: other dtypes are converted.
+    nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu> initial;
+    if (!nb::try_cast(initial_obj, initial) || static_cast<int64_t>(initial.shape(0)) != k ||
         static_cast<int64_t>(initial.shape(1)) != view.dim)
-      throw quarry::InvalidArgument("initial_centroids must be a [k, D] float32 array");
+      throw quarry::InvalidArgument(
+          "initial_centroids must be a [k, D] float array in host memory");
     options.initial_centroids.assign(initial.data(), initial.data() + initial.size());
   }
   quarry::KMeansResult result;
@@ -469,6 +493,26 @@ std::size_t budget_bytes(nb::handle memory_budget) {
   return static_cast<std::size_t>(bytes);
 }
 
+// A progress callable can refer back to its Resources (a lambda in a module that holds both):
+// the collector must see that reference to free the cycle.
+int resources_traverse(PyObject* self, visitproc visit, void* arg) {
+  Py_VISIT(Py_TYPE(self));
+  if (!nb::inst_ready(self)) return 0;
+  Py_VISIT(nb::inst_ptr<PyResources>(self)->progress.ptr());
+  return 0;
+}
+
+int resources_clear(PyObject* self) {
+  PyResources* res = nb::inst_ptr<PyResources>(self);
+  res->resources.set_progress({});
+  res->progress.reset();
+  return 0;
+}
+
+PyType_Slot resources_slots[] = {{Py_tp_traverse, reinterpret_cast<void*>(resources_traverse)},
+                                 {Py_tp_clear, reinterpret_cast<void*>(resources_clear)},
+                                 {0, nullptr}};
+
 void make_resources(PyResources* self, const std::string& device, nb::handle memory_budget,
                     nb::handle stream, nb::object progress, int cuda_device) {
   const quarry::Device kind = quarry::parse_device(device);
@@ -485,6 +529,39 @@ void make_resources(PyResources* self, const std::string& device, nb::handle mem
   set_progress(*self, std::move(progress));
 }
 
+// The C++ call that select() makes, timed in C++ `repeats` times: the baseline against which
+// bench/bench_python.py measures the binding's overhead. Seconds per call.
+double time_select_call(PyResources& res, nb::handle pool_obj, int64_t k, int64_t repeats) {
+  const InputArray pool = input_array(pool_obj, res, "pool");
+  const quarry::PoolSpec spec = pool_spec(pool, std::nullopt, "members-first", 0);
+  quarry::SelectOptions options;
+  options.scoring.measure = spec.measure;
+  options.k = k;
+  nb::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(res.mutex);
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < repeats; ++i) quarry::select(res.resources, spec.view, options);
+  const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+  return elapsed.count() / static_cast<double>(repeats);
+}
+
+// The status as an identifier (to_string's words are for people).
+const char* cuda_status_name(quarry::CudaStatus status) {
+  switch (status) {
+    case quarry::CudaStatus::available:
+      return "available";
+    case quarry::CudaStatus::not_built:
+      return "not_built";
+    case quarry::CudaStatus::no_plugin:
+      return "no_plugin";
+    case quarry::CudaStatus::no_driver:
+      return "no_driver";
+    case quarry::CudaStatus::no_device:
+      return "no_device";
+  }
+  return "unknown";
+}
+
 nb::dict info() {
   nb::dict d;
   d["version"] = quarry::version();
@@ -492,6 +569,15 @@ nb::dict info() {
   nb::list gpus;
   for (const auto& g : quarry::cuda_device_descriptions()) gpus.append(g);
   d["gpus"] = gpus;
+  // Why CUDA can or cannot run here: not_built, no_plugin, no_driver, no_device or available.
+  const quarry::CudaAvailability cuda = quarry::cuda_availability();
+  nb::dict c;
+  c["status"] = cuda_status_name(cuda.status);
+  c["detail"] = cuda.detail;
+  c["plugin_path"] = cuda.plugin_path;
+  c["device_count"] = cuda.device_count;
+  c["driver_version"] = cuda.driver_version;
+  d["cuda"] = c;
   d["cpu"] = quarry::cpu_description();
   return d;
 }
@@ -563,7 +649,7 @@ NB_MODULE(_quarry, m) {
   register_exceptions(m);
 
   nb::class_<PyResources>(
-      m, "Resources",
+      m, "Resources", nb::type_slots(resources_slots),
       "Resources(device='auto', memory_budget=None, stream=None, progress=None, cuda_device=0)\n\n"
       "The backend quarry runs on, with its device, stream and kept memory. Make one and reuse it\n"
       "across calls; calls on one Resources from several threads take turns (one per thread runs\n"
@@ -591,8 +677,9 @@ NB_MODULE(_quarry, m) {
           "chunks with identical results. Set an int, a size such as '8G', or None for the "
           "default (80% of free device memory on CUDA, unbounded on the CPU).")
       .def_prop_rw(
-          "progress", [](PyResources& r) { return r.progress; }, &set_progress,
-          nb::arg("callback").none())
+          "progress",
+          [](PyResources& r) { return r.progress.is_valid() ? r.progress : nb::none(); },
+          &set_progress, nb::arg("callback").none())
       .def_prop_ro("peak_device_memory",
                    [](PyResources& r) { return r.resources.peak_device_memory(); })
       .def_prop_ro("cuda_stream", [](PyResources& r) {
@@ -669,6 +756,9 @@ NB_MODULE(_quarry, m) {
   m.def("kmeans", &cluster, nb::arg("resources"), nb::arg("points"), nb::arg("k"),
         nb::arg("iterations"), nb::arg("seed"), nb::arg("initial_centroids").none());
   m.def("info", &info);
+  m.attr("__version__") = quarry::version();  // without info(), which asks the driver
+  m.def("_time_select_call", &time_select_call, nb::arg("resources"), nb::arg("pool"), nb::arg("k"),
+        nb::arg("repeats"));
   m.def("parse_memory_size",
         [](const std::string& text) { return quarry::parse_memory_size(text); });
 }

@@ -1,0 +1,109 @@
+"""Strategy names, and the one place the simulator calls quarry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SINGLE_MODEL_MEASURES = ("least_confidence", "margin", "ratio", "entropy")
+COMMITTEE_MEASURES = (
+    "vote_entropy",
+    "consensus_entropy",
+    "kl_max",
+    "bald",
+    "variation_ratio",
+)
+DEFAULT_EXPLORE = 0.1
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way of picking a batch. ``measure`` is None for random sampling; ``diversity`` is
+    None, ``"features"`` (k-means over the standardised features) or ``"pca"`` (over a PCA of
+    them); ``explore`` is the fraction of each batch drawn at random."""
+
+    name: str
+    measure: str | None = None
+    diversity: str | None = None
+    explore: float = 0.0
+    candidates: int | None = None
+
+    @property
+    def committee(self) -> bool:
+        return self.measure in COMMITTEE_MEASURES
+
+
+def parse_strategy(
+    spec: str, *, explore: float = DEFAULT_EXPLORE, candidates: int | None = None
+) -> Strategy:
+    """``random``, or a measure followed by any of ``+diversity``, ``+pca`` (diversity over a PCA
+    of the features) and ``+explore`` (the fraction ``explore``) or ``+explore=EPS``; e.g.
+    ``margin+pca+explore=0.2``. ``candidates`` is the diversity step's candidate count."""
+    spec = spec.strip()
+    measure, *modifiers = spec.split("+")
+    if measure == "random":
+        if modifiers:
+            raise ValueError(f"strategy {spec!r}: random sampling takes no modifiers")
+        return Strategy(spec)
+    if measure not in SINGLE_MODEL_MEASURES + COMMITTEE_MEASURES:
+        raise ValueError(
+            f"strategy {spec!r}: unknown measure {measure!r}; expected random or one of "
+            + ", ".join(SINGLE_MODEL_MEASURES + COMMITTEE_MEASURES)
+        )
+    diversity, eps = None, 0.0
+    for modifier in modifiers:
+        if modifier in ("diversity", "pca"):
+            if diversity is not None:
+                raise ValueError(f"strategy {spec!r}: diversity named twice")
+            diversity = "features" if modifier == "diversity" else "pca"
+        elif modifier == "explore" or modifier.startswith("explore="):
+            value = modifier.partition("=")[2]
+            try:
+                eps = float(value) if value else explore
+            except ValueError:
+                raise ValueError(f"strategy {spec!r}: {modifier!r} is not explore=EPS") from None
+            if not 0.0 <= eps < 1.0:
+                raise ValueError(f"strategy {spec!r}: exploration must lie in [0, 1), got {eps}")
+        else:
+            raise ValueError(
+                f"strategy {spec!r}: unknown modifier {modifier!r}; expected diversity, pca, "
+                "explore or explore=EPS"
+            )
+    return Strategy(spec, measure, diversity, eps, candidates if diversity else None)
+
+
+def parse_strategies(specs: str, **options) -> list[Strategy]:
+    strategies = [parse_strategy(s, **options) for s in specs.split(",") if s.strip()]
+    if not strategies:
+        raise ValueError("no strategy named")
+    names = [s.name for s in strategies]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a strategy is named twice in {specs!r}")
+    return strategies
+
+
+def quarry_pick(
+    strategy: Strategy,
+    pool: np.ndarray,
+    k: int,
+    embeddings: np.ndarray | None,
+    seed: int,
+) -> np.ndarray:
+    """Rows of ``pool`` (``[N, C]`` probabilities or a ``[M, N, C]`` committee) that quarry
+    picks, best first."""
+    import quarry
+
+    candidates = 0  # quarry's default: 10 * k, capped at the pool's rows
+    if embeddings is not None and strategy.candidates:
+        candidates = min(strategy.candidates, pool.shape[-2])
+    selection = quarry.select(
+        pool,
+        k,
+        measure=strategy.measure,
+        embeddings=embeddings,
+        candidates=candidates,
+        explore=strategy.explore,
+        seed=seed,
+    )
+    return np.asarray(selection.indices, dtype=np.int64)
