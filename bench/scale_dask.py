@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 import quarry
 import quarry.dask
 
