@@ -24,9 +24,11 @@ kernels::ElementType length_type(DType dtype) {
   return dtype == DType::i32 ? kernels::ElementType::i32 : kernels::ElementType::i64;
 }
 
-// Scratch floats of the top-K vector pass: kLanes steps of K values, transposed.
+// Steps scored at once by the top-K vector pass, one per lane.
+constexpr int kStepLanes = 16;
+// Scratch floats of the top-K vector pass: kStepLanes steps of K values, as read and transposed.
 int64_t top_k_scratch_floats(const PoolView& pool) {
-  return pool.classes * kLanes;
+  return 2 * pool.classes * kStepLanes;
 }
 // Scratch doubles of a sampled-answers row: the answers, their Gram matrix and their sums.
 int64_t samples_scratch_doubles(const PoolView& pool) {
@@ -42,23 +44,21 @@ QUARRY_NOINLINE RowResult score_token_row_exactly(const T* row, int64_t length, 
   return stats.finish(measure, length);
 }
 
-// The sum and the minimum in vector lanes, and whether every value is finite and <= 0 (NaN fails
-// both compares). Tails are padded with 0: it adds nothing, and every valid value is <= 0, so it
-// moves no minimum. Only the row's first `length` values are read.
+// The sum and the minimum in vector lanes, with the maximum and sum(x - x) (NaN for a non-finite
+// x) to tell whether every value is finite and <= 0: selects and sums only, so the loop
+// vectorizes. Tails are padded with 0: it adds nothing, and every valid value is <= 0, so it moves
+// no minimum. Only the row's first `length` values are read.
 template <typename T>
 QUARRY_ALWAYS_INLINE RowResult score_token_row(const T* row, int64_t length, MeasureId measure) {
   kernels::TokenStats<double> total;
   bool valid = true;
   for (int64_t begin = 0; begin < length; begin += kBlock) {
     const int64_t end = std::min(length, begin + kBlock);
-    float sum[kLanes], low[kLanes];
-    uint32_t bad[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      sum[l] = low[l] = 0.0f;
-      bad[l] = 0;
-    }
+    float sum[kLanes], low[kLanes], high[kLanes], probe[kLanes];
+    for (int l = 0; l < kLanes; ++l) sum[l] = low[l] = high[l] = probe[l] = 0.0f;
     auto add = [&](int l, float x) {
-      bad[l] |= x <= 0.0f && x > -kernels::kInf ? 0u : 1u;
+      probe[l] += x - x;
+      high[l] = kernels::larger(high[l], x);
       sum[l] += x;
       low[l] = kernels::smaller(low[l], x);
     };
@@ -72,7 +72,8 @@ QUARRY_ALWAYS_INLINE RowResult score_token_row(const T* row, int64_t length, Mea
 #pragma omp simd
       for (int l = 0; l < kLanes; ++l) add(l, tail[l]);
     }
-    valid = valid && fold_lanes(bad, [](uint32_t a, uint32_t b) { return a | b; }) == 0;
+    valid = valid && sum_lanes(probe) == 0.0f &&
+            fold_lanes(high, [](float a, float b) { return kernels::larger(a, b); }) <= 0.0f;
     kernels::TokenStats<double> block;
     block.nll = -static_cast<double>(sum_lanes(sum));
     block.min_logprob = fold_lanes(low, [](float a, float b) { return kernels::smaller(a, b); });
@@ -121,27 +122,37 @@ template <bool kMargin, typename T>
 QUARRY_ALWAYS_INLINE RowResult score_top_k_row(const T* row, int64_t length, int64_t k,
                                                int64_t step_stride, MeasureId measure,
                                                float* transposed) {
-  kernels::TopKRowStats<double> total;
-  for (int64_t t0 = 0; t0 < length; t0 += kLanes) {
-    const int active = static_cast<int>(std::min<int64_t>(kLanes, length - t0));
-    for (int l = 0; l < kLanes; ++l) {
-      if (l < active) {
-        const T* step = row + (t0 + l) * step_stride;
-        for (int64_t j = 0; j < k; ++j) transposed[j * kLanes + l] = to_float(step[j]);
-      } else {
-        for (int64_t j = 0; j < k; ++j) transposed[j * kLanes + l] = 0.0f;
-      }
+  // Each lane's steps: the sums of their entropies and margins and the largest entropy, in float
+  // (a lane holds a sixteenth of the row's steps), added in double at the end.
+  float entropy_sum[kStepLanes] = {}, entropy_max[kStepLanes] = {}, margin_sum[kStepLanes] = {};
+  for (int64_t t0 = 0; t0 < length; t0 += kStepLanes) {
+    const int active = static_cast<int>(std::min<int64_t>(kStepLanes, length - t0));
+    // Steps are usually contiguous: their values are converted in one vector loop, then
+    // transposed as floats.
+    float* const flat = transposed + kStepLanes * k;
+    if (step_stride == k) {
+      const T* first = row + t0 * k;
+      const int64_t count = active * k;
+#pragma omp simd
+      for (int64_t i = 0; i < count; ++i) flat[i] = to_float(first[i]);
+    } else {
+      for (int l = 0; l < active; ++l)
+        for (int64_t j = 0; j < k; ++j) flat[l * k + j] = to_float(row[(t0 + l) * step_stride + j]);
     }
-    float top1[kLanes], top2[kLanes];
-    uint32_t bad[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
+    std::fill(flat + active * k, flat + kStepLanes * k, 0.0f);  // lanes past the length
+    for (int64_t j = 0; j < k; ++j)
+#pragma omp simd
+      for (int l = 0; l < kStepLanes; ++l) transposed[j * kStepLanes + l] = flat[l * k + j];
+    float top1[kStepLanes], top2[kStepLanes];
+    uint32_t bad[kStepLanes];
+    for (int l = 0; l < kStepLanes; ++l) {
       top1[l] = top2[l] = -kernels::kInf;
       bad[l] = 0;
     }
     for (int64_t j = 0; j < k; ++j) {
-      const float* v = transposed + j * kLanes;
+      const float* v = transposed + j * kStepLanes;
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) {
+      for (int l = 0; l < kStepLanes; ++l) {
         bad[l] |= v[l] <= 0.0f ? 0u : 1u;  // NaN, +inf, > 0; -inf passes
         if constexpr (kMargin)
           kernels::push_top2(v[l], top1[l], top2[l]);
@@ -150,39 +161,47 @@ QUARRY_ALWAYS_INLINE RowResult score_top_k_row(const T* row, int64_t length, int
       }
     }
     bool valid = true;
-    for (int l = 0; l < kLanes; ++l) valid = valid && bad[l] == 0 && top1[l] > -kernels::kInf;
+    for (int l = 0; l < kStepLanes; ++l) valid = valid && bad[l] == 0 && top1[l] > -kernels::kInf;
     if (!valid) return score_top_k_row_exactly(row, length, k, step_stride, measure);
-    float rest[kLanes] = {}, ties[kLanes] = {}, t[kLanes] = {};
+    float rest[kStepLanes] = {}, ties[kStepLanes] = {}, t[kStepLanes] = {};
     for (int64_t j = 0; j < k; ++j) {
-      const float* v = transposed + j * kLanes;
+      const float* v = transposed + j * kStepLanes;
 #pragma omp simd
-      for (int l = 0; l < kLanes; ++l) {
+      for (int l = 0; l < kStepLanes; ++l) {
         const float below = v[l] - top1[l];
         // e^d is 0 below -87; the clamp keeps d * e finite for d = -inf.
         const float d = kernels::larger(below, -104.0f);
         const float e = kernels::polynomial_exp(d);
-        rest[l] += below < 0.0f ? e : 0.0f;
-        ties[l] += below == 0.0f ? 1.0f : 0.0f;
+        // e^0 = 1 exactly: e - e_rest counts the maxima (a second select on the same compare
+        // would keep GCC from vectorizing the loop).
+        const float e_rest = below < 0.0f ? e : 0.0f;
+        rest[l] += e_rest;
+        ties[l] += e - e_rest;
         t[l] += d * e;
       }
     }
-    float entropy[kLanes], margin[kLanes];
 #pragma omp simd
-    for (int l = 0; l < kLanes; ++l) {
+    for (int l = 0; l < kStepLanes; ++l) {
       // Every maximum but one belongs to `rest`.
       const float others = rest[l] + (ties[l] - 1.0f);
       // ln(1 + x) = ln u + (x - (u - 1)) / u with u = fl(1 + x): the rounding of u costs nothing.
       const float u = 1.0f + others;
       const float log1p_others = kernels::polynomial_log(u) + (others - (u - 1.0f)) / u;
-      entropy[l] = kernels::softmax_entropy(others, t[l], log1p_others);
+      const float entropy =
+          l < active ? kernels::softmax_entropy(others, t[l], log1p_others) : 0.0f;
+      entropy_sum[l] += entropy;
+      entropy_max[l] = kernels::larger(entropy_max[l], entropy);
       if constexpr (kMargin) {
         const float r = kernels::polynomial_exp(kernels::larger(top2[l] - top1[l], -104.0f));
-        margin[l] = kernels::softmax_margin(others, r);
-      } else {
-        margin[l] = 0.0f;
+        margin_sum[l] += l < active ? kernels::softmax_margin(others, r) : 0.0f;
       }
     }
-    for (int l = 0; l < active; ++l) total.add_step(entropy[l], margin[l], 0);
+  }
+  kernels::TopKRowStats<double> total;
+  for (int l = 0; l < kStepLanes; ++l) {
+    total.entropy_sum += entropy_sum[l];
+    total.entropy_max = std::max<double>(total.entropy_max, entropy_max[l]);
+    total.margin_sum += margin_sum[l];
   }
   return total.finish(measure, length);
 }
@@ -212,8 +231,8 @@ QUARRY_CPU_CLONES uint64_t score_top_k_range(const PoolView& pool, int64_t begin
 // ---- sampled answers ---------------------------------------------------------------------------
 
 // The row's S answers are widened to double once (exact), checked for non-finite values, and
-// their sums and Gram matrix taken in double by vector loops, four dot products per pass over an
-// answer; then kernels::score_samples scores it.
+// their sums and Gram matrix taken in double by vector loops; then kernels::score_samples scores
+// it.
 template <typename T>
 QUARRY_ALWAYS_INLINE RowResult score_samples_row(const T* row, int64_t samples, int64_t dim,
                                                  int64_t sample_stride, MeasureId measure,
@@ -221,56 +240,67 @@ QUARRY_ALWAYS_INLINE RowResult score_samples_row(const T* row, int64_t samples, 
   double* const values = scratch;
   double* const gram = values + samples * dim;
   double* const sums = gram + samples * samples;
-  float probe[kLanes] = {};
+  float probe = 0.0f;  // sum of x - x: NaN for a non-finite x
   for (int64_t i = 0; i < samples; ++i) {
     const T* answer = row + i * sample_stride;
     double* v = values + i * dim;
-    int64_t j = 0;
-    for (; j + kLanes <= dim; j += kLanes)
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) {
-        const float x = to_float(answer[j + l]);
-        v[j + l] = x;
-        probe[l] += x - x;  // NaN for a non-finite x
-      }
-    for (; j < dim; ++j) {
-      const float x = to_float(answer[j]);
-      v[j] = x;
-      probe[0] += x - x;
-    }
-  }
-  if (!(sum_lanes(probe) == 0.0f)) return {0.0f, kernels::kNonFinite};
-  for (int64_t i = 0; i < samples; ++i) {
-    const double* a = values + i * dim;
     double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t x = 0; x < dim; ++x) sum += a[x];
+#pragma omp simd reduction(+ : probe, sum)
+    for (int64_t x = 0; x < dim; ++x) {
+      const float value = to_float(answer[x]);
+      v[x] = value;
+      probe += value - value;
+      sum += value;
+    }
     sums[i] = sum;
+  }
+  if (!(probe == 0.0f)) return {0.0f, kernels::kNonFinite};
+  // The upper triangle in tiles of 2 x 4 answers (8 sums in registers, 6 loads per 8 products);
+  // a tile reaching below the diagonal computes a lower entry too, which is just as correct.
+  int64_t i = 0;
+  for (; i + 2 <= samples; i += 2) {
+    const double *a0 = values + i * dim, *a1 = a0 + dim;
     int64_t j = i;
     for (; j + 4 <= samples; j += 4) {
       const double *b0 = values + j * dim, *b1 = b0 + dim, *b2 = b1 + dim, *b3 = b2 + dim;
-      double d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
-#pragma omp simd reduction(+ : d0, d1, d2, d3)
+      double d00 = 0.0, d01 = 0.0, d02 = 0.0, d03 = 0.0, d10 = 0.0, d11 = 0.0, d12 = 0.0, d13 = 0.0;
+#pragma omp simd reduction(+ : d00, d01, d02, d03, d10, d11, d12, d13)
       for (int64_t x = 0; x < dim; ++x) {
-        d0 += a[x] * b0[x];
-        d1 += a[x] * b1[x];
-        d2 += a[x] * b2[x];
-        d3 += a[x] * b3[x];
+        d00 += a0[x] * b0[x];
+        d01 += a0[x] * b1[x];
+        d02 += a0[x] * b2[x];
+        d03 += a0[x] * b3[x];
+        d10 += a1[x] * b0[x];
+        d11 += a1[x] * b1[x];
+        d12 += a1[x] * b2[x];
+        d13 += a1[x] * b3[x];
       }
-      gram[i * samples + j] = d0;
-      gram[i * samples + j + 1] = d1;
-      gram[i * samples + j + 2] = d2;
-      gram[i * samples + j + 3] = d3;
+      double* g0 = gram + i * samples + j;
+      double* g1 = g0 + samples;
+      g0[0] = d00, g0[1] = d01, g0[2] = d02, g0[3] = d03;
+      g1[0] = d10, g1[1] = d11, g1[2] = d12, g1[3] = d13;
     }
     for (; j < samples; ++j) {
       const double* b = values + j * dim;
-      double dot = 0.0;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t x = 0; x < dim; ++x) dot += a[x] * b[x];
-      gram[i * samples + j] = dot;
+      double d0 = 0.0, d1 = 0.0;
+#pragma omp simd reduction(+ : d0, d1)
+      for (int64_t x = 0; x < dim; ++x) {
+        d0 += a0[x] * b[x];
+        d1 += a1[x] * b[x];
+      }
+      gram[i * samples + j] = d0;
+      gram[(i + 1) * samples + j] = d1;
     }
-    for (j = i + 1; j < samples; ++j) gram[j * samples + i] = gram[i * samples + j];
   }
+  if (i < samples) {  // the last answer of an odd S: its own norm
+    const double* a = values + i * dim;
+    double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t x = 0; x < dim; ++x) dot += a[x] * a[x];
+    gram[i * samples + i] = dot;
+  }
+  for (i = 0; i < samples; ++i)
+    for (int64_t j = i + 1; j < samples; ++j) gram[j * samples + i] = gram[i * samples + j];
   return {kernels::score_samples(measure, gram, sums, static_cast<int>(samples), dim,
                                  options.eigenscore_alpha, options.semantic_threshold, 0, 1,
                                  kernels::NoSync{}),

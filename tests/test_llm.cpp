@@ -225,7 +225,8 @@ std::vector<float> random_top_logprobs(int64_t n, int64_t steps, int64_t k,
 
 // [n, s, d] answers around 1..s centres (cosine near 1 within a cluster, near 0 between
 // clusters for large d), with a zero answer in some rows.
-std::vector<float> random_samples(int64_t n, int64_t s, int64_t d, std::mt19937_64& rng) {
+std::vector<float> random_samples(int64_t n, int64_t s, int64_t d, std::mt19937_64& rng,
+                                  bool zero_answers = true) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::uniform_int_distribution<int64_t> clusters(1, s);
   std::vector<float> v(n * s * d);
@@ -238,7 +239,8 @@ std::vector<float> random_samples(int64_t n, int64_t s, int64_t d, std::mt19937_
       for (int64_t x = 0; x < d; ++x)
         v[(r * s + i) * d + x] = centres[centre * d + x] + 0.05f * normal(rng);
     }
-    if (r % 7 == 3) std::fill_n(&v[(r * s + s - 1) * d], d, 0.0f);  // the zero vector: similarity 0
+    if (zero_answers && r % 7 == 3)
+      std::fill_n(&v[(r * s + s - 1) * d], d, 0.0f);  // the zero vector: similarity 0
   }
   return v;
 }
@@ -414,8 +416,19 @@ TEST_P(Llm, SampleEdgeCases) {
   const PoolView d1 = PoolView::samples(one_dim.data(), DType::f32, 1, 3, 1);
   EXPECT_TRUE(near_rel(run(d1, Measure::eigenscore, 1e-3)[0], std::log(1e-3), 1e-6f));
   EXPECT_TRUE(near_rel(run(d1, Measure::eigenscore, 0.5)[0], std::log(0.5), 1e-6f));
-  // alpha = 0: the zero eigenvalues count as 1e-10.
+  // alpha = 0: the zero eigenvalues count as 1e-10 (Jacobi's eigenvalues, not ln det).
   EXPECT_TRUE(near_rel(run(d1, Measure::eigenscore, 0.0)[0], std::log(1e-10), 1e-6f));
+  const std::vector<float> same = {1.0f, 2.0f, 4.0f, 1.0f, 2.0f, 4.0f, 1.0f, 2.0f, 4.0f};
+  {
+    // Three identical answers (1, 2, 4): mean 7/3, |e_c|^2 = 14/3; eigenvalues 3 |e_c|^2 = 14
+    // and 0 twice.
+    const PoolView identical = PoolView::samples(same.data(), DType::f32, 1, 3, 3);
+    EXPECT_TRUE(near_rel(run(identical, Measure::eigenscore, 0.0)[0],
+                         (std::log(14.0) + 2 * std::log(1e-10)) / 3, 1e-6f));
+    // A Gram matrix with eigenvalues 14 + 1e-12 and 1e-12: below 1e-10 they count as 1e-10.
+    EXPECT_TRUE(near_rel(run(identical, Measure::eigenscore, 1e-12)[0],
+                         (std::log(14.0) + 2 * std::log(1e-10)) / 3, 1e-6f));
+  }
   // S = 2: cosine 0.96 joins the two at threshold 0.9, not at 0.97; dispersion 1 - cos.
   const std::vector<float> pair = {1.0f, 0.0f, 0.96f, 0.28f};  // |second| = 1
   const PoolView two = PoolView::samples(pair.data(), DType::f32, 1, 2, 2);
@@ -508,6 +521,25 @@ TEST_P(Llm, SampleMeasuresMatchTheFloat64Reference) {
           expect_scores_match(run(view, m, alpha, 0.9), want, 1e-5f, 1e-5f);
         }
     }
+}
+
+// With alpha = 0 the matrix is only positive semidefinite in general, so eigenscore takes its
+// eigenvalues (Jacobi) rather than ln det; for answers in general position (S < D, no zero
+// answer) they are all positive and their logarithms sum to the reference's ln det.
+TEST_P(Llm, EigenscoreWithoutAlphaMatchesTheFloat64Reference) {
+  auto rng = seeded_rng(16007);
+  for (auto [s, d] : {std::pair<int64_t, int64_t>{2, 3}, {5, 64}, {10, 100}, {33, 40}}) {
+    SCOPED_TRACE("S = " + std::to_string(s) + " D = " + std::to_string(d));
+    const int64_t n = 20;
+    const auto answers = random_samples(n, s, d, rng, false);
+    std::vector<float> want(n);
+    for (int64_t r = 0; r < n; ++r)
+      want[r] = static_cast<float>(
+          reference_samples(Measure::eigenscore, &answers[r * s * d], s, d, 0.0, 0.9));
+    expect_scores_match(
+        run(PoolView::samples(answers.data(), DType::f32, n, s, d), Measure::eigenscore, 0.0), want,
+        1e-5f, 1e-5f);
+  }
 }
 
 // ---- bad input
