@@ -3,7 +3,9 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -140,6 +142,89 @@ void BM_CpuEgl(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * n * (c + dim) * 4);
 }
 
+// ---- LLM outputs ------------------------------------------------------------------------------
+
+// `count` f16 values from a counter-based hash (splitmix64), made by every thread: GBs of input in
+// seconds. value(u) maps a uniform u in [0, 1) to the value.
+template <typename Value>
+std::vector<uint16_t> f16_values(int64_t count, Value value) {
+  std::vector<uint16_t> out(count);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < count; ++i) {
+    uint64_t z = static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ull + 0x1234567ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    const auto half = static_cast<_Float16>(value(static_cast<float>(z >> 40) * 0x1p-24f));
+    std::memcpy(&out[i], &half, sizeof half);
+  }
+  return out;
+}
+
+// The fastest of five plain reads of `bytes` bytes (32-bit words summed into 32 independent
+// sums per thread, as BM_CpuRead), in seconds: the floor the LLM cases are compared with.
+double plain_read_seconds(const void* data, int64_t bytes) {
+  const auto* words = static_cast<const uint32_t*>(data);
+  constexpr int kSums = 32;
+  const int64_t blocks = bytes / 4 / kSums;
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    uint32_t total = 0;
+#pragma omp parallel reduction(+ : total)
+    {
+      uint32_t sums[kSums] = {};
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < blocks; ++b)
+#pragma omp simd
+        for (int l = 0; l < kSums; ++l) sums[l] += words[b * kSums + l];
+      for (uint32_t v : sums) total += v;
+    }
+    benchmark::DoNotOptimize(total);
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return best;
+}
+
+// Scores an f16 LLM-output pool and reports rows/s and the ratio to a plain read of the same
+// bytes, measured in the same run.
+void run_llm_case(benchmark::State& state, const PoolView& view, Measure measure, int64_t bytes) {
+  Resources cpu(Device::cpu);
+  std::vector<float> scores(view.rows);
+  const ScoreOptions opt = score_options(measure, false);
+  for (auto _ : state) score(cpu, view, opt, scores.data());
+  state.SetBytesProcessed(state.iterations() * bytes);
+  state.counters["rows_per_second"] = benchmark::Counter(
+      static_cast<double>(view.rows), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["plain_read_ms"] = plain_read_seconds(view.data, bytes) * 1e3;
+  state.SetLabel(std::string(to_string(measure)) + " f16");
+}
+
+// Token log-probabilities [rows, steps] f16, every row full length.
+void BM_CpuTokenLogprobs(benchmark::State& state) {
+  const int64_t rows = state.range(0), steps = state.range(1);
+  const auto pool = f16_values(rows * steps, [](float u) { return -8.0f * u * u; });
+  run_llm_case(state, PoolView::token_logprobs(pool.data(), DType::f16, rows, steps),
+               static_cast<Measure>(state.range(2)), rows * steps * 2);
+}
+
+// Top-K log-probabilities [rows, steps, K] f16 (values in (-15, 0]), every row full length.
+void BM_CpuTopLogprobs(benchmark::State& state) {
+  const int64_t rows = state.range(0), steps = state.range(1), k = state.range(2);
+  const auto pool = f16_values(rows * steps * k, [](float u) { return -15.0f * u; });
+  run_llm_case(state, PoolView::top_logprobs(pool.data(), DType::f16, rows, steps, k),
+               static_cast<Measure>(state.range(3)), rows * steps * k * 2);
+}
+
+// Sampled answers' embeddings [rows, S, D] f16, uniform in [-1, 1).
+void BM_CpuSamples(benchmark::State& state) {
+  const int64_t rows = state.range(0), s = state.range(1), d = state.range(2);
+  const auto pool = f16_values(rows * s * d, [](float u) { return 2.0f * u - 1.0f; });
+  run_llm_case(state, PoolView::samples(pool.data(), DType::f16, rows, s, d),
+               static_cast<Measure>(state.range(3)), rows * s * d * 2);
+}
+
 BENCHMARK(BM_CpuRead)->Args({1'000'000, 100})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CpuScore)
     ->Args({100'000, 1000, static_cast<int>(Measure::entropy), 0})
@@ -162,6 +247,26 @@ BENCHMARK(BM_CpuCommittee)
 BENCHMARK(BM_CpuSelectDiverse)
     ->Args({1'000'000, 100, 100, 128})
     ->Args({1'000'000, 100, 1000, 128})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+// The sizes are 1M rows (5 GB and 15 GB of f16); these are 1/10 of the rows (512 MB and
+// 1.5 GB), whose per-row work is the same.
+BENCHMARK(BM_CpuTokenLogprobs)
+    ->ArgNames({"rows", "T", "measure"})
+    ->Args({1'000'000, 128, static_cast<int>(Measure::perplexity)})
+    ->Args({1'000'000, 128, static_cast<int>(Measure::min_token_prob)})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_CpuTopLogprobs)
+    ->ArgNames({"rows", "T", "K", "measure"})
+    ->Args({100'000, 128, 20, static_cast<int>(Measure::mean_token_entropy)})
+    ->Args({100'000, 128, 20, static_cast<int>(Measure::mean_token_margin)})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_CpuSamples)
+    ->ArgNames({"rows", "S", "D", "measure"})
+    ->Args({100'000, 10, 768, static_cast<int>(Measure::eigenscore)})
+    ->Args({100'000, 10, 768, static_cast<int>(Measure::semantic_entropy)})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

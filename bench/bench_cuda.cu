@@ -403,6 +403,75 @@ void BM_CudaInfluence(benchmark::State& state) {
   }
 }
 
+// ---- LLM outputs ------------------------------------------------------------------------------
+
+// n f16 values uniform in [lo, hi).
+__global__ void fill_uniform_f16(__half* out, int64_t n, float lo, float hi, uint64_t seed) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = __float2half_rn(lo + (hi - lo) * hashed_uniforms(i, seed).y);
+}
+
+// An f16 LLM-output pool of `count` values, on the device or in pinned host memory.
+struct HalfPool {
+  __half* data = nullptr;
+  size_t bytes = 0;
+  bool host = false;
+  HalfPool(int64_t count, float lo, float hi, bool on_host) : bytes(count * 2), host(on_host) {
+    __half* device = nullptr;
+    BENCH_CUDA(cudaMalloc(&device, bytes));
+    fill_uniform_f16<<<static_cast<unsigned>((count + 255) / 256), 256>>>(device, count, lo, hi,
+                                                                          13);
+    BENCH_CUDA(cudaGetLastError());
+    BENCH_CUDA(cudaDeviceSynchronize());
+    if (!host) {
+      data = device;
+      return;
+    }
+    BENCH_CUDA(cudaMallocHost(reinterpret_cast<void**>(&data), bytes));
+    BENCH_CUDA(cudaMemcpy(data, device, bytes, cudaMemcpyDeviceToHost));
+    cudaFree(device);
+  }
+  HalfPool(const HalfPool&) = delete;
+  HalfPool& operator=(const HalfPool&) = delete;
+  ~HalfPool() { host ? cudaFreeHost(data) : cudaFree(data); }
+};
+
+// An LLM measure + top-1000 over an f16 pool [rows, a, b] (top-K: a = steps, b = K; samples: a =
+// S, b = D; token log-probabilities: a = steps, b = 1), every row full length; in device memory,
+// or streamed from pinned host memory (range(4) = 1) against the pinned host-to-device bandwidth.
+void BM_CudaLlm(benchmark::State& state) {
+  if (!have_gpu()) return state.SkipWithError("no CUDA device");
+  const int64_t rows = state.range(0), a = state.range(1), b = state.range(2);
+  const auto measure = static_cast<Measure>(state.range(3));
+  const bool host = state.range(4) != 0;
+  try {
+    const PoolKind kind = pool_kind(measure);
+    const bool samples = kind == PoolKind::samples;
+    HalfPool pool(rows * a * b, samples ? -1.0f : -15.0f, samples ? 1.0f : 0.0f, host);
+    const MemorySpace space = host ? MemorySpace::host : MemorySpace::device;
+    const PoolView view =
+        kind == PoolKind::token_logprobs
+            ? PoolView::token_logprobs(pool.data, DType::f16, rows, a, nullptr, DType::i64, space)
+        : kind == PoolKind::top_logprobs
+            ? PoolView::top_logprobs(pool.data, DType::f16, rows, a, b, nullptr, DType::i64, space)
+            : PoolView::samples(pool.data, DType::f16, rows, a, b, space);
+    Resources gpu(Device::cuda);
+    SelectOptions opt;
+    opt.k = 1000;
+    opt.scoring.measure = measure;
+    run_timed(state, pool.bytes, [&] { benchmark::DoNotOptimize(select(gpu, view, opt)); });
+    state.counters["rows_per_second"] = benchmark::Counter(
+        static_cast<double>(rows), benchmark::Counter::kIsIterationInvariantRate);
+    if (host)
+      state.counters["of_pinned_h2d_bw"] =
+          benchmark::Counter(static_cast<double>(pool.bytes) / h2d_bandwidth(),
+                             benchmark::Counter::kIsIterationInvariantRate);
+    state.SetLabel(std::string(to_string(measure)) + " f16" + (host ? " pinned host" : ""));
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
 constexpr int kF32 = static_cast<int>(DType::f32), kF16 = static_cast<int>(DType::f16),
               kBF16 = static_cast<int>(DType::bf16);
 constexpr int kEntropy = static_cast<int>(Measure::entropy),
@@ -449,6 +518,20 @@ BENCHMARK(BM_CudaInfluence)
     ->Args({1'000'000, 100, 768, 0, 1000})
     ->Args({1'000'000, 100, 768, 1, 100})
     ->Args({1'000'000, 100, 768, 2, 100})
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+// The issue's sizes: 1M rows x 128 steps x K = 20 (5 GB of f16) and 1M rows x 10 samples x 768
+// (15 GB), resident and streamed from pinned host memory.
+BENCHMARK(BM_CudaLlm)
+    ->ArgNames({"rows", "a", "b", "measure", "host"})
+    ->Args({1'000'000, 128, 20, static_cast<int>(Measure::mean_token_entropy), 0})
+    ->Args({1'000'000, 128, 20, static_cast<int>(Measure::mean_token_margin), 0})
+    ->Args({1'000'000, 128, 20, static_cast<int>(Measure::mean_token_entropy), 1})
+    ->Args({1'000'000, 10, 768, static_cast<int>(Measure::eigenscore), 0})
+    ->Args({1'000'000, 10, 768, static_cast<int>(Measure::semantic_entropy), 0})
+    ->Args({1'000'000, 10, 768, static_cast<int>(Measure::eigenscore), 1})
+    ->Args({10'000'000, 128, 1, static_cast<int>(Measure::perplexity), 0})
     ->UseManualTime()
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond);

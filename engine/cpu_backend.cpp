@@ -10,8 +10,9 @@
 #include <vector>
 
 #include "engine/backend.hpp"
-#include "engine/cpu_clones.hpp"
 #include "engine/cpu_influence.hpp"
+#include "engine/cpu_llm.hpp"
+#include "engine/cpu_vector.hpp"
 #include "engine/kmeans_host.hpp"
 #include "engine/ranking.hpp"
 #include "kernels/measures.hpp"
@@ -26,48 +27,6 @@ using kernels::MeasureId;
 using kernels::ProbStats;
 using kernels::RowResult;
 using kernels::to_float;
-
-// Rows are read in kLanes independent accumulators that the compiler keeps in vector registers:
-// branch-free selects and polynomial log/exp instead of libm calls, so each lane's work is the
-// same instruction stream. Lane sums are float over blocks of kBlock classes, then added in
-// double, which bounds the rounding error on LLM-sized rows.
-constexpr int kLanes = 8;
-constexpr int64_t kBlock = 2048;
-constexpr double kLn2 = 0.693147180559945309;
-
-// The row loops are compiled three times, for AVX-512 (x86-64-v4: masked selects and
-// conversions speed up the logits' exp), AVX2 and the baseline, and the loader picks one for the
-// machine (GCC function multiversioning). Lanes stay 8 wide: 512-bit vectors measured slower. The
-// row functions are inlined into them, so the constants of the polynomials are set up once per
-// range of rows, not once per row. (QUARRY_CPU_CLONES: engine/cpu_clones.hpp.)
-
-// A row's last (end - begin) < kLanes values as a full vector, other lanes `fill`. Rows of at
-// least kLanes classes read the last kLanes values and mask the ones already counted: one
-// unconditional vector load instead of a scalar loop.
-template <typename T>
-void load_tail(const T* row, int64_t begin, int64_t end, float fill, float (&out)[kLanes]) {
-  if (end >= kLanes) {
-    const int64_t first = kLanes - (end - begin);
-    const T* last = row + end - kLanes;
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) out[l] = l >= first ? to_float(last[l]) : fill;
-  } else {
-    for (int l = 0; l < kLanes; ++l) out[l] = begin + l < end ? to_float(row[begin + l]) : fill;
-  }
-}
-
-// Folds the lanes into lane 0 pairwise (a tree the compiler turns into a few shuffles, off the
-// per-row critical path) and returns it. Sums stay in float: each lane holds at most
-// kBlock / kLanes values.
-template <typename Value, typename Combine>
-inline Value fold_lanes(Value (&lanes)[kLanes], Combine combine) {
-  for (int width = kLanes / 2; width > 0; width /= 2)
-    for (int l = 0; l < width; ++l) lanes[l] = combine(lanes[l], lanes[l + width]);
-  return lanes[0];
-}
-inline float sum_lanes(float (&lanes)[kLanes]) {
-  return fold_lanes(lanes, [](float a, float b) { return a + b; });
-}
 
 // The exact, scalar statistics of a row: used for rows the vector pass found out of range, so
 // that their flags name every problem precisely.
@@ -620,31 +579,33 @@ class CpuBackend final : public Backend {
     const PoolView& pool = problem.pool;
     const ScoreOptions& opt = problem.options;
     BadRow bad;
+    const PoolKind kind = pool_kind(opt.measure);
     if (opt.measure == Measure::egl) {
       if (opt.features->space != MemorySpace::host)
         throw InvalidArgument("the CPU backend needs the features in host memory");
       bad = score_egl_on_cpu(pool, opt, scores_out);
-      if (bad.row >= 0) throw_bad_row(bad, problem.row_offset);
-      return;
-    }
-    switch (pool.dtype) {
-      case DType::f32:
-        bad = score_floats<float>(pool, opt, scores_out);
-        break;
-      case DType::f16:
-        bad = score_floats<kernels::f16_bits>(pool, opt, scores_out);
-        break;
-      case DType::bf16:
-        bad = score_floats<kernels::bf16_bits>(pool, opt, scores_out);
-        break;
-      case DType::i32:
-        bad = score_votes<int32_t>(pool, opt, scores_out);
-        break;
-      case DType::i64:
-        bad = score_votes<int64_t>(pool, opt, scores_out);
-        break;
-      case DType::f64:  // the pipeline hands backends f64 pools converted to f32
-        throw InvalidArgument("the CPU backend reads f64 pools only through the pipeline");
+    } else if (kind != PoolKind::predictions && kind != PoolKind::committee) {
+      bad = score_llm_rows(pool, opt, scores_out);
+    } else {
+      switch (pool.dtype) {
+        case DType::f32:
+          bad = score_floats<float>(pool, opt, scores_out);
+          break;
+        case DType::f16:
+          bad = score_floats<kernels::f16_bits>(pool, opt, scores_out);
+          break;
+        case DType::bf16:
+          bad = score_floats<kernels::bf16_bits>(pool, opt, scores_out);
+          break;
+        case DType::i32:
+          bad = score_votes<int32_t>(pool, opt, scores_out);
+          break;
+        case DType::i64:
+          bad = score_votes<int64_t>(pool, opt, scores_out);
+          break;
+        case DType::f64:  // the pipeline hands backends f64 pools converted to f32
+          throw InvalidArgument("the CPU backend reads f64 pools only through the pipeline");
+      }
     }
     if (bad.row >= 0) throw_bad_row(bad, problem.row_offset);
   }
@@ -665,6 +626,10 @@ class CpuBackend final : public Backend {
   }
   int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const override {
     const PoolView& pool = problem.pool;
+    const PoolKind kind = pool_kind(problem.options.measure);
+    if (kind != PoolKind::predictions && kind != PoolKind::committee)
+      return count * 2 * (sizeof(int64_t) + sizeof(float)) +
+             omp_get_max_threads() * llm_scratch_bytes_per_thread(pool, problem.options);
     const int64_t committee_scratch =
         pool.members > 1
             ? omp_get_max_threads() *

@@ -30,7 +30,9 @@
 #include "kernels/egl.cuh"
 #include "kernels/kmeans.cuh"
 #include "kernels/measures.hpp"
+#include "kernels/samples.cuh"
 #include "kernels/score_rows.cuh"
+#include "kernels/sequence.cuh"
 #include "kernels/topk.cuh"
 #include "quarry/error.hpp"
 
@@ -130,8 +132,10 @@ class CudaBackend final : public Backend {
   int64_t working_bytes_per_row(const PoolView& pool) const override {
     const int64_t staged =
         pool.space == MemorySpace::host
-            ? pool.row_stride * static_cast<int64_t>(dtype_size(pool.dtype)) *
-                  (pool.member_stride >= pool.rows * pool.row_stride ? pool.members : 1) * 2
+            ? (pool.row_stride * static_cast<int64_t>(dtype_size(pool.dtype)) *
+                   (pool.member_stride >= pool.rows * pool.row_stride ? pool.members : 1) +
+               (pool.lengths ? static_cast<int64_t>(dtype_size(pool.lengths_dtype)) : 0)) *
+                  2
             : 0;
     return sizeof(float) + sizeof(int64_t) + 4 + staged;
   }
@@ -145,7 +149,9 @@ class CudaBackend final : public Backend {
     // top-k: candidates, sort keys and values twice over, results; plus CUB's fixed scratch.
     // Host pools: the padding of each staged slab to kSlabAlignBytes, in both slots.
     const int64_t padding =
-        problem.pool.space == MemorySpace::host ? 2 * problem.pool.members * kSlabAlignBytes : 0;
+        problem.pool.space == MemorySpace::host
+            ? 2 * (problem.pool.members + (problem.pool.lengths ? 1 : 0)) * kSlabAlignBytes
+            : 0;
     return count * 64 + committee + padding + (int64_t{16} << 20);
   }
   // egl: each row's feature squares, and for host features the row in both staging slots.
@@ -482,11 +488,12 @@ class CudaBackend final : public Backend {
     return BadRow::from_code(*host_flag_);
   }
 
-  void check_device_pointer(const void* p) const {
+  void check_device_pointer(const void* p, const char* what = "pool") const {
     cudaPointerAttributes attr{};
     QUARRY_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
     if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged)
-      throw InvalidArgument("the pool is marked as device memory but its pointer is not");
+      throw InvalidArgument(std::string("the ") + what +
+                            " is marked as device memory but its pointer is not");
     if (attr.type == cudaMemoryTypeDevice && attr.device != device_)
       throw InvalidArgument("the pool is on CUDA device " + std::to_string(attr.device) +
                             " but these Resources use device " + std::to_string(device_));
@@ -500,10 +507,22 @@ class CudaBackend final : public Backend {
     const ElementType type = element_type(view.dtype);
     const auto measure = static_cast<MeasureId>(opt.measure);
     const float inv_temperature = opt.logits ? 1.0f / opt.temperature : 1.0f;
+    const PoolKind kind = pool_kind(opt.measure);
     if (opt.measure == Measure::egl) {
       kernels::launch_score_egl(view.data, type, opt.logits, inv_temperature, rows, view.classes,
                                 view.row_stride, feature_squares, row_offset, scores, first_bad,
                                 stream_);
+    } else if (kind == PoolKind::token_logprobs || kind == PoolKind::top_logprobs) {
+      // Token log-probabilities are steps of one value; top-K steps are `members` apart.
+      const bool tokens = kind == PoolKind::token_logprobs;
+      kernels::launch_score_sequences(
+          view.data, type, measure, rows, tokens ? view.classes : view.members,
+          tokens ? 1 : view.classes, view.row_stride, tokens ? 1 : view.member_stride, view.lengths,
+          element_type(view.lengths_dtype), row_offset, scores, first_bad, stream_);
+    } else if (kind == PoolKind::samples) {
+      kernels::launch_score_samples(view.data, type, measure, rows, view.members, view.classes,
+                                    view.row_stride, view.member_stride, opt.eigenscore_alpha,
+                                    opt.semantic_threshold, row_offset, scores, first_bad, stream_);
     } else if (view.is_votes()) {
       kernels::launch_score_votes(view.data, type, measure, view.members, rows, view.classes,
                                   view.member_stride, view.row_stride, row_offset, scores,
@@ -545,6 +564,7 @@ class CudaBackend final : public Backend {
     }
     if (pool.space == MemorySpace::device) {
       check_device_pointer(pool.data);
+      if (pool.lengths != nullptr) check_device_pointer(pool.lengths, "lengths array");
       staging_->release();
       launch_scoring(pool, problem.options, pool.rows, problem.row_offset, scores, first_bad,
                      squares);
@@ -584,15 +604,31 @@ class CudaBackend final : public Backend {
     // as an in-memory pool: the same lanes see the same values, and the scores are bitwise equal.
     const int64_t align = kSlabAlignBytes / elem;
     const int64_t slab_elems = (extent(chunk_rows) + align - 1) / align * align;
-    const int64_t slot_bytes = slab_count * slab_elems * elem;
+    const int64_t data_bytes = slab_count * slab_elems * elem;
+    // A chunk's lengths travel with it, after its slabs (always through the pinned buffers: they
+    // are small, and their memory may be pageable when the pool's is not).
+    const int64_t length_size =
+        pool.lengths ? static_cast<int64_t>(dtype_size(pool.lengths_dtype)) : 0;
+    const int64_t lengths_bytes =
+        (chunk_rows * length_size + kSlabAlignBytes - 1) / kSlabAlignBytes * kSlabAlignBytes;
+    const int64_t slot_bytes = data_bytes + lengths_bytes;
     char* device_slots = staging_->ensure<char>(2 * slot_bytes);
     cudaPointerAttributes attributes{};
     QUARRY_CUDA_CHECK(cudaPointerGetAttributes(&attributes, pool.data));
     if (attributes.type == cudaMemoryTypeDevice)
       throw InvalidArgument("the pool is marked as host memory but its pointer is device memory");
+    if (pool.lengths) {
+      QUARRY_CUDA_CHECK(cudaPointerGetAttributes(&attributes, pool.lengths));
+      if (attributes.type == cudaMemoryTypeDevice)
+        throw InvalidArgument(
+            "the lengths array is in device memory but the pool is marked as host memory");
+      QUARRY_CUDA_CHECK(cudaPointerGetAttributes(&attributes, pool.data));
+    }
     const bool pinned_source = attributes.type == cudaMemoryTypeHost;
-    if (!pinned_source)
-      for (PinnedBuffer& slot : pinned_) slot.ensure(slot_bytes);
+    // Pinned staging: the chunk's data unless the pool is pinned itself, and its lengths.
+    const int64_t pinned_data_bytes = pinned_source ? 0 : data_bytes;
+    if (pinned_data_bytes + lengths_bytes > 0)
+      for (PinnedBuffer& slot : pinned_) slot.ensure(pinned_data_bytes + lengths_bytes);
     // The copy stream starts after everything queued so far, the slots' allocation included.
     for (cudaEvent_t& scored : scored_) QUARRY_CUDA_CHECK(cudaEventRecord(scored, stream_));
     const char* base = static_cast<const char*>(pool.data);
@@ -604,27 +640,36 @@ class CudaBackend final : public Backend {
       char* device = device_slots + slot * slot_bytes;
       const char* host = src;
       int64_t host_pitch = slabs ? pool.member_stride * elem : width;
-      if (!pinned_source) {
-        // The pinned buffer is free once the copy of two chunks ago has left it.
+      // The pinned buffer is free once the copy of two chunks ago has left it.
+      if (pinned_data_bytes + lengths_bytes > 0)
         QUARRY_CUDA_CHECK(cudaEventSynchronize(copied_[slot]));
+      if (!pinned_source) {
         char* pinned = pinned_[slot].data;
         for (int64_t m = 0; m < slab_count; ++m)
           parallel_copy(pinned + m * slab_elems * elem, src + m * pool.member_stride * elem, width);
         host = pinned;
         host_pitch = slab_elems * elem;
       }
+      char* pinned_lengths = pinned_[slot].data + pinned_data_bytes;
+      if (pool.lengths)
+        std::memcpy(pinned_lengths, static_cast<const char*>(pool.lengths) + r0 * length_size,
+                    rows * length_size);
       // The device slot is free once the chunk scored from it two chunks ago is done.
       QUARRY_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, scored_[slot], 0));
       // One copy per slab: a 2-D copy would limit the host pitch (a member's whole slab) to 2 GiB.
       for (int64_t m = 0; m < slab_count; ++m)
         QUARRY_CUDA_CHECK(cudaMemcpyAsync(device + m * slab_elems * elem, host + m * host_pitch,
                                           width, cudaMemcpyHostToDevice, copy_stream_));
+      if (pool.lengths)
+        QUARRY_CUDA_CHECK(cudaMemcpyAsync(device + data_bytes, pinned_lengths, rows * length_size,
+                                          cudaMemcpyHostToDevice, copy_stream_));
       QUARRY_CUDA_CHECK(cudaEventRecord(copied_[slot], copy_stream_));
       QUARRY_CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_[slot], 0));
       PoolView chunk = pool;
       chunk.data = device;
       chunk.rows = rows;
       if (slabs) chunk.member_stride = slab_elems;
+      if (pool.lengths) chunk.lengths = device + data_bytes;
       launch_scoring(chunk, problem.options, rows, problem.row_offset + r0, scores + r0, first_bad,
                      feature_squares ? feature_squares + r0 : nullptr);
       QUARRY_CUDA_CHECK(cudaEventRecord(scored_[slot], stream_));

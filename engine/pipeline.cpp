@@ -20,6 +20,8 @@ using kernels::MeasureId;
 static_assert(static_cast<int>(MeasureId::entropy) == static_cast<int>(Measure::entropy));
 static_assert(static_cast<int>(MeasureId::variation_ratio) ==
               static_cast<int>(Measure::variation_ratio));
+static_assert(static_cast<int>(MeasureId::semantic_entropy) ==
+              static_cast<int>(Measure::semantic_entropy));
 
 std::string name(Measure m) {
   return std::string(to_string(m));
@@ -40,12 +42,60 @@ void validate_row_matrix(const EmbeddingView& e, int64_t rows, const std::string
                           std::string(to_string(e.dtype)));
 }
 
+namespace {
+
+// The shape and options of an LLM-output pool (token or top-K log-probabilities, or samples).
+void validate_llm_pool(const PoolView& pool, const ScoreOptions& options) {
+  const PoolKind kind = pool_kind(options.measure);
+  const std::string measure = name(options.measure);
+  if (pool.dtype != DType::f32 && pool.dtype != DType::f16 && pool.dtype != DType::bf16)
+    throw InvalidArgument(measure + " needs f32, f16 or bf16 values, not " +
+                          std::string(to_string(pool.dtype)));
+  if (options.logits)
+    throw InvalidArgument("--logits (ScoreOptions::logits) does not apply to " + measure);
+  if (kind == PoolKind::token_logprobs) {
+    if (pool.members != 1)
+      throw InvalidArgument(measure + " reads token log-probabilities [N, T], not a 3-D array");
+    if (pool.classes < 1) throw InvalidArgument("rows need at least one step (T = 0)");
+    if (pool.row_stride < pool.classes)
+      throw InvalidArgument("row stride is smaller than the number of steps");
+  } else if (pool.classes < 1) {
+    throw InvalidArgument(kind == PoolKind::samples ? "answers need at least one dimension (D = 0)"
+                                                    : "steps need at least one entry (K = 0)");
+  }
+  if (kind == PoolKind::samples) {
+    if (pool.lengths != nullptr)
+      throw InvalidArgument("lengths apply to token and top-K log-probabilities, not to " +
+                            measure);
+    if (pool.members > kernels::kMaxSamples)
+      throw InvalidArgument(measure + " supports at most " + std::to_string(kernels::kMaxSamples) +
+                            " samples per row, got " + std::to_string(pool.members));
+    if (!(std::isfinite(options.eigenscore_alpha) && options.eigenscore_alpha >= 0.0))
+      throw InvalidArgument("eigenscore alpha must be finite and >= 0, got " +
+                            std::to_string(options.eigenscore_alpha));
+    if (!std::isfinite(options.semantic_threshold))
+      throw InvalidArgument("the semantic threshold must be finite");
+  } else if (pool.lengths != nullptr && pool.lengths_dtype != DType::i32 &&
+             pool.lengths_dtype != DType::i64) {
+    throw InvalidArgument("lengths must be i32 or i64, not " +
+                          std::string(to_string(pool.lengths_dtype)));
+  }
+}
+
+}  // namespace
+
 void validate(const PoolView& pool, const ScoreOptions& options) {
   if (pool.data == nullptr) throw InvalidArgument("pool data is a null pointer");
   if (pool.rows < 1) throw InvalidArgument("the pool has no rows");
   if (pool.members < 1) throw InvalidArgument("a committee needs at least one member");
   if (pool.member_stride < 0 || pool.row_stride < 0)
     throw InvalidArgument("strides must not be negative");
+  const PoolKind kind = pool_kind(options.measure);
+  if (kind != PoolKind::predictions && kind != PoolKind::committee)
+    return validate_llm_pool(pool, options);
+  if (pool.lengths != nullptr)
+    throw InvalidArgument("lengths apply to token and top-K log-probabilities, not to " +
+                          name(options.measure));
   const bool committee_measure = is_committee_measure(options.measure);
   if (pool.is_votes()) {
     if (pool.classes < 0) throw InvalidArgument("the number of classes must not be negative");
@@ -96,6 +146,12 @@ void throw_bad_row(BadRow bad, int64_t row_offset) {
   if (f & kernels::kBadVote) throw InvalidInput(row + "vote outside [-1, classes)", bad.row);
   if (f & kernels::kBadFeature)
     throw InvalidInput("features " + row + "non-finite value (NaN or Inf)", bad.row);
+  if (f & kernels::kBadLength)
+    throw InvalidInput(row + "length outside [1, T] (T = the steps of the array)", bad.row);
+  if (f & kernels::kPositive)
+    throw InvalidInput(row + "positive log-probability (log-probabilities are <= 0)", bad.row);
+  if (f & kernels::kEmptyStep)
+    throw InvalidInput(row + "a step whose top-K log-probabilities are all -inf", bad.row);
   throw InvalidInput(row + "invalid data", bad.row);
 }
 
@@ -207,6 +263,9 @@ PoolView rows_of(const PoolView& pool, int64_t first, int64_t count) {
   part.data = static_cast<const char*>(pool.data) +
               first * pool.row_stride * static_cast<int64_t>(dtype_size(pool.dtype));
   part.rows = count;
+  if (pool.lengths != nullptr)
+    part.lengths = static_cast<const char*>(pool.lengths) +
+                   first * static_cast<int64_t>(dtype_size(pool.lengths_dtype));
   return part;
 }
 

@@ -273,6 +273,12 @@ Partial partial(Backend& backend, std::span<const PoolView> shards, const Select
     throw InvalidArgument("labeled rows apply to --strategy coreset, which is not sharded");
   if (options.scoring.features)
     throw InvalidArgument("sharded selection does not take features (the egl measure)");
+  const PoolKind kind = pool_kind(options.scoring.measure);
+  if (kind != PoolKind::predictions && kind != PoolKind::committee)
+    throw InvalidArgument(
+        "sharded selection supports the measures of predictions and "
+        "committees, not the LLM measure " +
+        std::string(to_string(options.scoring.measure)));
   const PickCounts picks = check_select_options(options);
   validate_shards(shards, options.scoring);
   if (options.embeddings)

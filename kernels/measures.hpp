@@ -34,6 +34,16 @@ enum class MeasureId : int {
   bald = 7,
   variation_ratio = 8,
   egl = 9,
+  sequence_nll = 10,
+  perplexity = 11,
+  min_token_prob = 12,
+  mean_token_entropy = 13,
+  max_token_entropy = 14,
+  mean_token_margin = 15,
+  sample_dispersion = 16,
+  eigenscore = 17,
+  semantic_sets = 18,
+  semantic_entropy = 19,
 };
 
 /// Element types of kernel inputs.
@@ -47,21 +57,27 @@ enum RowFlags : uint32_t {
   kBadSum = 1u << 3,      // |sum - 1| > kSumTolerance
   kBadVote = 1u << 4,     // vote < -1 or >= the number of classes
   kBadFeature = 1u << 5,  // a non-finite value in the row's features (egl)
+  kBadLength = 1u << 6,   // a row's length < 1 or > the steps of the array
+  kPositive = 1u << 7,    // a log-probability > 0
+  kEmptyStep = 1u << 8,   // a top-K step whose K log-probabilities are all -inf
 };
 inline constexpr float kSumTolerance = 1e-3f;
 inline constexpr float kInf = std::numeric_limits<float>::infinity();
 
+// The flags take the low bits of a bad-row code, the row the rest (rows below 2^52).
+inline constexpr int kRowFlagBits = 12;
+inline constexpr uint32_t kRowFlagMask = (1u << kRowFlagBits) - 1;
 /// First bad row and its flags packed so that the numerically smallest value is the lowest row:
 /// backends keep the minimum over all rows (atomicMin on the GPU).
 QUARRY_HD uint64_t encode_bad_row(int64_t row, uint32_t flags) {
-  return (static_cast<uint64_t>(row) << 8) | (flags & 0xffu);
+  return (static_cast<uint64_t>(row) << kRowFlagBits) | (flags & kRowFlagMask);
 }
 inline constexpr uint64_t kNoBadRow = ~uint64_t{0};
 QUARRY_HD int64_t bad_row_of(uint64_t code) {
-  return static_cast<int64_t>(code >> 8);
+  return static_cast<int64_t>(code >> kRowFlagBits);
 }
 QUARRY_HD uint32_t bad_flags_of(uint64_t code) {
-  return static_cast<uint32_t>(code & 0xffu);
+  return static_cast<uint32_t>(code & kRowFlagMask);
 }
 
 // ---- element conversion --------------------------------------------------------------------
@@ -146,6 +162,12 @@ QUARRY_HD float sqrt_of(float x) {
 }
 QUARRY_HD double sqrt_of(double x) {
   return ::sqrt(x);
+}
+QUARRY_HD float expm1_of(float x) {
+  return expm1f(x);
+}
+QUARRY_HD double expm1_of(double x) {
+  return ::expm1(x);
 }
 
 /// ln x for finite x > 0 in two parts, ln x = exponent * ln 2 + log_mantissa, without branches
@@ -307,6 +329,21 @@ struct ProbStats {
 
 // ---- logits ------------------------------------------------------------------------------------
 
+/// The entropy and the margin 1 - (p1 - p2) of a softmax from its statistics, as LogitStats keeps
+/// them: with m the maximum, `rest` = sum of e^(z-m) over every element but one that holds the
+/// maximum, t = sum (z-m) e^(z-m) and r = e^(z2-m) for the second largest z2 (0 for one element),
+/// s = 1 + rest, H = ln(1 + rest) - t/s and 1 - (p1 - p2) = (rest + r)/s. `log1p_rest` is
+/// ln(1 + rest), computed as the caller's loop allows.
+template <typename Acc>
+QUARRY_HD Acc softmax_entropy(Acc rest, Acc t, Acc log1p_rest) {
+  const Acc h = log1p_rest - t / (Acc(1) + rest);
+  return h > Acc(0) ? h : Acc(0);
+}
+template <typename Acc>
+QUARRY_HD Acc softmax_margin(Acc rest, Acc r) {
+  return (rest + r) / (Acc(1) + rest);
+}
+
 /// z - max for e^(z - max), bounded below: finite logits 1e38 apart would make it -Inf, and
 /// -Inf * e^-Inf = NaN in the sums. e^-1e4 is 0 in float and double alike.
 template <typename Acc>
@@ -380,23 +417,24 @@ struct LogitStats {
     top2 = t2;
   }
   QUARRY_HD uint32_t row_flags() const { return empty() ? flags | kNonFinite : flags; }
-  QUARRY_HD Acc entropy_value() const {
-    const Acc h = log1p_of(rest) - t / (Acc(1) + rest);
-    return h > Acc(0) ? h : Acc(0);
+  QUARRY_HD Acc entropy_value() const { return softmax_entropy(rest, t, log1p_of(rest)); }
+  /// e^(z2 - m) for the second largest z2; 0 with one element.
+  QUARRY_HD Acc second_ratio() const {
+    return top2 > -kInf ? exp_of(Acc(top2) - Acc(top1)) : Acc(0);
   }
   /// ln of the softmax denominator: ln p_i = z_i - log_normalizer().
   QUARRY_HD Acc log_normalizer() const { return Acc(top1) + log1p_of(rest); }
   QUARRY_HD RowResult finish(MeasureId measure) const {
     if (empty()) return {0.0f, flags | kNonFinite};  // no finite value in the row
-    const float r = top2 > -kInf ? static_cast<float>(exp_of(Acc(top2) - Acc(top1))) : 0.0f;
+    const float r = static_cast<float>(second_ratio());
     const Acc s = Acc(1) + rest;
     float score;
     switch (measure) {
       case MeasureId::least_confidence:  // 1 - 1/s
         score = static_cast<float>(rest / s);
         break;
-      case MeasureId::margin:  // 1 - (1 - r)/s
-        score = static_cast<float>((rest + Acc(r)) / s);
+      case MeasureId::margin:
+        score = static_cast<float>(softmax_margin(rest, Acc(r)));
         break;
       case MeasureId::ratio:
         score = r;
@@ -696,6 +734,317 @@ QUARRY_HD double linear_kl_term(float difference, float u, double rounding) {
 
 QUARRY_HD bool is_vote_measure(MeasureId m) {
   return m == MeasureId::vote_entropy || m == MeasureId::variation_ratio;
+}
+
+// ---- LLM outputs: token log-probabilities ------------------------------------------------------
+
+/// Row r's length (valid steps) from `lengths` (i32 or i64), or `steps` when there are none.
+QUARRY_HD int64_t row_length(const void* lengths, ElementType type, int64_t r, int64_t steps) {
+  if (lengths == nullptr) return steps;
+  return type == ElementType::i32 ? static_cast<int64_t>(static_cast<const int32_t*>(lengths)[r])
+                                  : static_cast<const int64_t*>(lengths)[r];
+}
+QUARRY_HD bool length_is_valid(int64_t length, int64_t steps) {
+  return length >= 1 && length <= steps;
+}
+
+/// Statistics of a row of token log-probabilities l_t over its length: the negative sum and the
+/// smallest value. A valid l is finite and <= 0.
+template <typename Acc>
+struct TokenStats {
+  Acc nll = 0;  // -sum l
+  float min_logprob = kInf;
+  uint32_t flags = 0;
+
+  QUARRY_HD void add(float l) {
+    if (!is_finite(l)) {
+      flags |= kNonFinite;
+      return;
+    }
+    if (l > 0.0f) flags |= kPositive;
+    nll -= Acc(l);
+    min_logprob = smaller(min_logprob, l);
+  }
+  QUARRY_HD void merge(const TokenStats& o) {
+    nll += o.nll;
+    min_logprob = smaller(min_logprob, o.min_logprob);
+    flags |= o.flags;
+  }
+  /// sequence_nll = -sum l; perplexity = -(1/L) sum l (log scale); min_token_prob =
+  /// 1 - e^(min l) = -expm1(min l), precise for confident rows.
+  QUARRY_HD RowResult finish(MeasureId measure, int64_t length) const {
+    Acc score;
+    switch (measure) {
+      case MeasureId::perplexity:
+        score = nll / Acc(length);
+        break;
+      case MeasureId::min_token_prob:
+        score = -expm1_of(Acc(min_logprob));
+        break;
+      default:
+        score = nll;
+    }
+    return {canonical_score(score > Acc(0) ? static_cast<float>(score) : 0.0f), flags};
+  }
+};
+
+// ---- LLM outputs: top-K log-probabilities per step ---------------------------------------------
+
+/// One step's top-K log-probabilities, renormalised: the returned probabilities e^l divided by
+/// their sum, which is the softmax of the returned l (LogitStats). Entries of -inf were not
+/// returned and are left out; NaN, +inf and l > 0 are invalid.
+template <typename Acc>
+struct TopKStep {
+  LogitStats<Acc> softmax;
+  uint32_t flags = 0;
+
+  QUARRY_HD void add(float l) {
+    if (l == -kInf) return;
+    if (l > 0.0f) flags |= kPositive;  // +inf too; LogitStats flags it as non-finite
+    softmax.add(l);
+  }
+  /// Invalid values, and a step with no returned entry at all.
+  QUARRY_HD uint32_t step_flags() const {
+    const uint32_t f = flags | softmax.flags;
+    return softmax.empty() && f == 0 ? kEmptyStep : f;
+  }
+  QUARRY_HD Acc entropy() const { return softmax.entropy_value(); }
+  QUARRY_HD Acc margin() const { return softmax_margin(softmax.rest, softmax.second_ratio()); }
+};
+
+/// A row of top-K steps: the sum and maximum of the step entropies and the sum of the margins.
+template <typename Acc>
+struct TopKRowStats {
+  Acc entropy_sum = 0;
+  Acc entropy_max = 0;
+  Acc margin_sum = 0;
+  uint32_t flags = 0;
+
+  QUARRY_HD void add_step(Acc entropy, Acc margin, uint32_t step_flags) {
+    entropy_sum += entropy;
+    entropy_max = entropy > entropy_max ? entropy : entropy_max;
+    margin_sum += margin;
+    flags |= step_flags;
+  }
+  QUARRY_HD void merge(const TopKRowStats& o) {
+    entropy_sum += o.entropy_sum;
+    entropy_max = o.entropy_max > entropy_max ? o.entropy_max : entropy_max;
+    margin_sum += o.margin_sum;
+    flags |= o.flags;
+  }
+  QUARRY_HD RowResult finish(MeasureId measure, int64_t length) const {
+    Acc score;
+    switch (measure) {
+      case MeasureId::max_token_entropy:
+        score = entropy_max;
+        break;
+      case MeasureId::mean_token_margin:
+        score = margin_sum / Acc(length);
+        break;
+      default:
+        score = entropy_sum / Acc(length);
+    }
+    return {canonical_score(score > Acc(0) ? static_cast<float>(score) : 0.0f), flags};
+  }
+};
+
+// ---- LLM outputs: sampled answers --------------------------------------------------------------
+
+/// Samples per row at most: the S x S matrices of a row stay in a thread block's shared memory.
+inline constexpr int kMaxSamples = 64;
+/// eigenvalues below this (zero up to rounding) count as this in eigenscore's logarithms.
+inline constexpr double kEigenvalueFloor = 1e-10;
+
+/// Cosine similarity from dot products and squared norms; 0 when either answer is the zero
+/// vector.
+QUARRY_HD double cosine_similarity(double dot, double norm2_i, double norm2_j) {
+  return norm2_i > 0.0 && norm2_j > 0.0 ? dot / (sqrt(norm2_i) * sqrt(norm2_j)) : 0.0;
+}
+
+/// For a single thread: sync() between the steps of a cooperative routine does nothing.
+struct NoSync {
+  QUARRY_HD void operator()() const {}
+};
+
+/// Eigenvalues of the symmetric n x n matrix `a` (row-major, both triangles filled), left on its
+/// diagonal: cyclic Jacobi rotations until the off-diagonal part is below 1e-15 of the matrix.
+/// `lanes` threads (lane = 0..lanes-1) share each rotation's row and column updates and call
+/// sync() between dependent steps; every lane reads the same values, so all take the same
+/// rotations and the result does not depend on `lanes`. For the tiny matrices here (n <= 64) this
+/// runs inside the scoring pass; eigenvalues come out to an absolute error near 1e-16 of the
+/// matrix's norm, far below eigenscore's alpha.
+template <typename Sync>
+QUARRY_HD void jacobi_eigenvalues(double* a, int n, int lane, int lanes, Sync sync) {
+  constexpr int kMaxSweeps = 64;
+  for (int sweep = 0; sweep < kMaxSweeps; ++sweep) {
+    double off = 0.0, total = 0.0;
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) {
+        const double v = a[i * n + j] * a[i * n + j];
+        total += v;
+        if (i != j) off += v;
+      }
+    if (off <= 1e-30 * total) return;
+    for (int p = 0; p < n - 1; ++p)
+      for (int q = p + 1; q < n; ++q) {
+        const double apq = a[p * n + q];
+        const double app = a[p * n + p], aqq = a[q * n + q];
+        // Already negligible next to its diagonal: rotating would change nothing in double.
+        if (fabs(apq) <= 1e-18 * sqrt(fabs(app * aqq)) || apq == 0.0) continue;
+        // The rotation that zeroes a_pq, by the smaller angle (t = tan, |t| <= 1).
+        const double theta = (aqq - app) / (2.0 * apq);
+        const double t = (theta >= 0.0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0));
+        const double c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+        sync();                                  // every lane has read a_pp, a_qq, a_pq
+        for (int k = lane; k < n; k += lanes) {  // columns p and q: A P
+          const double akp = a[k * n + p], akq = a[k * n + q];
+          a[k * n + p] = c * akp - s * akq;
+          a[k * n + q] = s * akp + c * akq;
+        }
+        sync();
+        for (int k = lane; k < n; k += lanes) {  // rows p and q: P^T (A P)
+          const double apk = a[p * n + k], aqk = a[q * n + k];
+          a[p * n + k] = c * apk - s * aqk;
+          a[q * n + k] = s * apk + c * aqk;
+        }
+        sync();
+        if (lane == 0) {  // the rotated pair exactly, without the rounding of the updates
+          a[p * n + q] = a[q * n + p] = 0.0;
+          a[p * n + p] = app - t * apq;
+          a[q * n + q] = aqq + t * apq;
+        }
+        sync();
+      }
+  }
+}
+
+/// ln det of the symmetric n x n matrix `a` (row-major, both triangles) by Cholesky, which for a
+/// positive definite matrix is the sum of the logarithms of its eigenvalues, at a sixth of n^3
+/// operations instead of Jacobi's sweeps. L goes to the lower triangle and the diagonal; the
+/// upper triangle and `diagonal` (n doubles) keep the matrix. Returns false when a pivot is not
+/// positive (the matrix is not numerically positive definite), after restoring `a`.
+QUARRY_HD bool cholesky_log_det(double* a, int n, double* diagonal, double& log_det) {
+  for (int i = 0; i < n; ++i) diagonal[i] = a[i * n + i];
+  log_det = 0.0;
+  for (int j = 0; j < n; ++j) {
+    double pivot = diagonal[j];
+    for (int k = 0; k < j; ++k) pivot -= a[j * n + k] * a[j * n + k];
+    if (!(pivot > 0.0)) {
+      for (int i = 0; i < n; ++i) {
+        a[i * n + i] = diagonal[i];
+        for (int k = 0; k < i; ++k) a[i * n + k] = a[k * n + i];
+      }
+      return false;
+    }
+    log_det += log(pivot);  // ln det = sum ln L_jj^2
+    const double l_jj = sqrt(pivot);
+    a[j * n + j] = l_jj;
+    for (int i = j + 1; i < n; ++i) {
+      double v = a[j * n + i];  // a_ij, from the upper triangle
+      for (int k = 0; k < j; ++k) v -= a[i * n + k] * a[j * n + k];
+      a[i * n + j] = v / l_jj;
+    }
+  }
+  return true;
+}
+
+/// The connected components of the graph on S answers with an edge where cosine >= threshold
+/// (union-find); `sizes` receives the components' sizes, the number of components is returned.
+QUARRY_HD int semantic_components(const double* gram, int s, double threshold, int* sizes) {
+  int parent[kMaxSamples];
+  for (int i = 0; i < s; ++i) parent[i] = i;
+  auto root = [&](int i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  for (int i = 0; i < s; ++i)
+    for (int j = i + 1; j < s; ++j)
+      if (cosine_similarity(gram[i * s + j], gram[i * s + i], gram[j * s + j]) >= threshold) {
+        const int a = root(i), b = root(j);
+        if (a != b) parent[a < b ? b : a] = a < b ? a : b;
+      }
+  int count = 0;
+  for (int i = 0; i < s; ++i) sizes[i] = 0;
+  for (int i = 0; i < s; ++i) ++sizes[root(i)];
+  for (int i = 0; i < s; ++i)
+    if (sizes[i] > 0) sizes[count++] = sizes[i];
+  return count;
+}
+
+/// Scores a row of S sampled answers (S <= kMaxSamples) of D dimensions from its Gram matrix:
+/// gram[i*S + j] = e_i . e_j (S x S, both triangles) and sums[i] = e_i . 1, in double on both
+/// backends (in float, rounding of order 1e-7 |e|^2 would be the size of alpha). With G_ij the
+/// cosine similarity (0 when either answer is the zero vector):
+///   sample_dispersion = 1 - mean_{i<j} G_ij (0 for S = 1);
+///   semantic_sets = components of the graph G_ij >= threshold, semantic_entropy = the entropy
+///   of their sizes over S;
+///   eigenscore = (1/S) sum_i ln lambda_i(E J E^T + alpha I), J = I - 11^T/D, from the S x S
+///   matrix C = G - sums sums^T / D + alpha I (never a D x D one); eigenvalues below 1e-10 (those
+///   <= 0, and for alpha < 1e-10 the zero ones that rounding leaves slightly positive) count as
+///   1e-10. For alpha >= 1e-10 every eigenvalue of C is >= alpha: then sum ln lambda = ln det C,
+///   by Cholesky; otherwise (or should rounding make C indefinite) the eigenvalues themselves, by
+///   Jacobi rotations.
+/// eigenscore overwrites `gram` and `sums` and is shared by `lanes` threads as
+/// jacobi_eigenvalues(); the other measures run on one thread. The result is lane 0's.
+template <typename Sync>
+QUARRY_HD float score_samples(MeasureId measure, double* gram, double* sums, int s, int64_t dim,
+                              double alpha, double threshold, int lane, int lanes, Sync sync) {
+  double score = 0.0;
+  if (measure == MeasureId::eigenscore) {
+    const double inv_dim = 1.0 / static_cast<double>(dim);
+    for (int e = lane; e < s * s; e += lanes) {
+      const int i = e / s, j = e % s;
+      gram[e] -= sums[i] * sums[j] * inv_dim;
+      if (i == j) gram[e] += alpha;
+    }
+    sync();
+    // Lane 0 tries Cholesky and tells the others, through sums[0], whether it worked.
+    double log_det = 0.0;
+    if (lane == 0) {
+      double diagonal[kMaxSamples];
+      sums[0] =
+          alpha >= kEigenvalueFloor && cholesky_log_det(gram, s, diagonal, log_det) ? 1.0 : 0.0;
+    }
+    sync();
+    const bool positive_definite = sums[0] == 1.0;
+    sync();  // every lane has read the verdict before sums is touched again
+    if (positive_definite)
+      return lane == 0 ? canonical_score(static_cast<float>(log_det / s)) : 0.0f;
+    jacobi_eigenvalues(gram, s, lane, lanes, sync);
+    if (lane != 0) return 0.0f;
+    for (int i = 0; i < s; ++i) {
+      const double lambda = gram[i * s + i];
+      score += log(lambda > kEigenvalueFloor ? lambda : kEigenvalueFloor);
+    }
+    return canonical_score(static_cast<float>(score / s));
+  }
+  if (lane != 0) return 0.0f;
+  if (measure == MeasureId::sample_dispersion) {
+    if (s < 2) return 0.0f;
+    double sum = 0.0;
+    for (int i = 0; i < s; ++i)
+      for (int j = i + 1; j < s; ++j)
+        sum += cosine_similarity(gram[i * s + j], gram[i * s + i], gram[j * s + j]);
+    score = 1.0 - sum / (0.5 * s * (s - 1));
+    return canonical_score(score > 0.0 ? static_cast<float>(score) : 0.0f);
+  }
+  int sizes[kMaxSamples];
+  const int components = semantic_components(gram, s, threshold, sizes);
+  if (measure == MeasureId::semantic_sets) return static_cast<float>(components);
+  double n_log_n = 0.0;  // entropy = ln S - (1/S) sum n ln n
+  for (int c = 0; c < components; ++c) n_log_n += sizes[c] * log(static_cast<double>(sizes[c]));
+  score = log(static_cast<double>(s)) - n_log_n / s;
+  return canonical_score(score > 0.0 ? static_cast<float>(score) : 0.0f);
+}
+
+QUARRY_HD bool is_sample_measure(MeasureId m) {
+  return m >= MeasureId::sample_dispersion && m <= MeasureId::semantic_entropy;
+}
+QUARRY_HD bool is_top_k_measure(MeasureId m) {
+  return m >= MeasureId::mean_token_entropy && m <= MeasureId::mean_token_margin;
+}
+QUARRY_HD bool is_token_measure(MeasureId m) {
+  return m >= MeasureId::sequence_nll && m <= MeasureId::min_token_prob;
 }
 
 }  // namespace quarry::kernels

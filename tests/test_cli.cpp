@@ -178,6 +178,114 @@ TEST_F(Cli, LogitsAndHalfPrecisionFiles) {
   expect_usage_error("select " + path("logits.npy") + " -k 5", "--logits");
 }
 
+// LLM outputs: the measure says how the array is read; --lengths, --samples, --alpha and
+// --threshold reach the engine, and the scores are the API's.
+TEST_F(Cli, LlmOutputsScoreAsTheApi) {
+  auto rng = seeded_rng(4016);
+  const int64_t n = 50, steps = 9, k = 4, s = 5, d = 6;
+  std::uniform_int_distribution<int64_t> length(1, steps);
+  std::vector<int64_t> lengths(n);
+  for (int64_t& l : lengths) l = length(rng);
+  std::vector<int32_t> lengths32(lengths.begin(), lengths.end());
+  std::vector<float> tokens = random_normal(n * steps, rng);
+  for (float& x : tokens) x = -std::fabs(x);
+  std::vector<float> top = random_normal(n * steps * k, rng);
+  for (float& x : top) x = -std::fabs(x) - 0.1f;
+  const std::vector<float> answers = random_normal(n * s * d, rng);
+  write_npy(path("tokens.npy"), tokens, "<f4", {n, steps});
+  write_npy(path("top.npy"), encode(top, DType::f16), "<f2", {n, steps, k});
+  write_npy(path("answers.npy"), answers, "<f4", {n, s, d});
+  write_npy(path("len.npy"), lengths, "<i8", {n});
+  write_npy(path("len32.npy"), lengths32, "<i4", {n});
+  Resources cpu(Device::cpu);
+  auto expect_scores = [&](const std::string& args, const PoolView& view,
+                           const ScoreOptions& options) {
+    const CliResult r = run("score " + args + " --device cpu -o " + path("s.npy"));
+    ASSERT_EQ(r.exit_code, 0) << args << "\n" << r.err;
+    const auto got = io::NpyArray::open(path("s.npy"));
+    const auto* g = static_cast<const float*>(got.data());
+    EXPECT_EQ(std::vector<float>(g, g + n), score(cpu, view, options)) << args;
+  };
+  ScoreOptions options;
+  options.measure = Measure::perplexity;
+  expect_scores(path("tokens.npy") + " --measure perplexity --lengths " + path("len.npy"),
+                PoolView::token_logprobs(tokens.data(), DType::f32, n, steps, lengths.data()),
+                options);
+  expect_scores(path("tokens.npy") + " --measure perplexity --lengths " + path("len32.npy"),
+                PoolView::token_logprobs(tokens.data(), DType::f32, n, steps, lengths.data()),
+                options);
+  options.measure = Measure::sequence_nll;  // without lengths: every step
+  expect_scores(path("tokens.npy") + " --measure sequence_nll",
+                PoolView::token_logprobs(tokens.data(), DType::f32, n, steps), options);
+  options.measure = Measure::mean_token_margin;
+  const auto top16 = encode(top, DType::f16);
+  expect_scores(path("top.npy") + " --measure mean_token_margin --lengths " + path("len.npy"),
+                PoolView::top_logprobs(top16.data(), DType::f16, n, steps, k, lengths.data()),
+                options);
+  options.measure = Measure::eigenscore;
+  options.eigenscore_alpha = 0.01;
+  expect_scores(path("answers.npy") + " --samples --measure eigenscore --alpha 0.01",
+                PoolView::samples(answers.data(), DType::f32, n, s, d), options);
+  options.measure = Measure::semantic_sets;
+  options.semantic_threshold = 0.25;
+  expect_scores(path("answers.npy") + " --samples --measure semantic_sets --threshold 0.25",
+                PoolView::samples(answers.data(), DType::f32, n, s, d), options);
+  const CliResult r = run("select " + path("top.npy") + " -k 5 --measure max_token_entropy " +
+                          "--lengths " + path("len.npy") + " -o " + path("picks.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(read_text(path("picks.json")));
+  EXPECT_EQ(j["measure"], "max_token_entropy");
+  EXPECT_EQ(j["indices"].size(), 5u);
+}
+
+TEST_F(Cli, LlmUsageAndDataErrorsAreExitCode2) {
+  const int64_t n = 20, steps = 6, k = 3;
+  std::vector<float> tokens(n * steps, -0.5f), top(n * steps * k, -1.0f);
+  write_npy(path("tokens.npy"), tokens, "<f4", {n, steps});
+  write_npy(path("top.npy"), top, "<f4", {n, steps, k});
+  write_npy(path("len.npy"), std::vector<int64_t>(n, 3), "<i8", {n});
+  write_npy(path("short.npy"), std::vector<int64_t>(n - 1, 3), "<i8", {n - 1});
+  write_npy(path("flen.npy"), std::vector<float>(n, 3.0f), "<f4", {n});
+  const std::string t = path("tokens.npy"), k3 = path("top.npy"),
+                    len = " --lengths " + path("len.npy"), out = path("out.npy");
+  expect_usage_error("score " + t + len + " -o " + out, "needs --measure", out);
+  expect_usage_error("score " + k3 + " --samples -o " + out, "needs --measure", out);
+  expect_usage_error(
+      "score " + t + " --measure perplexity --lengths " + path("short.npy") + " -o " + out,
+      "1-D int32 or int64 array of 20 values", out);
+  expect_usage_error(
+      "score " + t + " --measure perplexity --lengths " + path("flen.npy") + " -o " + out,
+      "lengths must be", out);
+  expect_usage_error("score " + k3 + " --measure perplexity" + len + " -o " + out,
+                     "[N, T] token log-probabilities", out);
+  expect_usage_error("score " + t + " --measure mean_token_entropy" + len + " -o " + out,
+                     "[N, T, K] top-K", out);
+  expect_usage_error("score " + k3 + " --measure mean_token_entropy --samples -o " + out,
+                     "--samples", out);
+  expect_usage_error("score " + k3 + " --measure eigenscore --samples" + len + " -o " + out,
+                     "--lengths does not apply", out);
+  expect_usage_error("score " + t + " --measure entropy" + len + " -o " + out,
+                     "--lengths does not apply to entropy", out);
+  expect_usage_error("score " + t + " --measure perplexity --alpha 0.1 -o " + out, "--alpha", out);
+  expect_usage_error("score " + k3 + " --measure eigenscore --threshold 0.5 -o " + out,
+                     "--threshold", out);
+  expect_usage_error("score " + t + " --measure perplexity --logits -o " + out, "--logits", out);
+  expect_usage_error("score " + k3 + " --measure eigenscore --alpha -1 -o " + out, "alpha", out);
+  // Bad data: a length past T names the lengths file and the row; a positive log-probability
+  // names the pool file and the row.
+  std::vector<int64_t> lengths(n, 3);
+  lengths[11] = steps + 1;
+  write_npy(path("badlen.npy"), lengths, "<i8", {n});
+  expect_usage_error(
+      "select " + t + " -k 2 --measure perplexity --lengths " + path("badlen.npy") + " -o " + out,
+      path("badlen.npy") + ": row 11: length outside", out);
+  tokens[7 * steps + 1] = 0.5f;
+  write_npy(path("positive.npy"), tokens, "<f4", {n, steps});
+  expect_usage_error(
+      "select " + path("positive.npy") + " -k 2 --measure sequence_nll" + len + " -o " + out,
+      path("positive.npy") + ": row 7: positive log-probability", out);
+}
+
 TEST_F(Cli, InfoShowsVersionAndBackends) {
   const CliResult r = run("info");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -16,10 +16,7 @@ class Streaming : public OnEveryBackend {
   // The budget that gives chunks of `rows` rows for `count` results on this backend.
   std::size_t budget_for_rows(const PoolView& pool, const ScoreOptions& options, int64_t count,
                               int64_t rows) {
-    const engine::Backend& backend = resources_->backend();
-    return static_cast<std::size_t>(
-        backend.working_bytes_fixed(engine::ScoreProblem{pool, options}, count) +
-        backend.working_bytes_per_row(pool) * rows);
+    return test::budget_for_rows(*resources_, pool, options, count, rows);
   }
   // Chunk sizes that hit the edges: one row, chunks that do not divide N, and one chunk.
   static constexpr int64_t kChunkRows[] = {1, 7, 64, 333, 1000, 5000};

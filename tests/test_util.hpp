@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "engine/backend.hpp"
 #include "quarry/quarry.hpp"
 
 #if defined(QUARRY_WITH_CUDA)
@@ -161,6 +162,16 @@ inline std::vector<float> expect_backends_agree(Resources& cpu, Resources& gpu,
   const auto got = score(gpu, view, options);
   expect_scores_match(got, want, rel, abs);
   return got;
+}
+
+/// The memory budget that makes `resources` score `pool` in chunks of `rows` rows while keeping
+/// `count` results.
+inline std::size_t budget_for_rows(Resources& resources, const PoolView& pool,
+                                   const ScoreOptions& options, int64_t count, int64_t rows) {
+  const engine::Backend& backend = resources.backend();
+  return static_cast<std::size_t>(
+      backend.working_bytes_fixed(engine::ScoreProblem{pool, options}, count) +
+      backend.working_bytes_per_row(pool) * rows);
 }
 
 #if defined(QUARRY_WITH_CUDA)

@@ -37,8 +37,12 @@ struct CommonOptions {
   std::string memory_budget;  // empty: the backend's default
   bool progress = false;
   bool quiet = false;
-  int64_t classes = 0;        // votes: the number of classes, 0 = any vote >= 0
-  std::string features_path;  // penultimate-layer features [N, D] (egl, BADGE)
+  int64_t classes = 0;              // votes: the number of classes, 0 = any vote >= 0
+  std::string features_path;        // penultimate-layer features [N, D] (egl, BADGE)
+  std::string lengths_path;         // token or top-K log-probabilities: each row's length
+  bool samples = false;             // a 3-D array holds [N, S, D] sampled answers' embeddings
+  std::optional<double> alpha;      // eigenscore
+  std::optional<double> threshold;  // semantic_sets, semantic_entropy
 };
 
 // The flag's name starts the library's message, so the user sees which option was wrong.
@@ -112,6 +116,7 @@ struct Pool {
   std::vector<io::NpyArray> arrays;
   std::vector<PoolView> views;
   Measure measure;
+  std::optional<io::NpyArray> lengths;
 };
 
 // Files whose rows make up one pool, in order: an error about pool row r names the file that
@@ -164,6 +169,75 @@ void report_truncation_as_bad_input(const std::string& files) {
   sigaction(SIGBUS, &action, nullptr);
 }
 
+constexpr const char* kLlmMeasures =
+    "token log-probabilities [N, T]: sequence_nll, perplexity, min_token_prob; top-K "
+    "log-probabilities [N, T, K]: mean_token_entropy, max_token_entropy, mean_token_margin; "
+    "sampled answers [N, S, D] (--samples): sample_dispersion, eigenscore, semantic_sets, "
+    "semantic_entropy";
+
+// LLM outputs: the measure says how the array is read (there is no default measure: they answer
+// different questions). --lengths and --samples only declare the kind, and must agree with it.
+Pool open_llm_pool(const CommonOptions& opt, io::NpyArray array) {
+  const std::string& path = opt.pool_paths[0];
+  if (opt.measure.empty())
+    throw InvalidArgument(std::string(opt.samples ? "--samples" : "--lengths") +
+                          " needs --measure: " + kLlmMeasures);
+  const Measure measure = parse_measure(opt.measure);
+  const PoolKind kind = pool_kind(measure);
+  const std::string name(to_string(measure));
+  if (kind != PoolKind::token_logprobs && kind != PoolKind::top_logprobs &&
+      kind != PoolKind::samples)
+    throw InvalidArgument(std::string(opt.samples ? "--samples" : "--lengths") +
+                          " does not apply to " + name + "; LLM measures: " + kLlmMeasures);
+  if (kind == PoolKind::samples && !opt.lengths_path.empty())
+    throw InvalidArgument("--lengths does not apply to sampled answers (" + name + ")");
+  if (kind != PoolKind::samples && opt.samples)
+    throw InvalidArgument("--samples marks [N, S, D] sampled answers, but " + name +
+                          " reads log-probabilities");
+  if (opt.layout != "members-first")
+    throw InvalidArgument("--layout applies to committees, not to " + name);
+  const std::vector<int64_t> shape = array.shape();  // `array` moves into the Pool below
+  const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
+  const std::size_t dims = kind == PoolKind::token_logprobs ? 2 : 3;
+  const char* expected = kind == PoolKind::token_logprobs ? "[N, T] token log-probabilities"
+                         : kind == PoolKind::top_logprobs ? "[N, T, K] top-K log-probabilities"
+                                                          : "[N, S, D] sampled answers' embeddings";
+  if (integer || shape.size() != dims)
+    throw InvalidInput(path + ": " + name + " reads a float array " + expected + ", got " +
+                       std::string(to_string(array.dtype())) + " shape " + array.shape_string());
+  if (shape[0] == 0) throw InvalidInput(path + ": the pool has no rows");
+  Pool pool;
+  pool.measure = measure;
+  pool.arrays.push_back(std::move(array));
+  const void* lengths = nullptr;
+  DType lengths_dtype = DType::i64;
+  if (!opt.lengths_path.empty()) {
+    pool.lengths = io::NpyArray::open(opt.lengths_path);
+    report_truncation_as_bad_input(path + " or " + opt.lengths_path);
+    const auto& ls = pool.lengths->shape();
+    lengths_dtype = pool.lengths->dtype();
+    if ((lengths_dtype != DType::i32 && lengths_dtype != DType::i64) || ls.size() != 1 ||
+        ls[0] != shape[0])
+      throw InvalidInput(opt.lengths_path + ": lengths must be a 1-D int32 or int64 array of " +
+                         std::to_string(shape[0]) + " values (one per row of " + path + "), got " +
+                         std::string(to_string(lengths_dtype)) + " shape " +
+                         pool.lengths->shape_string());
+    lengths = pool.lengths->data();
+  }
+  const void* data = pool.arrays[0].data();
+  const DType dtype = pool.arrays[0].dtype();
+  PoolView view;
+  if (kind == PoolKind::token_logprobs)
+    view = PoolView::token_logprobs(data, dtype, shape[0], shape[1], lengths, lengths_dtype);
+  else if (kind == PoolKind::top_logprobs)
+    view =
+        PoolView::top_logprobs(data, dtype, shape[0], shape[1], shape[2], lengths, lengths_dtype);
+  else
+    view = PoolView::samples(data, dtype, shape[0], shape[1], shape[2]);
+  pool.views.push_back(view);
+  return pool;
+}
+
 // Interprets one file's shape and dtype as a pool, and picks the measure.
 PoolView open_pool_file(const CommonOptions& opt, const std::string& path, io::NpyArray& array,
                         Measure& measure_out) {
@@ -182,6 +256,20 @@ PoolView open_pool_file(const CommonOptions& opt, const std::string& path, io::N
 }
 
 Pool open_pool(const CommonOptions& opt) {
+  const bool llm_measure = !opt.measure.empty() &&
+                           pool_kind(parse_measure(opt.measure)) != PoolKind::predictions &&
+                           pool_kind(parse_measure(opt.measure)) != PoolKind::committee;
+  if (llm_measure || opt.samples || !opt.lengths_path.empty()) {
+    if (opt.pool_paths.size() != 1)
+      throw InvalidArgument(
+          "LLM outputs (--lengths, --samples, their measures) are read from "
+          "one pool file, not several");
+    io::NpyArray array = io::NpyArray::open(opt.pool_paths[0]);
+    report_truncation_as_bad_input(opt.pool_paths[0]);
+    Pool pool = open_llm_pool(opt, std::move(array));
+    pool_files.add(opt.pool_paths[0], pool.views[0].rows);
+    return pool;
+  }
   Pool pool;
   for (const std::string& path : opt.pool_paths) pool.arrays.push_back(io::NpyArray::open(path));
   report_truncation_as_bad_input(joined(opt.pool_paths));
@@ -231,20 +319,30 @@ ScoreOptions scoring_options(const CommonOptions& opt, Measure measure, SideInpu
   s.temperature = opt.temperature;
   if (!opt.features_path.empty())
     s.features = matrix_view(inputs.open(opt.features_path), opt.features_path, "features");
+  if (opt.alpha && measure != Measure::eigenscore)
+    throw InvalidArgument("--alpha applies to eigenscore, not to " +
+                          std::string(to_string(measure)));
+  if (opt.threshold && measure != Measure::semantic_sets && measure != Measure::semantic_entropy)
+    throw InvalidArgument("--threshold applies to semantic_sets and semantic_entropy, not to " +
+                          std::string(to_string(measure)));
+  if (opt.alpha) s.eigenscore_alpha = *opt.alpha;
+  if (opt.threshold) s.semantic_threshold = *opt.threshold;
   return s;
 }
 
 void add_common(CLI::App* cmd, CommonOptions& opt) {
   cmd->add_option("pool", opt.pool_paths,
                   "pool .npy: [N, C] one model's probabilities or logits, [M, N, C] a "
-                  "committee's, or [M, N] integer votes; several files are one pool, rows in "
-                  "file order")
+                  "committee's, [M, N] integer votes; or LLM outputs, read as --measure says: "
+                  "[N, T] token log-probabilities, [N, T, K] top-K log-probabilities, [N, S, D] "
+                  "sampled answers' embeddings. Several files are one pool, rows in file order")
       ->required();
   cmd->add_option("--measure", opt.measure,
                   "[N, C]: entropy (default), least_confidence, margin, ratio, egl (with "
                   "--features); committees: "
                   "consensus_entropy (default), vote_entropy, kl_max, bald, variation_ratio; "
-                  "votes: vote_entropy (default), variation_ratio");
+                  "votes: vote_entropy (default), variation_ratio; LLM outputs (no default): " +
+                      std::string(kLlmMeasures));
   cmd->add_option("--layout", opt.layout,
                   "axis order of a 3-D pool: members-first [M, N, C] or rows-first [N, M, C]")
       ->capture_default_str();
@@ -267,6 +365,16 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
   cmd->add_option("--features", opt.features_path,
                   "FEAT.npy [N, D] float: penultimate-layer features of the pool rows, for "
                   "--measure egl and --strategy badge");
+  cmd->add_option("--lengths", opt.lengths_path,
+                  "LEN.npy [N] int32/int64: each row's number of valid steps (1..T) for token or "
+                  "top-K log-probabilities; steps past it are never read (default: all T)");
+  cmd->add_flag("--samples", opt.samples,
+                "the 3-D pool holds [N, S, D] embeddings of S sampled answers per row");
+  cmd->add_option("--alpha", opt.alpha,
+                  "eigenscore: alpha in ln eigenvalues(E J E^T + alpha I) (default 1e-3)");
+  cmd->add_option("--threshold", opt.threshold,
+                  "semantic_sets, semantic_entropy: answers with cosine similarity >= this are "
+                  "joined (default 0.9)");
 }
 
 struct SelectFlags {
@@ -673,10 +781,12 @@ int main(int argc, char** argv) {
     const std::string what = e.what();
     auto about = [&](const char* prefix) { return what.rfind(prefix, 0) == 0; };
     const CommonOptions& common = *select_cmd ? select_opt : score_opt;
+    const bool about_lengths = what.find(": length outside") != std::string::npos;
     const std::string file = about("embeddings") ? embedding_files.file_of(e.row())
                              : about("features") ? common.features_path
                              : about("labeled")  ? flags.labeled_path
                              : about("costs")    ? flags.costs_path
+                             : about_lengths     ? common.lengths_path
                                                  : pool_files.file_of(e.row());
     if (e.row() >= 0 && !file.empty())
       std::fprintf(stderr, "quarry: error: %s: %s\n", file.c_str(), e.what());

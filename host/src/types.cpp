@@ -9,9 +9,28 @@ namespace quarry {
 
 namespace {
 
-constexpr std::array<std::string_view, 10> kMeasureNames = {
-    "least_confidence",  "margin", "ratio", "entropy",         "vote_entropy",
-    "consensus_entropy", "kl_max", "bald",  "variation_ratio", "egl"};
+constexpr std::array<std::string_view, 20> kMeasureNames = {
+    "least_confidence",
+    "margin",
+    "ratio",
+    "entropy",
+    "vote_entropy",
+    "consensus_entropy",
+    "kl_max",
+    "bald",
+    "variation_ratio",
+    "egl",
+    "sequence_nll",
+    "perplexity",
+    "min_token_prob",
+    "mean_token_entropy",
+    "max_token_entropy",
+    "mean_token_margin",
+    "sample_dispersion",
+    "eigenscore",
+    "semantic_sets",
+    "semantic_entropy",
+};
 constexpr std::array<std::string_view, 3> kStrategyNames = {"rank", "badge", "coreset"};
 
 }  // namespace
@@ -63,8 +82,49 @@ std::string_view to_string(Measure measure) {
 }
 
 bool is_committee_measure(Measure measure) {
-  return static_cast<int>(measure) >= static_cast<int>(Measure::vote_entropy) &&
-         static_cast<int>(measure) <= static_cast<int>(Measure::variation_ratio);
+  return pool_kind(measure) == PoolKind::committee;
+}
+
+PoolKind pool_kind(Measure measure) {
+  switch (measure) {
+    case Measure::vote_entropy:
+    case Measure::consensus_entropy:
+    case Measure::kl_max:
+    case Measure::bald:
+    case Measure::variation_ratio:
+      return PoolKind::committee;
+    case Measure::sequence_nll:
+    case Measure::perplexity:
+    case Measure::min_token_prob:
+      return PoolKind::token_logprobs;
+    case Measure::mean_token_entropy:
+    case Measure::max_token_entropy:
+    case Measure::mean_token_margin:
+      return PoolKind::top_logprobs;
+    case Measure::sample_dispersion:
+    case Measure::eigenscore:
+    case Measure::semantic_sets:
+    case Measure::semantic_entropy:
+      return PoolKind::samples;
+    default:
+      return PoolKind::predictions;
+  }
+}
+
+std::string_view to_string(PoolKind kind) {
+  switch (kind) {
+    case PoolKind::predictions:
+      return "predictions";
+    case PoolKind::committee:
+      return "committee";
+    case PoolKind::token_logprobs:
+      return "token_logprobs";
+    case PoolKind::top_logprobs:
+      return "top_logprobs";
+    case PoolKind::samples:
+      return "samples";
+  }
+  return "unknown";
 }
 
 bool needs_features(Measure measure) {
@@ -169,6 +229,28 @@ PoolView PoolView::votes(const void* data, DType dtype, int64_t members, int64_t
   v.member_stride = rows;
   v.row_stride = 1;
   return v;
+}
+
+PoolView PoolView::token_logprobs(const void* data, DType dtype, int64_t rows, int64_t steps,
+                                  const void* lengths, DType lengths_dtype, MemorySpace space) {
+  PoolView v = matrix(data, dtype, rows, steps, space);
+  v.lengths = lengths;
+  v.lengths_dtype = lengths_dtype;
+  return v;
+}
+
+PoolView PoolView::top_logprobs(const void* data, DType dtype, int64_t rows, int64_t steps,
+                                int64_t k, const void* lengths, DType lengths_dtype,
+                                MemorySpace space) {
+  PoolView v = committee(data, dtype, steps, rows, k, Layout::rows_first, space);
+  v.lengths = lengths;
+  v.lengths_dtype = lengths_dtype;
+  return v;
+}
+
+PoolView PoolView::samples(const void* data, DType dtype, int64_t rows, int64_t samples,
+                           int64_t dim, MemorySpace space) {
+  return committee(data, dtype, samples, rows, dim, Layout::rows_first, space);
 }
 
 }  // namespace quarry

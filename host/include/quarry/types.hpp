@@ -40,6 +40,18 @@ enum class Measure {
   bald,               ///< H(mean) - mean of H(p_m)
   variation_ratio,    ///< 1 - (votes of the modal class) / (members that voted)
   egl,                ///< expected gradient length of a softmax last layer; needs features
+  // LLM outputs. The measure says how the pool is read (PoolView::token_logprobs, top_logprobs,
+  // samples).
+  sequence_nll,        ///< token log-probabilities [N, T]: -sum_t l_t over the row's length
+  perplexity,          ///< -(1/L) sum_t l_t (log scale)
+  min_token_prob,      ///< 1 - min_t exp(l_t)
+  mean_token_entropy,  ///< top-K log-probabilities [N, T, K]: mean over steps of the entropy
+  max_token_entropy,   ///< max over steps of the entropy of the renormalised top-K
+  mean_token_margin,   ///< mean over steps of 1 - (p1 - p2) of the renormalised top-K
+  sample_dispersion,   ///< embeddings of S sampled answers [N, S, D]: 1 - mean cosine
+  eigenscore,          ///< (1/S) sum ln eigenvalues of the centred Gram + alpha I
+  semantic_sets,       ///< connected components of the graph cosine >= threshold
+  semantic_entropy,    ///< entropy of the component sizes
 };
 
 /// Parses a measure name as written in the README ("entropy", "kl_max", ...).
@@ -51,12 +63,33 @@ bool is_committee_measure(Measure measure);
 /// True for the measures that read ScoreOptions::features besides the pool (egl).
 bool needs_features(Measure measure);
 
+/// What a measure reads.
+enum class PoolKind {
+  predictions,     ///< [N, C] probabilities or logits of one model
+  committee,       ///< [M, N, C] or [N, M, C] probabilities or logits, or [M, N] votes
+  token_logprobs,  ///< [N, T] log-probabilities of the generated tokens, with lengths
+  top_logprobs,    ///< [N, T, K] top-K log-probabilities per step, with lengths
+  samples,         ///< [N, S, D] embeddings of S sampled answers per row
+};
+PoolKind pool_kind(Measure measure);
+/// "predictions", "committee", "token_logprobs", "top_logprobs", "samples".
+std::string_view to_string(PoolKind kind);
+
 /// A read-only view of a pool of predictions. Strides are in elements, not bytes.
 ///
 /// Element (member m, row n, class c) lives at `data + m*member_stride + n*row_stride + c`.
 /// A single model's [N, C] predictions have members == 1. Votes ([M, N] integer class labels,
 /// -1 = abstained) have no class axis: element (m, n) lives at `data + m*member_stride +
 /// n*row_stride`, and `classes` is the number of classes (0 = infer as the largest vote + 1).
+///
+/// LLM outputs use the same fields, read as the measure says (pool_kind()):
+/// - token log-probabilities [N, T]: members = 1, classes = T steps;
+/// - top-K log-probabilities [N, T, K]: members = T steps, classes = K, member_stride between
+///   steps;
+/// - sampled answers' embeddings [N, S, D]: members = S samples, classes = D dimensions.
+/// Token and top-K pools may carry `lengths`: N integers (i32 or i64, in the same memory space
+/// as `data`), each row's number of valid steps, 1 <= length <= T; steps past a row's length are
+/// never read. Null: every row has all T steps.
 struct PoolView {
   const void* data = nullptr;
   DType dtype = DType::f32;
@@ -66,6 +99,8 @@ struct PoolView {
   int64_t classes = 0;
   int64_t member_stride = 0;
   int64_t row_stride = 0;
+  const void* lengths = nullptr;
+  DType lengths_dtype = DType::i64;
 
   /// True when the view holds integer votes rather than probabilities or logits.
   bool is_votes() const { return dtype == DType::i32 || dtype == DType::i64; }
@@ -80,6 +115,20 @@ struct PoolView {
   /// A C-contiguous [members, rows] array of integer votes (i32 or i64), -1 = abstained.
   static PoolView votes(const void* data, DType dtype, int64_t members, int64_t rows,
                         int64_t classes = 0, MemorySpace space = MemorySpace::host);
+  /// C-contiguous [rows, steps] log-probabilities of the generated tokens; `lengths` (rows
+  /// integers of `lengths_dtype`, or null for full rows).
+  static PoolView token_logprobs(const void* data, DType dtype, int64_t rows, int64_t steps,
+                                 const void* lengths = nullptr, DType lengths_dtype = DType::i64,
+                                 MemorySpace space = MemorySpace::host);
+  /// C-contiguous [rows, steps, k] top-K log-probabilities per step (-inf where fewer than K were
+  /// returned, in any order), with lengths as token_logprobs().
+  static PoolView top_logprobs(const void* data, DType dtype, int64_t rows, int64_t steps,
+                               int64_t k, const void* lengths = nullptr,
+                               DType lengths_dtype = DType::i64,
+                               MemorySpace space = MemorySpace::host);
+  /// C-contiguous [rows, samples, dim] embeddings of each row's sampled answers.
+  static PoolView samples(const void* data, DType dtype, int64_t rows, int64_t samples, int64_t dim,
+                          MemorySpace space = MemorySpace::host);
 };
 
 /// A read-only view of row embeddings [rows, dim] (f32 or f16), `row_stride` elements apart.
@@ -124,6 +173,10 @@ struct ScoreOptions {
   /// Penultimate-layer features h [N, D] of the pool rows (f32, f16 or bf16), row-aligned with
   /// the pool: needed by Measure::egl and by Strategy::badge.
   std::optional<EmbeddingView> features;
+  /// eigenscore: alpha of ln eigenvalues(E J E^T + alpha I); finite and >= 0.
+  double eigenscore_alpha = 1e-3;
+  /// semantic_sets, semantic_entropy: answers whose cosine similarity is >= this are joined.
+  double semantic_threshold = 0.9;
 };
 
 /// Which backend runs the work.
