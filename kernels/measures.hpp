@@ -229,13 +229,15 @@ QUARRY_HD void merge_top2(float o1, float o2, float& top1, float& top2) {
   top1 = larger(top1, o1);
 }
 
-/// The single-model measures from the two largest probabilities and the entropy.
+/// The single-model measures from the two largest probabilities and the entropy. The margin is
+/// (1 - p1) + p2, not 1 - (p1 - p2): 1 - p1 is exact for p1 >= 1/2, so a small margin keeps its
+/// relative precision where p1 - p2 would round it away.
 QUARRY_HD float single_model_score(MeasureId measure, float p1, float p2, float entropy) {
   switch (measure) {
     case MeasureId::least_confidence:
       return 1.0f - p1;
     case MeasureId::margin:
-      return 1.0f - (p1 - p2);
+      return (1.0f - p1) + p2;
     case MeasureId::ratio:
       return p2 / p1;
     default:

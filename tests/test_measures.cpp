@@ -231,6 +231,32 @@ TEST_P(Measures, EveryMeasureMatchesADoublePrecisionReference) {
   }
 }
 
+// Confident rows of probabilities: margin = 1 - (p1 - p2) must keep the relative precision of a
+// small p2 (rows [1, 1e-8, 0] and [1, 2e-8, 0] differ by 2x, not both 0), as must least
+// confidence and ratio. The reference is the definition in float64 on the stored floats.
+TEST_P(Measures, SmallScoresFromProbabilitiesKeepTheirRelativePrecision) {
+  std::vector<float> pool;
+  std::vector<double> p1s, p2s;
+  for (float p1 : {1.0f, 1.0f - std::ldexp(1.0f, -24), 1.0f - 3 * std::ldexp(1.0f, -23),
+                   1.0f - std::ldexp(1.0f, -12)})
+    for (float p2 : {1e-8f, 2e-8f, 3.3e-7f, 1e-5f, 0.0f}) {
+      pool.insert(pool.end(), {p1, p2, 0.0f});
+      p1s.push_back(p1);
+      p2s.push_back(p2);
+    }
+  const auto n = static_cast<int64_t>(p1s.size());
+  const auto margin = run(pool, n, 3, Measure::margin);
+  const auto lc = run(pool, n, 3, Measure::least_confidence);
+  const auto ratio = run(pool, n, 3, Measure::ratio);
+  for (int64_t r = 0; r < n; ++r) {
+    SCOPED_TRACE("p1 = " + std::to_string(p1s[r]) + ", p2 = " + std::to_string(p2s[r]));
+    EXPECT_TRUE(near_rel(margin[r], static_cast<float>(1.0 - (p1s[r] - p2s[r])), 1e-6f, 0.0f));
+    EXPECT_TRUE(near_rel(lc[r], static_cast<float>(1.0 - p1s[r]), 1e-6f, 0.0f));
+    EXPECT_TRUE(near_rel(ratio[r], static_cast<float>(p2s[r] / p1s[r]), 1e-6f, 0.0f));
+  }
+  EXPECT_EQ(margin[1], 2 * margin[0]) << "[1, 2e-8, 0] against [1, 1e-8, 0]";
+}
+
 TEST_P(Measures, TemperatureDividesTheLogits) {
   auto rng = seeded_rng(1002);
   const int64_t n = 50, c = 40;
