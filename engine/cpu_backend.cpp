@@ -158,8 +158,8 @@ QUARRY_ALWAYS_INLINE RowResult score_probability_row(const T* row, int64_t class
 template <typename T>
 QUARRY_NOINLINE RowResult score_logit_row_exactly(const T* row, int64_t classes,
                                                   float inv_temperature, MeasureId measure) {
-  LogitStats<double> stats;
-  for (int64_t c = 0; c < classes; ++c) stats.add(to_float(row[c]) * inv_temperature);
+  LogitStats<double> stats(inv_temperature);
+  for (int64_t c = 0; c < classes; ++c) stats.add(to_float(row[c]));
   return stats.finish(measure);
 }
 
@@ -198,9 +198,9 @@ QUARRY_ALWAYS_INLINE RowResult score_logit_row(const T* row, int64_t classes, fl
   }
   if (!finite || classes == 0)
     return score_logit_row_exactly(row, classes, inv_temperature, measure);
-  LogitStats<double> stats;
-  stats.top1 = max * inv_temperature;
-  stats.top2 = second * inv_temperature;
+  LogitStats<double> stats(inv_temperature);
+  stats.top1 = max;
+  stats.top2 = second;
   for (int64_t begin = 0; begin < classes; begin += kBlock) {
     const int64_t end = std::min(classes, begin + kBlock);
     float s[kLanes], t[kLanes];
@@ -236,12 +236,13 @@ QUARRY_ALWAYS_INLINE RowResult score_logit_row(const T* row, int64_t classes, fl
   return stats.finish(measure);
 }
 
-// One committee member's row: its validation flags, entropy, softmax log-normaliser (logits) and
-// vote (argmax, lowest class on ties).
+// One committee member's row: its validation flags, entropy, largest logit and softmax log-sum
+// (logits: see kernels::log_softmax) and vote (argmax, lowest class on ties).
 struct MemberSummary {
   uint32_t flags;
   double entropy;
-  double log_norm;
+  float max_logit;
+  double log_sum;
   int32_t vote;
 };
 
@@ -249,13 +250,13 @@ template <typename T>
 MemberSummary summarize_member(const T* row, int64_t classes, bool logits, float scale) {
   kernels::ArgMax vote;
   if (logits) {
-    LogitStats<double> stats;
+    LogitStats<double> stats(scale);
     for (int64_t c = 0; c < classes; ++c) {
-      const float z = to_float(row[c]) * scale;
+      const float z = to_float(row[c]);
       stats.add(z);
-      vote.add(z, static_cast<int32_t>(c));
+      vote.add(z, static_cast<int32_t>(c));  // the argmax of z / T is that of z
     }
-    return {stats.row_flags(), stats.entropy_value(), stats.log_normalizer(), vote.index};
+    return {stats.row_flags(), stats.entropy_value(), stats.top1, stats.log_sum(), vote.index};
   }
   ProbStats<double> stats;
   for (int64_t c = 0; c < classes; ++c) {
@@ -263,7 +264,7 @@ MemberSummary summarize_member(const T* row, int64_t classes, bool logits, float
     stats.add(p);
     vote.add(p, static_cast<int32_t>(c));
   }
-  return {stats.row_flags(), stats.entropy_value(), 0.0, vote.index};
+  return {stats.row_flags(), stats.entropy_value(), 0.0f, 0.0, vote.index};
 }
 
 // Per-thread scratch of the vector committee path: the member mean of each class in double and
@@ -486,8 +487,9 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
       } else {
         // ln p of member m's class c: exact for logits.
         auto log_probability = [&](int64_t m, int64_t c) {
-          const double x = to_float(member_row(m)[c]) * scale;
-          return logits ? x - summary[m].log_norm : std::log(x);
+          const float x = to_float(member_row(m)[c]);
+          return logits ? kernels::log_softmax(x, summary[m].max_logit, scale, summary[m].log_sum)
+                        : std::log(static_cast<double>(x));
         };
         std::fill(mean.begin(), mean.end(), 0.0);
         for (int64_t m = 0; m < members; ++m)

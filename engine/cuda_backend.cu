@@ -237,8 +237,8 @@ class CudaBackend final : public Backend {
     const auto measure = static_cast<MeasureId>(problem.options.measure);
     const int64_t committee =
         is_committee_measure(problem.options.measure) && !problem.pool.is_votes()
-            ? static_cast<int64_t>(kernels::committee_workspace_bytes(measure, problem.pool.members,
-                                                                      problem.pool.classes))
+            ? static_cast<int64_t>(kernels::committee_workspace_bytes(
+                  measure, problem.options.logits, problem.pool.members, problem.pool.classes))
             : 0;
     // top-k: candidates, sort keys and values twice over, results; plus CUB's fixed scratch.
     // Host pools: the padding of each staged slab to kSlabAlignBytes, in both slots.
@@ -531,7 +531,7 @@ class CudaBackend final : public Backend {
                                   first_bad, stream_);
     } else if (is_committee_measure(opt.measure)) {
       const std::size_t bytes =
-          kernels::committee_workspace_bytes(measure, view.members, view.classes);
+          kernels::committee_workspace_bytes(measure, opt.logits, view.members, view.classes);
       void* ws = bytes ? workspace_->ensure(bytes) : nullptr;
       kernels::launch_score_committee(
           view.data, type, opt.logits, inv_temperature, measure, view.members, rows, view.classes,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <random>
 #include <string>
@@ -52,9 +53,16 @@ void validate(const PoolView& pool, const ScoreOptions& options) {
           " members: use a committee measure (vote_entropy, consensus_entropy, "
           "kl_max, bald, variation_ratio)");
   }
-  if (options.logits && !(std::isfinite(options.temperature) && options.temperature > 0.0f))
-    throw InvalidArgument("temperature must be finite and > 0, got " +
-                          std::to_string(options.temperature));
+  // The softmax scales differences of logits by 1 / T, which must be a finite float too.
+  const float t = options.temperature;
+  if (options.logits && !(std::isfinite(t) && t > 0.0f && std::isfinite(1.0f / t))) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", static_cast<double>(t));
+    throw InvalidArgument(
+        std::string("temperature must be finite and at least 2.94e-39 (1 / T must be a finite "
+                    "float), got ") +
+        text);
+  }
 }
 
 void throw_bad_row(BadRow bad, int64_t row_offset) {

@@ -82,19 +82,21 @@ struct MergeArgMax {
   }
 };
 
-// Per-group shared scratch: M softmax log-normalisers, M votes, then (kl_max) the member mean of
-// each of the row's classes rounded to float, followed by what the rounding left out.
+// Per-group shared scratch: M votes, for logits each member's largest logit and softmax log-sum
+// (see log_softmax), then (kl_max) the member mean of each of the row's classes rounded to float,
+// followed by what the rounding left out.
 struct MemberScratch {
-  float* log_norm;
   int32_t* vote;
+  float* max_logit;
+  float* log_sum;
   float* mean;  // [classes] means, then [classes] roundings
 };
 
 // Floats of class scratch per class (kl_max): the mean and its rounding.
 constexpr int64_t kMeanFloatsPerClass = 2;
 
-__host__ __device__ inline std::size_t member_scratch_bytes(int64_t members) {
-  return static_cast<std::size_t>(members) * (sizeof(float) + sizeof(int32_t));
+__host__ __device__ inline std::size_t member_scratch_bytes(int64_t members, bool logits) {
+  return static_cast<std::size_t>(members) * (sizeof(int32_t) + (logits ? 2 * sizeof(float) : 0));
 }
 
 template <int kThreads, bool kLogits, typename T>
@@ -112,17 +114,21 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
   for (int64_t m = 0; m < members; ++m) {
     const T* member = row + m * member_stride;
     Stats stats;
+    if constexpr (kLogits) stats = Stats(scale);
     ArgMax vote;
     for (int64_t c = lane; c < classes; c += kThreads) {
-      const float x = to_float(member[c]) * scale;
+      const float x = to_float(member[c]);
       stats.add(x);
-      if (votes) vote.add(x, static_cast<int32_t>(c));
+      if (votes) vote.add(x, static_cast<int32_t>(c));  // the argmax of z / T is that of z
     }
     stats = G::all_reduce(stats, MergeStats{}, temp);
     if (votes) vote = G::all_reduce(vote, MergeArgMax{}, temp);
     flags |= stats.row_flags();
     if (lane == 0) {
-      if constexpr (kLogits) scratch.log_norm[m] = stats.log_normalizer();
+      if constexpr (kLogits) {
+        scratch.max_logit[m] = stats.top1;
+        scratch.log_sum[m] = stats.log_sum();
+      }
       scratch.vote[m] = vote.index;
     }
   }
@@ -139,9 +145,9 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
   const bool bald = measure == MeasureId::bald;
   const float inv_members = 1.0f / static_cast<float>(members);
   auto probability = [&](int64_t m, int64_t c) {
-    const float x = to_float(row[m * member_stride + c]) * scale;
+    const float x = to_float(row[m * member_stride + c]);
     if constexpr (kLogits)
-      return expf(x - scratch.log_norm[m]);
+      return expf(log_softmax(x, scratch.max_logit[m], scale, scratch.log_sum[m]));
     else
       return x;
   };
@@ -215,14 +221,15 @@ __global__ void __launch_bounds__(kThreads == 32 ? 32 * kWarpGroupsPerBlock : kT
   __shared__ typename G::TempStorage temp[kGroups];
   extern __shared__ __align__(16) unsigned char dynamic[];
   const int group = threadIdx.x / kThreads;
-  const std::size_t per_group = member_scratch_bytes(members) +
+  const std::size_t per_group = member_scratch_bytes(members, kLogits) +
                                 (shared_mean ? kMeanFloatsPerClass * classes * sizeof(float) : 0);
   unsigned char* mine = dynamic + group * ((per_group + 15) / 16 * 16);
   MemberScratch scratch;
-  scratch.log_norm = reinterpret_cast<float*>(mine);
-  scratch.vote = reinterpret_cast<int32_t*>(scratch.log_norm + members);
+  scratch.vote = reinterpret_cast<int32_t*>(mine);
+  scratch.max_logit = reinterpret_cast<float*>(scratch.vote + members);
+  scratch.log_sum = scratch.max_logit + (kLogits ? members : 0);
   const int64_t group_id = static_cast<int64_t>(blockIdx.x) * kGroups + group;
-  scratch.mean = shared_mean ? reinterpret_cast<float*>(scratch.vote + members)
+  scratch.mean = shared_mean ? scratch.log_sum + (kLogits ? members : 0)
                              : (global_mean ? global_mean + group_id * kMeanFloatsPerClass * classes
                                             : nullptr);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kGroups;
@@ -276,12 +283,13 @@ struct CommitteePlan {
 constexpr std::size_t kDynamicSharedLimit =
     48 * 1024 - (sizeof(typename Group<kBlockThreads>::TempStorage) + 255) / 256 * 256;
 
-CommitteePlan plan_committee(MeasureId measure, int64_t members, int64_t rows, int64_t classes) {
+CommitteePlan plan_committee(MeasureId measure, bool logits, int64_t members, int64_t rows,
+                             int64_t classes) {
   CommitteePlan plan{};
   const bool kl = measure == MeasureId::kl_max;
   auto shared_bytes = [&](bool block_per_row, bool shared_mean) {
     const std::size_t per_group =
-        (member_scratch_bytes(members) +
+        (member_scratch_bytes(members, logits) +
          (shared_mean ? kMeanFloatsPerClass * classes * sizeof(float) : 0) + 15) /
         16 * 16;
     return per_group * (block_per_row ? 1 : kWarpGroupsPerBlock);
@@ -309,7 +317,7 @@ void launch_committee_typed(const T* data, bool logits, float scale, MeasureId m
                             int64_t row_stride, int64_t row_offset, float* scores,
                             unsigned long long* first_bad, float* mean_workspace,
                             cudaStream_t stream) {
-  const CommitteePlan plan = plan_committee(measure, members, rows, classes);
+  const CommitteePlan plan = plan_committee(measure, logits, members, rows, classes);
   float* global = plan.global_mean ? mean_workspace : nullptr;
   auto launch = [&](auto kernel, int threads) {
     kernel<<<plan.blocks, threads, plan.shared_bytes, stream>>>(
@@ -332,8 +340,10 @@ void launch_committee_typed(const T* data, bool logits, float scale, MeasureId m
 
 }  // namespace
 
-std::size_t committee_workspace_bytes(MeasureId measure, int64_t members, int64_t classes) {
-  const CommitteePlan plan = plan_committee(measure, members, kMaxBlocksWithGlobalScratch, classes);
+std::size_t committee_workspace_bytes(MeasureId measure, bool logits, int64_t members,
+                                      int64_t classes) {
+  const CommitteePlan plan =
+      plan_committee(measure, logits, members, kMaxBlocksWithGlobalScratch, classes);
   return plan.global_mean ? static_cast<std::size_t>(kMaxBlocksWithGlobalScratch) *
                                 kMeanFloatsPerClass * classes * sizeof(float)
                           : 0;
@@ -345,7 +355,7 @@ void launch_score_committee(const void* data, ElementType type, bool logits, flo
                             float* scores, unsigned long long* first_bad, void* workspace,
                             std::size_t workspace_bytes, cudaStream_t stream) {
   if (rows <= 0) return;
-  if (workspace_bytes < committee_workspace_bytes(measure, members, classes))
+  if (workspace_bytes < committee_workspace_bytes(measure, logits, members, classes))
     throw InvalidArgument("committee scoring: workspace too small");
   const float scale = logits ? inv_temperature : 1.0f;
   auto* mean = static_cast<float*>(workspace);

@@ -12,7 +12,8 @@
 namespace quarry::kernels {
 
 /// Bytes of device scratch memory launch_score_committee() needs (0 for most shapes).
-std::size_t committee_workspace_bytes(MeasureId measure, int64_t members, int64_t classes);
+std::size_t committee_workspace_bytes(MeasureId measure, bool logits, int64_t members,
+                                      int64_t classes);
 
 /// Scores committee rows: element (m, n, c) at data[m*member_stride + n*row_stride + c].
 /// Validation and `first_bad` as launch_score_single_model().

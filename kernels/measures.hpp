@@ -302,19 +302,30 @@ QUARRY_HD Acc bounded_exponent(Acc d) {
   return d > Acc(-1e4) ? d : Acc(-1e4);
 }
 
-/// Statistics of one row of (temperature-scaled) logits z for a stable, single-pass softmax.
-/// With m the running maximum, `rest` = sum of e^(z-m) over every element but one that holds the
-/// maximum, and t = sum (z-m) e^(z-m), the softmax denominator is s = 1 + rest, p1 = 1/s,
-/// p2 = e^(z2-m)/s and the entropy is ln(1 + rest) - t/s. Keeping `rest` apart from the 1 keeps
-/// the relative precision of 1 - p1 = rest/s for confident rows, where s itself rounds to 1.
+/// Statistics of one row of logits z for a stable, single-pass softmax of z * scale (scale =
+/// 1 / temperature). The logits are kept unscaled and the scale is applied to differences z - m
+/// only: z * scale alone can overflow (z = 10 at T = 1e-38), (z - m) * scale is at most 0.
+/// With m the running maximum, `rest` = sum of e^((z-m) scale) over every element but one that
+/// holds the maximum, and t = sum (z-m) scale e^((z-m) scale), the softmax denominator is
+/// s = 1 + rest, p1 = 1/s, p2 = e^((z2-m) scale)/s and the entropy is ln(1 + rest) - t/s. Keeping
+/// `rest` apart from the 1 keeps the relative precision of 1 - p1 = rest/s for confident rows,
+/// where s itself rounds to 1.
 template <typename Acc>
 struct LogitStats {
   float top1 = -kInf;  // the running maximum m; -Inf until a finite value is added
   float top2 = -kInf;
   Acc rest = 0;
   Acc t = 0;
+  float scale = 1.0f;
   uint32_t flags = 0;
 
+  LogitStats() = default;
+  QUARRY_HD explicit LogitStats(float scale_) : scale(scale_) {}
+
+  /// (a - b) * scale, bounded below (see bounded_exponent).
+  QUARRY_HD Acc scaled(float a, float b) const {
+    return bounded_exponent((Acc(a) - Acc(b)) * Acc(scale));
+  }
   QUARRY_HD bool empty() const { return top1 == -kInf; }
   QUARRY_HD void add(float z) {
     if (!is_finite(z)) {
@@ -326,7 +337,7 @@ struct LogitStats {
       return;
     }
     if (z > top1) {  // new maximum: rescale what was summed so far, the old maximum included
-      const Acc d = bounded_exponent(Acc(top1) - Acc(z));
+      const Acc d = scaled(top1, z);
       const Acc e = exp_of(d);
       const Acc s = Acc(1) + rest;
       t = (t + d * s) * e;
@@ -334,7 +345,7 @@ struct LogitStats {
       top2 = top1;
       top1 = z;
     } else {
-      const Acc d = bounded_exponent(Acc(z) - Acc(top1));
+      const Acc d = scaled(z, top1);
       const Acc e = exp_of(d);
       rest += e;
       t += d * e;
@@ -352,14 +363,14 @@ struct LogitStats {
     }
     const float t2 = larger(smaller(top1, o.top1), larger(top2, o.top2));
     if (o.top1 > top1) {
-      const Acc d = bounded_exponent(Acc(top1) - Acc(o.top1));
+      const Acc d = scaled(top1, o.top1);
       const Acc e = exp_of(d);
       const Acc s = Acc(1) + rest;
       t = o.t + (t + d * s) * e;
       rest = o.rest + s * e;
       top1 = o.top1;
     } else {  // equal maxima: the other's maximum joins `rest` with e^0 = 1
-      const Acc d = bounded_exponent(Acc(o.top1) - Acc(top1));
+      const Acc d = scaled(o.top1, top1);
       const Acc e = exp_of(d);
       const Acc s = Acc(1) + o.rest;
       t += (o.t + d * s) * e;
@@ -372,11 +383,11 @@ struct LogitStats {
     const Acc h = log1p_of(rest) - t / (Acc(1) + rest);
     return h > Acc(0) ? h : Acc(0);
   }
-  /// ln of the softmax denominator: ln p_i = z_i - log_normalizer().
-  QUARRY_HD Acc log_normalizer() const { return Acc(top1) + log1p_of(rest); }
+  /// ln of the softmax denominator over e^((z - m) scale): see log_softmax.
+  QUARRY_HD Acc log_sum() const { return log1p_of(rest); }
   QUARRY_HD RowResult finish(MeasureId measure) const {
     if (empty()) return {0.0f, flags | kNonFinite};  // no finite value in the row
-    const float r = top2 > -kInf ? static_cast<float>(exp_of(Acc(top2) - Acc(top1))) : 0.0f;
+    const float r = top2 > -kInf ? static_cast<float>(exp_of(scaled(top2, top1))) : 0.0f;
     const Acc s = Acc(1) + rest;
     float score;
     switch (measure) {
@@ -395,6 +406,13 @@ struct LogitStats {
     return {canonical_score(score), flags};
   }
 };
+
+/// ln p of the logit z in a row whose maximum is `max` and whose LogitStats::log_sum() is
+/// `log_sum`: (z - max) scale - log_sum, never z * scale, which could overflow.
+template <typename Acc>
+QUARRY_HD Acc log_softmax(float z, float max, float scale, Acc log_sum) {
+  return (Acc(z) - Acc(max)) * Acc(scale) - log_sum;
+}
 
 // ---- committees ----------------------------------------------------------------------------
 

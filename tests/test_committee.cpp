@@ -179,6 +179,23 @@ TEST_P(Committee, LogitsAgreeWithTheirSoftmax) {
   }
 }
 
+// Logits whose z / T overflows float (T = 1e-38): each member's softmax is one-hot, so the
+// committee of two members that disagree scores ln 2 (1/2 for variation_ratio), never NaN and
+// never "non-finite".
+TEST_P(Committee, ExtremeTemperaturesGiveFiniteScores) {
+  const std::vector<float> logits = {10.0f, 9.0f, 0.0f,    //  member 0: class 0
+                                     0.0f,  9.0f, 10.0f};  // member 1: class 2
+  for (Measure measure : kCommitteeMeasures) {
+    ScoreOptions opt;
+    opt.measure = measure;
+    opt.logits = true;
+    opt.temperature = 1e-38f;
+    const auto s = score(*resources_, PoolView::committee(logits.data(), DType::f32, 2, 1, 3), opt);
+    const float want = measure == Measure::variation_ratio ? 0.5f : std::log(2.0f);
+    EXPECT_TRUE(near_rel(s[0], want, 1e-6f, 0.0f)) << to_string(measure);
+  }
+}
+
 TEST_P(Committee, VotesWithAbstentions) {
   // [M=4, N=5] votes, -1 = abstained.
   const std::vector<int32_t> votes = {0, 1,  2, -1, 3,   //

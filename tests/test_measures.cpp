@@ -178,6 +178,36 @@ TEST_P(Measures, LogitsFurtherApartThanTheFloatRangeStayFinite) {
   }
 }
 
+// Valid but extreme temperatures and logits: z / T overflows float (z = 10 at T = 1e-38, z = 3e38
+// at T = 0.5) although the softmax is well defined. Every score must be finite and exact.
+TEST_P(Measures, ExtremeTemperaturesGiveFiniteScores) {
+  struct Case {
+    std::vector<float> row;
+    float temperature;
+    float entropy, least_confidence, margin, ratio;
+  };
+  const float ln2 = std::log(2.0f);
+  for (const Case& c : {Case{{10.0f, 9.0f, 0.0f}, 1e-38f, 0, 0, 0, 0},        // one-hot
+                        Case{{0.0f, 10.0f, 10.0f}, 1e-38f, ln2, 0.5f, 1, 1},  // tied top two
+                        Case{{3e38f, 3e38f, 0.0f}, 0.5f, ln2, 0.5f, 1, 1},    // tied, z / T = Inf
+                        Case{{3e38f, -3e38f, 1.0f}, 0.25f, 0, 0, 0, 0},       // one-hot
+                        Case{{1.0f, 1.0f, 1.0f}, 3e-39f, std::log(3.0f), 2.0f / 3, 1, 1}}) {
+    SCOPED_TRACE("T = " + std::to_string(c.temperature) + ", row " + std::to_string(c.row[0]) +
+                 " " + std::to_string(c.row[1]) + " " + std::to_string(c.row[2]));
+    const auto h = run(c.row, 1, 3, Measure::entropy, true, c.temperature);
+    const auto lc = run(c.row, 1, 3, Measure::least_confidence, true, c.temperature);
+    const auto mg = run(c.row, 1, 3, Measure::margin, true, c.temperature);
+    const auto ra = run(c.row, 1, 3, Measure::ratio, true, c.temperature);
+    EXPECT_TRUE(near_rel(h[0], c.entropy, 1e-6f, 0.0f));
+    EXPECT_TRUE(near_rel(lc[0], c.least_confidence, 1e-6f, 0.0f));
+    EXPECT_TRUE(near_rel(mg[0], c.margin, 1e-6f, 0.0f));
+    EXPECT_TRUE(near_rel(ra[0], c.ratio, 1e-6f, 0.0f));
+  }
+  // A temperature whose reciprocal overflows float is refused up front.
+  std::vector<float> row = {1.0f, 2.0f};
+  EXPECT_THROW(run(row, 1, 2, Measure::entropy, true, 1e-39f), InvalidArgument);
+}
+
 // The same through the streaming statistics the GPU kernels and the CPU's exact path use, added
 // one by one and merged in both orders.
 TEST(LogitStatistics, LogitsFurtherApartThanTheFloatRangeStayFinite) {
