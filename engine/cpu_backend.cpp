@@ -267,6 +267,14 @@ MemberSummary summarize_member(const T* row, int64_t classes, bool logits, float
   return {stats.row_flags(), stats.entropy_value(), 0.0f, 0.0, vote.index};
 }
 
+// The tally of a row's votes, sorted in place first (see kernels::tally_sorted_votes).
+template <typename V>
+kernels::VoteTally tally_votes(V* votes, int64_t members) {
+  std::sort(votes, votes + members);
+  return kernels::tally_sorted_votes(members,
+                                     [votes](int64_t m) { return static_cast<int64_t>(votes[m]); });
+}
+
 // Per-thread scratch of the vector committee path: the member mean of each class in double and
 // rounded to float, the rounding, and 1 / the float mean.
 struct CommitteeScratch {
@@ -390,8 +398,7 @@ QUARRY_CPU_CLONES bool score_probability_committee_row(const T* row, int64_t mem
     }
   }
   if constexpr (kVotes) {
-    score = kernels::vote_score(
-        measure, kernels::tally_votes(members, [&](int64_t m) { return s.vote[m]; }));
+    score = kernels::vote_score(measure, tally_votes(s.vote.data(), members));
     return true;
   }
   const double inv_members = 1.0 / static_cast<double>(members);
@@ -482,8 +489,8 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
       }
       float score;
       if (kernels::is_vote_measure(measure)) {
-        score = kernels::vote_score(
-            measure, kernels::tally_votes(members, [&](int64_t m) { return summary[m].vote; }));
+        for (int64_t m = 0; m < members; ++m) scratch.vote[m] = summary[m].vote;
+        score = kernels::vote_score(measure, tally_votes(scratch.vote.data(), members));
       } else {
         // ln p of member m's class c: exact for logits.
         auto log_probability = [&](int64_t m, int64_t c) {
@@ -528,17 +535,19 @@ BadRow score_votes(const PoolView& pool, const ScoreOptions& options, float* out
   const V* data = static_cast<const V*>(pool.data);
   const auto measure = static_cast<MeasureId>(options.measure);
   uint64_t first_bad = kernels::kNoBadRow;
+  // Each thread's copy of a row's votes, to sort. Allocated here: an exception cannot leave a
+  // parallel region.
+  std::vector<int64_t> scratch(static_cast<std::size_t>(omp_get_max_threads()) * pool.members);
 #pragma omp parallel for schedule(static) reduction(min : first_bad)
   for (int64_t r = 0; r < pool.rows; ++r) {
-    auto vote = [&](int64_t m) {
-      return static_cast<int64_t>(data[m * pool.member_stride + r * pool.row_stride]);
-    };
+    int64_t* votes = scratch.data() + omp_get_thread_num() * pool.members;
     uint32_t flags = 0;
     for (int64_t m = 0; m < pool.members; ++m) {
-      const int64_t v = vote(m);
+      const int64_t v = static_cast<int64_t>(data[m * pool.member_stride + r * pool.row_stride]);
       if (v < -1 || (pool.classes > 0 && v >= pool.classes)) flags |= kernels::kBadVote;
+      votes[m] = v;
     }
-    out[r] = kernels::vote_score(measure, kernels::tally_votes(pool.members, vote));
+    out[r] = kernels::vote_score(measure, tally_votes(votes, pool.members));
     if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));
   }
   return BadRow::from_code(first_bad);

@@ -236,7 +236,9 @@ class CudaBackend final : public Backend {
   int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const override {
     const auto measure = static_cast<MeasureId>(problem.options.measure);
     const int64_t committee =
-        is_committee_measure(problem.options.measure) && !problem.pool.is_votes()
+        problem.pool.is_votes()
+            ? static_cast<int64_t>(kernels::votes_workspace_bytes(problem.pool.members))
+        : is_committee_measure(problem.options.measure)
             ? static_cast<int64_t>(kernels::committee_workspace_bytes(
                   measure, problem.options.logits, problem.pool.members, problem.pool.classes))
             : 0;
@@ -526,9 +528,10 @@ class CudaBackend final : public Backend {
     const auto measure = static_cast<MeasureId>(opt.measure);
     const float inv_temperature = opt.logits ? 1.0f / opt.temperature : 1.0f;
     if (view.is_votes()) {
+      const std::size_t bytes = kernels::votes_workspace_bytes(view.members);
       kernels::launch_score_votes(view.data, type, measure, view.members, rows, view.classes,
                                   view.member_stride, view.row_stride, row_offset, scores,
-                                  first_bad, stream_);
+                                  first_bad, workspace_->ensure(bytes), bytes, stream_);
     } else if (is_committee_measure(opt.measure)) {
       const std::size_t bytes =
           kernels::committee_workspace_bytes(measure, opt.logits, view.members, view.classes);

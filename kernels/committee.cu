@@ -134,8 +134,11 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
   }
   G::sync();
   if (votes) {
-    if (lane == 0)
-      score = vote_score(measure, tally_votes(members, [&](int64_t m) { return scratch.vote[m]; }));
+    if (lane == 0) {
+      heap_sort(scratch.vote, members);
+      score = vote_score(measure,
+                         tally_sorted_votes(members, [&](int64_t m) { return scratch.vote[m]; }));
+    }
     return;
   }
   // Pass B: the member mean q of each of this lane's classes, its entropy, and (bald) the
@@ -248,24 +251,47 @@ __global__ void __launch_bounds__(kThreads == 32 ? 32 * kWarpGroupsPerBlock : kT
   }
 }
 
+// Threads of the votes kernel: as many as kVoteScratchBytes of sort scratch allows, a multiple
+// of a warp, between a warp and kMaxVoteThreads.
+constexpr int64_t kVoteScratchBytes = int64_t{32} << 20;
+constexpr int64_t kMaxVoteThreads = int64_t{1} << 16;
+int64_t vote_threads(int64_t members) {
+  const int64_t fit = kVoteScratchBytes / (std::max<int64_t>(members, 1) * sizeof(int64_t));
+  return std::clamp<int64_t>(fit / 32 * 32, 32, kMaxVoteThreads);
+}
+
+// One thread's copy of a row's votes in the vote workspace: element j of thread i at
+// scratch[j * threads + i], so that the threads of a warp touch adjacent words.
+struct ThreadVotes {
+  int64_t* base;
+  int64_t stride;
+  __device__ int64_t& operator[](int64_t j) const { return base[j * stride]; }
+};
+
+// A thread per row (rows beyond the grid in strides): the row's votes are checked, copied to the
+// thread's scratch, sorted, and tallied in one pass.
 template <typename V>
 __global__ void score_votes_kernel(const V* __restrict__ data, int64_t members, int64_t rows,
                                    int64_t classes, int64_t member_stride, int64_t row_stride,
-                                   int64_t row_offset, MeasureId measure,
+                                   int64_t row_offset, MeasureId measure, int64_t* scratch,
                                    float* __restrict__ scores, unsigned long long* first_bad) {
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r >= rows) return;
-  const V* row = data + r * row_stride;
-  uint32_t flags = 0;
-  for (int64_t m = 0; m < members; ++m) {
-    const int64_t v = static_cast<int64_t>(row[m * member_stride]);
-    if (v < -1 || (classes > 0 && v >= classes)) flags |= kBadVote;
+  const int64_t threads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const ThreadVotes votes{scratch + i, threads};
+  for (int64_t r = i; r < rows; r += threads) {
+    const V* row = data + r * row_stride;
+    uint32_t flags = 0;
+    for (int64_t m = 0; m < members; ++m) {
+      const int64_t v = static_cast<int64_t>(row[m * member_stride]);
+      if (v < -1 || (classes > 0 && v >= classes)) flags |= kBadVote;
+      votes[m] = v;
+    }
+    heap_sort(votes, members);
+    scores[r] =
+        vote_score(measure, tally_sorted_votes(members, [&](int64_t m) { return votes[m]; }));
+    if (flags != 0)
+      atomicMin(first_bad, static_cast<unsigned long long>(encode_bad_row(row_offset + r, flags)));
   }
-  scores[r] = vote_score(measure, tally_votes(members, [&](int64_t m) {
-                           return static_cast<int64_t>(row[m * member_stride]);
-                         }));
-  if (flags != 0)
-    atomicMin(first_bad, static_cast<unsigned long long>(encode_bad_row(row_offset + r, flags)));
 }
 
 // How a committee is laid out on the device.
@@ -377,21 +403,31 @@ void launch_score_committee(const void* data, ElementType type, bool logits, flo
   }
 }
 
+std::size_t votes_workspace_bytes(int64_t members) {
+  return static_cast<std::size_t>(vote_threads(members) * std::max<int64_t>(members, 1)) *
+         sizeof(int64_t);
+}
+
 void launch_score_votes(const void* data, ElementType type, MeasureId measure, int64_t members,
                         int64_t rows, int64_t classes, int64_t member_stride, int64_t row_stride,
                         int64_t row_offset, float* scores, unsigned long long* first_bad,
-                        cudaStream_t stream) {
+                        void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
   if (rows <= 0) return;
-  constexpr int kThreads = 256;
-  const auto blocks = static_cast<unsigned>((rows + kThreads - 1) / kThreads);
+  if (workspace_bytes < votes_workspace_bytes(members))
+    throw InvalidArgument("vote scoring: workspace too small");
+  const int64_t most = vote_threads(members);  // a multiple of 32
+  const int threads = static_cast<int>(std::min<int64_t>(256, most));
+  const auto blocks =
+      static_cast<unsigned>(std::min((rows + threads - 1) / threads, most / threads));
+  auto* scratch = static_cast<int64_t*>(workspace);
   if (type == ElementType::i32)
-    score_votes_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const int32_t*>(data), members,
-                                                        rows, classes, member_stride, row_stride,
-                                                        row_offset, measure, scores, first_bad);
+    score_votes_kernel<<<blocks, threads, 0, stream>>>(
+        static_cast<const int32_t*>(data), members, rows, classes, member_stride, row_stride,
+        row_offset, measure, scratch, scores, first_bad);
   else if (type == ElementType::i64)
-    score_votes_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const int64_t*>(data), members,
-                                                        rows, classes, member_stride, row_stride,
-                                                        row_offset, measure, scores, first_bad);
+    score_votes_kernel<<<blocks, threads, 0, stream>>>(
+        static_cast<const int64_t*>(data), members, rows, classes, member_stride, row_stride,
+        row_offset, measure, scratch, scores, first_bad);
   else
     throw InvalidArgument("votes must be int32 or int64");
   QUARRY_CHECK_LAUNCH(stream);

@@ -440,24 +440,48 @@ struct VoteTally {
   int64_t modal = 0;
 };
 
-/// Counts the votes vote(0..members-1) (-1 = abstained). O(M^2) without scratch memory: each
-/// class is counted at its first voter.
-template <typename VoteOf>
-QUARRY_HD VoteTally tally_votes(int64_t members, VoteOf vote) {
+/// Tallies the votes vote(0..members-1) sorted ascending (abstentions, -1, first): each class is
+/// one run, so one pass, O(M). Backends sort a row's votes first (std::sort on the CPU,
+/// heap_sort in a GPU thread), which keeps a row of many distinct votes at O(M log M).
+template <typename SortedVote>
+QUARRY_HD VoteTally tally_sorted_votes(int64_t members, SortedVote vote) {
   VoteTally tally;
+  int64_t run = 0;
   for (int64_t m = 0; m < members; ++m) {
     const int64_t v = vote(m);
     if (v < 0) continue;
     ++tally.voters;
-    bool first = true;
-    for (int64_t e = 0; e < m && first; ++e) first = vote(e) != v;
-    if (!first) continue;
-    int64_t n = 0;
-    for (int64_t e = m; e < members; ++e) n += vote(e) == v;
-    tally.n_log_n += static_cast<double>(n) * log_of(static_cast<double>(n));
-    tally.modal = n > tally.modal ? n : tally.modal;
+    ++run;
+    if (m + 1 < members && vote(m + 1) == v) continue;
+    tally.n_log_n += static_cast<double>(run) * log_of(static_cast<double>(run));
+    tally.modal = run > tally.modal ? run : tally.modal;
+    run = 0;
   }
   return tally;
+}
+
+/// Sorts a[0..n) ascending in place: a heap sort, O(n log n) without temporary memory, for a GPU
+/// thread's votes (library sorts need temporary storage or a size fixed at compile time). `Array`
+/// is anything indexable by int64_t that yields a reference.
+template <typename Array>
+QUARRY_HD void heap_sort(Array a, int64_t n) {
+  auto sift_down = [&](int64_t root, int64_t end) {
+    for (int64_t child = 2 * root + 1; child < end; child = 2 * root + 1) {
+      if (child + 1 < end && a[child] < a[child + 1]) ++child;
+      if (!(a[root] < a[child])) return;
+      const auto held = a[root];
+      a[root] = a[child];
+      a[child] = held;
+      root = child;
+    }
+  };
+  for (int64_t start = n / 2 - 1; start >= 0; --start) sift_down(start, n);
+  for (int64_t end = n - 1; end > 0; --end) {
+    const auto held = a[0];
+    a[0] = a[end];
+    a[end] = held;
+    sift_down(0, end);
+  }
 }
 
 /// vote_entropy = -sum v ln v with v = n_c / M' = ln M' - (sum n ln n) / M';
