@@ -690,14 +690,22 @@ class CpuBackend final : public Backend {
                       const KMeansOptions& options) override {
     if (points.space != MemorySpace::host)
       throw InvalidArgument("the CPU backend needs the embeddings in host memory");
-    const std::vector<float> x = gather_embeddings(points, rows);
+    std::vector<float> x = gather_embeddings(points, rows);
     const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
     const int d = static_cast<int>(points.dim);
+    // Coordinates whose squared distances would overflow float (FAISS then aborts) or vanish are
+    // scaled by a power of two, which leaves the clustering as it is; the results are scaled back.
+    std::vector<float> initial = options.initial_centroids;
+    const int exponent = kmeans_scale_exponent(
+        std::max(largest_magnitude(x.data(), static_cast<int64_t>(x.size())),
+                 largest_magnitude(initial.data(), static_cast<int64_t>(initial.size()))),
+        d);
+    scale_by_power_of_two(x.data(), static_cast<int64_t>(x.size()), exponent);
+    scale_by_power_of_two(initial.data(), static_cast<int64_t>(initial.size()), exponent);
     const SingleThreadedBlas single_threaded_blas;
     KMeansResult result;
-    result.centroids = options.initial_centroids.empty()
-                           ? kmeans_plus_plus(x.data(), n, d, k, options.seed)
-                           : options.initial_centroids;
+    result.centroids =
+        initial.empty() ? kmeans_plus_plus(x.data(), n, d, k, options.seed) : std::move(initial);
     faiss::IndexFlatL2 index(d);
     if (options.iterations > 0 && n > k) {
       faiss::ClusteringParameters params;
@@ -719,6 +727,9 @@ class CpuBackend final : public Backend {
     index.search(n, x.data(), 1, distances.data(), labels.data());
     result.assignments.assign(labels.begin(), labels.end());
     for (float dist : distances) result.inertia += dist;
+    scale_by_power_of_two(result.centroids.data(), static_cast<int64_t>(result.centroids.size()),
+                          -exponent);
+    result.inertia = std::ldexp(result.inertia, -2 * exponent);
     return result;
   }
 

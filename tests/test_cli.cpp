@@ -317,6 +317,18 @@ TEST_F(Cli, DiversityAndExploration) {
                      "D = 0");
 }
 
+// Embeddings near 1e19 in 16-D overflow float squared distances; FAISS used to abort on them.
+TEST_F(Cli, HugeEmbeddingsAreClusteredWithoutAnAbort) {
+  auto rng = seeded_rng(4004);
+  const int64_t n = 400, d = 16;
+  write_npy(path("pool.npy"), random_probabilities(n, 3, rng), "<f4", {n, 3});
+  write_npy(path("emb.npy"), random_normal(n * d, rng, 1e19f), "<f4", {n, d});
+  const CliResult r =
+      run("select " + path("pool.npy") + " -k 10 --device cpu --embeddings " + path("emb.npy"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 10) << r.out;
+}
+
 TEST_F(Cli, MemoryBudgetAndProgress) {
   write_pool("pool.npy");
   // The CPU backend: these budgets are below the CUDA backend's fixed working memory.
