@@ -455,12 +455,28 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
   const float scale = logits ? 1.0f / options.temperature : 1.0f;
   const int64_t members = pool.members, classes = pool.classes;
   uint64_t first_bad = kernels::kNoBadRow;
+  const bool votes = kernels::is_vote_measure(measure);
+  // Each thread's scratch, allocated here: an exception (std::bad_alloc) cannot leave a parallel
+  // region.
+  struct ThreadScratch {
+    std::vector<MemberSummary> summary;
+    std::vector<double> mean, log_mean;
+    CommitteeScratch committee;
+  };
+  const int threads = omp_get_max_threads();
+  std::vector<ThreadScratch> scratch_of_thread;
+  scratch_of_thread.reserve(threads);
+  for (int t = 0; t < threads; ++t)
+    scratch_of_thread.push_back({std::vector<MemberSummary>(members), std::vector<double>(classes),
+                                 std::vector<double>(classes),
+                                 CommitteeScratch(votes ? 0 : classes, members, logits && !votes)});
 #pragma omp parallel
   {
-    std::vector<MemberSummary> summary(members);
-    std::vector<double> mean(classes), log_mean(classes);
-    const bool votes = kernels::is_vote_measure(measure);
-    CommitteeScratch scratch(votes ? 0 : classes, members, logits && !votes);
+    ThreadScratch& mine = scratch_of_thread[omp_get_thread_num()];
+    auto& summary = mine.summary;
+    auto& mean = mine.mean;
+    auto& log_mean = mine.log_mean;
+    auto& scratch = mine.committee;
 #pragma omp for schedule(static) reduction(min : first_bad)
     for (int64_t r = 0; r < pool.rows; ++r) {
       const T* row = data + r * pool.row_stride;

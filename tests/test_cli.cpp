@@ -50,9 +50,10 @@ class Cli : public ::testing::Test {
     return QUARRY_CLI_PATH;
   }
 
-  CliResult run(const std::string& args) const {
-    const std::string cmd =
-        cli_path() + " " + args + " >" + path("stdout") + " 2>" + path("stderr") + " </dev/null";
+  // `shell_prefix` runs first in the same shell: `ulimit ...; `.
+  CliResult run(const std::string& args, const std::string& shell_prefix = "") const {
+    const std::string cmd = shell_prefix + cli_path() + " " + args + " >" + path("stdout") + " 2>" +
+                            path("stderr") + " </dev/null";
     const int status = std::system(cmd.c_str());
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(path("stdout")),
             read_text(path("stderr"))};
@@ -327,6 +328,32 @@ TEST_F(Cli, HugeEmbeddingsAreClusteredWithoutAnAbort) {
       run("select " + path("pool.npy") + " -k 10 --device cpu --embeddings " + path("emb.npy"));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 10) << r.out;
+}
+
+// Out of memory is a resource failure: exit code 1 and one line, never an abort (std::bad_alloc
+// inside an OpenMP region ended the process) and never "bad input" (a pool that cannot be
+// memory-mapped for lack of address space was exit code 2). 500 MB of address space: enough for
+// the program and its threads, not for 2 x 8M x 56 bytes of committee scratch or a 1 GB pool.
+TEST_F(Cli, RunningOutOfMemoryIsExitCode1) {
+  QUARRY_SKIP_UNDER_ASAN();
+  const std::string limit = "ulimit -v 500000; ";
+  const int64_t classes = int64_t{8} << 20;
+  write_npy(path("wide.npy"), std::vector<float>(2 * classes, 1.0f / classes), "<f4",
+            {2, 1, classes});
+  const CliResult scratch =
+      run("score " + path("wide.npy") + " --device cpu --measure bald -o " + path("s.npy"), limit);
+  EXPECT_EQ(scratch.exit_code, 1) << scratch.err;
+  EXPECT_NE(scratch.err.find("quarry: error: out of host memory"), std::string::npos)
+      << scratch.err;
+  EXPECT_EQ(std::count(scratch.err.begin(), scratch.err.end(), '\n'), 1) << scratch.err;
+  EXPECT_FALSE(fs::exists(path("s.npy")));
+  // A 1 GB pool (sparse: its data was never written) cannot be mapped.
+  write_npy(path("big.npy"), std::vector<float>{}, "<f4", {int64_t{1} << 27, 2});
+  fs::resize_file(path("big.npy"), fs::file_size(path("big.npy")) + (int64_t{1} << 30));
+  const CliResult map = run("select " + path("big.npy") + " -k 1 --device cpu", limit);
+  EXPECT_EQ(map.exit_code, 1) << map.err;
+  EXPECT_NE(map.err.find("cannot map"), std::string::npos) << map.err;
+  EXPECT_EQ(std::count(map.err.begin(), map.err.end(), '\n'), 1) << map.err;
 }
 
 TEST_F(Cli, MemoryBudgetAndProgress) {

@@ -1,7 +1,9 @@
 // Bad input through the API: a clear exception, the first bad row, never a wrong answer.
 
 #include <limits>
+#include <new>
 
+#include "engine/ranking.hpp"
 #include "test_util.hpp"
 
 namespace quarry::test {
@@ -142,6 +144,25 @@ TEST_P(BadInput, BadArgumentsAreRejectedBeforeAnyWork) {
   PoolView committee = PoolView::committee(pool.data(), DType::f32, 2, 5, 3);
   EXPECT_THROW(select(*resources_, committee, opt), InvalidArgument)
       << "a single-model measure on a committee";
+}
+
+// Memory that cannot be allocated (2^48 bytes: more than the address space) is OutOfMemory, not
+// a std::bad_alloc escaping an OpenMP region, which ends the process.
+TEST(OutOfMemory, ACommitteeTooLargeForMemoryIsOutOfMemory) {
+  QUARRY_SKIP_UNDER_ASAN();
+  const std::vector<float> data(8, 0.25f);  // never read: the per-thread scratch fails first
+  Resources cpu(Device::cpu);
+  ScoreOptions opt;
+  opt.measure = Measure::bald;
+  const int64_t classes = int64_t{1} << 45;
+  EXPECT_THROW(score(cpu, PoolView::committee(data.data(), DType::f32, 2, 1, classes), opt),
+               OutOfMemory);
+}
+
+TEST(OutOfMemory, RankingAllocatesOutsideItsParallelRegion) {
+  QUARRY_SKIP_UNDER_ASAN();
+  const float score = 0.5f;  // never read: the candidate lists fail first
+  EXPECT_THROW(engine::rank_top(&score, int64_t{1} << 45, 10), std::bad_alloc);
 }
 
 TEST(Resources, UnknownNamesAreClearErrors) {

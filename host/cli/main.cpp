@@ -417,6 +417,9 @@ int main(int argc, char** argv) {
   } catch (const quarry::BackendUnavailable& e) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "quarry: error: out of host memory\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 1;

@@ -115,7 +115,13 @@ NpyArray NpyArray::open(const std::string& path) {
   }
   void* map = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
-  if (map == MAP_FAILED) fail(path, std::string("cannot map: ") + std::strerror(errno));
+  if (map == MAP_FAILED) {
+    const int e = errno;
+    const std::string what = path + ": cannot map: " + std::strerror(e);
+    // Address space or memory ran out: a resource failure, not bad input.
+    if (e == ENOMEM || e == EAGAIN) throw OutOfMemory(what);
+    throw InvalidInput(what);
+  }
 
   NpyArray array;
   array.map_ = map;
