@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #include "engine/backend.hpp"
@@ -616,26 +617,49 @@ BadRow score_floats(const PoolView& pool, const ScoreOptions& options, float* ou
                                                : score_single_model<T>(pool, options, out);
 }
 
+// OpenBLAS's thread count, a process-wide setting, found at run time (the BLAS may not be
+// OpenBLAS).
+struct OpenBlasThreads {
+  void (*set)(int);
+  int (*get)();
+};
+const OpenBlasThreads& openblas_threads() {
+  static const OpenBlasThreads functions{
+      reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")),
+      reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))};
+  return functions;
+}
+
 // FAISS runs its own OpenMP threads and calls BLAS inside them; a multithreaded OpenBLAS spinning
-// beside them slows small k-means calls down by 10x and more. BLAS is kept to one thread for the
-// duration of a call and restored afterwards (found at run time: the BLAS may not be OpenBLAS).
+// beside them slows small k-means calls down by 10x and more, so BLAS runs on one thread while
+// k-means does. Overlapping k-means calls share the setting: the first saves it and sets 1, the
+// last restores it, under a lock. (Saving and restoring per call raced: a call starting while
+// another had set 1 saved that 1 and could restore it last, losing the application's setting.)
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas() {
-    set_ = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-    auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-    if (set_ && get) {
-      saved_ = get();
-      set_(1);
+    if (!blas_.set || !blas_.get) return;
+    std::lock_guard lock(mutex_);
+    if (calls_++ == 0) {
+      saved_ = blas_.get();
+      blas_.set(1);
     }
+    active_ = true;
   }
   ~SingleThreadedBlas() {
-    if (set_ && saved_ > 0) set_(saved_);
+    if (!active_) return;
+    std::lock_guard lock(mutex_);
+    if (--calls_ == 0 && saved_ > 0) blas_.set(saved_);
   }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
-  void (*set_)(int) = nullptr;
-  int saved_ = 0;
+  inline static std::mutex mutex_;
+  inline static int calls_ = 0;  // k-means calls running
+  inline static int saved_ = 0;  // the setting before the first of them
+  const OpenBlasThreads& blas_ = openblas_threads();
+  bool active_ = false;
 };
 
 class CpuBackend final : public Backend {

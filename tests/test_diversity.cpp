@@ -1,10 +1,13 @@
 // Diversity (k-means over the top candidates) and exploration, on every backend; CPU (FAISS) vs
 // GPU k-means from the same initial centroids.
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
+#include <thread>
 
 #include "engine/kmeans_host.hpp"
 #include "test_util.hpp"
@@ -248,6 +251,35 @@ TEST_P(Diversity, BadDiversityArguments) {
   } catch (const InvalidInput& e) {
     EXPECT_EQ(e.row(), 1) << e.what();
   }
+}
+
+// k-means sets OpenBLAS to one thread while it runs. Called from several threads at once it must
+// still give the application its own setting back (per-call save and restore left it at 1).
+TEST(KMeansBlas, ConcurrentCallsKeepTheApplicationsBlasThreads) {
+  auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (!set || !get) GTEST_SKIP() << "the BLAS is not OpenBLAS";
+  const int original = get();
+  set(2);
+  if (get() != 2) {
+    set(original);
+    GTEST_SKIP() << "OpenBLAS cannot run 2 threads here";
+  }
+  auto rng = seeded_rng(6020);
+  const int64_t n = 300, dim = 8;
+  const std::vector<float> x = random_normal(n * dim, rng);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&x] {
+      Resources cpu(Device::cpu);
+      KMeansOptions opt;
+      opt.iterations = 2;
+      for (int call = 0; call < 25; ++call)
+        kmeans(cpu, EmbeddingView::matrix(x.data(), DType::f32, n, dim), 5, opt);
+    });
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(get(), 2);
+  set(original);
 }
 
 TEST(KMeansParity, GpuInertiaWithinOnePercentOfFaiss) {
