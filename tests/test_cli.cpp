@@ -226,6 +226,20 @@ TEST_F(Cli, BadFilesAreExitCode2) {
   expect_usage_error("select " + path("missing.npy") + " -k 1 -o " + out, "missing.npy", out);
   write_npy(path("empty.npy"), std::vector<float>{}, "<f4", {0, 5});
   expect_usage_error("select " + path("empty.npy") + " -k 1 -o " + out, "no rows", out);
+  // Empty, with other dimensions whose product overflows 64 bits: too large, as NumPy says.
+  const int64_t huge = int64_t{1} << 62;
+  write_npy(path("huge_empty.npy"), std::vector<float>{}, "<f4", {0, huge, huge});
+  expect_usage_error("select " + path("huge_empty.npy") + " -k 1 -o " + out, "too large", out);
+  // Empty committees are named with their file.
+  write_npy(path("no_members.npy"), std::vector<float>{}, "<f4", {0, 5, 3});
+  expect_usage_error("select " + path("no_members.npy") + " -k 1 -o " + out,
+                     path("no_members.npy") + ": the pool has no members", out);
+  write_npy(path("no_rows.npy"), std::vector<float>{}, "<f4", {5, 0, 3});
+  expect_usage_error("select " + path("no_rows.npy") + " -k 1 -o " + out,
+                     path("no_rows.npy") + ": the pool has no rows", out);
+  write_npy(path("no_voters.npy"), std::vector<int32_t>{}, "<i4", {0, 5});
+  expect_usage_error("select " + path("no_voters.npy") + " -k 1 -o " + out,
+                     path("no_voters.npy") + ": the pool has no members", out);
 }
 
 TEST_F(Cli, CommitteesAndVotes) {

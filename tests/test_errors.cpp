@@ -165,6 +165,26 @@ TEST(OutOfMemory, RankingAllocatesOutsideItsParallelRegion) {
   EXPECT_THROW(engine::rank_top(&score, int64_t{1} << 45, 10), std::bad_alloc);
 }
 
+// Sizes are checked without overflowing: a shape such as (0, 2^62, 2^62) holds no elements, but
+// its strides do not fit 64 bits; nor do the bytes of a view made by hand with 2^61 rows of 4.
+TEST(Views, SizesThatOverflowAreRefused) {
+  const float x[4] = {0.25f, 0.25f, 0.25f, 0.25f};
+  const int64_t huge = int64_t{1} << 62;
+  EXPECT_THROW(PoolView::committee(x, DType::f32, 0, huge, huge), InvalidArgument);
+  EXPECT_THROW(PoolView::committee(x, DType::f32, huge, 1, 4, Layout::rows_first), InvalidArgument);
+  EXPECT_THROW(PoolView::matrix(x, DType::f32, huge, 4), InvalidArgument);
+  Resources cpu(Device::cpu);
+  PoolView by_hand = PoolView::matrix(x, DType::f32, 1, 4);
+  by_hand.rows = int64_t{1} << 61;
+  EXPECT_THROW(score(cpu, by_hand, ScoreOptions{}), InvalidArgument);
+  SelectOptions opt;
+  opt.k = 1;
+  EXPECT_THROW(select(cpu, by_hand, opt), InvalidArgument);
+  EmbeddingView points = EmbeddingView::matrix(x, DType::f32, 1, 4);
+  points.rows = int64_t{1} << 61;
+  EXPECT_THROW(kmeans(cpu, points, 1), InvalidArgument);
+}
+
 TEST(Resources, UnknownNamesAreClearErrors) {
   EXPECT_THROW(parse_measure("entropyy"), InvalidArgument);
   EXPECT_THROW(parse_device("gpu"), InvalidArgument);

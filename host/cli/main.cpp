@@ -160,30 +160,34 @@ Pool open_pool(const CommonOptions& opt) {
     throw InvalidArgument("--layout must be members-first or rows-first, got '" + opt.layout + "'");
   if (opt.classes < 0 || (opt.classes > 0 && !integer))
     throw InvalidArgument("--classes takes a positive count and applies only to integer votes");
-  if (integer) {
-    if (shape.size() != 2)
-      throw InvalidInput(path + ": integer votes must be 2-D [members, rows], got shape " +
-                         array.shape_string());
-    view = PoolView::votes(array.data(), array.dtype(), shape[0], shape[1], opt.classes);
-    natural = Measure::vote_entropy;
-  } else if (shape.size() == 2) {
-    view = PoolView::matrix(array.data(), array.dtype(), shape[0], shape[1]);
-    natural = Measure::entropy;
-  } else if (shape.size() == 3) {
-    const bool rows_first = opt.layout == "rows-first";
-    const int64_t members = rows_first ? shape[1] : shape[0];
-    const int64_t rows = rows_first ? shape[0] : shape[1];
-    view = PoolView::committee(array.data(), array.dtype(), members, rows, shape[2],
-                               rows_first ? Layout::rows_first : Layout::members_first);
-    natural = Measure::consensus_entropy;
-  } else {
+  if (integer && shape.size() != 2)
+    throw InvalidInput(path + ": integer votes must be 2-D [members, rows], got shape " +
+                       array.shape_string());
+  if (!integer && shape.size() != 2 && shape.size() != 3)
     throw InvalidInput(path +
                        ": the pool must be 2-D [rows, classes], 3-D [members, rows, classes] or "
                        "2-D integer votes [members, rows]; got shape " +
                        array.shape_string());
+  const bool rows_first = opt.layout == "rows-first";
+  const int64_t members = integer ? shape[0] : shape.size() == 2 ? 1 : shape[rows_first ? 1 : 0];
+  const int64_t rows = integer ? shape[1] : shape[shape.size() == 2 || rows_first ? 0 : 1];
+  const int64_t classes = integer ? opt.classes : shape.back();
+  // Checked before the views are made: a shape such as (0, 2^62, 2^62) is empty, yet its strides
+  // would overflow.
+  if (rows == 0) throw InvalidInput(path + ": the pool has no rows");
+  if (members == 0) throw InvalidInput(path + ": the pool has no members");
+  if (!integer && classes == 0) throw InvalidInput(path + ": rows have no classes");
+  if (integer) {
+    view = PoolView::votes(array.data(), array.dtype(), members, rows, classes);
+    natural = Measure::vote_entropy;
+  } else if (shape.size() == 2) {
+    view = PoolView::matrix(array.data(), array.dtype(), rows, classes);
+    natural = Measure::entropy;
+  } else {
+    view = PoolView::committee(array.data(), array.dtype(), members, rows, classes,
+                               rows_first ? Layout::rows_first : Layout::members_first);
+    natural = Measure::consensus_entropy;
   }
-  if (view.rows == 0) throw InvalidInput(path + ": the pool has no rows");
-  if (!integer && view.classes == 0) throw InvalidInput(path + ": rows have no classes");
   const Measure measure = opt.measure.empty() ? natural : parse_measure(opt.measure);
   if (!integer && shape.size() == 2 && is_committee_measure(measure))
     throw InvalidArgument(std::string(to_string(measure)) +

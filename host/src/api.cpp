@@ -29,7 +29,8 @@ void score(Resources& resources, const PoolView& pool, const ScoreOptions& optio
 
 std::vector<float> score(Resources& resources, const PoolView& pool, const ScoreOptions& options) {
   return translating_bad_alloc([&] {
-    std::vector<float> scores(pool.rows > 0 ? pool.rows : 0);  // engine::score rejects rows < 1
+    engine::validate(pool, options);  // before the scores are allocated
+    std::vector<float> scores(pool.rows);
     engine::score(resources.backend(), pool, options, scores.data());
     return scores;
   });

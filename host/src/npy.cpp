@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -153,13 +154,16 @@ NpyArray NpyArray::open(const std::string& path) {
 
   const std::size_t data_offset = header_start + header_len;
   // The data's size, refusing shapes whose product overflows (a crafted header could otherwise
-  // wrap it around to the size of the data present).
-  std::size_t expected = dtype_size(array.dtype_);
+  // wrap it around to the size of the data present). As NumPy does, the product of the nonzero
+  // dimensions must fit too: (0, 2^62, 2^62) is empty, but too large.
+  int64_t bytes_if_nonzero = static_cast<int64_t>(dtype_size(array.dtype_));
+  bool empty = false;
   for (int64_t d : array.shape_) {
-    if (d != 0 && expected > std::numeric_limits<std::size_t>::max() / static_cast<std::size_t>(d))
+    empty = empty || d == 0;
+    if (d != 0 && __builtin_mul_overflow(bytes_if_nonzero, d, &bytes_if_nonzero))
       fail(path, "not a valid .npy file (shape " + array.shape_string() + " is too large)");
-    expected *= static_cast<std::size_t>(d);
   }
+  const std::size_t expected = empty ? 0 : static_cast<std::size_t>(bytes_if_nonzero);
   const std::size_t present = file_bytes - data_offset;
   if (present < expected)
     fail(path, "truncated: shape " + array.shape_string() + " needs " + std::to_string(expected) +
@@ -192,6 +196,8 @@ NpyArray::~NpyArray() {
 }
 
 int64_t NpyArray::elements() const {
+  // The data's size in bytes fits (checked on open), so the product does unless a dimension is 0.
+  if (std::find(shape_.begin(), shape_.end(), 0) != shape_.end()) return 0;
   int64_t n = 1;
   for (int64_t d : shape_) n *= d;
   return n;
