@@ -1,6 +1,7 @@
 // The `quarry` program end to end: outputs, exit codes, one-line errors, no output after errors.
 
 #include <omp.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <filesystem>
@@ -62,8 +63,9 @@ class Cli : public ::testing::Test {
   // Runs a command that must fail with exit code 2, one line on stderr containing `expect`, and
   // no file at `output`.
   void expect_usage_error(const std::string& args, const std::string& expect,
-                          const std::string& output = "") const {
-    const CliResult r = run(args);
+                          const std::string& output = "",
+                          const std::string& shell_prefix = "") const {
+    const CliResult r = run(args, shell_prefix);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
     EXPECT_NE(r.err.find(expect), std::string::npos) << args << "\nstderr: " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
@@ -240,6 +242,20 @@ TEST_F(Cli, BadFilesAreExitCode2) {
   write_npy(path("no_voters.npy"), std::vector<int32_t>{}, "<i4", {0, 5});
   expect_usage_error("select " + path("no_voters.npy") + " -k 1 -o " + out,
                      path("no_voters.npy") + ": the pool has no members", out);
+}
+
+// A FIFO as the pool or the embeddings is refused at once (opening it used to wait for a writer,
+// forever); `timeout` turns a hang into a failure.
+TEST_F(Cli, FifosAreRefusedWithoutWaiting) {
+  write_pool("pool.npy");
+  ASSERT_EQ(mkfifo(path("fifo.npy").c_str(), 0600), 0);
+  const std::string out = path("out.npy");
+  expect_usage_error("select " + path("fifo.npy") + " -k 1 -o " + out, "not a regular file", out,
+                     "timeout 60 ");
+  expect_usage_error(
+      "select " + path("pool.npy") + " -k 1 --embeddings " + path("fifo.npy") + " -o " + out,
+      "fifo.npy: not a regular file", out, "timeout 60 ");
+  expect_usage_error("score " + dir_.string() + " -o " + out, "is a directory", out);
 }
 
 TEST_F(Cli, CommitteesAndVotes) {
