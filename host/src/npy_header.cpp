@@ -56,8 +56,8 @@ struct Literal {
   bool imaginary = false;      // an imaginary constant (the right side of a + bj)
   bool signed_ = false;        // carries a unary sign already
   std::vector<Literal> items;  // tuple and list items
-  std::vector<std::pair<Literal, Literal>> entries;  // dict entries in order
-  std::string_view source;                           // as written, for messages
+  std::vector<Literal> keys, values;  // a dict's entries, in order
+  std::string_view source;            // as written, for messages
 };
 
 // Recursive descent over the header text, following Python's tokenizer and grammar for the
@@ -234,7 +234,8 @@ class LiteralParser {
         if (peek() != ':') fail("a dict entry without ':'");
         ++i_;
         Literal entry_value = parse_value();
-        result.entries.emplace_back(std::move(item), std::move(entry_value));
+        result.keys.push_back(std::move(item));
+        result.values.push_back(std::move(entry_value));
       } else {
         result.items.push_back(std::move(item));
       }
@@ -632,18 +633,16 @@ NpyHeader parse_npy_header(const unsigned char* bytes, std::size_t size) {
   // Later entries replace earlier ones with the same key, as in Python.
   std::map<std::string, const Literal*> values;
   bool other_keys = false;
-  for (const auto& [key, value] : dict.entries) {
-    if (key.kind != Literal::Kind::string) {
+  for (std::size_t e = 0; e < dict.keys.size(); ++e) {
+    if (dict.keys[e].kind == Literal::Kind::string)
+      values[dict.keys[e].text] = &dict.values[e];
+    else
       other_keys = true;
-      continue;
-    }
-    values[key.text] = &value;
   }
   if (other_keys || values.size() != 3 || !values.count("descr") || !values.count("shape") ||
       !values.count("fortran_order")) {
     std::string keys;
-    for (const auto& [key, value] : dict.entries)
-      keys += (keys.empty() ? "" : ", ") + printable(key.source);
+    for (const Literal& key : dict.keys) keys += (keys.empty() ? "" : ", ") + printable(key.source);
     invalid("the header's keys are {" + keys + "}, not 'descr', 'fortran_order' and 'shape'");
   }
   const Literal& shape = *values["shape"];
