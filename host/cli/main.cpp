@@ -2,14 +2,19 @@
 // input, 1 anything else. Errors are one line on stderr; no output file is left behind.
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cctype>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -17,6 +22,7 @@
 
 #include "npy.hpp"
 #include "quarry/quarry.hpp"
+#include "signals.hpp"
 
 namespace {
 
@@ -33,8 +39,25 @@ struct CommonOptions {
   std::string memory_budget;  // empty: the backend's default
   bool progress = false;
   bool quiet = false;
-  int64_t classes = 0;  // votes: the number of classes, 0 = any vote >= 0
+  std::string classes = "0";  // votes: the number of classes, 0 = any vote >= 0 (parse_integer)
 };
+
+// CLI11 saturates integers out of range (--seed -1 and --seed 2^64 both ran as 2^64 - 1), so
+// integer options are taken as text and read here: anything but an integer in the type's range is
+// refused.
+template <typename T>
+T parse_integer(const char* flag, const std::string& text) {
+  T value{};
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  if (end - begin > 1 && begin[0] == '+' && begin[1] != '-') ++begin;  // from_chars takes no '+'
+  const auto [stop, error] = std::from_chars(begin, end, value);
+  if (error != std::errc() || stop != end || begin == end)
+    throw InvalidArgument(std::string(flag) + ": '" + text + "' is not an integer from " +
+                          std::to_string(std::numeric_limits<T>::min()) + " to " +
+                          std::to_string(std::numeric_limits<T>::max()));
+  return value;
+}
 
 // "123", "64K", "1.5G", "512MiB" -> bytes (K = 1024).
 std::size_t parse_size(const std::string& text) {
@@ -55,9 +78,10 @@ std::size_t parse_size(const std::string& text) {
     for (size_t i = 0; i <= units.find(unit[0]); ++i) scale *= 1024;
   else if (!unit.empty() && unit != "B")
     used = 0;
-  if (used == 0 || !(value > 0) || value * scale > 1.8e19)
+  // At least one byte: 0.5 would round to 0, which means "no budget".
+  if (used == 0 || !(value * scale >= 1) || value * scale > 1.8e19)
     throw InvalidArgument("--memory-budget: cannot read '" + text +
-                          "' (a positive number of bytes, optionally with K, M, G or T)");
+                          "' (a number of bytes, at least 1, optionally with K, M, G or T)");
   return static_cast<std::size_t>(value * scale);
 }
 
@@ -67,7 +91,9 @@ class ProgressLine {
  public:
   explicit ProgressLine(bool always) : always_(always) {}
   ~ProgressLine() {
-    if (shown_) std::fputc('\n', stderr);
+    if (!shown_) return;
+    std::fputc('\n', stderr);
+    io::set_progress_line_open(false);
   }
   void operator()(int64_t done, int64_t total) {
     const auto now = std::chrono::steady_clock::now();
@@ -83,6 +109,7 @@ class ProgressLine {
                  100.0 * static_cast<double>(done) / static_cast<double>(total), rate, left);
     std::fflush(stderr);
     shown_ = true;
+    io::set_progress_line_open(true);
   }
 
  private:
@@ -118,6 +145,39 @@ OutputKind output_kind(const std::string& output) {
                         "'");
 }
 
+// Writes to stdout and flushes: a write error (a full disk, /dev/full, a closed stdout) fails the
+// command rather than losing its output silently. (A closed pipe, as `| head` makes, still ends
+// the program by SIGPIPE, as usual.)
+bool g_wrote_stdout = false;
+void write_stdout(const std::string& text) {
+  g_wrote_stdout = true;
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
+    throw Error(std::string("cannot write to standard output: ") + std::strerror(errno));
+}
+
+// Refuses an --output that names one of the inputs (the same file, by device and inode: also
+// through another name or a link), which the results would replace.
+void check_output_is_not_an_input(const std::string& output,
+                                  std::initializer_list<std::string> inputs) {
+  struct stat out {};
+  if (output == "-" || ::stat(output.c_str(), &out) != 0) return;
+  for (const std::string& input : inputs) {
+    struct stat in {};
+    if (!input.empty() && ::stat(input.c_str(), &in) == 0 && in.st_dev == out.st_dev &&
+        in.st_ino == out.st_ino)
+      throw InvalidArgument("--output " + output + " is the input file " + input +
+                            "; the results would replace it");
+  }
+}
+
+// Scores for JSON, which has no infinities: a row nobody voted on (-inf) is the string "-inf".
+nlohmann::json json_scores(const std::vector<float>& scores) {
+  nlohmann::json out = nlohmann::json::array();
+  for (float s : scores)
+    out.push_back(std::isinf(s) ? nlohmann::json(s < 0 ? "-inf" : "inf") : nlohmann::json(s));
+  return out;
+}
+
 // Interprets the array's shape and dtype as a pool, and picks the measure.
 struct Pool {
   io::NpyArray array;
@@ -125,32 +185,12 @@ struct Pool {
   Measure measure;
 };
 
-// Input files are memory-mapped: if one shrinks while it is read (truncated, or rewritten by
-// another program), touching a page past its new end raises SIGBUS. Report that as bad input,
-// exit 2, and leave no output (outputs are written only after the work is done).
-char bus_message[512];
-std::size_t bus_message_length = 0;
-
-extern "C" void on_sigbus(int) {
-  const ssize_t ignored = write(STDERR_FILENO, bus_message, bus_message_length);
-  (void)ignored;
-  _exit(2);
-}
-
-void report_truncation_as_bad_input(const std::string& files) {
-  const std::string text =
-      "\nquarry: error: " + files + ": the file was truncated or changed while it was being read\n";
-  bus_message_length = std::min(text.size(), sizeof bus_message);
-  std::memcpy(bus_message, text.data(), bus_message_length);
-  struct sigaction action {};
-  action.sa_handler = on_sigbus;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGBUS, &action, nullptr);
-}
-
 Pool open_pool(const CommonOptions& opt) {
   io::NpyArray array = io::NpyArray::open(opt.pool_path);
-  report_truncation_as_bad_input(opt.pool_path);
+  // Input files are memory-mapped: if one shrinks while it is read (truncated, or rewritten by
+  // another program), touching a page past its new end raises SIGBUS. That is bad input, exit
+  // code 2, and leaves no output (outputs are written only after the work is done).
+  io::report_truncated_input(opt.pool_path, 2);
   const auto& shape = array.shape();
   const std::string& path = opt.pool_path;
   PoolView view;
@@ -158,7 +198,8 @@ Pool open_pool(const CommonOptions& opt) {
   const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
   if (opt.layout != "members-first" && opt.layout != "rows-first")
     throw InvalidArgument("--layout must be members-first or rows-first, got '" + opt.layout + "'");
-  if (opt.classes < 0 || (opt.classes > 0 && !integer))
+  const auto class_count = parse_integer<int64_t>("--classes", opt.classes);
+  if (class_count < 0 || (class_count > 0 && !integer))
     throw InvalidArgument("--classes takes a positive count and applies only to integer votes");
   if (integer && shape.size() != 2)
     throw InvalidInput(path + ": integer votes must be 2-D [members, rows], got shape " +
@@ -171,7 +212,7 @@ Pool open_pool(const CommonOptions& opt) {
   const bool rows_first = opt.layout == "rows-first";
   const int64_t members = integer ? shape[0] : shape.size() == 2 ? 1 : shape[rows_first ? 1 : 0];
   const int64_t rows = integer ? shape[1] : shape[shape.size() == 2 || rows_first ? 0 : 1];
-  const int64_t classes = integer ? opt.classes : shape.back();
+  const int64_t classes = integer ? class_count : shape.back();
   // Checked before the views are made: a shape such as (0, 2^62, 2^62) is empty, yet its strides
   // would overflow.
   if (rows == 0) throw InvalidInput(path + ": the pool has no rows");
@@ -236,33 +277,36 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
   cmd->add_flag("--quiet", opt.quiet, "never show progress");
   cmd->add_option("--classes", opt.classes,
                   "integer votes: the number of classes C; a vote >= C is an error (default: any "
-                  "vote >= 0 is a class)");
+                  "vote >= 0 is a class)")
+      ->type_name("INT");
 }
 
+// Integers as text: see parse_integer.
 struct SelectFlags {
-  int64_t k = 0;
+  std::string k;
   std::string embeddings_path;
-  int64_t candidates = 0;
-  int kmeans_iterations = 25;
+  std::string candidates = "0";
+  std::string kmeans_iterations = "25";
   double explore = 0.0;
-  uint64_t seed = 0;
+  std::string seed = "0";
 };
 
-int run_select(const CommonOptions& opt, const SelectFlags& flags) {
+void run_select(const CommonOptions& opt, const SelectFlags& flags) {
   const OutputKind kind = output_kind(opt.output);
+  check_output_is_not_an_input(opt.output, {opt.pool_path, flags.embeddings_path});
   Pool pool = open_pool(opt);
   SelectOptions select_options;
   select_options.scoring = scoring_options(opt, pool.measure);
-  select_options.k = flags.k;
-  select_options.candidates = flags.candidates;
-  select_options.kmeans.iterations = flags.kmeans_iterations;
-  select_options.kmeans.seed = flags.seed;
+  select_options.k = parse_integer<int64_t>("-k", flags.k);
+  select_options.candidates = parse_integer<int64_t>("--candidates", flags.candidates);
+  select_options.kmeans.iterations = parse_integer<int>("--kmeans-iters", flags.kmeans_iterations);
+  select_options.seed = parse_integer<uint64_t>("--seed", flags.seed);
+  select_options.kmeans.seed = select_options.seed;
   select_options.explore = flags.explore;
-  select_options.seed = flags.seed;
   std::optional<io::NpyArray> embeddings;
   if (!flags.embeddings_path.empty()) {
     embeddings = io::NpyArray::open(flags.embeddings_path);
-    report_truncation_as_bad_input(opt.pool_path + " or " + flags.embeddings_path);
+    io::report_truncated_input(opt.pool_path + " or " + flags.embeddings_path, 2);
     const auto& shape = embeddings->shape();
     if (shape.size() != 2 || embeddings->dtype() == DType::i32 || embeddings->dtype() == DType::i64)
       throw InvalidInput(
@@ -279,7 +323,7 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
     case OutputKind::stdout_lines: {
       std::string text;
       for (int64_t i : sel.indices) text += std::to_string(i) + '\n';
-      std::fwrite(text.data(), 1, text.size(), stdout);
+      write_stdout(text);
       break;
     }
     case OutputKind::npy:
@@ -291,7 +335,7 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
       j["measure"] = to_string(pool.measure);
       j["backend"] = resources.describe();
       j["indices"] = sel.indices;
-      j["scores"] = sel.scores;
+      j["scores"] = json_scores(sel.scores);
       std::vector<std::string> reasons;
       for (PickReason r : sel.reasons) reasons.emplace_back(to_string(r));
       j["reasons"] = reasons;
@@ -300,11 +344,11 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
       break;
     }
   }
-  return 0;
 }
 
-int run_score(const CommonOptions& opt) {
+void run_score(const CommonOptions& opt) {
   const OutputKind kind = output_kind(opt.output);
+  check_output_is_not_an_input(opt.output, {opt.pool_path});
   Pool pool = open_pool(opt);
   std::unique_ptr<ProgressLine> progress;
   Resources resources = make_resources(opt, progress);
@@ -318,7 +362,7 @@ int run_score(const CommonOptions& opt) {
         std::snprintf(buf, sizeof buf, "%.9g\n", s);
         text += buf;
       }
-      std::fwrite(text.data(), 1, text.size(), stdout);
+      write_stdout(text);
       break;
     }
     case OutputKind::npy:
@@ -328,31 +372,31 @@ int run_score(const CommonOptions& opt) {
       nlohmann::json j;
       j["measure"] = to_string(pool.measure);
       j["backend"] = resources.describe();
-      j["scores"] = scores;
+      j["scores"] = json_scores(scores);
       io::write_file_atomically(opt.output, j.dump(1) + "\n");
       break;
     }
   }
-  return 0;
 }
 
-int run_info() {
-  std::printf("quarry %s\n", version().c_str());
-  std::printf("backends: cpu%s\n", built_with_cuda() ? ", cuda" : " (built without CUDA)");
+void run_info() {
+  std::string text = "quarry " + version() + "\nbackends: cpu" +
+                     (built_with_cuda() ? ", cuda" : " (built without CUDA)") + "\n";
   const auto gpus = cuda_device_descriptions();
-  if (gpus.empty()) {
-    std::printf("gpus: none found\n");
-  } else {
-    std::printf("gpus:\n");
-    for (const auto& g : gpus) std::printf("  %s\n", g.c_str());
-  }
-  std::printf("cpu: %s\n", cpu_description().c_str());
-  return 0;
+  text += gpus.empty() ? "gpus: none found\n" : "gpus:\n";
+  for (const auto& g : gpus) text += "  " + g + "\n";
+  text += "cpu: " + cpu_description() + "\n";
+  write_stdout(text);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A signal that ends the program removes a partly written output file; a file size limit
+  // (ulimit -f) fails the write with an error instead of ending the program.
+  quarry::io::remove_partial_output_on({SIGTERM, SIGINT, SIGHUP, SIGQUIT});
+  signal(SIGXFSZ, SIG_IGN);
+
   CLI::App app{"quarry: pick the pool rows most worth labeling"};
   app.require_subcommand(1);
   app.set_version_flag("--version", quarry::version());
@@ -361,20 +405,26 @@ int main(int argc, char** argv) {
   SelectFlags flags;
   auto* select_cmd = app.add_subcommand("select", "print or save the k rows to label, best first");
   add_common(select_cmd, select_opt);
-  select_cmd->add_option("-k,--k", flags.k, "number of rows to select")->required();
+  select_cmd->add_option("-k,--k", flags.k, "number of rows to select")
+      ->required()
+      ->type_name("INT");
   select_cmd->add_option("--embeddings", flags.embeddings_path,
                          "EMB.npy [N, D] float: spread the picks over k-means clusters of the top "
                          "candidates");
-  select_cmd->add_option("--candidates", flags.candidates,
-                         "candidates to cluster with --embeddings (default 10*k, capped at N)");
+  select_cmd
+      ->add_option("--candidates", flags.candidates,
+                   "candidates to cluster with --embeddings (default 10*k, capped at N)")
+      ->type_name("INT");
   select_cmd->add_option("--kmeans-iters", flags.kmeans_iterations, "k-means iterations at most")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("INT");
   select_cmd
       ->add_option("--explore", flags.explore,
                    "fraction of the k picks drawn at random from the rest (0 <= EPS < 1)")
       ->capture_default_str();
-  select_cmd->add_option("--seed", flags.seed, "seed for k-means++ and exploration")
-      ->capture_default_str();
+  select_cmd->add_option("--seed", flags.seed, "seed for k-means++ and exploration (0 to 2^64 - 1)")
+      ->capture_default_str()
+      ->type_name("UINT");
 
   CommonOptions score_opt;
   auto* score_cmd = app.add_subcommand("score", "score every row");
@@ -401,9 +451,16 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*select_cmd) return run_select(select_opt, flags);
-    if (*score_cmd) return run_score(score_opt);
-    return run_info();
+    if (*select_cmd)
+      run_select(select_opt, flags);
+    else if (*score_cmd)
+      run_score(score_opt);
+    else
+      run_info();
+    // Closing stdout reports what flushing could not (a file system that fails on close).
+    if (g_wrote_stdout && std::fclose(stdout) != 0)
+      throw quarry::Error(std::string("cannot write to standard output: ") + std::strerror(errno));
+    return 0;
   } catch (const quarry::InvalidArgument& e) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 2;

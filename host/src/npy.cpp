@@ -10,9 +10,11 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <random>
 #include <utility>
 
 #include "quarry/error.hpp"
+#include "signals.hpp"
 
 namespace quarry::io {
 
@@ -151,29 +153,41 @@ void write_file_atomically(const std::string& path, const std::string& contents)
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string hidden_name(".");
-  hidden_name += target.filename().string();
-  hidden_name += ".tmp-XXXXXX";
-  std::string tmpl = (dir / hidden_name).string();
-  const int fd = ::mkstemp(tmpl.data());
+  // A new file gets mode 0666 less the umask, as any program's new file; a file replaced keeps its
+  // mode. The temporary file is created with that mode by open() itself (mkstemp's is 0600).
+  struct stat existing {};
+  const bool replacing = ::stat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
+  static const char kNameChars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::random_device random;
+  std::string temporary;
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < 100; ++attempt) {
+    std::string name(".");  // appended piece by piece: GCC 12 warns about "." + name (-Wrestrict)
+    name += target.filename().string();
+    name += ".tmp-";
+    for (int i = 0; i < 6; ++i) name += kNameChars[random() % (sizeof kNameChars - 1)];
+    temporary = (dir / name).string();
+    fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
   if (fd < 0) throw Error(path + ": cannot create output: " + std::strerror(errno));
+  const PartialOutput partial(temporary);  // removed if a signal ends the process now
+  auto fail = [&](int error) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(temporary.c_str());
+    throw Error(path + ": cannot write output: " + std::strerror(error));
+  };
   std::size_t written = 0;
   while (written < contents.size()) {
     const ssize_t w = ::write(fd, contents.data() + written, contents.size() - written);
-    if (w <= 0) {
-      const int e = errno;
-      ::close(fd);
-      ::unlink(tmpl.c_str());
-      throw Error(path + ": cannot write output: " + std::strerror(e));
-    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail(w < 0 ? errno : EIO);
     written += static_cast<std::size_t>(w);
   }
-  ::fchmod(fd, 0644);
-  if (::close(fd) != 0 || ::rename(tmpl.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmpl.c_str());
-    throw Error(path + ": cannot write output: " + std::strerror(e));
-  }
+  if (replacing && ::fchmod(fd, existing.st_mode & 07777) != 0) fail(errno);
+  const int closed = ::close(fd);
+  fd = -1;
+  if (closed != 0 || ::rename(temporary.c_str(), path.c_str()) != 0) fail(errno);
 }
 
 void save_npy(const std::string& path, const void* data, const std::string& descr,

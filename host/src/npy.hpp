@@ -69,7 +69,9 @@ class NpyArray {
 };
 
 /// Writes a C-order array to `path` as .npy version 1.0. The file appears complete or not at all:
-/// it is written beside `path` under a temporary name and renamed into place.
+/// it is written beside `path` under a temporary name and renamed into place (a signal that ends
+/// the process meanwhile removes it: see signals.hpp). A new file's mode is 0666 less the umask;
+/// a file replaced keeps its mode.
 /// `descr` is the NumPy type string: "<f4", "<i8", ...
 void save_npy(const std::string& path, const void* data, const std::string& descr,
               const std::vector<int64_t>& shape);
