@@ -120,6 +120,12 @@ TEST(Npy, ParsesTheHeaderAsNumPyDoes) {
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (3.0, 4)}", 1, {}, DType::f32, true},
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (-3, 4)}", 1, {}, DType::f32, true},
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (--3, 4)}", 1, {}, DType::f32, true},
+      // Found by the fuzzer: the sign of an integer beyond int64 (negating INT64_MIN).
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (-9223372036854775808, 1)}",
+       1,
+       {},
+       DType::f32,
+       true},
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (9223372036854775808, 1)}",
        1,
        {},

@@ -334,8 +334,11 @@ class LiteralParser {
       if (c == '_') continue;
       const int digit = is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10;
       if (__builtin_mul_overflow(n.integer, int64_t{base}, &n.integer) ||
-          __builtin_add_overflow(n.integer, int64_t{digit}, &n.integer))
-        n.out_of_range = true;
+          __builtin_add_overflow(n.integer, int64_t{digit}, &n.integer)) {
+        n.out_of_range = true;  // the value is then never used; kept where a sign can flip it
+        n.integer = 0;
+        break;
+      }
     }
     return n;
   }
