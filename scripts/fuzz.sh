@@ -5,12 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-30}
-if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+can_fuzz() {  # clang++ with its libFuzzer runtime
+  command -v clang++ >/dev/null &&
+    echo 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }' |
+    clang++ -x c++ -fsanitize=fuzzer - -o /dev/null 2>/dev/null
+}
+if ! can_fuzz; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   echo "fuzz: installing clang"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang libclang-rt-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang \
+    libclang-rt-dev >/dev/null
 fi
 cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DQUARRY_BUILD_FUZZERS=ON \
   -DQUARRY_ENABLE_CUDA=OFF -DQUARRY_BUILD_TESTS=OFF -DQUARRY_BUILD_BENCH=OFF >/dev/null
