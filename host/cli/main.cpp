@@ -2,13 +2,19 @@
 // input, 1 anything else. Errors are one line on stderr; no output file is left behind.
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -16,6 +22,7 @@
 
 #include "npy.hpp"
 #include "quarry/quarry.hpp"
+#include "signals.hpp"
 
 namespace {
 
@@ -32,13 +39,30 @@ struct CommonOptions {
   std::string memory_budget;  // empty: the backend's default
   bool progress = false;
   bool quiet = false;
-  int64_t classes = 0;              // votes: the number of classes, 0 = any vote >= 0
-  std::string features_path;        // penultimate-layer features [N, D] (egl, BADGE)
-  std::string lengths_path;         // token or top-K log-probabilities: each row's length
-  bool samples = false;             // a 3-D array holds [N, S, D] sampled answers' embeddings
-  std::optional<double> alpha;      // eigenscore
+  std::string classes = "0";    // votes: the number of classes, 0 = any vote >= 0 (parse_integer)
+  std::string features_path;    // penultimate-layer features [N, D] (egl, BADGE)
+  std::string lengths_path;     // token or top-K log-probabilities: each row's length
+  bool samples = false;         // a 3-D array holds [N, S, D] sampled answers' embeddings
+  std::optional<double> alpha;  // eigenscore
   std::optional<double> threshold;  // semantic_sets, semantic_entropy
 };
+
+// CLI11 saturates integers out of range (--seed -1 and --seed 2^64 both ran as 2^64 - 1), so
+// integer options are taken as text and read here: anything but an integer in the type's range is
+// refused.
+template <typename T>
+T parse_integer(const char* flag, const std::string& text) {
+  T value{};
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  if (end - begin > 1 && begin[0] == '+' && begin[1] != '-') ++begin;  // from_chars takes no '+'
+  const auto [stop, error] = std::from_chars(begin, end, value);
+  if (error != std::errc() || stop != end || begin == end)
+    throw InvalidArgument(std::string(flag) + ": '" + text + "' is not an integer from " +
+                          std::to_string(std::numeric_limits<T>::min()) + " to " +
+                          std::to_string(std::numeric_limits<T>::max()));
+  return value;
+}
 
 // The flag's name starts the library's message, so the user sees which option was wrong.
 std::size_t parse_size(const std::string& text) {
@@ -55,7 +79,9 @@ class ProgressLine {
  public:
   explicit ProgressLine(bool always) : always_(always) {}
   ~ProgressLine() {
-    if (shown_) std::fputc('\n', stderr);
+    if (!shown_) return;
+    std::fputc('\n', stderr);
+    io::set_progress_line_open(false);
   }
   void operator()(int64_t done, int64_t total) {
     const auto now = std::chrono::steady_clock::now();
@@ -71,6 +97,7 @@ class ProgressLine {
                  100.0 * static_cast<double>(done) / static_cast<double>(total), rate, left);
     std::fflush(stderr);
     shown_ = true;
+    io::set_progress_line_open(true);
   }
 
  private:
@@ -106,6 +133,39 @@ OutputKind output_kind(const std::string& output) {
                         "'");
 }
 
+// Writes to stdout and flushes: a write error (a full disk, /dev/full, a closed stdout) fails the
+// command rather than losing its output silently. (A closed pipe, as `| head` makes, still ends
+// the program by SIGPIPE, as usual.)
+bool g_wrote_stdout = false;
+void write_stdout(const std::string& text) {
+  g_wrote_stdout = true;
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
+    throw Error(std::string("cannot write to standard output: ") + std::strerror(errno));
+}
+
+// Refuses an --output that names one of the inputs (the same file, by device and inode: also
+// through another name or a link), which the results would replace.
+void check_output_is_not_an_input(const std::string& output,
+                                  std::initializer_list<std::string> inputs) {
+  struct stat out {};
+  if (output == "-" || ::stat(output.c_str(), &out) != 0) return;
+  for (const std::string& input : inputs) {
+    struct stat in {};
+    if (!input.empty() && ::stat(input.c_str(), &in) == 0 && in.st_dev == out.st_dev &&
+        in.st_ino == out.st_ino)
+      throw InvalidArgument("--output " + output + " is the input file " + input +
+                            "; the results would replace it");
+  }
+}
+
+// Scores for JSON, which has no infinities: a row nobody voted on (-inf) is the string "-inf".
+nlohmann::json json_scores(const std::vector<float>& scores) {
+  nlohmann::json out = nlohmann::json::array();
+  for (float s : scores)
+    out.push_back(std::isinf(s) ? nlohmann::json(s < 0 ? "-inf" : "inf") : nlohmann::json(s));
+  return out;
+}
+
 // Interprets the array's shape and dtype as a pool, and picks the measure.
 struct Pool {
   io::NpyArray array;
@@ -113,29 +173,6 @@ struct Pool {
   Measure measure;
   std::optional<io::NpyArray> lengths;
 };
-
-// Input files are memory-mapped: if one shrinks while it is read (truncated, or rewritten by
-// another program), touching a page past its new end raises SIGBUS. Report that as bad input,
-// exit 2, and leave no output (outputs are written only after the work is done).
-char bus_message[512];
-std::size_t bus_message_length = 0;
-
-extern "C" void on_sigbus(int) {
-  const ssize_t ignored = write(STDERR_FILENO, bus_message, bus_message_length);
-  (void)ignored;
-  _exit(2);
-}
-
-void report_truncation_as_bad_input(const std::string& files) {
-  const std::string text =
-      "\nquarry: error: " + files + ": the file was truncated or changed while it was being read\n";
-  bus_message_length = std::min(text.size(), sizeof bus_message);
-  std::memcpy(bus_message, text.data(), bus_message_length);
-  struct sigaction action {};
-  action.sa_handler = on_sigbus;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGBUS, &action, nullptr);
-}
 
 constexpr const char* kLlmMeasures =
     "token log-probabilities [N, T]: sequence_nll, perplexity, min_token_prob; top-K "
@@ -179,7 +216,7 @@ Pool open_llm_pool(const CommonOptions& opt, io::NpyArray array) {
   DType lengths_dtype = DType::i64;
   if (!opt.lengths_path.empty()) {
     pool.lengths = io::NpyArray::open(opt.lengths_path);
-    report_truncation_as_bad_input(path + " or " + opt.lengths_path);
+    io::report_truncated_input(path + " or " + opt.lengths_path, 2);
     const auto& ls = pool.lengths->shape();
     lengths_dtype = pool.lengths->dtype();
     if ((lengths_dtype != DType::i32 && lengths_dtype != DType::i64) || ls.size() != 1 ||
@@ -204,11 +241,15 @@ Pool open_llm_pool(const CommonOptions& opt, io::NpyArray array) {
 
 Pool open_pool(const CommonOptions& opt) {
   io::NpyArray array = io::NpyArray::open(opt.pool_path);
-  report_truncation_as_bad_input(opt.pool_path);
+  // Input files are memory-mapped: if one shrinks while it is read (truncated, or rewritten by
+  // another program), touching a page past its new end raises SIGBUS. That is bad input, exit
+  // code 2, and leaves no output (outputs are written only after the work is done).
+  io::report_truncated_input(opt.pool_path, 2);
   const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
   if (opt.layout != "members-first" && opt.layout != "rows-first")
     throw InvalidArgument("--layout must be members-first or rows-first, got '" + opt.layout + "'");
-  if (opt.classes < 0 || (opt.classes > 0 && !integer))
+  const auto class_count = parse_integer<int64_t>("--classes", opt.classes);
+  if (class_count < 0 || (class_count > 0 && !integer))
     throw InvalidArgument("--classes takes a positive count and applies only to integer votes");
   const bool llm_measure = !opt.measure.empty() &&
                            pool_kind(parse_measure(opt.measure)) != PoolKind::predictions &&
@@ -220,7 +261,7 @@ Pool open_pool(const CommonOptions& opt) {
   const PoolSpec spec =
       pool_from_array(ArrayView::contiguous(array.data(), array.dtype(), array.shape()), measure,
                       opt.layout == "rows-first" ? Layout::rows_first : Layout::members_first,
-                      opt.classes, opt.pool_path);
+                      class_count, opt.pool_path);
   return Pool{std::move(array), spec.view, spec.measure, std::nullopt};
 }
 
@@ -240,7 +281,7 @@ struct SideInputs {
   const io::NpyArray& open(const std::string& path) {
     arrays.push_back(io::NpyArray::open(path));
     files += " or " + path;
-    report_truncation_as_bad_input(files);
+    io::report_truncated_input(files, 2);
     return arrays.back();
   }
 };
@@ -294,7 +335,8 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
   cmd->add_flag("--quiet", opt.quiet, "never show progress");
   cmd->add_option("--classes", opt.classes,
                   "integer votes: the number of classes C; a vote >= C is an error (default: any "
-                  "vote >= 0 is a class)");
+                  "vote >= 0 is a class)")
+      ->type_name("INT");
   cmd->add_option("--features", opt.features_path,
                   "FEAT.npy [N, D] float: penultimate-layer features of the pool rows, for "
                   "--measure egl and --strategy badge");
@@ -310,14 +352,14 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
                   "joined (default 0.9)");
 }
 
+// Integers as text: see parse_integer.
 struct SelectFlags {
-  int64_t k = 0;
-  bool k_given = false;
+  std::string k;  // empty: not given (a budget instead)
   std::string embeddings_path;
-  int64_t candidates = 0;
-  int kmeans_iterations = 25;
+  std::string candidates = "0";
+  std::string kmeans_iterations = "25";
   double explore = 0.0;
-  uint64_t seed = 0;
+  std::string seed = "0";
   std::string strategy = "rank";
   std::string labeled_path;
   std::string costs_path;
@@ -371,18 +413,21 @@ void read_labeled(const io::NpyArray& array, const std::string& path, SelectOpti
   }
 }
 
-int run_select(const CommonOptions& opt, const SelectFlags& flags) {
+void run_select(const CommonOptions& opt, const SelectFlags& flags) {
   const OutputKind kind = output_kind(opt.output);
+  check_output_is_not_an_input(
+      opt.output, {opt.pool_path, flags.embeddings_path, opt.features_path, opt.lengths_path,
+                   flags.labeled_path, flags.costs_path});
   Pool pool = open_pool(opt);
   SideInputs inputs(opt.pool_path);
   SelectOptions select_options;
   select_options.scoring = scoring_options(opt, pool.measure, inputs);
-  select_options.k = flags.k;
-  select_options.candidates = flags.candidates;
-  select_options.kmeans.iterations = flags.kmeans_iterations;
-  select_options.kmeans.seed = flags.seed;
+  select_options.k = flags.k.empty() ? 0 : parse_integer<int64_t>("-k", flags.k);
+  select_options.candidates = parse_integer<int64_t>("--candidates", flags.candidates);
+  select_options.kmeans.iterations = parse_integer<int>("--kmeans-iters", flags.kmeans_iterations);
+  select_options.seed = parse_integer<uint64_t>("--seed", flags.seed);
   select_options.explore = flags.explore;
-  select_options.seed = flags.seed;
+  select_options.kmeans.seed = select_options.seed;
   select_options.strategy = parse_strategy(flags.strategy);
   if (!flags.embeddings_path.empty())
     select_options.embeddings =
@@ -397,7 +442,7 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
   select_options.budget = flags.budget;
   select_options.exact_budget = flags.exact_budget;
   const bool budgeted = !costs.empty() || flags.budget != 0 || flags.exact_budget;
-  if (!flags.k_given && !budgeted)
+  if (flags.k.empty() && !budgeted)
     throw InvalidArgument("select needs -k K, or --costs COST.npy with --budget B");
   std::unique_ptr<ProgressLine> progress;
   Resources resources = make_resources(opt, progress);
@@ -407,7 +452,7 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
     case OutputKind::stdout_lines: {
       std::string text;
       for (int64_t i : sel.indices) text += std::to_string(i) + '\n';
-      std::fwrite(text.data(), 1, text.size(), stdout);
+      write_stdout(text);
       break;
     }
     case OutputKind::npy:
@@ -419,7 +464,7 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
       j["measure"] = to_string(pool.measure);
       j["backend"] = resources.describe();
       j["indices"] = sel.indices;
-      j["scores"] = sel.scores;
+      j["scores"] = json_scores(sel.scores);
       std::vector<std::string> reasons;
       for (PickReason r : sel.reasons) reasons.emplace_back(to_string(r));
       j["reasons"] = reasons;
@@ -436,11 +481,11 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
   if (budgeted && kind != OutputKind::json)
     std::fprintf(stderr, "quarry: %zu rows costing %.17g of the budget %.17g\n", sel.indices.size(),
                  sel.cost_spent, flags.budget);
-  return 0;
 }
 
-int run_score(const CommonOptions& opt) {
+void run_score(const CommonOptions& opt) {
   const OutputKind kind = output_kind(opt.output);
+  check_output_is_not_an_input(opt.output, {opt.pool_path, opt.features_path, opt.lengths_path});
   Pool pool = open_pool(opt);
   SideInputs inputs(opt.pool_path);
   const ScoreOptions options = scoring_options(opt, pool.measure, inputs);
@@ -456,7 +501,7 @@ int run_score(const CommonOptions& opt) {
         std::snprintf(buf, sizeof buf, "%.9g\n", s);
         text += buf;
       }
-      std::fwrite(text.data(), 1, text.size(), stdout);
+      write_stdout(text);
       break;
     }
     case OutputKind::npy:
@@ -466,41 +511,39 @@ int run_score(const CommonOptions& opt) {
       nlohmann::json j;
       j["measure"] = to_string(pool.measure);
       j["backend"] = resources.describe();
-      j["scores"] = scores;
+      j["scores"] = json_scores(scores);
       io::write_file_atomically(opt.output, j.dump(1) + "\n");
       break;
     }
   }
-  return 0;
 }
 
-int run_info() {
-  std::printf("quarry %s\n", version().c_str());
+void run_info() {
+  std::string text = "quarry " + version() + "\n";
   const CudaAvailability cuda = cuda_availability();
-  if (built_with_cuda())
-    std::printf("backends: cpu, cuda (%s)\n", cuda.plugin_path.c_str());
-  else
-    std::printf("backends: cpu (built without CUDA)\n");
+  text += built_with_cuda() ? "backends: cpu, cuda (" + cuda.plugin_path + ")\n"
+                            : std::string("backends: cpu (built without CUDA)\n");
   if (cuda.status == CudaStatus::available)
-    std::printf("cuda: available (driver CUDA %d.%d)\n", cuda.driver_version / 1000,
-                cuda.driver_version % 1000 / 10);
+    text += "cuda: available (driver CUDA " + std::to_string(cuda.driver_version / 1000) + "." +
+            std::to_string(cuda.driver_version % 1000 / 10) + ")\n";
   else
-    std::printf("cuda: unavailable: %s (%s)\n", std::string(to_string(cuda.status)).c_str(),
-                cuda.detail.c_str());
+    text +=
+        "cuda: unavailable: " + std::string(to_string(cuda.status)) + " (" + cuda.detail + ")\n";
   const auto gpus = cuda_device_descriptions();
-  if (gpus.empty()) {
-    std::printf("gpus: none found\n");
-  } else {
-    std::printf("gpus:\n");
-    for (const auto& g : gpus) std::printf("  %s\n", g.c_str());
-  }
-  std::printf("cpu: %s\n", cpu_description().c_str());
-  return 0;
+  text += gpus.empty() ? "gpus: none found\n" : "gpus:\n";
+  for (const auto& g : gpus) text += "  " + g + "\n";
+  text += "cpu: " + cpu_description() + "\n";
+  write_stdout(text);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A signal that ends the program removes a partly written output file; a file size limit
+  // (ulimit -f) fails the write with an error instead of ending the program.
+  quarry::io::remove_partial_output_on({SIGTERM, SIGINT, SIGHUP, SIGQUIT});
+  signal(SIGXFSZ, SIG_IGN);
+
   CLI::App app{"quarry: pick the pool rows most worth labeling"};
   app.require_subcommand(1);
   app.set_version_flag("--version", quarry::version());
@@ -509,25 +552,32 @@ int main(int argc, char** argv) {
   SelectFlags flags;
   auto* select_cmd = app.add_subcommand("select", "print or save the k rows to label, best first");
   add_common(select_cmd, select_opt);
-  auto* k_option =
-      select_cmd->add_option("-k,--k", flags.k,
-                             "number of rows to select (with --budget: the most picks of a batch "
-                             "strategy)");
+  select_cmd
+      ->add_option("-k,--k", flags.k,
+                   "number of rows to select (with --budget: the most picks of a batch "
+                   "strategy)")
+      ->type_name("INT");
   select_cmd->add_option("--embeddings", flags.embeddings_path,
                          "EMB.npy [N, D] float: spread the picks over k-means clusters of the top "
                          "candidates, or the space to cover with --strategy coreset");
-  select_cmd->add_option("--candidates", flags.candidates,
-                         "top rows by score to choose among: k-means diversity (default 10*k), "
-                         "badge and coreset (default every row), --exact-budget (default 1000)");
+  select_cmd
+      ->add_option("--candidates", flags.candidates,
+                   "top rows by score to choose among: k-means diversity (default 10*k), "
+                   "badge and coreset (default every row), --exact-budget (default 1000)")
+      ->type_name("INT");
   select_cmd->add_option("--kmeans-iters", flags.kmeans_iterations, "k-means iterations at most")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("INT");
   select_cmd
       ->add_option("--explore", flags.explore,
                    "fraction of the k picks (or of the --budget) drawn at random from the rest "
                    "(0 <= EPS < 1)")
       ->capture_default_str();
-  select_cmd->add_option("--seed", flags.seed, "seed for k-means++, BADGE and exploration")
-      ->capture_default_str();
+  select_cmd
+      ->add_option("--seed", flags.seed,
+                   "seed for k-means++, BADGE and exploration (0 to 2^64 - 1)")
+      ->capture_default_str()
+      ->type_name("UINT");
   select_cmd
       ->add_option("--strategy", flags.strategy,
                    "rank (by score; with --embeddings, k-means diversity), badge (needs "
@@ -569,11 +619,17 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  flags.k_given = k_option->count() > 0;
   try {
-    if (*select_cmd) return run_select(select_opt, flags);
-    if (*score_cmd) return run_score(score_opt);
-    return run_info();
+    if (*select_cmd)
+      run_select(select_opt, flags);
+    else if (*score_cmd)
+      run_score(score_opt);
+    else
+      run_info();
+    // Closing stdout reports what flushing could not (a file system that fails on close).
+    if (g_wrote_stdout && std::fclose(stdout) != 0)
+      throw quarry::Error(std::string("cannot write to standard output: ") + std::strerror(errno));
+    return 0;
   } catch (const quarry::InvalidArgument& e) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 2;
@@ -597,6 +653,9 @@ int main(int argc, char** argv) {
   } catch (const quarry::BackendUnavailable& e) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "quarry: error: out of host memory\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 1;

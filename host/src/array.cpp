@@ -105,7 +105,7 @@ PoolSpec pool_from_array(const ArrayView& array, std::optional<Measure> measure,
   if (view.members == 1) view.member_stride = view.rows * view.row_stride;
   if (view.rows == 0) throw InvalidArgument(name + ": the pool has no rows");
   if (!integer && view.classes == 0) throw InvalidArgument(name + ": rows have no classes");
-  if (view.members == 0) throw InvalidArgument(name + ": the committee has no members");
+  if (view.members == 0) throw InvalidArgument(name + ": the pool has no members");
   const Measure chosen = measure ? *measure : default_measure(array);
   if (!integer && shape.size() == 2 && is_committee_measure(chosen))
     throw InvalidArgument(std::string(to_string(chosen)) +
@@ -152,10 +152,12 @@ std::size_t parse_memory_size(std::string_view text_view) {
     for (size_t i = 0; i <= units.find(unit[0]); ++i) scale *= 1024;
   else if (!unit.empty() && unit != "B")
     used = 0;
-  if (used == 0 || !(value > 0) || value * scale > 1.8e19)
-    throw InvalidArgument("cannot read '" + text +
-                          "' as a memory size (a positive number of bytes, optionally with K, M, "
-                          "G or T)");
+  // At least one byte: 0.5 would round to 0, which means "no budget".
+  if (used == 0 || !(value * scale >= 1) || value * scale > 1.8e19)
+    throw InvalidArgument(
+        "cannot read '" + text +
+        "' as a memory size (a number of bytes, at least 1, optionally with K, M, "
+        "G or T)");
   return static_cast<std::size_t>(value * scale);
 }
 
