@@ -224,3 +224,21 @@ def test_bad_llm_inputs():
         quarry.score(lp, "perplexity", logits=True, resources=CPU)
     with pytest.raises(quarry.InvalidArgument, match="layout applies to committees"):
         quarry.score(answers, "eigenscore", layout="rows-first", resources=CPU)
+
+
+def test_bfloat16_equals_the_same_values_in_float32(rng):
+    torch = pytest.importorskip("torch")
+    lp, lengths = token_pool(rng, n=200, steps=8)
+    lp = np.where(np.arange(8)[None, :] < lengths[:, None], lp, -1.0).astype(np.float32)
+    bf16 = torch.from_numpy(lp).to(torch.bfloat16)
+    exact = bf16.to(torch.float32).numpy()  # bf16 -> f32 is exact
+    for measure in ("sequence_nll", "min_token_prob"):
+        np.testing.assert_array_equal(
+            quarry.score(bf16, measure, lengths=torch.from_numpy(lengths), resources=CPU),
+            quarry.score(exact, measure, lengths=lengths, resources=CPU),
+        )
+    answers = torch.from_numpy(rng.normal(size=(50, 4, 8)).astype(np.float32)).to(torch.bfloat16)
+    np.testing.assert_array_equal(
+        quarry.score(answers, "eigenscore", resources=CPU),
+        quarry.score(answers.to(torch.float32).numpy(), "eigenscore", resources=CPU),
+    )
