@@ -268,9 +268,9 @@ TEST_F(Cli, LlmUsageAndDataErrorsAreExitCode2) {
   expect_usage_error("score " + k3 + " --measure mean_token_entropy --samples -o " + out,
                      "--samples", out);
   expect_usage_error("score " + k3 + " --measure eigenscore --samples" + len + " -o " + out,
-                     "--lengths does not apply", out);
+                     "lengths do not apply to sampled answers", out);
   expect_usage_error("score " + t + " --measure entropy" + len + " -o " + out,
-                     "--lengths does not apply to entropy", out);
+                     "lengths do not apply to entropy", out);
   expect_usage_error("score " + t + " --measure perplexity --alpha 0.1 -o " + out, "--alpha", out);
   expect_usage_error("score " + k3 + " --measure eigenscore --threshold 0.5 -o " + out,
                      "--threshold", out);

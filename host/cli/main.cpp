@@ -180,65 +180,6 @@ constexpr const char* kLlmMeasures =
     "sampled answers [N, S, D] (--samples): sample_dispersion, eigenscore, semantic_sets, "
     "semantic_entropy";
 
-// LLM outputs: the measure says how the array is read (there is no default measure: they answer
-// different questions). --lengths and --samples only declare the kind, and must agree with it.
-Pool open_llm_pool(const CommonOptions& opt, io::NpyArray array) {
-  const std::string& path = opt.pool_path;
-  if (opt.measure.empty())
-    throw InvalidArgument(std::string(opt.samples ? "--samples" : "--lengths") +
-                          " needs --measure: " + kLlmMeasures);
-  const Measure measure = parse_measure(opt.measure);
-  const PoolKind kind = pool_kind(measure);
-  const std::string name(to_string(measure));
-  if (kind != PoolKind::token_logprobs && kind != PoolKind::top_logprobs &&
-      kind != PoolKind::samples)
-    throw InvalidArgument(std::string(opt.samples ? "--samples" : "--lengths") +
-                          " does not apply to " + name + "; LLM measures: " + kLlmMeasures);
-  if (kind == PoolKind::samples && !opt.lengths_path.empty())
-    throw InvalidArgument("--lengths does not apply to sampled answers (" + name + ")");
-  if (kind != PoolKind::samples && opt.samples)
-    throw InvalidArgument("--samples marks [N, S, D] sampled answers, but " + name +
-                          " reads log-probabilities");
-  if (opt.layout != "members-first")
-    throw InvalidArgument("--layout applies to committees, not to " + name);
-  const std::vector<int64_t> shape = array.shape();  // `array` moves into the Pool below
-  const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
-  const std::size_t dims = kind == PoolKind::token_logprobs ? 2 : 3;
-  const char* expected = kind == PoolKind::token_logprobs ? "[N, T] token log-probabilities"
-                         : kind == PoolKind::top_logprobs ? "[N, T, K] top-K log-probabilities"
-                                                          : "[N, S, D] sampled answers' embeddings";
-  if (integer || shape.size() != dims)
-    throw InvalidInput(path + ": " + name + " reads a float array " + expected + ", got " +
-                       std::string(to_string(array.dtype())) + " shape " + array.shape_string());
-  if (shape[0] == 0) throw InvalidInput(path + ": the pool has no rows");
-  Pool pool{std::move(array), {}, measure, std::nullopt};
-  const void* lengths = nullptr;
-  DType lengths_dtype = DType::i64;
-  if (!opt.lengths_path.empty()) {
-    pool.lengths = io::NpyArray::open(opt.lengths_path);
-    io::report_truncated_input(path + " or " + opt.lengths_path, 2);
-    const auto& ls = pool.lengths->shape();
-    lengths_dtype = pool.lengths->dtype();
-    if ((lengths_dtype != DType::i32 && lengths_dtype != DType::i64) || ls.size() != 1 ||
-        ls[0] != shape[0])
-      throw InvalidInput(opt.lengths_path + ": lengths must be a 1-D int32 or int64 array of " +
-                         std::to_string(shape[0]) + " values (one per row of " + path + "), got " +
-                         std::string(to_string(lengths_dtype)) + " shape " +
-                         pool.lengths->shape_string());
-    lengths = pool.lengths->data();
-  }
-  const void* data = pool.array.data();
-  const DType dtype = pool.array.dtype();
-  if (kind == PoolKind::token_logprobs)
-    pool.view = PoolView::token_logprobs(data, dtype, shape[0], shape[1], lengths, lengths_dtype);
-  else if (kind == PoolKind::top_logprobs)
-    pool.view =
-        PoolView::top_logprobs(data, dtype, shape[0], shape[1], shape[2], lengths, lengths_dtype);
-  else
-    pool.view = PoolView::samples(data, dtype, shape[0], shape[1], shape[2]);
-  return pool;
-}
-
 Pool open_pool(const CommonOptions& opt) {
   io::NpyArray array = io::NpyArray::open(opt.pool_path);
   // Input files are memory-mapped: if one shrinks while it is read (truncated, or rewritten by
@@ -251,25 +192,41 @@ Pool open_pool(const CommonOptions& opt) {
   const auto class_count = parse_integer<int64_t>("--classes", opt.classes);
   if (class_count < 0 || (class_count > 0 && !integer))
     throw InvalidArgument("--classes takes a positive count and applies only to integer votes");
-  const bool llm_measure = !opt.measure.empty() &&
-                           pool_kind(parse_measure(opt.measure)) != PoolKind::predictions &&
-                           pool_kind(parse_measure(opt.measure)) != PoolKind::committee;
-  if (llm_measure || opt.samples || !opt.lengths_path.empty())
-    return open_llm_pool(opt, std::move(array));
+  // LLM outputs have no default measure: they answer different questions. --samples only
+  // declares the kind, and must agree with the measure; pool_from_array checks the rest.
+  if (opt.measure.empty() && (opt.samples || !opt.lengths_path.empty()))
+    throw InvalidArgument(std::string(opt.samples ? "--samples" : "--lengths") +
+                          " needs --measure: " + kLlmMeasures);
   std::optional<Measure> measure;
   if (!opt.measure.empty()) measure = parse_measure(opt.measure);
-  const PoolSpec spec =
-      pool_from_array(ArrayView::contiguous(array.data(), array.dtype(), array.shape()), measure,
-                      opt.layout == "rows-first" ? Layout::rows_first : Layout::members_first,
-                      class_count, opt.pool_path);
-  return Pool{std::move(array), spec.view, spec.measure, std::nullopt};
+  if (opt.samples && pool_kind(*measure) != PoolKind::samples)
+    throw InvalidArgument("--samples marks [N, S, D] sampled answers, but " +
+                          std::string(to_string(*measure)) + " does not read them");
+  Pool pool{std::move(array), {}, {}, std::nullopt};
+  std::optional<ArrayView> lengths;
+  if (!opt.lengths_path.empty()) {
+    pool.lengths = io::NpyArray::open(opt.lengths_path);
+    io::report_truncated_input(opt.pool_path + " or " + opt.lengths_path, 2);
+    lengths =
+        ArrayView::contiguous(pool.lengths->data(), pool.lengths->dtype(), pool.lengths->shape());
+  }
+  const PoolSpec spec = pool_from_array(
+      ArrayView::contiguous(pool.array.data(), pool.array.dtype(), pool.array.shape()), measure,
+      opt.layout == "rows-first" ? Layout::rows_first : Layout::members_first, class_count,
+      opt.pool_path, lengths ? &*lengths : nullptr, opt.lengths_path);
+  pool.view = spec.view;
+  pool.measure = spec.measure;
+  return pool;
 }
 
-// A 2-D float array [rows, D] (embeddings, features, labeled embeddings) as a view.
+ArrayView array_view(const io::NpyArray& array) {
+  return ArrayView::contiguous(array.data(), array.dtype(), array.shape());
+}
+
+// A 2-D float array [rows, D] (embeddings, features) as a view.
 EmbeddingView matrix_view(const io::NpyArray& array, const std::string& path,
                           const std::string& what) {
-  return embeddings_from_array(ArrayView::contiguous(array.data(), array.dtype(), array.shape()),
-                               path, what);
+  return embeddings_from_array(array_view(array), path, what);
 }
 
 // Opens the input files besides the pool; each stays mapped while the views point into it.
@@ -367,52 +324,6 @@ struct SelectFlags {
   bool exact_budget = false;
 };
 
-// Costs [N] as doubles.
-std::vector<double> read_costs(const io::NpyArray& array, const std::string& path) {
-  if (array.shape().size() != 1)
-    throw InvalidInput(path + ": costs must be 1-D [N], got shape " + array.shape_string());
-  const int64_t n = array.shape()[0];
-  std::vector<double> costs(n);
-  auto convert = [&](const auto* values) { std::copy(values, values + n, costs.begin()); };
-  switch (array.dtype()) {
-    case DType::f32:
-      convert(static_cast<const float*>(array.data()));
-      break;
-    case DType::i32:
-      convert(static_cast<const int32_t*>(array.data()));
-      break;
-    case DType::i64:
-      convert(static_cast<const int64_t*>(array.data()));
-      break;
-    default:
-      throw InvalidInput(path + ": costs must be float32, int32 or int64, got " +
-                         std::string(to_string(array.dtype())));
-  }
-  return costs;
-}
-
-// --labeled: integer row indices [L], or float embeddings [L, D] of labeled rows.
-void read_labeled(const io::NpyArray& array, const std::string& path, SelectOptions& options) {
-  const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
-  if (integer && array.shape().size() == 1) {
-    const int64_t n = array.shape()[0];
-    if (array.dtype() == DType::i32) {
-      const auto* rows = static_cast<const int32_t*>(array.data());
-      options.labeled_rows.assign(rows, rows + n);
-    } else {
-      const auto* rows = static_cast<const int64_t*>(array.data());
-      options.labeled_rows.assign(rows, rows + n);
-    }
-  } else if (!integer && array.shape().size() == 2) {
-    options.labeled_embeddings = matrix_view(array, path, "labeled embeddings");
-  } else {
-    throw InvalidInput(path +
-                       ": labeled rows must be integer row indices [L] or float embeddings "
-                       "[L, D], got " +
-                       std::string(to_string(array.dtype())) + " shape " + array.shape_string());
-  }
-}
-
 void run_select(const CommonOptions& opt, const SelectFlags& flags) {
   const OutputKind kind = output_kind(opt.output);
   check_output_is_not_an_input(
@@ -433,10 +344,11 @@ void run_select(const CommonOptions& opt, const SelectFlags& flags) {
     select_options.embeddings =
         matrix_view(inputs.open(flags.embeddings_path), flags.embeddings_path, "embeddings");
   if (!flags.labeled_path.empty())
-    read_labeled(inputs.open(flags.labeled_path), flags.labeled_path, select_options);
+    labeled_from_array(array_view(inputs.open(flags.labeled_path)), select_options,
+                       flags.labeled_path);
   std::vector<double> costs;
   if (!flags.costs_path.empty())
-    costs = read_costs(inputs.open(flags.costs_path), flags.costs_path);
+    costs = costs_from_array(array_view(inputs.open(flags.costs_path)), flags.costs_path);
   select_options.costs = costs.empty() ? nullptr : costs.data();
   select_options.cost_count = static_cast<int64_t>(costs.size());
   select_options.budget = flags.budget;
