@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #include "engine/backend.hpp"
@@ -106,8 +107,8 @@ QUARRY_ALWAYS_INLINE RowResult score_probability_row(const T* row, int64_t class
 template <typename T>
 QUARRY_NOINLINE RowResult score_logit_row_exactly(const T* row, int64_t classes,
                                                   float inv_temperature, MeasureId measure) {
-  LogitStats<double> stats;
-  for (int64_t c = 0; c < classes; ++c) stats.add(to_float(row[c]) * inv_temperature);
+  LogitStats<double> stats(inv_temperature);
+  for (int64_t c = 0; c < classes; ++c) stats.add(to_float(row[c]));
   return stats.finish(measure);
 }
 
@@ -146,9 +147,9 @@ QUARRY_ALWAYS_INLINE RowResult score_logit_row(const T* row, int64_t classes, fl
   }
   if (!finite || classes == 0)
     return score_logit_row_exactly(row, classes, inv_temperature, measure);
-  LogitStats<double> stats;
-  stats.top1 = max * inv_temperature;
-  stats.top2 = second * inv_temperature;
+  LogitStats<double> stats(inv_temperature);
+  stats.top1 = max;
+  stats.top2 = second;
   for (int64_t begin = 0; begin < classes; begin += kBlock) {
     const int64_t end = std::min(classes, begin + kBlock);
     float s[kLanes], t[kLanes];
@@ -184,12 +185,13 @@ QUARRY_ALWAYS_INLINE RowResult score_logit_row(const T* row, int64_t classes, fl
   return stats.finish(measure);
 }
 
-// One committee member's row: its validation flags, entropy, softmax log-normaliser (logits) and
-// vote (argmax, lowest class on ties).
+// One committee member's row: its validation flags, entropy, largest logit and softmax log-sum
+// (logits: see kernels::log_softmax) and vote (argmax, lowest class on ties).
 struct MemberSummary {
   uint32_t flags;
   double entropy;
-  double log_norm;
+  float max_logit;
+  double log_sum;
   int32_t vote;
 };
 
@@ -197,13 +199,13 @@ template <typename T>
 MemberSummary summarize_member(const T* row, int64_t classes, bool logits, float scale) {
   kernels::ArgMax vote;
   if (logits) {
-    LogitStats<double> stats;
+    LogitStats<double> stats(scale);
     for (int64_t c = 0; c < classes; ++c) {
-      const float z = to_float(row[c]) * scale;
+      const float z = to_float(row[c]);
       stats.add(z);
-      vote.add(z, static_cast<int32_t>(c));
+      vote.add(z, static_cast<int32_t>(c));  // the argmax of z / T is that of z
     }
-    return {stats.row_flags(), stats.entropy_value(), stats.log_normalizer(), vote.index};
+    return {stats.row_flags(), stats.entropy_value(), stats.top1, stats.log_sum(), vote.index};
   }
   ProbStats<double> stats;
   for (int64_t c = 0; c < classes; ++c) {
@@ -211,7 +213,15 @@ MemberSummary summarize_member(const T* row, int64_t classes, bool logits, float
     stats.add(p);
     vote.add(p, static_cast<int32_t>(c));
   }
-  return {stats.row_flags(), stats.entropy_value(), 0.0, vote.index};
+  return {stats.row_flags(), stats.entropy_value(), 0.0f, 0.0, vote.index};
+}
+
+// The tally of a row's votes, sorted in place first (see kernels::tally_sorted_votes).
+template <typename V>
+kernels::VoteTally tally_votes(V* votes, int64_t members) {
+  std::sort(votes, votes + members);
+  return kernels::tally_sorted_votes(members,
+                                     [votes](int64_t m) { return static_cast<int64_t>(votes[m]); });
 }
 
 // Per-thread scratch of the vector committee path: the member mean of each class in double and
@@ -344,8 +354,7 @@ QUARRY_CPU_CLONES bool score_probability_committee_row(const T* row, int64_t mem
     }
   }
   if constexpr (kVotes) {
-    score = kernels::vote_score(
-        measure, kernels::tally_votes(members, [&](int64_t m) { return s.vote[m]; }));
+    score = kernels::vote_score(measure, tally_votes(s.vote.data(), members));
     return true;
   }
   const double inv_members = 1.0 / static_cast<double>(members);
@@ -402,12 +411,28 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
   const float scale = logits ? 1.0f / options.temperature : 1.0f;
   const int64_t members = pool.members, classes = pool.classes;
   uint64_t first_bad = kernels::kNoBadRow;
+  const bool votes = kernels::is_vote_measure(measure);
+  // Each thread's scratch, allocated here: an exception (std::bad_alloc) cannot leave a parallel
+  // region.
+  struct ThreadScratch {
+    std::vector<MemberSummary> summary;
+    std::vector<double> mean, log_mean;
+    CommitteeScratch committee;
+  };
+  const int threads = omp_get_max_threads();
+  std::vector<ThreadScratch> scratch_of_thread;
+  scratch_of_thread.reserve(threads);
+  for (int t = 0; t < threads; ++t)
+    scratch_of_thread.push_back({std::vector<MemberSummary>(members), std::vector<double>(classes),
+                                 std::vector<double>(classes),
+                                 CommitteeScratch(votes ? 0 : classes, members, logits && !votes)});
 #pragma omp parallel
   {
-    std::vector<MemberSummary> summary(members);
-    std::vector<double> mean(classes), log_mean(classes);
-    const bool votes = kernels::is_vote_measure(measure);
-    CommitteeScratch scratch(votes ? 0 : classes, members, logits && !votes);
+    ThreadScratch& mine = scratch_of_thread[omp_get_thread_num()];
+    auto& summary = mine.summary;
+    auto& mean = mine.mean;
+    auto& log_mean = mine.log_mean;
+    auto& scratch = mine.committee;
 #pragma omp for schedule(static) reduction(min : first_bad)
     for (int64_t r = 0; r < pool.rows; ++r) {
       const T* row = data + r * pool.row_stride;
@@ -436,13 +461,14 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
       }
       float score;
       if (kernels::is_vote_measure(measure)) {
-        score = kernels::vote_score(
-            measure, kernels::tally_votes(members, [&](int64_t m) { return summary[m].vote; }));
+        for (int64_t m = 0; m < members; ++m) scratch.vote[m] = summary[m].vote;
+        score = kernels::vote_score(measure, tally_votes(scratch.vote.data(), members));
       } else {
         // ln p of member m's class c: exact for logits.
         auto log_probability = [&](int64_t m, int64_t c) {
-          const double x = to_float(member_row(m)[c]) * scale;
-          return logits ? x - summary[m].log_norm : std::log(x);
+          const float x = to_float(member_row(m)[c]);
+          return logits ? kernels::log_softmax(x, summary[m].max_logit, scale, summary[m].log_sum)
+                        : std::log(static_cast<double>(x));
         };
         std::fill(mean.begin(), mean.end(), 0.0);
         for (int64_t m = 0; m < members; ++m)
@@ -481,17 +507,19 @@ BadRow score_votes(const PoolView& pool, const ScoreOptions& options, float* out
   const V* data = static_cast<const V*>(pool.data);
   const auto measure = static_cast<MeasureId>(options.measure);
   uint64_t first_bad = kernels::kNoBadRow;
+  // Each thread's copy of a row's votes, to sort. Allocated here: an exception cannot leave a
+  // parallel region.
+  std::vector<int64_t> scratch(static_cast<std::size_t>(omp_get_max_threads()) * pool.members);
 #pragma omp parallel for schedule(static) reduction(min : first_bad)
   for (int64_t r = 0; r < pool.rows; ++r) {
-    auto vote = [&](int64_t m) {
-      return static_cast<int64_t>(data[m * pool.member_stride + r * pool.row_stride]);
-    };
+    int64_t* votes = scratch.data() + omp_get_thread_num() * pool.members;
     uint32_t flags = 0;
     for (int64_t m = 0; m < pool.members; ++m) {
-      const int64_t v = vote(m);
+      const int64_t v = static_cast<int64_t>(data[m * pool.member_stride + r * pool.row_stride]);
       if (v < -1 || (pool.classes > 0 && v >= pool.classes)) flags |= kernels::kBadVote;
+      votes[m] = v;
     }
-    out[r] = kernels::vote_score(measure, kernels::tally_votes(pool.members, vote));
+    out[r] = kernels::vote_score(measure, tally_votes(votes, pool.members));
     if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));
   }
   return BadRow::from_code(first_bad);
@@ -544,26 +572,49 @@ BadRow score_floats(const PoolView& pool, const ScoreOptions& options, float* ou
                                                : score_single_model<T>(pool, options, out);
 }
 
+// OpenBLAS's thread count, a process-wide setting, found at run time (the BLAS may not be
+// OpenBLAS).
+struct OpenBlasThreads {
+  void (*set)(int);
+  int (*get)();
+};
+const OpenBlasThreads& openblas_threads() {
+  static const OpenBlasThreads functions{
+      reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")),
+      reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))};
+  return functions;
+}
+
 // FAISS runs its own OpenMP threads and calls BLAS inside them; a multithreaded OpenBLAS spinning
-// beside them slows small k-means calls down by 10x and more. BLAS is kept to one thread for the
-// duration of a call and restored afterwards (found at run time: the BLAS may not be OpenBLAS).
+// beside them slows small k-means calls down by 10x and more, so BLAS runs on one thread while
+// k-means does. Overlapping k-means calls share the setting: the first saves it and sets 1, the
+// last restores it, under a lock. (Saving and restoring per call raced: a call starting while
+// another had set 1 saved that 1 and could restore it last, losing the application's setting.)
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas() {
-    set_ = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-    auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-    if (set_ && get) {
-      saved_ = get();
-      set_(1);
+    if (!blas_.set || !blas_.get) return;
+    std::lock_guard lock(mutex_);
+    if (calls_++ == 0) {
+      saved_ = blas_.get();
+      blas_.set(1);
     }
+    active_ = true;
   }
   ~SingleThreadedBlas() {
-    if (set_ && saved_ > 0) set_(saved_);
+    if (!active_) return;
+    std::lock_guard lock(mutex_);
+    if (--calls_ == 0 && saved_ > 0) blas_.set(saved_);
   }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
-  void (*set_)(int) = nullptr;
-  int saved_ = 0;
+  inline static std::mutex mutex_;
+  inline static int calls_ = 0;  // k-means calls running
+  inline static int saved_ = 0;  // the setting before the first of them
+  const OpenBlasThreads& blas_ = openblas_threads();
+  bool active_ = false;
 };
 
 class CpuBackend final : public Backend {
@@ -649,14 +700,22 @@ class CpuBackend final : public Backend {
                       const KMeansOptions& options) override {
     if (points.space != MemorySpace::host)
       throw InvalidArgument("the CPU backend needs the embeddings in host memory");
-    const std::vector<float> x = engine::gather_embeddings(points, rows);
+    std::vector<float> x = engine::gather_embeddings(points, rows);
     const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
     const int d = static_cast<int>(points.dim);
+    // Coordinates whose squared distances would overflow float (FAISS then aborts) or vanish are
+    // scaled by a power of two, which leaves the clustering as it is; the results are scaled back.
+    std::vector<float> initial = options.initial_centroids;
+    const int exponent = kmeans_scale_exponent(
+        std::max(largest_magnitude(x.data(), static_cast<int64_t>(x.size())),
+                 largest_magnitude(initial.data(), static_cast<int64_t>(initial.size()))),
+        d);
+    scale_by_power_of_two(x.data(), static_cast<int64_t>(x.size()), exponent);
+    scale_by_power_of_two(initial.data(), static_cast<int64_t>(initial.size()), exponent);
     const SingleThreadedBlas single_threaded_blas;
     KMeansResult result;
-    result.centroids = options.initial_centroids.empty()
-                           ? kmeans_plus_plus(x.data(), n, d, k, options.seed)
-                           : options.initial_centroids;
+    result.centroids =
+        initial.empty() ? kmeans_plus_plus(x.data(), n, d, k, options.seed) : std::move(initial);
     faiss::IndexFlatL2 index(d);
     if (options.iterations > 0 && n > k) {
       faiss::ClusteringParameters params;
@@ -678,6 +737,9 @@ class CpuBackend final : public Backend {
     index.search(n, x.data(), 1, distances.data(), labels.data());
     result.assignments.assign(labels.begin(), labels.end());
     for (float dist : distances) result.inertia += dist;
+    scale_by_power_of_two(result.centroids.data(), static_cast<int64_t>(result.centroids.size()),
+                          -exponent);
+    result.inertia = std::ldexp(result.inertia, -2 * exponent);
     return result;
   }
 

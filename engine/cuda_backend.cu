@@ -9,6 +9,8 @@
 #include <thrust/fill.h>
 #include <thrust/iterator/transform_iterator.h>
 #include <thrust/sequence.h>
+#include <thrust/transform.h>
+#include <thrust/transform_reduce.h>
 
 #include <algorithm>
 #include <cmath>
@@ -45,6 +47,16 @@ using kernels::MeasureId;
 
 struct ToDouble {
   __host__ __device__ double operator()(float v) const { return v; }
+};
+struct Magnitude {
+  __host__ __device__ float operator()(float v) const { return fabsf(v); }
+};
+struct Larger {
+  __host__ __device__ float operator()(float a, float b) const { return a > b ? a : b; }
+};
+struct ScaleByPowerOfTwo {
+  int exponent;
+  __host__ __device__ float operator()(float v) const { return ldexpf(v, exponent); }
 };
 
 void check_cublas(cublasStatus_t status, const char* what) {
@@ -142,9 +154,11 @@ class CudaBackend final : public Backend {
   int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const override {
     const auto measure = static_cast<MeasureId>(problem.options.measure);
     const int64_t committee =
-        is_committee_measure(problem.options.measure) && !problem.pool.is_votes()
-            ? static_cast<int64_t>(kernels::committee_workspace_bytes(measure, problem.pool.members,
-                                                                      problem.pool.classes))
+        problem.pool.is_votes()
+            ? static_cast<int64_t>(kernels::votes_workspace_bytes(problem.pool.members))
+        : is_committee_measure(problem.options.measure)
+            ? static_cast<int64_t>(kernels::committee_workspace_bytes(
+                  measure, problem.options.logits, problem.pool.members, problem.pool.classes))
             : 0;
     // top-k: candidates, sort keys and values twice over, results; plus CUB's fixed scratch.
     // Host pools: the padding of each staged slab to kSlabAlignBytes, in both slots.
@@ -219,22 +233,39 @@ class CudaBackend final : public Backend {
         sorted_buf(pool_, stream_), temp_buf(pool_, stream_), rows_buf(pool_, stream_);
     float* x = x_buf.ensure<float>(n * dim * sizeof(float));
 
-    // Gather the points as float32.
+    // Gather the points as float32. Coordinates whose squared distances would overflow float or
+    // vanish are scaled by a power of two, which leaves the clustering as it is (see
+    // kmeans_scale_exponent); the results are scaled back.
+    std::vector<float> initial = options.initial_centroids;
+    const float largest_initial =
+        largest_magnitude(initial.data(), static_cast<int64_t>(initial.size()));
+    int exponent = 0;
     if (points.space == MemorySpace::device) {
       gather_on_device(points, rows, x, rows_buf);
+      const float largest = thrust::transform_reduce(thrust::cuda::par.on(stream_), x, x + n * dim,
+                                                     Magnitude{}, 0.0f, Larger{});
+      exponent = kmeans_scale_exponent(std::max(largest, largest_initial), dim);
+      if (exponent != 0)
+        thrust::transform(thrust::cuda::par.on(stream_), x, x + n * dim, x,
+                          ScaleByPowerOfTwo{exponent});
     } else {
-      const std::vector<float> host = engine::gather_embeddings(points, rows);
+      std::vector<float> host = engine::gather_embeddings(points, rows);
+      const auto count = static_cast<int64_t>(host.size());
+      exponent = kmeans_scale_exponent(
+          std::max(largest_magnitude(host.data(), count), largest_initial), dim);
+      scale_by_power_of_two(host.data(), count, exponent);
       QUARRY_CUDA_CHECK(cudaMemcpyAsync(x, host.data(), host.size() * sizeof(float),
                                         cudaMemcpyHostToDevice, stream_));
       QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `host` is about to go away
     }
+    scale_by_power_of_two(initial.data(), static_cast<int64_t>(initial.size()), exponent);
 
     float* point_norms = norms_buf.ensure<float>(n * sizeof(float));
     kernels::launch_row_norms(x, n, dim, point_norms, stream_);
     float* centroids = centroids_buf.ensure<float>(k * dim * sizeof(float));
-    if (!options.initial_centroids.empty()) {
-      QUARRY_CUDA_CHECK(cudaMemcpyAsync(centroids, options.initial_centroids.data(),
-                                        k * dim * sizeof(float), cudaMemcpyHostToDevice, stream_));
+    if (!initial.empty()) {
+      QUARRY_CUDA_CHECK(cudaMemcpyAsync(centroids, initial.data(), k * dim * sizeof(float),
+                                        cudaMemcpyHostToDevice, stream_));
     } else {
       seed_kmeans_plus_plus(x, n, dim, k, options.seed, centroids, temp_buf);
     }
@@ -329,6 +360,9 @@ class CudaBackend final : public Backend {
     cudaEventDestroy(polled);
     result.iterations = iterations_run;
     for (float d : distances) result.inertia += d;
+    scale_by_power_of_two(result.centroids.data(), static_cast<int64_t>(result.centroids.size()),
+                          -exponent);
+    result.inertia = std::ldexp(result.inertia, -2 * exponent);
     return result;
   }
 
@@ -524,12 +558,13 @@ class CudaBackend final : public Backend {
                                     view.row_stride, view.member_stride, opt.eigenscore_alpha,
                                     opt.semantic_threshold, row_offset, scores, first_bad, stream_);
     } else if (view.is_votes()) {
+      const std::size_t bytes = kernels::votes_workspace_bytes(view.members);
       kernels::launch_score_votes(view.data, type, measure, view.members, rows, view.classes,
                                   view.member_stride, view.row_stride, row_offset, scores,
-                                  first_bad, stream_);
+                                  first_bad, workspace_->ensure(bytes), bytes, stream_);
     } else if (is_committee_measure(opt.measure)) {
       const std::size_t bytes =
-          kernels::committee_workspace_bytes(measure, view.members, view.classes);
+          kernels::committee_workspace_bytes(measure, opt.logits, view.members, view.classes);
       void* ws = bytes ? workspace_->ensure(bytes) : nullptr;
       kernels::launch_score_committee(
           view.data, type, opt.logits, inv_temperature, measure, view.members, rows, view.classes,

@@ -62,6 +62,30 @@ std::vector<float> Backend::gather_embeddings(const EmbeddingView& points,
   return engine::gather_embeddings(points, &rows);
 }
 
+int kmeans_scale_exponent(float largest, int64_t dim) {
+  // |x - c|^2 <= D (2 largest)^2, and a quarter of the float range to spare for sums.
+  const double ceiling =
+      std::sqrt(static_cast<double>(std::numeric_limits<float>::max()) / (16.0 * double(dim)));
+  const double floor = std::ldexp(1.0, -40);
+  if (largest == 0.0f || (largest >= floor && largest <= ceiling)) return 0;
+  int exponent = 0;
+  std::frexp(largest, &exponent);  // largest = f 2^exponent, f in [1/2, 1)
+  return 1 - exponent;
+}
+
+float largest_magnitude(const float* x, int64_t count) {
+  float largest = 0.0f;
+#pragma omp parallel for schedule(static) reduction(max : largest)
+  for (int64_t i = 0; i < count; ++i) largest = std::max(largest, std::fabs(x[i]));
+  return largest;
+}
+
+void scale_by_power_of_two(float* x, int64_t count, int exponent) {
+  if (exponent == 0) return;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < count; ++i) x[i] = std::ldexp(x[i], exponent);
+}
+
 std::vector<float> kmeans_plus_plus(const float* x, int64_t n, int64_t dim, int64_t k,
                                     uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -16,6 +16,20 @@ std::vector<float> gather_embeddings(const EmbeddingView& points, const std::vec
 /// Throws InvalidInput for a non-finite coordinate in embeddings row `row`.
 [[noreturn]] void throw_bad_embedding(int64_t row);
 
+/// k-means is unchanged when every coordinate is multiplied by the same power of two (exactly so in
+/// floating point, barring underflow), but float squared distances overflow from coordinates
+/// near 1e19 / sqrt(D) (nanosecond timestamps in 128-D), and vanish below about 1e-19. Given the
+/// largest |coordinate| of the points and initial centroids, returns e such that coordinates
+/// times 2^e are at most 2 in magnitude and at least 1 at their largest when that largest value
+/// is outside a safe range, and 0 (no scaling) within it.
+int kmeans_scale_exponent(float largest, int64_t dim);
+
+/// The largest |x[i]| of count values (finite values: they are checked when gathered).
+float largest_magnitude(const float* x, int64_t count);
+
+/// x[i] *= 2^exponent, exact for results in the normal range.
+void scale_by_power_of_two(float* x, int64_t count, int exponent);
+
 /// k-means++ (Arthur & Vassilvitskii): the first centroid uniformly at random, each next one with
 /// probability proportional to the squared distance to the nearest centroid chosen so far.
 /// Deterministic for a given seed. Returns k * dim floats.

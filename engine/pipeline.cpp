@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <random>
 #include <string>
@@ -27,6 +28,18 @@ std::string name(Measure m) {
   return std::string(to_string(m));
 }
 
+// The bytes from a view's first element to past its last, refused when they overflow 64 bits:
+// every offset the backends compute is then within int64.
+void check_extent(int64_t members, int64_t member_stride, int64_t rows, int64_t row_stride,
+                  int64_t row_elements, DType dtype, const char* what) {
+  int64_t a = 0, b = 0, elements = 0, bytes = 0;
+  if (__builtin_mul_overflow(members - 1, member_stride, &a) ||
+      __builtin_mul_overflow(rows - 1, row_stride, &b) || __builtin_add_overflow(a, b, &elements) ||
+      __builtin_add_overflow(elements, row_elements, &elements) ||
+      __builtin_mul_overflow(elements, static_cast<int64_t>(dtype_size(dtype)), &bytes))
+    throw InvalidArgument(std::string(what) + " spans more than 2^63 bytes");
+}
+
 }  // namespace
 
 // Checks a [rows, D] float matrix of `what` ("embeddings", "features") against the pool's rows.
@@ -40,6 +53,7 @@ void validate_row_matrix(const EmbeddingView& e, int64_t rows, const std::string
   if (e.dtype != DType::f32 && e.dtype != DType::f16 && e.dtype != DType::bf16)
     throw InvalidArgument(what + " must be f32, f16 or bf16, not " +
                           std::string(to_string(e.dtype)));
+  check_extent(1, 0, e.rows, e.row_stride, e.dim, e.dtype, ("the " + what).c_str());
 }
 
 namespace {
@@ -90,6 +104,8 @@ void validate(const PoolView& pool, const ScoreOptions& options) {
   if (pool.members < 1) throw InvalidArgument("a committee needs at least one member");
   if (pool.member_stride < 0 || pool.row_stride < 0)
     throw InvalidArgument("strides must not be negative");
+  check_extent(pool.members, pool.member_stride, pool.rows, pool.row_stride,
+               pool.is_votes() ? 1 : pool.classes, pool.dtype, "the pool");
   const PoolKind kind = pool_kind(options.measure);
   if (kind != PoolKind::predictions && kind != PoolKind::committee)
     return validate_llm_pool(pool, options);
@@ -120,9 +136,16 @@ void validate(const PoolView& pool, const ScoreOptions& options) {
           " members: use a committee measure (vote_entropy, consensus_entropy, "
           "kl_max, bald, variation_ratio)");
   }
-  if (options.logits && !(std::isfinite(options.temperature) && options.temperature > 0.0f))
-    throw InvalidArgument("temperature must be finite and > 0, got " +
-                          std::to_string(options.temperature));
+  // The softmax scales differences of logits by 1 / T, which must be a finite float too.
+  const float t = options.temperature;
+  if (options.logits && !(std::isfinite(t) && t > 0.0f && std::isfinite(1.0f / t))) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", static_cast<double>(t));
+    throw InvalidArgument(
+        std::string("temperature must be finite and at least 2.94e-39 (1 / T must be a finite "
+                    "float), got ") +
+        text);
+  }
   if (needs_features(options.measure) && !options.features)
     throw InvalidArgument(name(options.measure) +
                           " needs the penultimate-layer features of the pool rows (--features "
@@ -643,9 +666,13 @@ KMeansResult kmeans(Backend& backend, const EmbeddingView& points, int64_t k,
   if (points.data == nullptr) throw InvalidArgument("points data is a null pointer");
   if (points.dim < 1) throw InvalidArgument("points need at least one dimension (D = 0)");
   if (points.row_stride < points.dim) throw InvalidArgument("row stride is smaller than D");
+  if (points.dtype != DType::f32 && points.dtype != DType::f16 && points.dtype != DType::bf16)
+    throw InvalidArgument("points must be f32, f16 or bf16, not " +
+                          std::string(to_string(points.dtype)));
   if (k < 1 || k > points.rows)
     throw InvalidArgument("k must be between 1 and the number of points (" +
                           std::to_string(points.rows) + "), got " + std::to_string(k));
+  check_extent(1, 0, points.rows, points.row_stride, points.dim, points.dtype, "the points");
   validate_kmeans(options, k, points.dim);
   return backend.kmeans(points, nullptr, k, options);
 }

@@ -15,13 +15,13 @@ Ranked rank_top(const float* scores, int64_t n, int64_t k) {
   };
   // Each thread keeps the k best of its slice; the union of those holds the global k best.
   const int threads = static_cast<int>(std::clamp<int64_t>(n / 65536, 1, omp_get_max_threads()));
+  // Allocated here: an exception (std::bad_alloc) cannot leave a parallel region.
   std::vector<std::vector<int64_t>> partial(threads);
+  for (int t = 0; t < threads; ++t) partial[t].resize(n * (t + 1) / threads - n * t / threads);
 #pragma omp parallel for schedule(static, 1) num_threads(threads)
   for (int t = 0; t < threads; ++t) {
-    const int64_t begin = n * t / threads, end = n * (t + 1) / threads;
     std::vector<int64_t>& idx = partial[t];
-    idx.resize(end - begin);
-    std::iota(idx.begin(), idx.end(), begin);
+    std::iota(idx.begin(), idx.end(), n * t / threads);
     if (static_cast<int64_t>(idx.size()) > k) {
       std::nth_element(idx.begin(), idx.begin() + k, idx.end(), better);
       idx.resize(k);

@@ -82,19 +82,21 @@ struct MergeArgMax {
   }
 };
 
-// Per-group shared scratch: M softmax log-normalisers, M votes, then (kl_max) the member mean of
-// each of the row's classes rounded to float, followed by what the rounding left out.
+// Per-group shared scratch: M votes, for logits each member's largest logit and softmax log-sum
+// (see log_softmax), then (kl_max) the member mean of each of the row's classes rounded to float,
+// followed by what the rounding left out.
 struct MemberScratch {
-  float* log_norm;
   int32_t* vote;
+  float* max_logit;
+  float* log_sum;
   float* mean;  // [classes] means, then [classes] roundings
 };
 
 // Floats of class scratch per class (kl_max): the mean and its rounding.
 constexpr int64_t kMeanFloatsPerClass = 2;
 
-__host__ __device__ inline std::size_t member_scratch_bytes(int64_t members) {
-  return static_cast<std::size_t>(members) * (sizeof(float) + sizeof(int32_t));
+__host__ __device__ inline std::size_t member_scratch_bytes(int64_t members, bool logits) {
+  return static_cast<std::size_t>(members) * (sizeof(int32_t) + (logits ? 2 * sizeof(float) : 0));
 }
 
 template <int kThreads, bool kLogits, typename T>
@@ -112,24 +114,31 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
   for (int64_t m = 0; m < members; ++m) {
     const T* member = row + m * member_stride;
     Stats stats;
+    if constexpr (kLogits) stats = Stats(scale);
     ArgMax vote;
     for (int64_t c = lane; c < classes; c += kThreads) {
-      const float x = to_float(member[c]) * scale;
+      const float x = to_float(member[c]);
       stats.add(x);
-      if (votes) vote.add(x, static_cast<int32_t>(c));
+      if (votes) vote.add(x, static_cast<int32_t>(c));  // the argmax of z / T is that of z
     }
     stats = G::all_reduce(stats, MergeStats{}, temp);
     if (votes) vote = G::all_reduce(vote, MergeArgMax{}, temp);
     flags |= stats.row_flags();
     if (lane == 0) {
-      if constexpr (kLogits) scratch.log_norm[m] = stats.log_normalizer();
+      if constexpr (kLogits) {
+        scratch.max_logit[m] = stats.top1;
+        scratch.log_sum[m] = stats.log_sum();
+      }
       scratch.vote[m] = vote.index;
     }
   }
   G::sync();
   if (votes) {
-    if (lane == 0)
-      score = vote_score(measure, tally_votes(members, [&](int64_t m) { return scratch.vote[m]; }));
+    if (lane == 0) {
+      heap_sort(scratch.vote, members);
+      score = vote_score(measure,
+                         tally_sorted_votes(members, [&](int64_t m) { return scratch.vote[m]; }));
+    }
     return;
   }
   // Pass B: the member mean q of each of this lane's classes, its entropy, and (bald) the
@@ -139,9 +148,9 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
   const bool bald = measure == MeasureId::bald;
   const float inv_members = 1.0f / static_cast<float>(members);
   auto probability = [&](int64_t m, int64_t c) {
-    const float x = to_float(row[m * member_stride + c]) * scale;
+    const float x = to_float(row[m * member_stride + c]);
     if constexpr (kLogits)
-      return expf(x - scratch.log_norm[m]);
+      return expf(log_softmax(x, scratch.max_logit[m], scale, scratch.log_sum[m]));
     else
       return x;
   };
@@ -215,14 +224,15 @@ __global__ void __launch_bounds__(kThreads == 32 ? 32 * kWarpGroupsPerBlock : kT
   __shared__ typename G::TempStorage temp[kGroups];
   extern __shared__ __align__(16) unsigned char dynamic[];
   const int group = threadIdx.x / kThreads;
-  const std::size_t per_group = member_scratch_bytes(members) +
+  const std::size_t per_group = member_scratch_bytes(members, kLogits) +
                                 (shared_mean ? kMeanFloatsPerClass * classes * sizeof(float) : 0);
   unsigned char* mine = dynamic + group * ((per_group + 15) / 16 * 16);
   MemberScratch scratch;
-  scratch.log_norm = reinterpret_cast<float*>(mine);
-  scratch.vote = reinterpret_cast<int32_t*>(scratch.log_norm + members);
+  scratch.vote = reinterpret_cast<int32_t*>(mine);
+  scratch.max_logit = reinterpret_cast<float*>(scratch.vote + members);
+  scratch.log_sum = scratch.max_logit + (kLogits ? members : 0);
   const int64_t group_id = static_cast<int64_t>(blockIdx.x) * kGroups + group;
-  scratch.mean = shared_mean ? reinterpret_cast<float*>(scratch.vote + members)
+  scratch.mean = shared_mean ? scratch.log_sum + (kLogits ? members : 0)
                              : (global_mean ? global_mean + group_id * kMeanFloatsPerClass * classes
                                             : nullptr);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kGroups;
@@ -241,24 +251,47 @@ __global__ void __launch_bounds__(kThreads == 32 ? 32 * kWarpGroupsPerBlock : kT
   }
 }
 
+// Threads of the votes kernel: as many as kVoteScratchBytes of sort scratch allows, a multiple
+// of a warp, between a warp and kMaxVoteThreads.
+constexpr int64_t kVoteScratchBytes = int64_t{32} << 20;
+constexpr int64_t kMaxVoteThreads = int64_t{1} << 16;
+int64_t vote_threads(int64_t members) {
+  const int64_t fit = kVoteScratchBytes / (std::max<int64_t>(members, 1) * sizeof(int64_t));
+  return std::clamp<int64_t>(fit / 32 * 32, 32, kMaxVoteThreads);
+}
+
+// One thread's copy of a row's votes in the vote workspace: element j of thread i at
+// scratch[j * threads + i], so that the threads of a warp touch adjacent words.
+struct ThreadVotes {
+  int64_t* base;
+  int64_t stride;
+  __device__ int64_t& operator[](int64_t j) const { return base[j * stride]; }
+};
+
+// A thread per row (rows beyond the grid in strides): the row's votes are checked, copied to the
+// thread's scratch, sorted, and tallied in one pass.
 template <typename V>
 __global__ void score_votes_kernel(const V* __restrict__ data, int64_t members, int64_t rows,
                                    int64_t classes, int64_t member_stride, int64_t row_stride,
-                                   int64_t row_offset, MeasureId measure,
+                                   int64_t row_offset, MeasureId measure, int64_t* scratch,
                                    float* __restrict__ scores, unsigned long long* first_bad) {
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (r >= rows) return;
-  const V* row = data + r * row_stride;
-  uint32_t flags = 0;
-  for (int64_t m = 0; m < members; ++m) {
-    const int64_t v = static_cast<int64_t>(row[m * member_stride]);
-    if (v < -1 || (classes > 0 && v >= classes)) flags |= kBadVote;
+  const int64_t threads = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const ThreadVotes votes{scratch + i, threads};
+  for (int64_t r = i; r < rows; r += threads) {
+    const V* row = data + r * row_stride;
+    uint32_t flags = 0;
+    for (int64_t m = 0; m < members; ++m) {
+      const int64_t v = static_cast<int64_t>(row[m * member_stride]);
+      if (v < -1 || (classes > 0 && v >= classes)) flags |= kBadVote;
+      votes[m] = v;
+    }
+    heap_sort(votes, members);
+    scores[r] =
+        vote_score(measure, tally_sorted_votes(members, [&](int64_t m) { return votes[m]; }));
+    if (flags != 0)
+      atomicMin(first_bad, static_cast<unsigned long long>(encode_bad_row(row_offset + r, flags)));
   }
-  scores[r] = vote_score(measure, tally_votes(members, [&](int64_t m) {
-                           return static_cast<int64_t>(row[m * member_stride]);
-                         }));
-  if (flags != 0)
-    atomicMin(first_bad, static_cast<unsigned long long>(encode_bad_row(row_offset + r, flags)));
 }
 
 // How a committee is laid out on the device.
@@ -276,12 +309,13 @@ struct CommitteePlan {
 constexpr std::size_t kDynamicSharedLimit =
     48 * 1024 - (sizeof(typename Group<kBlockThreads>::TempStorage) + 255) / 256 * 256;
 
-CommitteePlan plan_committee(MeasureId measure, int64_t members, int64_t rows, int64_t classes) {
+CommitteePlan plan_committee(MeasureId measure, bool logits, int64_t members, int64_t rows,
+                             int64_t classes) {
   CommitteePlan plan{};
   const bool kl = measure == MeasureId::kl_max;
   auto shared_bytes = [&](bool block_per_row, bool shared_mean) {
     const std::size_t per_group =
-        (member_scratch_bytes(members) +
+        (member_scratch_bytes(members, logits) +
          (shared_mean ? kMeanFloatsPerClass * classes * sizeof(float) : 0) + 15) /
         16 * 16;
     return per_group * (block_per_row ? 1 : kWarpGroupsPerBlock);
@@ -309,7 +343,7 @@ void launch_committee_typed(const T* data, bool logits, float scale, MeasureId m
                             int64_t row_stride, int64_t row_offset, float* scores,
                             unsigned long long* first_bad, float* mean_workspace,
                             cudaStream_t stream) {
-  const CommitteePlan plan = plan_committee(measure, members, rows, classes);
+  const CommitteePlan plan = plan_committee(measure, logits, members, rows, classes);
   float* global = plan.global_mean ? mean_workspace : nullptr;
   auto launch = [&](auto kernel, int threads) {
     kernel<<<plan.blocks, threads, plan.shared_bytes, stream>>>(
@@ -332,8 +366,10 @@ void launch_committee_typed(const T* data, bool logits, float scale, MeasureId m
 
 }  // namespace
 
-std::size_t committee_workspace_bytes(MeasureId measure, int64_t members, int64_t classes) {
-  const CommitteePlan plan = plan_committee(measure, members, kMaxBlocksWithGlobalScratch, classes);
+std::size_t committee_workspace_bytes(MeasureId measure, bool logits, int64_t members,
+                                      int64_t classes) {
+  const CommitteePlan plan =
+      plan_committee(measure, logits, members, kMaxBlocksWithGlobalScratch, classes);
   return plan.global_mean ? static_cast<std::size_t>(kMaxBlocksWithGlobalScratch) *
                                 kMeanFloatsPerClass * classes * sizeof(float)
                           : 0;
@@ -345,7 +381,7 @@ void launch_score_committee(const void* data, ElementType type, bool logits, flo
                             float* scores, unsigned long long* first_bad, void* workspace,
                             std::size_t workspace_bytes, cudaStream_t stream) {
   if (rows <= 0) return;
-  if (workspace_bytes < committee_workspace_bytes(measure, members, classes))
+  if (workspace_bytes < committee_workspace_bytes(measure, logits, members, classes))
     throw InvalidArgument("committee scoring: workspace too small");
   const float scale = logits ? inv_temperature : 1.0f;
   auto* mean = static_cast<float*>(workspace);
@@ -367,21 +403,31 @@ void launch_score_committee(const void* data, ElementType type, bool logits, flo
   }
 }
 
+std::size_t votes_workspace_bytes(int64_t members) {
+  return static_cast<std::size_t>(vote_threads(members) * std::max<int64_t>(members, 1)) *
+         sizeof(int64_t);
+}
+
 void launch_score_votes(const void* data, ElementType type, MeasureId measure, int64_t members,
                         int64_t rows, int64_t classes, int64_t member_stride, int64_t row_stride,
                         int64_t row_offset, float* scores, unsigned long long* first_bad,
-                        cudaStream_t stream) {
+                        void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
   if (rows <= 0) return;
-  constexpr int kThreads = 256;
-  const auto blocks = static_cast<unsigned>((rows + kThreads - 1) / kThreads);
+  if (workspace_bytes < votes_workspace_bytes(members))
+    throw InvalidArgument("vote scoring: workspace too small");
+  const int64_t most = vote_threads(members);  // a multiple of 32
+  const int threads = static_cast<int>(std::min<int64_t>(256, most));
+  const auto blocks =
+      static_cast<unsigned>(std::min((rows + threads - 1) / threads, most / threads));
+  auto* scratch = static_cast<int64_t*>(workspace);
   if (type == ElementType::i32)
-    score_votes_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const int32_t*>(data), members,
-                                                        rows, classes, member_stride, row_stride,
-                                                        row_offset, measure, scores, first_bad);
+    score_votes_kernel<<<blocks, threads, 0, stream>>>(
+        static_cast<const int32_t*>(data), members, rows, classes, member_stride, row_stride,
+        row_offset, measure, scratch, scores, first_bad);
   else if (type == ElementType::i64)
-    score_votes_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const int64_t*>(data), members,
-                                                        rows, classes, member_stride, row_stride,
-                                                        row_offset, measure, scores, first_bad);
+    score_votes_kernel<<<blocks, threads, 0, stream>>>(
+        static_cast<const int64_t*>(data), members, rows, classes, member_stride, row_stride,
+        row_offset, measure, scratch, scores, first_bad);
   else
     throw InvalidArgument("votes must be int32 or int64");
   QUARRY_CHECK_LAUNCH(stream);

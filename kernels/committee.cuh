@@ -12,7 +12,8 @@
 namespace quarry::kernels {
 
 /// Bytes of device scratch memory launch_score_committee() needs (0 for most shapes).
-std::size_t committee_workspace_bytes(MeasureId measure, int64_t members, int64_t classes);
+std::size_t committee_workspace_bytes(MeasureId measure, bool logits, int64_t members,
+                                      int64_t classes);
 
 /// Scores committee rows: element (m, n, c) at data[m*member_stride + n*row_stride + c].
 /// Validation and `first_bad` as launch_score_single_model().
@@ -22,11 +23,15 @@ void launch_score_committee(const void* data, ElementType type, bool logits, flo
                             float* scores, unsigned long long* first_bad, void* workspace,
                             std::size_t workspace_bytes, cudaStream_t stream);
 
+/// Bytes of device scratch memory launch_score_votes() needs: room to sort the votes of the rows
+/// in flight.
+std::size_t votes_workspace_bytes(int64_t members);
+
 /// Scores integer votes: vote (m, n) at data[m*member_stride + n*row_stride], -1 = abstained.
 /// `classes` > 0 bounds the votes; 0 checks only vote >= -1.
 void launch_score_votes(const void* data, ElementType type, MeasureId measure, int64_t members,
                         int64_t rows, int64_t classes, int64_t member_stride, int64_t row_stride,
                         int64_t row_offset, float* scores, unsigned long long* first_bad,
-                        cudaStream_t stream);
+                        void* workspace, std::size_t workspace_bytes, cudaStream_t stream);
 
 }  // namespace quarry::kernels

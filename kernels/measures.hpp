@@ -259,13 +259,15 @@ QUARRY_HD void merge_top2(float o1, float o2, float& top1, float& top2) {
   top1 = larger(top1, o1);
 }
 
-/// The single-model measures from the two largest probabilities and the entropy.
+/// The single-model measures from the two largest probabilities and the entropy. The margin is
+/// (1 - p1) + p2, not 1 - (p1 - p2): 1 - p1 is exact for p1 >= 1/2, so a small margin keeps its
+/// relative precision where p1 - p2 would round it away.
 QUARRY_HD float single_model_score(MeasureId measure, float p1, float p2, float entropy) {
   switch (measure) {
     case MeasureId::least_confidence:
       return 1.0f - p1;
     case MeasureId::margin:
-      return 1.0f - (p1 - p2);
+      return (1.0f - p1) + p2;
     case MeasureId::ratio:
       return p2 / p1;
     default:
@@ -351,19 +353,30 @@ QUARRY_HD Acc bounded_exponent(Acc d) {
   return d > Acc(-1e4) ? d : Acc(-1e4);
 }
 
-/// Statistics of one row of (temperature-scaled) logits z for a stable, single-pass softmax.
-/// With m the running maximum, `rest` = sum of e^(z-m) over every element but one that holds the
-/// maximum, and t = sum (z-m) e^(z-m), the softmax denominator is s = 1 + rest, p1 = 1/s,
-/// p2 = e^(z2-m)/s and the entropy is ln(1 + rest) - t/s. Keeping `rest` apart from the 1 keeps
-/// the relative precision of 1 - p1 = rest/s for confident rows, where s itself rounds to 1.
+/// Statistics of one row of logits z for a stable, single-pass softmax of z * scale (scale =
+/// 1 / temperature). The logits are kept unscaled and the scale is applied to differences z - m
+/// only: z * scale alone can overflow (z = 10 at T = 1e-38), (z - m) * scale is at most 0.
+/// With m the running maximum, `rest` = sum of e^((z-m) scale) over every element but one that
+/// holds the maximum, and t = sum (z-m) scale e^((z-m) scale), the softmax denominator is
+/// s = 1 + rest, p1 = 1/s, p2 = e^((z2-m) scale)/s and the entropy is ln(1 + rest) - t/s. Keeping
+/// `rest` apart from the 1 keeps the relative precision of 1 - p1 = rest/s for confident rows,
+/// where s itself rounds to 1.
 template <typename Acc>
 struct LogitStats {
   float top1 = -kInf;  // the running maximum m; -Inf until a finite value is added
   float top2 = -kInf;
   Acc rest = 0;
   Acc t = 0;
+  float scale = 1.0f;
   uint32_t flags = 0;
 
+  LogitStats() = default;
+  QUARRY_HD explicit LogitStats(float scale_) : scale(scale_) {}
+
+  /// (a - b) * scale, bounded below (see bounded_exponent).
+  QUARRY_HD Acc scaled(float a, float b) const {
+    return bounded_exponent((Acc(a) - Acc(b)) * Acc(scale));
+  }
   QUARRY_HD bool empty() const { return top1 == -kInf; }
   QUARRY_HD void add(float z) {
     if (!is_finite(z)) {
@@ -375,7 +388,7 @@ struct LogitStats {
       return;
     }
     if (z > top1) {  // new maximum: rescale what was summed so far, the old maximum included
-      const Acc d = bounded_exponent(Acc(top1) - Acc(z));
+      const Acc d = scaled(top1, z);
       const Acc e = exp_of(d);
       const Acc s = Acc(1) + rest;
       t = (t + d * s) * e;
@@ -383,7 +396,7 @@ struct LogitStats {
       top2 = top1;
       top1 = z;
     } else {
-      const Acc d = bounded_exponent(Acc(z) - Acc(top1));
+      const Acc d = scaled(z, top1);
       const Acc e = exp_of(d);
       rest += e;
       t += d * e;
@@ -401,14 +414,14 @@ struct LogitStats {
     }
     const float t2 = larger(smaller(top1, o.top1), larger(top2, o.top2));
     if (o.top1 > top1) {
-      const Acc d = bounded_exponent(Acc(top1) - Acc(o.top1));
+      const Acc d = scaled(top1, o.top1);
       const Acc e = exp_of(d);
       const Acc s = Acc(1) + rest;
       t = o.t + (t + d * s) * e;
       rest = o.rest + s * e;
       top1 = o.top1;
     } else {  // equal maxima: the other's maximum joins `rest` with e^0 = 1
-      const Acc d = bounded_exponent(Acc(o.top1) - Acc(top1));
+      const Acc d = scaled(o.top1, top1);
       const Acc e = exp_of(d);
       const Acc s = Acc(1) + o.rest;
       t += (o.t + d * s) * e;
@@ -418,12 +431,10 @@ struct LogitStats {
   }
   QUARRY_HD uint32_t row_flags() const { return empty() ? flags | kNonFinite : flags; }
   QUARRY_HD Acc entropy_value() const { return softmax_entropy(rest, t, log1p_of(rest)); }
-  /// e^(z2 - m) for the second largest z2; 0 with one element.
-  QUARRY_HD Acc second_ratio() const {
-    return top2 > -kInf ? exp_of(Acc(top2) - Acc(top1)) : Acc(0);
-  }
-  /// ln of the softmax denominator: ln p_i = z_i - log_normalizer().
-  QUARRY_HD Acc log_normalizer() const { return Acc(top1) + log1p_of(rest); }
+  /// e^((z2 - m) scale) for the second largest z2; 0 with one element.
+  QUARRY_HD Acc second_ratio() const { return top2 > -kInf ? exp_of(scaled(top2, top1)) : Acc(0); }
+  /// ln of the softmax denominator over e^((z - m) scale): see log_softmax.
+  QUARRY_HD Acc log_sum() const { return log1p_of(rest); }
   QUARRY_HD RowResult finish(MeasureId measure) const {
     if (empty()) return {0.0f, flags | kNonFinite};  // no finite value in the row
     const float r = static_cast<float>(second_ratio());
@@ -605,6 +616,13 @@ struct EglLogitStats {
   }
 };
 
+/// ln p of the logit z in a row whose maximum is `max` and whose LogitStats::log_sum() is
+/// `log_sum`: (z - max) scale - log_sum, never z * scale, which could overflow.
+template <typename Acc>
+QUARRY_HD Acc log_softmax(float z, float max, float scale, Acc log_sum) {
+  return (Acc(z) - Acc(max)) * Acc(scale) - log_sum;
+}
+
 // ---- committees ----------------------------------------------------------------------------
 
 /// The largest value and its index; equal values keep the lower index (a member's vote).
@@ -631,24 +649,48 @@ struct VoteTally {
   int64_t modal = 0;
 };
 
-/// Counts the votes vote(0..members-1) (-1 = abstained). O(M^2) without scratch memory: each
-/// class is counted at its first voter.
-template <typename VoteOf>
-QUARRY_HD VoteTally tally_votes(int64_t members, VoteOf vote) {
+/// Tallies the votes vote(0..members-1) sorted ascending (abstentions, -1, first): each class is
+/// one run, so one pass, O(M). Backends sort a row's votes first (std::sort on the CPU,
+/// heap_sort in a GPU thread), which keeps a row of many distinct votes at O(M log M).
+template <typename SortedVote>
+QUARRY_HD VoteTally tally_sorted_votes(int64_t members, SortedVote vote) {
   VoteTally tally;
+  int64_t run = 0;
   for (int64_t m = 0; m < members; ++m) {
     const int64_t v = vote(m);
     if (v < 0) continue;
     ++tally.voters;
-    bool first = true;
-    for (int64_t e = 0; e < m && first; ++e) first = vote(e) != v;
-    if (!first) continue;
-    int64_t n = 0;
-    for (int64_t e = m; e < members; ++e) n += vote(e) == v;
-    tally.n_log_n += static_cast<double>(n) * log_of(static_cast<double>(n));
-    tally.modal = n > tally.modal ? n : tally.modal;
+    ++run;
+    if (m + 1 < members && vote(m + 1) == v) continue;
+    tally.n_log_n += static_cast<double>(run) * log_of(static_cast<double>(run));
+    tally.modal = run > tally.modal ? run : tally.modal;
+    run = 0;
   }
   return tally;
+}
+
+/// Sorts a[0..n) ascending in place: a heap sort, O(n log n) without temporary memory, for a GPU
+/// thread's votes (library sorts need temporary storage or a size fixed at compile time). `Array`
+/// is anything indexable by int64_t that yields a reference.
+template <typename Array>
+QUARRY_HD void heap_sort(Array a, int64_t n) {
+  auto sift_down = [&](int64_t root, int64_t end) {
+    for (int64_t child = 2 * root + 1; child < end; child = 2 * root + 1) {
+      if (child + 1 < end && a[child] < a[child + 1]) ++child;
+      if (!(a[root] < a[child])) return;
+      const auto held = a[root];
+      a[root] = a[child];
+      a[child] = held;
+      root = child;
+    }
+  };
+  for (int64_t start = n / 2 - 1; start >= 0; --start) sift_down(start, n);
+  for (int64_t end = n - 1; end > 0; --end) {
+    const auto held = a[0];
+    a[0] = a[end];
+    a[end] = held;
+    sift_down(0, end);
+  }
 }
 
 /// vote_entropy = -sum v ln v with v = n_c / M' = ln M' - (sum n ln n) / M';

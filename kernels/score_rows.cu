@@ -39,8 +39,8 @@ __global__ void __launch_bounds__(kWarpKernelThreads)
   const int lane = threadIdx.x % kGroup;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kGroupsPerBlock + group;
   if (row >= rows) return;  // the whole group leaves together
-  Stats stats;
-  accumulate_row<kVector>(data + row * row_stride, classes, lane, kGroup, scale, stats);
+  Stats stats = fresh_stats<Stats>(scale);
+  accumulate_row<kVector>(data + row * row_stride, classes, lane, kGroup, stats);
   stats = Reduce(temp[group]).Reduce(stats, MergeStats{});
   if (lane == 0) write_row_result(stats, measure, row, row_offset, scores, first_bad);
 }
@@ -53,8 +53,8 @@ __global__ void __launch_bounds__(kThreads)
   using Reduce = cub::BlockReduce<Stats, kThreads>;
   __shared__ typename Reduce::TempStorage temp;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    Stats stats;
-    accumulate_row<kVector>(data + row * row_stride, classes, threadIdx.x, kThreads, scale, stats);
+    Stats stats = fresh_stats<Stats>(scale);
+    accumulate_row<kVector>(data + row * row_stride, classes, threadIdx.x, kThreads, stats);
     stats = Reduce(temp).Reduce(stats, MergeStats{});
     if (threadIdx.x == 0) write_row_result(stats, measure, row, row_offset, scores, first_bad);
     __syncthreads();  // temp is reused by the next row

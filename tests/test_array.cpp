@@ -72,6 +72,95 @@ TEST(PoolFromArray, RefusesWhatAViewCannotExpress) {
   expect_refused(reversed, "negative strides");
 }
 
+TEST(PoolFromArray, LlmMeasuresSayHowTheArrayIsRead) {
+  float data[120] = {};
+  int32_t lengths[4] = {1, 2, 3, 5};
+  const ArrayView len = ArrayView::contiguous(lengths, DType::i32, {4});
+  ArrayView tokens = ArrayView::contiguous(data, DType::f32, {4, 5});
+  tokens.strides = {7, 1};  // padded rows are read in place
+  const auto t =
+      pool_from_array(tokens, Measure::perplexity, Layout::members_first, 0, "pool", &len);
+  EXPECT_EQ(t.measure, Measure::perplexity);
+  EXPECT_EQ(t.view.rows, 4);
+  EXPECT_EQ(t.view.members, 1);
+  EXPECT_EQ(t.view.classes, 5);
+  EXPECT_EQ(t.view.row_stride, 7);
+  EXPECT_EQ(t.view.lengths, lengths);
+  EXPECT_EQ(t.view.lengths_dtype, DType::i32);
+  ArrayView top = ArrayView::contiguous(data, DType::f16, {2, 3, 4});
+  top.strides = {30, 8, 1};  // steps strided too
+  const auto k =
+      pool_from_array(top, Measure::mean_token_entropy, Layout::members_first, 0, "pool");
+  EXPECT_EQ(k.view.rows, 2);
+  EXPECT_EQ(k.view.members, 3);
+  EXPECT_EQ(k.view.classes, 4);
+  EXPECT_EQ(k.view.member_stride, 8);
+  EXPECT_EQ(k.view.row_stride, 30);
+  EXPECT_EQ(k.view.lengths, nullptr);
+  const auto s =
+      pool_from_array(ArrayView::contiguous(data, DType::f32, {2, 3, 4}), Measure::eigenscore);
+  EXPECT_EQ(s.view.members, 3);
+  EXPECT_EQ(s.view.member_stride, 4);
+  EXPECT_EQ(s.view.row_stride, 12);
+
+  auto expect_refused = [&](const ArrayView& a, std::optional<Measure> m, const ArrayView* l,
+                            const char* text) {
+    try {
+      pool_from_array(a, m, Layout::members_first, 0, "pool", l, "LEN");
+      ADD_FAILURE() << "accepted; expected: " << text;
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  const ArrayView t2 = ArrayView::contiguous(data, DType::f32, {4, 5});
+  const ArrayView t3 = ArrayView::contiguous(data, DType::f32, {4, 5, 2});
+  expect_refused(t3, Measure::sequence_nll, &len, "[N, T] token log-probabilities");
+  expect_refused(t2, Measure::max_token_entropy, &len, "[N, T, K] top-K");
+  expect_refused(t2, Measure::semantic_sets, nullptr, "[N, S, D] sampled answers");
+  expect_refused(t3, Measure::eigenscore, &len, "lengths do not apply to sampled answers");
+  expect_refused(t2, Measure::entropy, &len, "lengths do not apply to entropy");
+  expect_refused(t2, std::nullopt, &len, "need an LLM measure");
+  const ArrayView short_len = ArrayView::contiguous(lengths, DType::i32, {3});
+  expect_refused(t2, Measure::perplexity, &short_len, "LEN: lengths must be a 1-D int32 or int64");
+  const ArrayView float_len = ArrayView::contiguous(data, DType::f32, {4});
+  expect_refused(t2, Measure::perplexity, &float_len, "LEN: lengths must be");
+  try {
+    pool_from_array(t3, Measure::eigenscore, Layout::rows_first);
+    ADD_FAILURE() << "rows_first accepted for samples";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("layout applies to committees"), std::string::npos);
+  }
+}
+
+TEST(SideArrays, CostsAndLabeledRows) {
+  const int32_t int_costs[3] = {3, 1, 2};
+  EXPECT_EQ(costs_from_array(ArrayView::contiguous(int_costs, DType::i32, {3})),
+            (std::vector<double>{3, 1, 2}));
+  const double wide[6] = {0.5, -1, 1.5, -1, 2.5, -1};
+  ArrayView strided = ArrayView::contiguous(wide, DType::f64, {3});
+  strided.strides = {2};
+  EXPECT_EQ(costs_from_array(strided), (std::vector<double>{0.5, 1.5, 2.5}));
+  EXPECT_THROW(costs_from_array(ArrayView::contiguous(wide, DType::f64, {3, 2})), InvalidArgument);
+  EXPECT_THROW(costs_from_array(ArrayView::contiguous(wide, DType::f16, {3})), InvalidArgument);
+
+  SelectOptions options;
+  const int64_t rows[2] = {7, 2};
+  labeled_from_array(ArrayView::contiguous(rows, DType::i64, {2}), options);
+  EXPECT_EQ(options.labeled_rows, (std::vector<int64_t>{7, 2}));
+  EXPECT_FALSE(options.labeled_embeddings);
+  const float emb[6] = {};
+  labeled_from_array(ArrayView::contiguous(emb, DType::f32, {2, 3}), options);
+  ASSERT_TRUE(options.labeled_embeddings);
+  EXPECT_EQ(options.labeled_embeddings->rows, 2);
+  EXPECT_EQ(options.labeled_embeddings->dim, 3);
+  try {
+    labeled_from_array(ArrayView::contiguous(emb, DType::f32, {6}), options, "LAB");
+    ADD_FAILURE() << "1-D float labeled rows accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("LAB: labeled rows must be"), std::string::npos);
+  }
+}
+
 TEST(MemorySize, ParsesSuffixes) {
   EXPECT_EQ(parse_memory_size("123"), 123u);
   EXPECT_EQ(parse_memory_size("64K"), 64u << 10);

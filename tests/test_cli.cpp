@@ -1,6 +1,7 @@
 // The `quarry` program end to end: outputs, exit codes, one-line errors, no output after errors.
 
 #include <omp.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,9 +59,14 @@ class Cli : public ::testing::Test {
     return QUARRY_CLI_PATH;
   }
 
-  CliResult run(const std::string& args) const {
-    const std::string cmd = launcher_ + cli_path() + " " + args + " >" + path("stdout") + " 2>" +
+  // `shell_prefix` runs first in the same shell: `ulimit ...; `. `stdout_to` replaces the
+  // redirection of stdout to a file: ">/dev/full", ">&-".
+  CliResult run(const std::string& args, const std::string& shell_prefix = "",
+                const std::string& stdout_to = "") const {
+    const std::string cmd = shell_prefix + launcher_ + cli_path() + " " + args + " " +
+                            (stdout_to.empty() ? ">" + path("stdout") : stdout_to) + " 2>" +
                             path("stderr") + " </dev/null";
+    std::filesystem::remove(path("stdout"));
     const int status = std::system(cmd.c_str());
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_text(path("stdout")),
             read_text(path("stderr"))};
@@ -69,8 +75,9 @@ class Cli : public ::testing::Test {
   // Runs a command that must fail with exit code 2, one line on stderr containing `expect`, and
   // no file at `output`.
   void expect_usage_error(const std::string& args, const std::string& expect,
-                          const std::string& output = "") const {
-    const CliResult r = run(args);
+                          const std::string& output = "",
+                          const std::string& shell_prefix = "") const {
+    const CliResult r = run(args, shell_prefix);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
     EXPECT_NE(r.err.find(expect), std::string::npos) << args << "\nstderr: " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
@@ -263,9 +270,9 @@ TEST_F(Cli, LlmUsageAndDataErrorsAreExitCode2) {
   expect_usage_error("score " + k3 + " --measure mean_token_entropy --samples -o " + out,
                      "--samples", out);
   expect_usage_error("score " + k3 + " --measure eigenscore --samples" + len + " -o " + out,
-                     "--lengths does not apply", out);
+                     "lengths do not apply to sampled answers", out);
   expect_usage_error("score " + t + " --measure entropy" + len + " -o " + out,
-                     "--lengths does not apply to entropy", out);
+                     "lengths do not apply to entropy", out);
   expect_usage_error("score " + t + " --measure perplexity --alpha 0.1 -o " + out, "--alpha", out);
   expect_usage_error("score " + k3 + " --measure eigenscore --threshold 0.5 -o " + out,
                      "--threshold", out);
@@ -463,6 +470,34 @@ TEST_F(Cli, BadFilesAreExitCode2) {
   expect_usage_error("select " + path("missing.npy") + " -k 1 -o " + out, "missing.npy", out);
   write_npy(path("empty.npy"), std::vector<float>{}, "<f4", {0, 5});
   expect_usage_error("select " + path("empty.npy") + " -k 1 -o " + out, "no rows", out);
+  // Empty, with other dimensions whose product overflows 64 bits: too large, as NumPy says.
+  const int64_t huge = int64_t{1} << 62;
+  write_npy(path("huge_empty.npy"), std::vector<float>{}, "<f4", {0, huge, huge});
+  expect_usage_error("select " + path("huge_empty.npy") + " -k 1 -o " + out, "too large", out);
+  // Empty committees are named with their file.
+  write_npy(path("no_members.npy"), std::vector<float>{}, "<f4", {0, 5, 3});
+  expect_usage_error("select " + path("no_members.npy") + " -k 1 -o " + out,
+                     path("no_members.npy") + ": the pool has no members", out);
+  write_npy(path("no_rows.npy"), std::vector<float>{}, "<f4", {5, 0, 3});
+  expect_usage_error("select " + path("no_rows.npy") + " -k 1 -o " + out,
+                     path("no_rows.npy") + ": the pool has no rows", out);
+  write_npy(path("no_voters.npy"), std::vector<int32_t>{}, "<i4", {0, 5});
+  expect_usage_error("select " + path("no_voters.npy") + " -k 1 -o " + out,
+                     path("no_voters.npy") + ": the pool has no members", out);
+}
+
+// A FIFO as the pool or the embeddings is refused at once (opening it used to wait for a writer,
+// forever); `timeout` turns a hang into a failure.
+TEST_F(Cli, FifosAreRefusedWithoutWaiting) {
+  write_pool("pool.npy");
+  ASSERT_EQ(mkfifo(path("fifo.npy").c_str(), 0600), 0);
+  const std::string out = path("out.npy");
+  expect_usage_error("select " + path("fifo.npy") + " -k 1 -o " + out, "not a regular file", out,
+                     "timeout 60 ");
+  expect_usage_error(
+      "select " + path("pool.npy") + " -k 1 --embeddings " + path("fifo.npy") + " -o " + out,
+      "fifo.npy: not a regular file", out, "timeout 60 ");
+  expect_usage_error("score " + dir_.string() + " -o " + out, "is a directory", out);
 }
 
 TEST_F(Cli, CommitteesAndVotes) {
@@ -493,6 +528,12 @@ TEST_F(Cli, CommitteesAndVotes) {
   const auto j = nlohmann::json::parse(read_text(path("votes.json")));
   EXPECT_EQ(j["measure"], "vote_entropy");
   EXPECT_EQ(j["indices"], nlohmann::json({0, 3, 1, 2}));
+  // The row nobody voted on scores -inf: "-inf" in JSON (null would read as NaN), -inf on stdout.
+  EXPECT_EQ(j["scores"][3], "-inf");
+  EXPECT_NEAR(j["scores"][0].get<double>(), std::log(2.0), 1e-6);
+  ASSERT_EQ(run("score " + path("votes.npy") + " -o " + path("scores.json")).exit_code, 0);
+  EXPECT_EQ(nlohmann::json::parse(read_text(path("scores.json")))["scores"][2], "-inf");
+  EXPECT_NE(run("score " + path("votes.npy")).out.find("\n-inf\n"), std::string::npos);
   // Committee measures need a committee and single-model measures a single model.
   expect_usage_error("select " + path("committee.npy") + " -k 3 --measure entropy", "committee");
   expect_usage_error("select " + path("votes.npy") + " -k 3 --measure bald", "votes");
@@ -555,6 +596,44 @@ TEST_F(Cli, DiversityAndExploration) {
                      "D = 0");
 }
 
+// Embeddings near 1e19 in 16-D overflow float squared distances; FAISS used to abort on them.
+TEST_F(Cli, HugeEmbeddingsAreClusteredWithoutAnAbort) {
+  auto rng = seeded_rng(4004);
+  const int64_t n = 400, d = 16;
+  write_npy(path("pool.npy"), random_probabilities(n, 3, rng), "<f4", {n, 3});
+  write_npy(path("emb.npy"), random_normal(n * d, rng, 1e19f), "<f4", {n, d});
+  const CliResult r =
+      run("select " + path("pool.npy") + " -k 10 --device cpu --embeddings " + path("emb.npy"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 10) << r.out;
+}
+
+// Out of memory is a resource failure: exit code 1 and one line, never an abort (std::bad_alloc
+// inside an OpenMP region ended the process) and never "bad input" (a pool that cannot be
+// memory-mapped for lack of address space was exit code 2). 500 MB of address space: enough for
+// the program and its threads, not for 2 x 8M x 56 bytes of committee scratch or a 1 GB pool.
+TEST_F(Cli, RunningOutOfMemoryIsExitCode1) {
+  QUARRY_SKIP_UNDER_ASAN();
+  const std::string limit = "ulimit -v 500000; ";
+  const int64_t classes = int64_t{8} << 20;
+  write_npy(path("wide.npy"), std::vector<float>(2 * classes, 1.0f / classes), "<f4",
+            {2, 1, classes});
+  const CliResult scratch =
+      run("score " + path("wide.npy") + " --device cpu --measure bald -o " + path("s.npy"), limit);
+  EXPECT_EQ(scratch.exit_code, 1) << scratch.err;
+  EXPECT_NE(scratch.err.find("quarry: error: out of host memory"), std::string::npos)
+      << scratch.err;
+  EXPECT_EQ(std::count(scratch.err.begin(), scratch.err.end(), '\n'), 1) << scratch.err;
+  EXPECT_FALSE(fs::exists(path("s.npy")));
+  // A 1 GB pool (sparse: its data was never written) cannot be mapped.
+  write_npy(path("big.npy"), std::vector<float>{}, "<f4", {int64_t{1} << 27, 2});
+  fs::resize_file(path("big.npy"), fs::file_size(path("big.npy")) + (int64_t{1} << 30));
+  const CliResult map = run("select " + path("big.npy") + " -k 1 --device cpu", limit);
+  EXPECT_EQ(map.exit_code, 1) << map.err;
+  EXPECT_NE(map.err.find("cannot map"), std::string::npos) << map.err;
+  EXPECT_EQ(std::count(map.err.begin(), map.err.end(), '\n'), 1) << map.err;
+}
+
 TEST_F(Cli, MemoryBudgetAndProgress) {
   write_pool("pool.npy");
   // The CPU backend: these budgets are below the CUDA backend's fixed working memory.
@@ -570,6 +649,9 @@ TEST_F(Cli, MemoryBudgetAndProgress) {
   expect_usage_error(base + " --memory-budget lots -o " + path("o.npy"), "--memory-budget",
                      path("o.npy"));
   expect_usage_error(base + " --memory-budget 0", "--memory-budget");
+  // Below one byte: it used to mean "no budget".
+  expect_usage_error(base + " --memory-budget 0.5", "--memory-budget");
+  expect_usage_error(base + " --memory-budget 1e-300", "--memory-budget");
   // --progress draws the progress line on stderr even though it is not a terminal.
   const CliResult shown = run(base + " --memory-budget 2K --progress");
   EXPECT_EQ(shown.exit_code, 0);
@@ -577,6 +659,92 @@ TEST_F(Cli, MemoryBudgetAndProgress) {
   EXPECT_EQ(shown.out, whole.out);
   EXPECT_TRUE(run(base + " --progress --quiet").err.empty());
   EXPECT_TRUE(whole.err.empty()) << "no progress when stderr is not a terminal";
+}
+
+// Output that cannot be written is a failure, exit code 1 and one line, not exit 0 with the
+// output lost: a full device, a closed stdout.
+TEST_F(Cli, WriteErrorsOnStdoutAreExitCode1) {
+  write_pool("pool.npy");
+  for (const std::string& command :
+       {"select " + path("pool.npy") + " -k 5", "score " + path("pool.npy"), std::string("info")})
+    for (const char* stdout_to : {">/dev/full", ">&-"}) {
+      const CliResult r = run(command, "", stdout_to);
+      EXPECT_EQ(r.exit_code, 1) << command << " " << stdout_to << ": " << r.err;
+      EXPECT_NE(r.err.find("quarry: error: cannot write to standard output"), std::string::npos)
+          << r.err;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
+  // Nothing to write to stdout: a closed stdout does not matter.
+  EXPECT_EQ(run("select " + path("pool.npy") + " -k 5 -o " + path("o.npy"), "", ">&-").exit_code,
+            0);
+}
+
+// A file size limit stops the output's write: exit code 1 with the reason, and neither the
+// output nor its temporary file left behind (SIGXFSZ used to end the program mid-write).
+TEST_F(Cli, AFileSizeLimitLeavesNoPartialOutput) {
+  auto rng = seeded_rng(4005);
+  write_npy(path("pool.npy"), random_probabilities(2000, 4, rng), "<f4", {2000, 4});
+  for (const char* out : {"s.npy", "s.json"}) {
+    const CliResult r = run("score " + path("pool.npy") + " -o " + path(out), "ulimit -f 1; ");
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("File too large"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(path(out)));
+    for (const auto& entry : fs::directory_iterator(dir_))
+      EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << entry.path();
+  }
+}
+
+// New output files get 0666 less the umask, as any program's; a file replaced keeps its mode.
+TEST_F(Cli, OutputFilesRespectTheUmaskAndKeepTheirMode) {
+  write_pool("pool.npy");
+  auto mode = [](const std::string& p) { return fs::status(p).permissions() & fs::perms::mask; };
+  using fs::perms;
+  ASSERT_EQ(
+      run("select " + path("pool.npy") + " -k 3 -o " + path("new.json"), "umask 077; ").exit_code,
+      0);
+  EXPECT_EQ(mode(path("new.json")), perms::owner_read | perms::owner_write);
+  ASSERT_EQ(
+      run("select " + path("pool.npy") + " -k 3 -o " + path("new.npy"), "umask 022; ").exit_code,
+      0);
+  EXPECT_EQ(mode(path("new.npy")),
+            perms::owner_read | perms::owner_write | perms::group_read | perms::others_read);
+  fs::permissions(path("new.npy"), perms::owner_read | perms::owner_write | perms::group_read);
+  ASSERT_EQ(run("score " + path("pool.npy") + " -o " + path("new.npy"), "umask 000; ").exit_code,
+            0);
+  EXPECT_EQ(mode(path("new.npy")), perms::owner_read | perms::owner_write | perms::group_read);
+}
+
+// --output naming an input (by any name: a hard or symbolic link) would replace it.
+TEST_F(Cli, AnOutputThatIsAnInputIsRefused) {
+  auto rng = seeded_rng(4006);
+  write_npy(path("pool.npy"), random_probabilities(100, 3, rng), "<f4", {100, 3});
+  write_npy(path("emb.npy"), random_normal(100 * 4, rng), "<f4", {100, 4});
+  const std::string pool_bytes = read_text(path("pool.npy"));
+  fs::create_hard_link(path("pool.npy"), path("hard.npy"));
+  fs::create_symlink(path("emb.npy"), path("soft.npy"));
+  const std::string select = "select " + path("pool.npy") + " -k 3 --embeddings " + path("emb.npy");
+  for (const char* out : {"pool.npy", "hard.npy", "emb.npy", "soft.npy"})
+    expect_usage_error(select + " -o " + path(out), "is the input file");
+  expect_usage_error("score " + path("pool.npy") + " -o " + path("hard.npy"), "is the input file");
+  EXPECT_EQ(read_text(path("pool.npy")), pool_bytes);
+}
+
+// Integers out of their option's range are refused, not saturated (--seed -1, 2^64 and 1e23 all
+// ran as 2^64 - 1).
+TEST_F(Cli, IntegerOptionsOutOfRangeAreRefused) {
+  write_pool("pool.npy");
+  const std::string base = "select " + path("pool.npy") + " -k 3";
+  for (const char* seed : {"-1", "18446744073709551616", "1e23", "0x10", "3.5", "''"})
+    expect_usage_error(base + " --seed " + seed, "--seed");
+  expect_usage_error("select " + path("pool.npy") + " -k 9223372036854775808",
+                     "-k: '9223372036854775808' is not an integer");
+  expect_usage_error("select " + path("pool.npy") + " -k 1e2", "-k");
+  expect_usage_error(base + " --kmeans-iters 99999999999", "--kmeans-iters");
+  expect_usage_error(base + " --candidates 12abc", "--candidates");
+  expect_usage_error(base + " --classes 1e3", "--classes");
+  // The ends of the ranges are fine.
+  EXPECT_EQ(run(base + " --seed 18446744073709551615").exit_code, 0);
+  EXPECT_EQ(run("select " + path("pool.npy") + " -k +3").out, run(base).out);
 }
 
 TEST_F(Cli, AnExistingOutputIsNotTouchedByAFailedRun) {

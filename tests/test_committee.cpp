@@ -2,10 +2,13 @@
 // abstentions and bad input, on every backend; CPU vs GPU parity on random committees.
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "engine/ranking.hpp"
+#include "kernels/measures.hpp"
 #include "test_util.hpp"
 
 namespace quarry::test {
@@ -179,6 +182,23 @@ TEST_P(Committee, LogitsAgreeWithTheirSoftmax) {
   }
 }
 
+// Logits whose z / T overflows float (T = 1e-38): each member's softmax is one-hot, so the
+// committee of two members that disagree scores ln 2 (1/2 for variation_ratio), never NaN and
+// never "non-finite".
+TEST_P(Committee, ExtremeTemperaturesGiveFiniteScores) {
+  const std::vector<float> logits = {10.0f, 9.0f, 0.0f,    //  member 0: class 0
+                                     0.0f,  9.0f, 10.0f};  // member 1: class 2
+  for (Measure measure : kCommitteeMeasures) {
+    ScoreOptions opt;
+    opt.measure = measure;
+    opt.logits = true;
+    opt.temperature = 1e-38f;
+    const auto s = score(*resources_, PoolView::committee(logits.data(), DType::f32, 2, 1, 3), opt);
+    const float want = measure == Measure::variation_ratio ? 0.5f : std::log(2.0f);
+    EXPECT_TRUE(near_rel(s[0], want, 1e-6f, 0.0f)) << to_string(measure);
+  }
+}
+
 TEST_P(Committee, VotesWithAbstentions) {
   // [M=4, N=5] votes, -1 = abstained.
   const std::vector<int32_t> votes = {0, 1,  2, -1, 3,   //
@@ -208,6 +228,67 @@ TEST_P(Committee, VotesWithAbstentions) {
   std::vector<int64_t> votes64(votes.begin(), votes.end());
   opt.measure = Measure::vote_entropy;
   EXPECT_EQ(score(*resources_, PoolView::votes(votes64.data(), DType::i64, 4, 5), opt), h);
+}
+
+// A row of many distinct votes (every member a different class): the tally sorts the row once,
+// O(M log M), rather than counting each class over the whole row, O(M^2) (150,000 members took
+// tens of seconds). A second row mixes abstentions with three classes.
+TEST_P(Committee, ManyDistinctVotesAreTalliedQuickly) {
+  const int64_t m = 150000, n = 2;
+  std::vector<int32_t> votes(m * n);
+  std::map<int32_t, int64_t> counts;  // row 1
+  for (int64_t i = 0; i < m; ++i) {
+    votes[i * n] = static_cast<int32_t>((i * 7919) % m);  // a permutation of 0..m-1
+    votes[i * n + 1] = i % 4 == 3 ? -1 : static_cast<int32_t>(i % 3);
+    if (votes[i * n + 1] >= 0) ++counts[votes[i * n + 1]];
+  }
+  double voters = 0, entropy = 0, modal = 0;
+  for (const auto& [vote, count] : counts) {
+    voters += static_cast<double>(count);
+    modal = std::max(modal, static_cast<double>(count));
+  }
+  for (const auto& [vote, count] : counts) entropy -= count / voters * std::log(count / voters);
+  ScoreOptions opt;
+  opt.measure = Measure::vote_entropy;
+  const auto start = std::chrono::steady_clock::now();
+  const auto h = score(*resources_, PoolView::votes(votes.data(), DType::i32, m, n), opt);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 3.0);
+  EXPECT_TRUE(near_rel(h[0], std::log(static_cast<double>(m)), 1e-6f));
+  EXPECT_TRUE(near_rel(h[1], entropy, 1e-6f));
+  opt.measure = Measure::variation_ratio;
+  const auto v = score(*resources_, PoolView::votes(votes.data(), DType::i32, m, n), opt);
+  EXPECT_TRUE(near_rel(v[0], 1.0 - 1.0 / m, 1e-6f));
+  EXPECT_TRUE(near_rel(v[1], 1.0 - modal / voters, 1e-6f));
+}
+
+// The in-place sort GPU threads sort their votes with, against std::sort: sizes around the
+// heap's levels, duplicates and negatives, through a pointer and a strided accessor.
+TEST(HeapSort, SortsLikeStdSort) {
+  auto rng = seeded_rng(5010);
+  for (int64_t size : {0, 1, 2, 3, 7, 8, 9, 100, 1023, 4097}) {
+    std::uniform_int_distribution<int64_t> value(-2, size / 3 + 1);
+    std::vector<int64_t> a(size);
+    for (int64_t& x : a) x = value(rng);
+    std::vector<int64_t> want = a;
+    std::sort(want.begin(), want.end());
+    std::vector<int64_t> got = a;
+    kernels::heap_sort(got.data(), size);
+    EXPECT_EQ(got, want) << size;
+    // Every third element of a larger array, as the GPU's interleaved scratch.
+    std::vector<int64_t> strided(3 * size, 77);
+    for (int64_t i = 0; i < size; ++i) strided[3 * i] = a[i];
+    struct Every3 {
+      int64_t* base;
+      int64_t& operator[](int64_t i) const { return base[3 * i]; }
+    };
+    kernels::heap_sort(Every3{strided.data()}, size);
+    for (int64_t i = 0; i < size; ++i) {
+      EXPECT_EQ(strided[3 * i], want[i]) << size << " at " << i;
+      EXPECT_EQ(strided[3 * i + 1], 77);
+    }
+  }
 }
 
 TEST_P(Committee, BadCommitteeInput) {

@@ -1,10 +1,13 @@
 // Diversity (k-means over the top candidates) and exploration, on every backend; CPU (FAISS) vs
 // GPU k-means from the same initial centroids.
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
+#include <thread>
 
 #include "engine/kmeans_host.hpp"
 #include "test_util.hpp"
@@ -133,6 +136,59 @@ TEST_P(Diversity, KMeansClosedForms) {
   EXPECT_NEAR(two.inertia, 4 * 0.01, 1e-3);
 }
 
+// Squared distances of coordinates near 1e19 in 16-D overflow float (FAISS aborted the process),
+// and those of coordinates near 1e-21 vanish. k-means is the same for any power-of-two scale of
+// the points, so huge and tiny copies of a clustered set must give its clusters, with centroids
+// and inertia scaled back.
+TEST_P(Diversity, HugeAndTinyCoordinatesClusterAsTheirScaledCopy) {
+  auto rng = seeded_rng(6010);
+  const int64_t n = 240, dim = 16, k = 4;
+  std::vector<float> base(n * dim);
+  std::normal_distribution<float> noise(0.0f, 0.05f);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < dim; ++j)
+      base[i * dim + j] = ((i % k) == (j % k) ? 1.0f : -1.0f) + noise(rng);
+  KMeansOptions opt;
+  opt.seed = 3;
+  opt.iterations = 10;
+  const KMeansResult want =
+      kmeans(*resources_, EmbeddingView::matrix(base.data(), DType::f32, n, dim), k, opt);
+  for (int exponent : {63, 100, -70}) {
+    SCOPED_TRACE("coordinates times 2^" + std::to_string(exponent));
+    std::vector<float> scaled(base);
+    for (float& v : scaled) v = std::ldexp(v, exponent);
+    const KMeansResult got =
+        kmeans(*resources_, EmbeddingView::matrix(scaled.data(), DType::f32, n, dim), k, opt);
+    EXPECT_EQ(got.assignments, want.assignments);
+    ASSERT_EQ(got.centroids.size(), want.centroids.size());
+    for (size_t i = 0; i < want.centroids.size(); ++i)
+      EXPECT_TRUE(near_rel(got.centroids[i], std::ldexp(want.centroids[i], exponent), 1e-6f, 0.0f));
+    EXPECT_NEAR(got.inertia / std::ldexp(want.inertia, 2 * exponent), 1.0, 1e-5);
+  }
+}
+
+// Unnormalised features: nanosecond timestamps (1.7e18) in 128-D, three groups 1e16 apart. The
+// squared norms overflow float; the groups must still be found.
+TEST_P(Diversity, TimestampFeaturesAreClustered) {
+  auto rng = seeded_rng(6011);
+  const int64_t n = 90, dim = 128, k = 3;
+  std::normal_distribution<double> noise(0.0, 1e14);
+  std::vector<float> x(n * dim);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < dim; ++j)
+      x[i * dim + j] =
+          static_cast<float>(1.7e18 + 1e16 * double(i % k) * (j % 2 ? 1 : -1) + noise(rng));
+  const KMeansResult r =
+      kmeans(*resources_, EmbeddingView::matrix(x.data(), DType::f32, n, dim), k);
+  std::set<int32_t> labels;
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(r.assignments[i], r.assignments[i % k]) << "point " << i;
+    labels.insert(r.assignments[i]);
+  }
+  EXPECT_EQ(labels.size(), 3u);
+  EXPECT_TRUE(std::isfinite(r.inertia));
+}
+
 TEST_P(Diversity, ExplorationFractionIsExactWithoutDuplicates) {
   auto rng = seeded_rng(6004);
   const int64_t n = 1000, c = 5;
@@ -195,6 +251,35 @@ TEST_P(Diversity, BadDiversityArguments) {
   } catch (const InvalidInput& e) {
     EXPECT_EQ(e.row(), 1) << e.what();
   }
+}
+
+// k-means sets OpenBLAS to one thread while it runs. Called from several threads at once it must
+// still give the application its own setting back (per-call save and restore left it at 1).
+TEST(KMeansBlas, ConcurrentCallsKeepTheApplicationsBlasThreads) {
+  auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (!set || !get) GTEST_SKIP() << "the BLAS is not OpenBLAS";
+  const int original = get();
+  set(2);
+  if (get() != 2) {
+    set(original);
+    GTEST_SKIP() << "OpenBLAS cannot run 2 threads here";
+  }
+  auto rng = seeded_rng(6020);
+  const int64_t n = 300, dim = 8;
+  const std::vector<float> x = random_normal(n * dim, rng);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&x] {
+      Resources cpu(Device::cpu);
+      KMeansOptions opt;
+      opt.iterations = 2;
+      for (int call = 0; call < 25; ++call)
+        kmeans(cpu, EmbeddingView::matrix(x.data(), DType::f32, n, dim), 5, opt);
+    });
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(get(), 2);
+  set(original);
 }
 
 TEST(KMeansParity, GpuInertiaWithinOnePercentOfFaiss) {

@@ -1,7 +1,9 @@
 // Bad input through the API: a clear exception, the first bad row, never a wrong answer.
 
 #include <limits>
+#include <new>
 
+#include "engine/ranking.hpp"
 #include "test_util.hpp"
 
 namespace quarry::test {
@@ -142,6 +144,45 @@ TEST_P(BadInput, BadArgumentsAreRejectedBeforeAnyWork) {
   PoolView committee = PoolView::committee(pool.data(), DType::f32, 2, 5, 3);
   EXPECT_THROW(select(*resources_, committee, opt), InvalidArgument)
       << "a single-model measure on a committee";
+}
+
+// Memory that cannot be allocated (2^48 bytes: more than the address space) is OutOfMemory, not
+// a std::bad_alloc escaping an OpenMP region, which ends the process.
+TEST(OutOfMemory, ACommitteeTooLargeForMemoryIsOutOfMemory) {
+  QUARRY_SKIP_UNDER_ASAN();
+  const std::vector<float> data(8, 0.25f);  // never read: the per-thread scratch fails first
+  Resources cpu(Device::cpu);
+  ScoreOptions opt;
+  opt.measure = Measure::bald;
+  const int64_t classes = int64_t{1} << 45;
+  EXPECT_THROW(score(cpu, PoolView::committee(data.data(), DType::f32, 2, 1, classes), opt),
+               OutOfMemory);
+}
+
+TEST(OutOfMemory, RankingAllocatesOutsideItsParallelRegion) {
+  QUARRY_SKIP_UNDER_ASAN();
+  const float score = 0.5f;  // never read: the candidate lists fail first
+  EXPECT_THROW(engine::rank_top(&score, int64_t{1} << 45, 10), std::bad_alloc);
+}
+
+// Sizes are checked without overflowing: a shape such as (0, 2^62, 2^62) holds no elements, but
+// its strides do not fit 64 bits; nor do the bytes of a view made by hand with 2^61 rows of 4.
+TEST(Views, SizesThatOverflowAreRefused) {
+  const float x[4] = {0.25f, 0.25f, 0.25f, 0.25f};
+  const int64_t huge = int64_t{1} << 62;
+  EXPECT_THROW(PoolView::committee(x, DType::f32, 0, huge, huge), InvalidArgument);
+  EXPECT_THROW(PoolView::committee(x, DType::f32, huge, 1, 4, Layout::rows_first), InvalidArgument);
+  EXPECT_THROW(PoolView::matrix(x, DType::f32, huge, 4), InvalidArgument);
+  Resources cpu(Device::cpu);
+  PoolView by_hand = PoolView::matrix(x, DType::f32, 1, 4);
+  by_hand.rows = int64_t{1} << 61;
+  EXPECT_THROW(score(cpu, by_hand, ScoreOptions{}), InvalidArgument);
+  SelectOptions opt;
+  opt.k = 1;
+  EXPECT_THROW(select(cpu, by_hand, opt), InvalidArgument);
+  EmbeddingView points = EmbeddingView::matrix(x, DType::f32, 1, 4);
+  points.rows = int64_t{1} << 61;
+  EXPECT_THROW(kmeans(cpu, points, 1), InvalidArgument);
 }
 
 TEST(Resources, UnknownNamesAreClearErrors) {

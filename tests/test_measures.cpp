@@ -178,6 +178,36 @@ TEST_P(Measures, LogitsFurtherApartThanTheFloatRangeStayFinite) {
   }
 }
 
+// Valid but extreme temperatures and logits: z / T overflows float (z = 10 at T = 1e-38, z = 3e38
+// at T = 0.5) although the softmax is well defined. Every score must be finite and exact.
+TEST_P(Measures, ExtremeTemperaturesGiveFiniteScores) {
+  struct Case {
+    std::vector<float> row;
+    float temperature;
+    float entropy, least_confidence, margin, ratio;
+  };
+  const float ln2 = std::log(2.0f);
+  for (const Case& c : {Case{{10.0f, 9.0f, 0.0f}, 1e-38f, 0, 0, 0, 0},        // one-hot
+                        Case{{0.0f, 10.0f, 10.0f}, 1e-38f, ln2, 0.5f, 1, 1},  // tied top two
+                        Case{{3e38f, 3e38f, 0.0f}, 0.5f, ln2, 0.5f, 1, 1},    // tied, z / T = Inf
+                        Case{{3e38f, -3e38f, 1.0f}, 0.25f, 0, 0, 0, 0},       // one-hot
+                        Case{{1.0f, 1.0f, 1.0f}, 3e-39f, std::log(3.0f), 2.0f / 3, 1, 1}}) {
+    SCOPED_TRACE("T = " + std::to_string(c.temperature) + ", row " + std::to_string(c.row[0]) +
+                 " " + std::to_string(c.row[1]) + " " + std::to_string(c.row[2]));
+    const auto h = run(c.row, 1, 3, Measure::entropy, true, c.temperature);
+    const auto lc = run(c.row, 1, 3, Measure::least_confidence, true, c.temperature);
+    const auto mg = run(c.row, 1, 3, Measure::margin, true, c.temperature);
+    const auto ra = run(c.row, 1, 3, Measure::ratio, true, c.temperature);
+    EXPECT_TRUE(near_rel(h[0], c.entropy, 1e-6f, 0.0f));
+    EXPECT_TRUE(near_rel(lc[0], c.least_confidence, 1e-6f, 0.0f));
+    EXPECT_TRUE(near_rel(mg[0], c.margin, 1e-6f, 0.0f));
+    EXPECT_TRUE(near_rel(ra[0], c.ratio, 1e-6f, 0.0f));
+  }
+  // A temperature whose reciprocal overflows float is refused up front.
+  std::vector<float> row = {1.0f, 2.0f};
+  EXPECT_THROW(run(row, 1, 2, Measure::entropy, true, 1e-39f), InvalidArgument);
+}
+
 // The same through the streaming statistics the GPU kernels and the CPU's exact path use, added
 // one by one and merged in both orders.
 TEST(LogitStatistics, LogitsFurtherApartThanTheFloatRangeStayFinite) {
@@ -229,6 +259,32 @@ TEST_P(Measures, EveryMeasureMatchesADoublePrecisionReference) {
       }
     }
   }
+}
+
+// Confident rows of probabilities: margin = 1 - (p1 - p2) must keep the relative precision of a
+// small p2 (rows [1, 1e-8, 0] and [1, 2e-8, 0] differ by 2x, not both 0), as must least
+// confidence and ratio. The reference is the definition in float64 on the stored floats.
+TEST_P(Measures, SmallScoresFromProbabilitiesKeepTheirRelativePrecision) {
+  std::vector<float> pool;
+  std::vector<double> p1s, p2s;
+  for (float p1 : {1.0f, 1.0f - std::ldexp(1.0f, -24), 1.0f - 3 * std::ldexp(1.0f, -23),
+                   1.0f - std::ldexp(1.0f, -12)})
+    for (float p2 : {1e-8f, 2e-8f, 3.3e-7f, 1e-5f, 0.0f}) {
+      pool.insert(pool.end(), {p1, p2, 0.0f});
+      p1s.push_back(p1);
+      p2s.push_back(p2);
+    }
+  const auto n = static_cast<int64_t>(p1s.size());
+  const auto margin = run(pool, n, 3, Measure::margin);
+  const auto lc = run(pool, n, 3, Measure::least_confidence);
+  const auto ratio = run(pool, n, 3, Measure::ratio);
+  for (int64_t r = 0; r < n; ++r) {
+    SCOPED_TRACE("p1 = " + std::to_string(p1s[r]) + ", p2 = " + std::to_string(p2s[r]));
+    EXPECT_TRUE(near_rel(margin[r], static_cast<float>(1.0 - (p1s[r] - p2s[r])), 1e-6f, 0.0f));
+    EXPECT_TRUE(near_rel(lc[r], static_cast<float>(1.0 - p1s[r]), 1e-6f, 0.0f));
+    EXPECT_TRUE(near_rel(ratio[r], static_cast<float>(p2s[r] / p1s[r]), 1e-6f, 0.0f));
+  }
+  EXPECT_EQ(margin[1], 2 * margin[0]) << "[1, 2e-8, 0] against [1, 1e-8, 0]";
 }
 
 TEST_P(Measures, TemperatureDividesTheLogits) {

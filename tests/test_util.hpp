@@ -87,6 +87,27 @@ inline std::vector<uint16_t> encode(const std::vector<float>& v, DType dtype) {
   return out;
 }
 
+/// AddressSanitizer reserves terabytes of address space (so `ulimit -v` cannot apply) and ends
+/// the process on a failed allocation instead of throwing std::bad_alloc: tests of running out of
+/// memory skip under it.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAddressSanitizer = true;
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+
+#define QUARRY_SKIP_UNDER_ASAN()                                                              \
+  do {                                                                                        \
+    if (::quarry::test::kAddressSanitizer)                                                    \
+      GTEST_SKIP() << "AddressSanitizer aborts on a failed allocation and ignores ulimit -v"; \
+  } while (0)
+
 inline bool have_gpu() {
   return built_with_cuda() && cuda_device_count() > 0;
 }

@@ -2,16 +2,21 @@
 // bad input, 1 anything else. Errors are one line on stderr; no output file is left behind.
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -21,6 +26,7 @@
 
 #include "npy.hpp"
 #include "quarry/quarry.hpp"
+#include "signals.hpp"
 
 namespace {
 
@@ -37,13 +43,30 @@ struct CommonOptions {
   std::string memory_budget;  // empty: the backend's default
   bool progress = false;
   bool quiet = false;
-  int64_t classes = 0;              // votes: the number of classes, 0 = any vote >= 0
-  std::string features_path;        // penultimate-layer features [N, D] (egl, BADGE)
-  std::string lengths_path;         // token or top-K log-probabilities: each row's length
-  bool samples = false;             // a 3-D array holds [N, S, D] sampled answers' embeddings
-  std::optional<double> alpha;      // eigenscore
+  std::string classes = "0";    // votes: the number of classes, 0 = any vote >= 0 (parse_integer)
+  std::string features_path;    // penultimate-layer features [N, D] (egl, BADGE)
+  std::string lengths_path;     // token or top-K log-probabilities: each row's length
+  bool samples = false;         // a 3-D array holds [N, S, D] sampled answers' embeddings
+  std::optional<double> alpha;  // eigenscore
   std::optional<double> threshold;  // semantic_sets, semantic_entropy
 };
+
+// CLI11 saturates integers out of range (--seed -1 and --seed 2^64 both ran as 2^64 - 1), so
+// integer options are taken as text and read here: anything but an integer in the type's range is
+// refused.
+template <typename T>
+T parse_integer(const char* flag, const std::string& text) {
+  T value{};
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  if (end - begin > 1 && begin[0] == '+' && begin[1] != '-') ++begin;  // from_chars takes no '+'
+  const auto [stop, error] = std::from_chars(begin, end, value);
+  if (error != std::errc() || stop != end || begin == end)
+    throw InvalidArgument(std::string(flag) + ": '" + text + "' is not an integer from " +
+                          std::to_string(std::numeric_limits<T>::min()) + " to " +
+                          std::to_string(std::numeric_limits<T>::max()));
+  return value;
+}
 
 // The flag's name starts the library's message, so the user sees which option was wrong.
 std::size_t parse_size(const std::string& text) {
@@ -60,7 +83,9 @@ class ProgressLine {
  public:
   explicit ProgressLine(bool always) : always_(always) {}
   ~ProgressLine() {
-    if (shown_) std::fputc('\n', stderr);
+    if (!shown_) return;
+    std::fputc('\n', stderr);
+    io::set_progress_line_open(false);
   }
   void operator()(int64_t done, int64_t total) {
     const auto now = std::chrono::steady_clock::now();
@@ -76,6 +101,7 @@ class ProgressLine {
                  100.0 * static_cast<double>(done) / static_cast<double>(total), rate, left);
     std::fflush(stderr);
     shown_ = true;
+    io::set_progress_line_open(true);
   }
 
  private:
@@ -109,6 +135,39 @@ OutputKind output_kind(const std::string& output) {
   if (ends_with(".json")) return OutputKind::json;
   throw InvalidArgument("--output must end in .npy or .json, or be - for stdout; got '" + output +
                         "'");
+}
+
+// Writes to stdout and flushes: a write error (a full disk, /dev/full, a closed stdout) fails the
+// command rather than losing its output silently. (A closed pipe, as `| head` makes, still ends
+// the program by SIGPIPE, as usual.)
+bool g_wrote_stdout = false;
+void write_stdout(const std::string& text) {
+  g_wrote_stdout = true;
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
+    throw Error(std::string("cannot write to standard output: ") + std::strerror(errno));
+}
+
+// Refuses an --output that names one of the inputs (the same file, by device and inode: also
+// through another name or a link), which the results would replace.
+void check_output_is_not_an_input(const std::string& output,
+                                  const std::vector<std::string>& inputs) {
+  struct stat out {};
+  if (output == "-" || ::stat(output.c_str(), &out) != 0) return;
+  for (const std::string& input : inputs) {
+    struct stat in {};
+    if (!input.empty() && ::stat(input.c_str(), &in) == 0 && in.st_dev == out.st_dev &&
+        in.st_ino == out.st_ino)
+      throw InvalidArgument("--output " + output + " is the input file " + input +
+                            "; the results would replace it");
+  }
+}
+
+// Scores for JSON, which has no infinities: a row nobody voted on (-inf) is the string "-inf".
+nlohmann::json json_scores(const std::vector<float>& scores) {
+  nlohmann::json out = nlohmann::json::array();
+  for (float s : scores)
+    out.push_back(std::isinf(s) ? nlohmann::json(s < 0 ? "-inf" : "inf") : nlohmann::json(s));
+  return out;
 }
 
 // The pool files, their views (rows in file order) and the measure.
@@ -146,111 +205,35 @@ std::string joined(const std::vector<std::string>& paths) {
   return text;
 }
 
-// Input files are memory-mapped: if one shrinks while it is read (truncated, or rewritten by
-// another program), touching a page past its new end raises SIGBUS. Report that as bad input,
-// exit 2, and leave no output (outputs are written only after the work is done).
-char bus_message[512];
-std::size_t bus_message_length = 0;
-
-extern "C" void on_sigbus(int) {
-  const ssize_t ignored = write(STDERR_FILENO, bus_message, bus_message_length);
-  (void)ignored;
-  _exit(2);
-}
-
-void report_truncation_as_bad_input(const std::string& files) {
-  const std::string text =
-      "\nquarry: error: " + files + ": the file was truncated or changed while it was being read\n";
-  bus_message_length = std::min(text.size(), sizeof bus_message);
-  std::memcpy(bus_message, text.data(), bus_message_length);
-  struct sigaction action {};
-  action.sa_handler = on_sigbus;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGBUS, &action, nullptr);
-}
-
 constexpr const char* kLlmMeasures =
     "token log-probabilities [N, T]: sequence_nll, perplexity, min_token_prob; top-K "
     "log-probabilities [N, T, K]: mean_token_entropy, max_token_entropy, mean_token_margin; "
     "sampled answers [N, S, D] (--samples): sample_dispersion, eigenscore, semantic_sets, "
     "semantic_entropy";
 
-// LLM outputs: the measure says how the array is read (there is no default measure: they answer
-// different questions). --lengths and --samples only declare the kind, and must agree with it.
-Pool open_llm_pool(const CommonOptions& opt, io::NpyArray array) {
-  const std::string& path = opt.pool_paths[0];
-  if (opt.measure.empty())
-    throw InvalidArgument(std::string(opt.samples ? "--samples" : "--lengths") +
-                          " needs --measure: " + kLlmMeasures);
-  const Measure measure = parse_measure(opt.measure);
-  const PoolKind kind = pool_kind(measure);
-  const std::string name(to_string(measure));
-  if (kind != PoolKind::token_logprobs && kind != PoolKind::top_logprobs &&
-      kind != PoolKind::samples)
-    throw InvalidArgument(std::string(opt.samples ? "--samples" : "--lengths") +
-                          " does not apply to " + name + "; LLM measures: " + kLlmMeasures);
-  if (kind == PoolKind::samples && !opt.lengths_path.empty())
-    throw InvalidArgument("--lengths does not apply to sampled answers (" + name + ")");
-  if (kind != PoolKind::samples && opt.samples)
-    throw InvalidArgument("--samples marks [N, S, D] sampled answers, but " + name +
-                          " reads log-probabilities");
-  if (opt.layout != "members-first")
-    throw InvalidArgument("--layout applies to committees, not to " + name);
-  const std::vector<int64_t> shape = array.shape();  // `array` moves into the Pool below
-  const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
-  const std::size_t dims = kind == PoolKind::token_logprobs ? 2 : 3;
-  const char* expected = kind == PoolKind::token_logprobs ? "[N, T] token log-probabilities"
-                         : kind == PoolKind::top_logprobs ? "[N, T, K] top-K log-probabilities"
-                                                          : "[N, S, D] sampled answers' embeddings";
-  if (integer || shape.size() != dims)
-    throw InvalidInput(path + ": " + name + " reads a float array " + expected + ", got " +
-                       std::string(to_string(array.dtype())) + " shape " + array.shape_string());
-  if (shape[0] == 0) throw InvalidInput(path + ": the pool has no rows");
-  Pool pool;
-  pool.measure = measure;
-  pool.arrays.push_back(std::move(array));
-  const void* lengths = nullptr;
-  DType lengths_dtype = DType::i64;
-  if (!opt.lengths_path.empty()) {
-    pool.lengths = io::NpyArray::open(opt.lengths_path);
-    report_truncation_as_bad_input(path + " or " + opt.lengths_path);
-    const auto& ls = pool.lengths->shape();
-    lengths_dtype = pool.lengths->dtype();
-    if ((lengths_dtype != DType::i32 && lengths_dtype != DType::i64) || ls.size() != 1 ||
-        ls[0] != shape[0])
-      throw InvalidInput(opt.lengths_path + ": lengths must be a 1-D int32 or int64 array of " +
-                         std::to_string(shape[0]) + " values (one per row of " + path + "), got " +
-                         std::string(to_string(lengths_dtype)) + " shape " +
-                         pool.lengths->shape_string());
-    lengths = pool.lengths->data();
-  }
-  const void* data = pool.arrays[0].data();
-  const DType dtype = pool.arrays[0].dtype();
-  PoolView view;
-  if (kind == PoolKind::token_logprobs)
-    view = PoolView::token_logprobs(data, dtype, shape[0], shape[1], lengths, lengths_dtype);
-  else if (kind == PoolKind::top_logprobs)
-    view =
-        PoolView::top_logprobs(data, dtype, shape[0], shape[1], shape[2], lengths, lengths_dtype);
-  else
-    view = PoolView::samples(data, dtype, shape[0], shape[1], shape[2]);
-  pool.views.push_back(view);
-  return pool;
-}
-
 // Interprets one file's shape and dtype as a pool, and picks the measure.
 PoolView open_pool_file(const CommonOptions& opt, const std::string& path, io::NpyArray& array,
-                        Measure& measure_out) {
+                        Measure& measure_out, const ArrayView* lengths = nullptr) {
   const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
   if (opt.layout != "members-first" && opt.layout != "rows-first")
     throw InvalidArgument("--layout must be members-first or rows-first, got '" + opt.layout + "'");
-  if (opt.classes < 0 || (opt.classes > 0 && !integer))
+  const auto class_count = parse_integer<int64_t>("--classes", opt.classes);
+  if (class_count < 0 || (class_count > 0 && !integer))
     throw InvalidArgument("--classes takes a positive count and applies only to integer votes");
+  // LLM outputs have no default measure: they answer different questions. --samples only
+  // declares the kind, and must agree with the measure; pool_from_array checks the rest.
+  if (opt.measure.empty() && (opt.samples || !opt.lengths_path.empty()))
+    throw InvalidArgument(std::string(opt.samples ? "--samples" : "--lengths") +
+                          " needs --measure: " + kLlmMeasures);
   std::optional<Measure> measure;
   if (!opt.measure.empty()) measure = parse_measure(opt.measure);
-  const PoolSpec spec = pool_from_array(
-      ArrayView::contiguous(array.data(), array.dtype(), array.shape()), measure,
-      opt.layout == "rows-first" ? Layout::rows_first : Layout::members_first, opt.classes, path);
+  if (opt.samples && pool_kind(*measure) != PoolKind::samples)
+    throw InvalidArgument("--samples marks [N, S, D] sampled answers, but " +
+                          std::string(to_string(*measure)) + " does not read them");
+  const PoolSpec spec =
+      pool_from_array(ArrayView::contiguous(array.data(), array.dtype(), array.shape()), measure,
+                      opt.layout == "rows-first" ? Layout::rows_first : Layout::members_first,
+                      class_count, path, lengths, opt.lengths_path);
   measure_out = spec.measure;
   return spec.view;
 }
@@ -264,15 +247,28 @@ Pool open_pool(const CommonOptions& opt) {
       throw InvalidArgument(
           "LLM outputs (--lengths, --samples, their measures) are read from "
           "one pool file, not several");
-    io::NpyArray array = io::NpyArray::open(opt.pool_paths[0]);
-    report_truncation_as_bad_input(opt.pool_paths[0]);
-    Pool pool = open_llm_pool(opt, std::move(array));
-    pool_files.add(opt.pool_paths[0], pool.views[0].rows);
+    const std::string& path = opt.pool_paths[0];
+    Pool pool;
+    pool.arrays.push_back(io::NpyArray::open(path));
+    // Input files are memory-mapped: if one shrinks while it is read (truncated, or rewritten by
+    // another program), touching a page past its new end raises SIGBUS. That is bad input, exit
+    // code 2, and leaves no output (outputs are written only after the work is done).
+    io::report_truncated_input(path, 2);
+    std::optional<ArrayView> lengths;
+    if (!opt.lengths_path.empty()) {
+      pool.lengths = io::NpyArray::open(opt.lengths_path);
+      io::report_truncated_input(path + " or " + opt.lengths_path, 2);
+      lengths =
+          ArrayView::contiguous(pool.lengths->data(), pool.lengths->dtype(), pool.lengths->shape());
+    }
+    pool.views.push_back(
+        open_pool_file(opt, path, pool.arrays[0], pool.measure, lengths ? &*lengths : nullptr));
+    pool_files.add(path, pool.views[0].rows);
     return pool;
   }
   Pool pool;
   for (const std::string& path : opt.pool_paths) pool.arrays.push_back(io::NpyArray::open(path));
-  report_truncation_as_bad_input(joined(opt.pool_paths));
+  io::report_truncated_input(joined(opt.pool_paths), 2);
   for (size_t i = 0; i < pool.arrays.size(); ++i) {
     const std::string& path = opt.pool_paths[i];
     pool.views.push_back(open_pool_file(opt, path, pool.arrays[i], pool.measure));
@@ -291,11 +287,14 @@ Pool open_pool(const CommonOptions& opt) {
   return pool;
 }
 
-// A 2-D float array [rows, D] (embeddings, features, labeled embeddings) as a view.
+ArrayView array_view(const io::NpyArray& array) {
+  return ArrayView::contiguous(array.data(), array.dtype(), array.shape());
+}
+
+// A 2-D float array [rows, D] (embeddings, features) as a view.
 EmbeddingView matrix_view(const io::NpyArray& array, const std::string& path,
                           const std::string& what) {
-  return embeddings_from_array(ArrayView::contiguous(array.data(), array.dtype(), array.shape()),
-                               path, what);
+  return embeddings_from_array(array_view(array), path, what);
 }
 
 // Opens the input files besides the pool; each stays mapped while the views point into it.
@@ -307,7 +306,7 @@ struct SideInputs {
   const io::NpyArray& open(const std::string& path) {
     arrays.push_back(io::NpyArray::open(path));
     files += " or " + path;
-    report_truncation_as_bad_input(files);
+    io::report_truncated_input(files, 2);
     return arrays.back();
   }
 };
@@ -361,7 +360,8 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
   cmd->add_flag("--quiet", opt.quiet, "never show progress");
   cmd->add_option("--classes", opt.classes,
                   "integer votes: the number of classes C; a vote >= C is an error (default: any "
-                  "vote >= 0 is a class)");
+                  "vote >= 0 is a class)")
+      ->type_name("INT");
   cmd->add_option("--features", opt.features_path,
                   "FEAT.npy [N, D] float: penultimate-layer features of the pool rows, for "
                   "--measure egl and --strategy badge");
@@ -377,16 +377,16 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
                   "joined (default 0.9)");
 }
 
+// Integers as text: see parse_integer.
 struct SelectFlags {
-  int64_t k = 0;
-  bool k_given = false;
+  std::string k;  // empty: not given (a budget instead)
   std::vector<std::string> embeddings_paths;
-  int64_t candidates = 0;
-  int kmeans_iterations = 25;
+  std::string candidates = "0";
+  std::string kmeans_iterations = "25";
   double explore = 0.0;
-  uint64_t seed = 0;
-  int64_t row_offset = 0;
-  int64_t pool_rows = 0;
+  std::string seed = "0";
+  std::string row_offset = "0";
+  std::string pool_rows = "0";
   bool partial = false;  // --row-offset given: write this shard's partial result
   std::string strategy = "rank";
   std::string labeled_path;
@@ -394,52 +394,6 @@ struct SelectFlags {
   double budget = 0.0;
   bool exact_budget = false;
 };
-
-// Costs [N] as doubles.
-std::vector<double> read_costs(const io::NpyArray& array, const std::string& path) {
-  if (array.shape().size() != 1)
-    throw InvalidInput(path + ": costs must be 1-D [N], got shape " + array.shape_string());
-  const int64_t n = array.shape()[0];
-  std::vector<double> costs(n);
-  auto convert = [&](const auto* values) { std::copy(values, values + n, costs.begin()); };
-  switch (array.dtype()) {
-    case DType::f32:
-      convert(static_cast<const float*>(array.data()));
-      break;
-    case DType::i32:
-      convert(static_cast<const int32_t*>(array.data()));
-      break;
-    case DType::i64:
-      convert(static_cast<const int64_t*>(array.data()));
-      break;
-    default:
-      throw InvalidInput(path + ": costs must be float32, int32 or int64, got " +
-                         std::string(to_string(array.dtype())));
-  }
-  return costs;
-}
-
-// --labeled: integer row indices [L], or float embeddings [L, D] of labeled rows.
-void read_labeled(const io::NpyArray& array, const std::string& path, SelectOptions& options) {
-  const bool integer = array.dtype() == DType::i32 || array.dtype() == DType::i64;
-  if (integer && array.shape().size() == 1) {
-    const int64_t n = array.shape()[0];
-    if (array.dtype() == DType::i32) {
-      const auto* rows = static_cast<const int32_t*>(array.data());
-      options.labeled_rows.assign(rows, rows + n);
-    } else {
-      const auto* rows = static_cast<const int64_t*>(array.data());
-      options.labeled_rows.assign(rows, rows + n);
-    }
-  } else if (!integer && array.shape().size() == 2) {
-    options.labeled_embeddings = matrix_view(array, path, "labeled embeddings");
-  } else {
-    throw InvalidInput(path +
-                       ": labeled rows must be integer row indices [L] or float embeddings "
-                       "[L, D], got " +
-                       std::string(to_string(array.dtype())) + " shape " + array.shape_string());
-  }
-}
 
 // The picks as the --output asks: one index per line, .npy indices, or .json with scores and
 // reasons.
@@ -450,7 +404,7 @@ void write_selection(const std::string& output, const Selection& sel, Measure me
     case OutputKind::stdout_lines: {
       std::string text;
       for (int64_t i : sel.indices) text += std::to_string(i) + '\n';
-      std::fwrite(text.data(), 1, text.size(), stdout);
+      write_stdout(text);
       break;
     }
     case OutputKind::npy:
@@ -461,7 +415,7 @@ void write_selection(const std::string& output, const Selection& sel, Measure me
       j["measure"] = to_string(measure);
       j["backend"] = backend;
       j["indices"] = sel.indices;
-      j["scores"] = sel.scores;
+      j["scores"] = json_scores(sel.scores);
       std::vector<std::string> reasons;
       for (PickReason r : sel.reasons) reasons.emplace_back(to_string(r));
       j["reasons"] = reasons;
@@ -476,25 +430,33 @@ void write_selection(const std::string& output, const Selection& sel, Measure me
   }
 }
 
-int run_select(const CommonOptions& opt, const SelectFlags& flags) {
+void run_select(const CommonOptions& opt, const SelectFlags& flags) {
+  std::vector<std::string> input_paths = opt.pool_paths;
+  input_paths.insert(input_paths.end(), flags.embeddings_paths.begin(),
+                     flags.embeddings_paths.end());
+  input_paths.insert(input_paths.end(),
+                     {opt.features_path, opt.lengths_path, flags.labeled_path, flags.costs_path});
+  check_output_is_not_an_input(opt.output, input_paths);
   if (flags.partial && output_kind(opt.output) == OutputKind::npy)
     throw InvalidArgument(
         "a partial result (--row-offset) is written as .json, or to stdout "
         "with -; got '" +
         opt.output + "'");
   if (!flags.partial) output_kind(opt.output);  // checks the name before any work
-  if (flags.pool_rows != 0 && !flags.partial)
+  const auto row_offset = parse_integer<int64_t>("--row-offset", flags.row_offset);
+  const auto pool_rows = parse_integer<int64_t>("--pool-rows", flags.pool_rows);
+  if (pool_rows != 0 && !flags.partial)
     throw InvalidArgument("--pool-rows applies only to a partial result, with --row-offset");
   Pool pool = open_pool(opt);
   SideInputs inputs(joined(opt.pool_paths));
   SelectOptions select_options;
   select_options.scoring = scoring_options(opt, pool.measure, inputs);
-  select_options.k = flags.k;
-  select_options.candidates = flags.candidates;
-  select_options.kmeans.iterations = flags.kmeans_iterations;
-  select_options.kmeans.seed = flags.seed;
+  select_options.k = flags.k.empty() ? 0 : parse_integer<int64_t>("-k", flags.k);
+  select_options.candidates = parse_integer<int64_t>("--candidates", flags.candidates);
+  select_options.kmeans.iterations = parse_integer<int>("--kmeans-iters", flags.kmeans_iterations);
+  select_options.seed = parse_integer<uint64_t>("--seed", flags.seed);
   select_options.explore = flags.explore;
-  select_options.seed = flags.seed;
+  select_options.kmeans.seed = select_options.seed;
   select_options.strategy = parse_strategy(flags.strategy);
   std::vector<io::NpyArray> embeddings;
   std::vector<EmbeddingView> embedding_views;
@@ -506,8 +468,7 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
                             "order, after the pool files");
     for (const std::string& path : flags.embeddings_paths)
       embeddings.push_back(io::NpyArray::open(path));
-    report_truncation_as_bad_input(joined(opt.pool_paths) + " or " +
-                                   joined(flags.embeddings_paths));
+    io::report_truncated_input(joined(opt.pool_paths) + " or " + joined(flags.embeddings_paths), 2);
     for (size_t i = 0; i < embeddings.size(); ++i) {
       const std::string& path = flags.embeddings_paths[i];
       embedding_views.push_back(embeddings_from_array(
@@ -517,29 +478,30 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
     }
   }
   if (!flags.labeled_path.empty())
-    read_labeled(inputs.open(flags.labeled_path), flags.labeled_path, select_options);
+    labeled_from_array(array_view(inputs.open(flags.labeled_path)), select_options,
+                       flags.labeled_path);
   std::vector<double> costs;
   if (!flags.costs_path.empty())
-    costs = read_costs(inputs.open(flags.costs_path), flags.costs_path);
+    costs = costs_from_array(array_view(inputs.open(flags.costs_path)), flags.costs_path);
   select_options.costs = costs.empty() ? nullptr : costs.data();
   select_options.cost_count = static_cast<int64_t>(costs.size());
   select_options.budget = flags.budget;
   select_options.exact_budget = flags.exact_budget;
   const bool budgeted = !costs.empty() || flags.budget != 0 || flags.exact_budget;
-  if (!flags.k_given && !budgeted)
+  if (flags.k.empty() && !budgeted)
     throw InvalidArgument("select needs -k K, or --costs COST.npy with --budget B");
   std::unique_ptr<ProgressLine> progress;
   Resources resources = make_resources(opt, progress);
   if (flags.partial) {
     const Partial partial = select_partial(resources, pool.views, select_options, embedding_views,
-                                           flags.row_offset, flags.pool_rows);
+                                           row_offset, pool_rows);
     progress.reset();
     const std::string text = to_json(partial);
     if (opt.output == "-")
-      std::fwrite(text.data(), 1, text.size(), stdout);
+      write_stdout(text);
     else
       io::write_file_atomically(opt.output, text);
-    return 0;
+    return;
   }
   Selection sel;
   if (pool.views.size() == 1) {
@@ -555,11 +517,13 @@ int run_select(const CommonOptions& opt, const SelectFlags& flags) {
   if (budgeted && output_kind(opt.output) != OutputKind::json)
     std::fprintf(stderr, "quarry: %zu rows costing %.17g of the budget %.17g\n", sel.indices.size(),
                  sel.cost_spent, flags.budget);
-  return 0;
 }
 
-int run_score(const CommonOptions& opt) {
+void run_score(const CommonOptions& opt) {
   const OutputKind kind = output_kind(opt.output);
+  std::vector<std::string> input_paths = opt.pool_paths;
+  input_paths.insert(input_paths.end(), {opt.features_path, opt.lengths_path});
+  check_output_is_not_an_input(opt.output, input_paths);
   Pool pool = open_pool(opt);
   SideInputs inputs(joined(opt.pool_paths));
   const ScoreOptions options = scoring_options(opt, pool.measure, inputs);
@@ -577,7 +541,7 @@ int run_score(const CommonOptions& opt) {
         std::snprintf(buf, sizeof buf, "%.9g\n", s);
         text += buf;
       }
-      std::fwrite(text.data(), 1, text.size(), stdout);
+      write_stdout(text);
       break;
     }
     case OutputKind::npy:
@@ -587,17 +551,16 @@ int run_score(const CommonOptions& opt) {
       nlohmann::json j;
       j["measure"] = to_string(pool.measure);
       j["backend"] = resources.describe();
-      j["scores"] = scores;
+      j["scores"] = json_scores(scores);
       io::write_file_atomically(opt.output, j.dump(1) + "\n");
       break;
     }
   }
-  return 0;
 }
 
 struct MergeFlags {
   std::vector<std::string> partial_paths;
-  int64_t k = 0;
+  std::string k;
   std::string device = "auto";
   std::string output = "-";
 };
@@ -620,8 +583,10 @@ std::string name_partials(const std::string& message, const std::vector<std::str
   return out + message.substr(at);
 }
 
-int run_merge(const MergeFlags& flags) {
+void run_merge(const MergeFlags& flags) {
   output_kind(flags.output);  // checks the name before any work
+  check_output_is_not_an_input(flags.output, flags.partial_paths);
+  const auto k = parse_integer<int64_t>("-k", flags.k);
   std::vector<Partial> partials;
   std::string backends;
   for (const std::string& path : flags.partial_paths) {
@@ -640,7 +605,7 @@ int run_merge(const MergeFlags& flags) {
   Resources resources(parse_device(flags.device));
   Selection sel;
   try {
-    sel = merge(resources, partials, flags.k);
+    sel = merge(resources, partials, k);
   } catch (const InvalidArgument& e) {
     throw InvalidArgument(name_partials(e.what(), flags.partial_paths));
   } catch (const InvalidInput& e) {
@@ -648,36 +613,34 @@ int run_merge(const MergeFlags& flags) {
   }
   write_selection(flags.output, sel, partials[0].options.scoring.measure, backends,
                   partials[0].embedding_dim > 0);
-  return 0;
 }
 
-int run_info() {
-  std::printf("quarry %s\n", version().c_str());
+void run_info() {
+  std::string text = "quarry " + version() + "\n";
   const CudaAvailability cuda = cuda_availability();
-  if (built_with_cuda())
-    std::printf("backends: cpu, cuda (%s)\n", cuda.plugin_path.c_str());
-  else
-    std::printf("backends: cpu (built without CUDA)\n");
+  text += built_with_cuda() ? "backends: cpu, cuda (" + cuda.plugin_path + ")\n"
+                            : std::string("backends: cpu (built without CUDA)\n");
   if (cuda.status == CudaStatus::available)
-    std::printf("cuda: available (driver CUDA %d.%d)\n", cuda.driver_version / 1000,
-                cuda.driver_version % 1000 / 10);
+    text += "cuda: available (driver CUDA " + std::to_string(cuda.driver_version / 1000) + "." +
+            std::to_string(cuda.driver_version % 1000 / 10) + ")\n";
   else
-    std::printf("cuda: unavailable: %s (%s)\n", std::string(to_string(cuda.status)).c_str(),
-                cuda.detail.c_str());
+    text +=
+        "cuda: unavailable: " + std::string(to_string(cuda.status)) + " (" + cuda.detail + ")\n";
   const auto gpus = cuda_device_descriptions();
-  if (gpus.empty()) {
-    std::printf("gpus: none found\n");
-  } else {
-    std::printf("gpus:\n");
-    for (const auto& g : gpus) std::printf("  %s\n", g.c_str());
-  }
-  std::printf("cpu: %s\n", cpu_description().c_str());
-  return 0;
+  text += gpus.empty() ? "gpus: none found\n" : "gpus:\n";
+  for (const auto& g : gpus) text += "  " + g + "\n";
+  text += "cpu: " + cpu_description() + "\n";
+  write_stdout(text);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A signal that ends the program removes a partly written output file; a file size limit
+  // (ulimit -f) fails the write with an error instead of ending the program.
+  quarry::io::remove_partial_output_on({SIGTERM, SIGINT, SIGHUP, SIGQUIT});
+  signal(SIGXFSZ, SIG_IGN);
+
   CLI::App app{"quarry: pick the pool rows most worth labeling"};
   app.require_subcommand(1);
   app.set_version_flag("--version", quarry::version());
@@ -686,26 +649,33 @@ int main(int argc, char** argv) {
   SelectFlags flags;
   auto* select_cmd = app.add_subcommand("select", "print or save the k rows to label, best first");
   add_common(select_cmd, select_opt);
-  auto* k_option =
-      select_cmd->add_option("-k,--k", flags.k,
-                             "number of rows to select (with --budget: the most picks of a batch "
-                             "strategy)");
+  select_cmd
+      ->add_option("-k,--k", flags.k,
+                   "number of rows to select (with --budget: the most picks of a batch "
+                   "strategy)")
+      ->type_name("INT");
   select_cmd->add_option("--embeddings", flags.embeddings_paths,
                          "EMB.npy [N, D] float, one per pool file (after the pool files): spread "
                          "the picks over k-means clusters of the top candidates, or the space to "
                          "cover with --strategy coreset");
-  select_cmd->add_option("--candidates", flags.candidates,
-                         "top rows by score to choose among: k-means diversity (default 10*k), "
-                         "badge and coreset (default every row), --exact-budget (default 1000)");
+  select_cmd
+      ->add_option("--candidates", flags.candidates,
+                   "top rows by score to choose among: k-means diversity (default 10*k), "
+                   "badge and coreset (default every row), --exact-budget (default 1000)")
+      ->type_name("INT");
   select_cmd->add_option("--kmeans-iters", flags.kmeans_iterations, "k-means iterations at most")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->type_name("INT");
   select_cmd
       ->add_option("--explore", flags.explore,
                    "fraction of the k picks (or of the --budget) drawn at random from the rest "
                    "(0 <= EPS < 1)")
       ->capture_default_str();
-  select_cmd->add_option("--seed", flags.seed, "seed for k-means++, BADGE and exploration")
-      ->capture_default_str();
+  select_cmd
+      ->add_option("--seed", flags.seed,
+                   "seed for k-means++, BADGE and exploration (0 to 2^64 - 1)")
+      ->capture_default_str()
+      ->type_name("UINT");
   select_cmd
       ->add_option("--strategy", flags.strategy,
                    "rank (by score; with --embeddings, k-means diversity), badge (needs "
@@ -722,12 +692,16 @@ int main(int argc, char** argv) {
   select_cmd->add_flag("--exact-budget", flags.exact_budget,
                        "with --budget: the exact 0/1 knapsack over the top --candidates rows "
                        "(default 1000); integer costs");
-  auto* row_offset = select_cmd->add_option(
-      "--row-offset", flags.row_offset,
-      "write this shard's partial result (.json) for `quarry merge`: its first row is row R of "
-      "the whole pool");
-  select_cmd->add_option("--pool-rows", flags.pool_rows,
-                         "with --row-offset: the whole pool's row count (needed with --explore)");
+  auto* row_offset = select_cmd
+                         ->add_option("--row-offset", flags.row_offset,
+                                      "write this shard's partial result (.json) for `quarry "
+                                      "merge`: its first row is row R of "
+                                      "the whole pool")
+                         ->type_name("INT");
+  select_cmd
+      ->add_option("--pool-rows", flags.pool_rows,
+                   "with --row-offset: the whole pool's row count (needed with --explore)")
+      ->type_name("INT");
 
   CommonOptions score_opt;
   auto* score_cmd = app.add_subcommand("score", "score every row");
@@ -738,7 +712,9 @@ int main(int argc, char** argv) {
       "merge", "merge the partial results of a pool's shards into the whole pool's k picks");
   merge_cmd->add_option("partials", merge_flags.partial_paths, "PART.json files, any order")
       ->required();
-  merge_cmd->add_option("-k,--k", merge_flags.k, "number of rows to select")->required();
+  merge_cmd->add_option("-k,--k", merge_flags.k, "number of rows to select")
+      ->required()
+      ->type_name("INT");
   merge_cmd->add_option("--device", merge_flags.device, "auto | cpu | cuda: runs the k-means")
       ->capture_default_str();
   merge_cmd->add_option("--output,-o", merge_flags.output, "OUT.npy, OUT.json, or - for stdout")
@@ -767,12 +743,19 @@ int main(int argc, char** argv) {
   }
   flags.partial = row_offset->count() > 0;
 
-  flags.k_given = k_option->count() > 0;
   try {
-    if (*select_cmd) return run_select(select_opt, flags);
-    if (*score_cmd) return run_score(score_opt);
-    if (*merge_cmd) return run_merge(merge_flags);
-    return run_info();
+    if (*select_cmd)
+      run_select(select_opt, flags);
+    else if (*score_cmd)
+      run_score(score_opt);
+    else if (*merge_cmd)
+      run_merge(merge_flags);
+    else
+      run_info();
+    // Closing stdout reports what flushing could not (a file system that fails on close).
+    if (g_wrote_stdout && std::fclose(stdout) != 0)
+      throw quarry::Error(std::string("cannot write to standard output: ") + std::strerror(errno));
+    return 0;
   } catch (const quarry::InvalidArgument& e) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 2;
@@ -796,6 +779,9 @@ int main(int argc, char** argv) {
   } catch (const quarry::BackendUnavailable& e) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "quarry: error: out of host memory\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 1;

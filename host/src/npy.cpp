@@ -5,13 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <random>
 #include <utility>
 
 #include "quarry/error.hpp"
+#include "signals.hpp"
 
 namespace quarry::io {
 
@@ -23,145 +26,93 @@ constexpr char kMagic[] = "\x93NUMPY";
   throw InvalidInput(path + ": " + what);
 }
 
-// The value of `key` in the header dict, as its literal text ("'<f4'", "False", "(3, 4)").
-std::string dict_value(const std::string& header, const std::string& key, const std::string& path) {
-  const std::string quoted_single = "'" + key + "'", quoted_double = "\"" + key + "\"";
-  std::size_t k = header.find(quoted_single);
-  std::size_t key_len = quoted_single.size();
-  if (k == std::string::npos) {
-    k = header.find(quoted_double);
-    key_len = quoted_double.size();
+// Reads `count` bytes at `offset`; returns fewer only at the end of the file.
+std::size_t read_at(int fd, void* out, std::size_t count, std::size_t offset,
+                    const std::string& path) {
+  std::size_t done = 0;
+  while (done < count) {
+    const ssize_t r = ::pread(fd, static_cast<char*>(out) + done, count - done,
+                              static_cast<off_t>(offset + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) fail(path, std::string("cannot read: ") + std::strerror(errno));
+    if (r == 0) break;
+    done += static_cast<std::size_t>(r);
   }
-  if (k == std::string::npos) fail(path, "not a valid .npy file (header has no " + key + ")");
-  std::size_t colon = header.find(':', k + key_len);
-  if (colon == std::string::npos) fail(path, "not a valid .npy file (malformed header)");
-  std::size_t begin = header.find_first_not_of(" \t", colon + 1);
-  if (begin == std::string::npos) fail(path, "not a valid .npy file (malformed header)");
-  std::size_t end;
-  if (header[begin] == '(' || header[begin] == '[') {
-    end = header.find(header[begin] == '(' ? ')' : ']', begin);
-    if (end == std::string::npos) fail(path, "not a valid .npy file (malformed header)");
-    ++end;
-  } else if (header[begin] == '\'' || header[begin] == '"') {
-    end = header.find(header[begin], begin + 1);
-    if (end == std::string::npos) fail(path, "not a valid .npy file (malformed header)");
-    ++end;
-  } else {
-    end = header.find_first_of(",}", begin);
-    if (end == std::string::npos) fail(path, "not a valid .npy file (malformed header)");
-  }
-  return header.substr(begin, end - begin);
+  return done;
 }
 
-DType parse_descr(const std::string& literal, const std::string& path) {
-  if (literal.empty() || literal[0] == '[')
-    fail(path, "structured arrays are not supported; save a plain numeric array");
-  const std::string d = literal.substr(1, literal.size() - 2);
-  if (d.size() < 2) fail(path, "unrecognised dtype " + literal);
-  const char order = d[0];
-  const std::string kind = d.substr(1);
-  if (order == '>')
-    fail(path, "big-endian data (" + d +
-                   ") is not supported; convert with arr.astype(arr.dtype.newbyteorder('<'))");
-  if (order != '<' && order != '=' && order != '|') fail(path, "unrecognised dtype " + d);
-  if (kind == "f4") return DType::f32;
-  if (kind == "f2") return DType::f16;
-  if (kind == "i4") return DType::i32;
-  if (kind == "i8") return DType::i64;
-  if (kind == "f8") fail(path, "float64 is not supported; convert with arr.astype(np.float32)");
-  if (kind[0] == 'c') fail(path, "complex data (" + d + ") is not supported");
-  if (kind[0] == 'O') fail(path, "object arrays are not supported");
-  fail(path, "dtype " + d + " is not supported (use float32, float16, int32 or int64)");
-}
-
-std::vector<int64_t> parse_shape(const std::string& literal, const std::string& path) {
-  if (literal.size() < 2 || literal.front() != '(')
-    fail(path, "not a valid .npy file (malformed shape)");
-  std::vector<int64_t> shape;
-  const std::string inner = literal.substr(1, literal.size() - 2);
-  std::size_t i = 0;
-  while (i < inner.size()) {
-    while (i < inner.size() && (inner[i] == ' ' || inner[i] == ',')) ++i;
-    if (i >= inner.size()) break;
-    std::size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(inner.substr(i), &used);
-    } catch (const std::exception&) {
-      fail(path, "not a valid .npy file (malformed shape " + literal + ")");
-    }
-    if (v < 0) fail(path, "not a valid .npy file (negative dimension)");
-    shape.push_back(v);
-    i += used;
-    while (i < inner.size() && inner[i] == 'L') ++i;  // Python 2 longs
-  }
-  return shape;
-}
+// Closes the descriptor when it goes out of scope.
+struct FileDescriptor {
+  int fd;
+  ~FileDescriptor() { ::close(fd); }
+};
 
 }  // namespace
 
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i)
+    s += std::to_string(shape[i]) + (shape.size() == 1 ? "," : i + 1 < shape.size() ? ", " : "");
+  return s + ")";
+}
+
 NpyArray NpyArray::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  // Without O_NONBLOCK, opening a FIFO waits for a writer, possibly forever; it is refused below
+  // as not a regular file. (O_NONBLOCK means nothing to a regular file.)
+  const FileDescriptor file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
+  if (file.fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "not a regular file");
-  }
+  if (::fstat(file.fd, &st) != 0) fail(path, std::string("cannot stat: ") + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) fail(path, "is a directory");
+  if (!S_ISREG(st.st_mode))
+    fail(path, S_ISFIFO(st.st_mode)
+                   ? "not a regular file (a FIFO or pipe); save the array to a file"
+                   : "not a regular file");
   const auto file_bytes = static_cast<std::size_t>(st.st_size);
-  if (file_bytes < 10) {
-    ::close(fd);
-    fail(path, "not a .npy file (too short)");
+
+  // The header, read by itself: its length is checked before it is read (a file can claim a
+  // 4 GB header).
+  std::vector<unsigned char> start(12 + 4 * kMaxNpyHeaderLength);
+  start.resize(read_at(file.fd, start.data(), start.size(), 0, path));
+  NpyHeader header;
+  try {
+    header = parse_npy_header(start.data(), start.size());
+  } catch (const InvalidInput& e) {
+    fail(path, e.what());
   }
-  void* map = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) fail(path, std::string("cannot map: ") + std::strerror(errno));
+  const std::size_t present = file_bytes - std::min(file_bytes, header.data_offset);
+  if (present < header.data_bytes)
+    fail(path, "truncated: shape " + shape_text(header.shape) + " needs " +
+                   std::to_string(header.data_bytes) + " bytes of data, the file has " +
+                   std::to_string(present));
+  if (present > header.data_bytes)
+    fail(path, "has " + std::to_string(present - header.data_bytes) +
+                   " bytes after the array's data; the file is damaged");
 
   NpyArray array;
+  array.dtype_ = header.dtype;
+  array.shape_ = std::move(header.shape);
+  if (header.data_offset % dtype_size(header.dtype) != 0) {
+    // NumPy pads the header so that the data is aligned; a file whose data is not cannot be read
+    // in place (misaligned loads), so it is copied.
+    array.copy_ = std::make_unique_for_overwrite<std::byte[]>(header.data_bytes);
+    if (read_at(file.fd, array.copy_.get(), header.data_bytes, header.data_offset, path) !=
+        header.data_bytes)
+      fail(path, "the file was truncated while it was being read");
+    array.data_ = array.copy_.get();
+    return array;
+  }
+  void* map = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, file.fd, 0);
+  if (map == MAP_FAILED) {
+    const int e = errno;
+    const std::string what = path + ": cannot map: " + std::strerror(e);
+    // Address space or memory ran out: a resource failure, not bad input.
+    if (e == ENOMEM || e == EAGAIN) throw OutOfMemory(what);
+    throw InvalidInput(what);
+  }
   array.map_ = map;
   array.map_bytes_ = file_bytes;
-  const auto* bytes = static_cast<const unsigned char*>(map);
-  if (std::memcmp(bytes, kMagic, 6) != 0) fail(path, "not a .npy file (bad magic bytes)");
-  const int major = bytes[6];
-  std::size_t header_len, header_start;
-  if (major == 1) {
-    header_len = bytes[8] | (std::size_t{bytes[9]} << 8);
-    header_start = 10;
-  } else if (major == 2 || major == 3) {
-    if (file_bytes < 12) fail(path, "truncated .npy header");
-    header_len = bytes[8] | (std::size_t{bytes[9]} << 8) | (std::size_t{bytes[10]} << 16) |
-                 (std::size_t{bytes[11]} << 24);
-    header_start = 12;
-  } else {
-    fail(path, "unsupported .npy format version " + std::to_string(major));
-  }
-  if (header_start + header_len > file_bytes) fail(path, "truncated .npy header");
-  const std::string header(reinterpret_cast<const char*>(bytes + header_start), header_len);
-
-  array.dtype_ = parse_descr(dict_value(header, "descr", path), path);
-  const std::string fortran = dict_value(header, "fortran_order", path);
-  if (fortran == "True")
-    fail(path, "Fortran-order arrays are not supported; save np.ascontiguousarray(arr)");
-  if (fortran != "False") fail(path, "not a valid .npy file (fortran_order is " + fortran + ")");
-  array.shape_ = parse_shape(dict_value(header, "shape", path), path);
-
-  const std::size_t data_offset = header_start + header_len;
-  // The data's size, refusing shapes whose product overflows (a crafted header could otherwise
-  // wrap it around to the size of the data present).
-  std::size_t expected = dtype_size(array.dtype_);
-  for (int64_t d : array.shape_) {
-    if (d != 0 && expected > std::numeric_limits<std::size_t>::max() / static_cast<std::size_t>(d))
-      fail(path, "not a valid .npy file (shape " + array.shape_string() + " is too large)");
-    expected *= static_cast<std::size_t>(d);
-  }
-  const std::size_t present = file_bytes - data_offset;
-  if (present < expected)
-    fail(path, "truncated: shape " + array.shape_string() + " needs " + std::to_string(expected) +
-                   " bytes of data, the file has " + std::to_string(present));
-  if (present > expected)
-    fail(path, "has " + std::to_string(present - expected) +
-                   " bytes after the array's data; the file is damaged");
-  array.data_ = bytes + data_offset;
+  array.data_ = static_cast<const unsigned char*>(map) + header.data_offset;
   return array;
 }
 
@@ -174,6 +125,7 @@ NpyArray& NpyArray::operator=(NpyArray&& other) noexcept {
     if (map_ != nullptr) ::munmap(map_, map_bytes_);
     map_ = std::exchange(other.map_, nullptr);
     map_bytes_ = std::exchange(other.map_bytes_, 0);
+    copy_ = std::move(other.copy_);
     data_ = std::exchange(other.data_, nullptr);
     dtype_ = other.dtype_;
     shape_ = std::move(other.shape_);
@@ -186,61 +138,64 @@ NpyArray::~NpyArray() {
 }
 
 int64_t NpyArray::elements() const {
+  // The data's size in bytes fits (checked on open), so the product does unless a dimension is 0.
+  if (std::find(shape_.begin(), shape_.end(), 0) != shape_.end()) return 0;
   int64_t n = 1;
   for (int64_t d : shape_) n *= d;
   return n;
 }
 
 std::string NpyArray::shape_string() const {
-  std::string s = "(";
-  for (std::size_t i = 0; i < shape_.size(); ++i) {
-    s += std::to_string(shape_[i]);
-    if (i + 1 < shape_.size() || shape_.size() == 1) s += shape_.size() == 1 ? "," : ", ";
-  }
-  return s + ")";
+  return shape_text(shape_);
 }
 
 void write_file_atomically(const std::string& path, const std::string& contents) {
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string hidden_name(".");
-  hidden_name += target.filename().string();
-  hidden_name += ".tmp-XXXXXX";
-  std::string tmpl = (dir / hidden_name).string();
-  const int fd = ::mkstemp(tmpl.data());
+  // A new file gets mode 0666 less the umask, as any program's new file; a file replaced keeps its
+  // mode. The temporary file is created with that mode by open() itself (mkstemp's is 0600).
+  struct stat existing {};
+  const bool replacing = ::stat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
+  static const char kNameChars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::random_device random;
+  std::string temporary;
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < 100; ++attempt) {
+    std::string name(".");  // appended piece by piece: GCC 12 warns about "." + name (-Wrestrict)
+    name += target.filename().string();
+    name += ".tmp-";
+    for (int i = 0; i < 6; ++i) name += kNameChars[random() % (sizeof kNameChars - 1)];
+    temporary = (dir / name).string();
+    fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
   if (fd < 0) throw Error(path + ": cannot create output: " + std::strerror(errno));
+  const PartialOutput partial(temporary);  // removed if a signal ends the process now
+  auto fail = [&](int error) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(temporary.c_str());
+    throw Error(path + ": cannot write output: " + std::strerror(error));
+  };
   std::size_t written = 0;
   while (written < contents.size()) {
     const ssize_t w = ::write(fd, contents.data() + written, contents.size() - written);
-    if (w <= 0) {
-      const int e = errno;
-      ::close(fd);
-      ::unlink(tmpl.c_str());
-      throw Error(path + ": cannot write output: " + std::strerror(e));
-    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail(w < 0 ? errno : EIO);
     written += static_cast<std::size_t>(w);
   }
-  ::fchmod(fd, 0644);
-  if (::close(fd) != 0 || ::rename(tmpl.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    ::unlink(tmpl.c_str());
-    throw Error(path + ": cannot write output: " + std::strerror(e));
-  }
+  if (replacing && ::fchmod(fd, existing.st_mode & 07777) != 0) fail(errno);
+  const int closed = ::close(fd);
+  fd = -1;
+  if (closed != 0 || ::rename(temporary.c_str(), path.c_str()) != 0) fail(errno);
 }
 
 void save_npy(const std::string& path, const void* data, const std::string& descr,
               const std::vector<int64_t>& shape) {
-  std::string shape_text = "(";
   int64_t elements = 1;
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    shape_text +=
-        std::to_string(shape[i]) + (shape.size() == 1 ? "," : (i + 1 < shape.size() ? ", " : ""));
-    elements *= shape[i];
-  }
-  shape_text += ")";
+  for (int64_t d : shape) elements *= d;
   std::string header =
-      "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape_text + ", }";
+      "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape_text(shape) + ", }";
   // Magic (6) + version (2) + length (2) + header + '\n', padded to a multiple of 64.
   const std::size_t unpadded = 10 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');

@@ -33,6 +33,16 @@ constexpr std::array<std::string_view, 20> kMeasureNames = {
 };
 constexpr std::array<std::string_view, 3> kStrategyNames = {"rank", "badge", "coreset"};
 
+// a * b for a view's strides, refused when it overflows 64 bits (a shape such as (0, 2^62, 2^62)
+// holds no elements, but its strides would).
+int64_t stride_product(int64_t a, int64_t b) {
+  int64_t product = 0;
+  if (__builtin_mul_overflow(a, b, &product))
+    throw InvalidArgument("shape too large: " + std::to_string(a) + " x " + std::to_string(b) +
+                          " elements overflow 64 bits");
+  return product;
+}
+
 }  // namespace
 
 std::size_t dtype_size(DType dtype) {
@@ -186,7 +196,7 @@ PoolView PoolView::matrix(const void* data, DType dtype, int64_t rows, int64_t c
   v.members = 1;
   v.rows = rows;
   v.classes = classes;
-  v.member_stride = rows * classes;
+  v.member_stride = stride_product(rows, classes);
   v.row_stride = classes;
   return v;
 }
@@ -195,12 +205,9 @@ PoolView PoolView::committee(const void* data, DType dtype, int64_t members, int
                              int64_t classes, Layout layout, MemorySpace space) {
   PoolView v = matrix(data, dtype, rows, classes, space);
   v.members = members;
-  if (layout == Layout::members_first) {
-    v.member_stride = rows * classes;
-    v.row_stride = classes;
-  } else {
+  if (layout == Layout::rows_first) {
     v.member_stride = classes;
-    v.row_stride = members * classes;
+    v.row_stride = stride_product(members, classes);
   }
   return v;
 }

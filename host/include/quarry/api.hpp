@@ -11,7 +11,8 @@ namespace quarry {
 /// Scores every row of `pool` with `options.measure`; higher means "select first".
 /// [in] pool: host or device memory. [out] scores_out: pool.rows floats, in host memory (or, on
 /// the CUDA backend, device memory, written in place without a trip through the host).
-/// Throws InvalidArgument (bad shapes/options) or InvalidInput (bad data, with the first bad row).
+/// Throws InvalidArgument (bad shapes/options) or InvalidInput (bad data, with the first bad row);
+/// every function here throws OutOfMemory when host or device memory runs out.
 void score(Resources& resources, const PoolView& pool, const ScoreOptions& options,
            float* scores_out);
 /// As above, returning the scores.

@@ -38,18 +38,36 @@ Measure default_measure(const ArrayView& array);
 /// Reads an array as a pool by its shape and dtype: [N, C] float is one model's predictions,
 /// [M, N, C] float a committee ([N, M, C] with Layout::rows_first), [M, N] int32/int64 the members'
 /// votes. `measure` empty: default_measure(). `classes` (votes only; 0 = infer) bounds the votes.
-/// `name` (a file name, "pool") starts the messages. Throws InvalidArgument for any other shape,
-/// an empty pool, a measure that does not fit the pool's kind, `classes` on a float pool, and
-/// strides the views cannot express (classes not contiguous, negative or unaligned strides).
+/// An LLM measure (pool_kind() token_logprobs, top_logprobs or samples; there is no default one)
+/// says how the array is read: float [N, T] token log-probabilities, [N, T, K] top-K
+/// log-probabilities or [N, S, D] sampled answers' embeddings; `lengths` (token and top-K only) is
+/// a 1-D int32/int64 array of N row lengths in the pool's memory space, null for full rows.
+/// `name` (a file name, "pool") and `lengths_name` start the messages. Throws InvalidArgument for
+/// any other shape, an empty pool, a measure that does not fit the pool's kind, `classes` on a
+/// float pool, lengths without an LLM measure that takes them, and strides the views cannot
+/// express (classes not contiguous, negative or unaligned strides). The lengths' values are
+/// checked when the pool is scored (InvalidInput naming the row).
 PoolSpec pool_from_array(const ArrayView& array, std::optional<Measure> measure = {},
                          Layout layout = Layout::members_first, int64_t classes = 0,
-                         std::string_view name = "pool");
+                         std::string_view name = "pool", const ArrayView* lengths = nullptr,
+                         std::string_view lengths_name = "lengths");
 
 /// Reads a 2-D float array [N, D] as embeddings, or as features or labeled embeddings (`what`),
 /// rows may be strided, dimensions contiguous. Throws InvalidArgument otherwise; `name` starts
 /// the messages.
 EmbeddingView embeddings_from_array(const ArrayView& array, std::string_view name = "embeddings",
                                     std::string_view what = "embeddings");
+
+/// Labeling costs [N] (f32, f64, i32 or i64, host memory) as doubles for SelectOptions::costs.
+/// Throws InvalidArgument for another shape, dtype or memory space; the values are checked by
+/// select(). `name` starts the messages.
+std::vector<double> costs_from_array(const ArrayView& array, std::string_view name = "costs");
+
+/// The labeled rows of core-set selection into `options`: integer row indices [L] (host memory)
+/// into SelectOptions::labeled_rows, or float embeddings [L, D] into labeled_embeddings (a view
+/// of `array`). Throws InvalidArgument for anything else; `name` starts the messages.
+void labeled_from_array(const ArrayView& array, SelectOptions& options,
+                        std::string_view name = "labeled");
 
 /// "123", "64K", "1.5G", "512MiB" -> bytes (K = 1024). Throws InvalidArgument for anything else,
 /// and for sizes that are not positive.

@@ -45,7 +45,8 @@ class CudaError : public Error {
   using Error::Error;
 };
 
-/// The device ran out of memory, or the request does not fit the memory budget.
+/// Memory ran out: device memory, host memory (std::bad_alloc inside quarry, an input file that
+/// cannot be mapped), or the request does not fit the memory budget.
 class OutOfMemory : public CudaError {
  public:
   using CudaError::CudaError;

@@ -10,7 +10,14 @@ works.
 Measures (higher always means "select first"): ``entropy``, ``least_confidence``, ``margin``,
 ``ratio`` for one model's ``[N, C]`` probabilities or logits; ``vote_entropy``,
 ``consensus_entropy``, ``kl_max``, ``bald``, ``variation_ratio`` for a committee's
-``[M, N, C]`` (``layout="rows-first"``: ``[N, M, C]``) or ``[M, N]`` integer votes.
+``[M, N, C]`` (``layout="rows-first"``: ``[N, M, C]``) or ``[M, N]`` integer votes; ``egl``
+(expected gradient length, with ``features``). LLM outputs, read as the measure says (no
+default): ``sequence_nll``, ``perplexity``, ``min_token_prob`` for ``[N, T]`` token
+log-probabilities; ``mean_token_entropy``, ``max_token_entropy``, ``mean_token_margin`` for
+``[N, T, K]`` top-K log-probabilities (both with ``lengths``); ``sample_dispersion``,
+``eigenscore``, ``semantic_sets``, ``semantic_entropy`` for ``[N, S, D]`` sampled answers'
+embeddings. :func:`select` also chooses by BADGE or core-set (``strategy=``) and within a labeling
+budget (``costs=``, ``budget=``).
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ __all__ = [
 
 __version__: str = _quarry.__version__
 
-_REASONS = np.array(["rank", "cluster", "exploration"])
+_REASONS = np.array(["rank", "cluster", "exploration", "badge", "coreset"])
 _thread_state = threading.local()
 
 
@@ -102,6 +109,10 @@ def _shards(shards: Sequence[Any], res: Resources) -> list[Any]:
         _input(np.load(s, mmap_mode="r") if isinstance(s, (str, os.PathLike)) else s, res)
         for s in shards
     ]
+
+
+def _optional_input(array: Any, res: Resources) -> Any:
+    return None if array is None else _input(array, res)
 
 
 def _device_empty(pool: Any):
@@ -153,19 +164,22 @@ class Selection:
         indices: int64 pool rows.
         scores: float32 score of each pick.
         reasons: why each row was picked: ``"rank"``, ``"cluster"`` (best of its k-means
-            cluster) or ``"exploration"`` (drawn at random).
+            cluster), ``"exploration"`` (drawn at random), ``"badge"`` or ``"coreset"`` (picks of
+            those strategies, in the order they were taken).
         clusters: int32 k-means cluster of each pick, -1 without diversity.
         measure: the measure that scored the pool.
+        cost_spent: with ``costs``, the total cost of the picks (0.0 without).
     """
 
-    __slots__ = ("indices", "scores", "_reason_codes", "clusters", "measure")
+    __slots__ = ("indices", "scores", "_reason_codes", "clusters", "measure", "cost_spent")
 
-    def __init__(self, indices, scores, reason_codes, clusters, measure):
+    def __init__(self, indices, scores, reason_codes, clusters, measure, cost_spent=0.0):
         self.indices = np.frombuffer(indices, np.int64)
         self.scores = np.frombuffer(scores, np.float32)
         self._reason_codes = np.frombuffer(reason_codes, np.int8)
         self.clusters = np.frombuffer(clusters, np.int32)
         self.measure = measure
+        self.cost_spent = cost_spent
 
     @property
     def reasons(self) -> np.ndarray:
@@ -177,7 +191,8 @@ class Selection:
     def __repr__(self) -> str:
         return (
             f"Selection(indices={self.indices!r}, scores={self.scores!r}, "
-            f"reasons={self.reasons!r}, clusters={self.clusters!r}, measure={self.measure!r})"
+            f"reasons={self.reasons!r}, clusters={self.clusters!r}, measure={self.measure!r}, "
+            f"cost_spent={self.cost_spent!r})"
         )
 
 
@@ -208,6 +223,10 @@ def score(
     temperature: float = 1.0,
     layout: str = "members-first",
     classes: int | None = None,
+    lengths: Any = None,
+    alpha: float | None = None,
+    threshold: float | None = None,
+    features: Any = None,
     resources: Resources | None = None,
 ) -> Any:
     """Scores every row of ``pool``; a higher score means "select first".
@@ -215,15 +234,25 @@ def score(
     Args:
         pool: ``[N, C]`` one model's probabilities (or logits), ``[M, N, C]`` a committee's
             (``[N, M, C]`` with ``layout="rows-first"``), or ``[M, N]`` int32/int64 votes
-            (-1 = abstained). float32, float16, bfloat16; read in place. A list of such arrays,
-            or of ``.npy`` paths, is one pool made of shards (rows in list order; they must
+            (-1 = abstained). float32, float16, bfloat16; read in place. For an LLM measure,
+            ``[N, T]`` token log-probabilities, ``[N, T, K]`` top-K log-probabilities (-inf where
+            fewer than K were returned) or ``[N, S, D]`` embeddings of S sampled answers. A list of
+            arrays, or of ``.npy`` paths, is one pool made of shards (rows in list order; they must
             agree in everything but the row count); its scores come back as one numpy array.
         measure: the measure's name; None picks the pool's natural one: ``entropy`` for
-            ``[N, C]``, ``consensus_entropy`` for a committee, ``vote_entropy`` for votes.
+            ``[N, C]``, ``consensus_entropy`` for a committee, ``vote_entropy`` for votes. LLM
+            outputs have no default: the measure says how the array is read.
         logits: the pool holds logits: ``softmax(z / temperature)`` is fused into the scoring.
         temperature: softmax temperature for logits (finite, > 0).
         layout: axis order of a 3-D pool, ``"members-first"`` or ``"rows-first"``.
         classes: votes only: the number of classes (a vote >= classes is an error).
+        lengths: token and top-K log-probabilities: ``[N]`` int32/int64 row lengths
+            (1 <= length <= T; steps past a row's length are never read); None = every row has T.
+        alpha: ``eigenscore``'s alpha (finite, >= 0; default 1e-3).
+        threshold: ``semantic_sets`` and ``semantic_entropy``: answers whose cosine similarity is
+            >= threshold are joined (default 0.9).
+        features: ``[N, D]`` float penultimate-layer features of the pool rows, for ``egl``
+            (and ``strategy="badge"`` in :func:`select`).
         resources: the :class:`Resources` to run on; None uses this thread's default.
 
     Returns:
@@ -236,6 +265,10 @@ def score(
     """
     res = _resources(resources)
     if _is_shard_list(pool):
+        if any(v is not None for v in (lengths, alpha, threshold, features)):
+            raise InvalidArgument(
+                "a pool of shards does not take lengths, alpha, threshold or features"
+            )
         return _quarry.score_shards(
             res, _shards(pool, res), measure, logits, temperature, layout, classes or 0
         )
@@ -247,6 +280,10 @@ def score(
         temperature,
         layout,
         classes or 0,
+        _optional_input(lengths, res),
+        alpha,
+        threshold,
+        _optional_input(features, res),
         _device_empty(pool),
     )
     return scores if type(scores) is np.ndarray else _as_framework_of(pool, scores)
@@ -254,21 +291,30 @@ def score(
 
 def select(
     pool: Any,
-    k: int,
+    k: int | None = None,
     *,
     measure: str | None = None,
     logits: bool = False,
     temperature: float = 1.0,
     layout: str = "members-first",
     classes: int | None = None,
+    lengths: Any = None,
+    alpha: float | None = None,
+    threshold: float | None = None,
+    features: Any = None,
     embeddings: Any = None,
     candidates: int = 0,
     kmeans_iters: int = 25,
     explore: float = 0.0,
     seed: int = 0,
+    strategy: str = "rank",
+    labeled: Any = None,
+    costs: Any = None,
+    budget: float | None = None,
+    exact_budget: bool = False,
     resources: Resources | None = None,
 ) -> Selection:
-    """Returns the ``k`` rows most worth labeling, best first.
+    """Returns the ``k`` rows most worth labeling, best first, or the rows a budget buys.
 
     Rows are ranked by descending score, equal scores in ascending row order. With
     ``embeddings`` the top ``candidates`` rows are clustered with k-means and the best row of each
@@ -278,25 +324,63 @@ def select(
     Args:
         pool: the predictions, as for :func:`score`; a list of arrays or ``.npy`` paths is one
             pool made of shards, with the same picks as the concatenated pool.
-        k: rows to return, 1 <= k <= N.
-        measure, logits, temperature, layout, classes: how rows are scored, as for :func:`score`.
-        embeddings: ``[N, D]`` float embeddings of the pool rows, for diversity (for a pool of
-            shards, a list with one array or path per shard).
-        candidates: rows to cluster with embeddings; 0 = 10 * k, capped at N.
+        k: rows to return, 1 <= k <= N; optional with a budget (then the most picks a batch
+            strategy takes).
+        measure, logits, temperature, layout, classes, lengths, alpha, threshold, features: how
+            rows are scored, as for :func:`score`.
+        embeddings: ``[N, D]`` float embeddings of the pool rows, for diversity, or the space
+            ``strategy="coreset"`` covers (for a pool of shards, a list with one array or path
+            per shard).
+        candidates: rows to choose among: with embeddings the rows to cluster (0 = 10 * k, capped
+            at N); badge and coreset (0 = every row); ``exact_budget`` (0 = 1,000).
         kmeans_iters: k-means iterations at most.
-        explore: fraction of the k picks drawn at random, 0 <= explore < 1.
-        seed: seeds k-means++ and exploration.
+        explore: fraction of the k picks (or of the budget) drawn at random, 0 <= explore < 1.
+        seed: seeds k-means++, BADGE's draws and exploration.
+        strategy: ``"rank"`` (by score; with embeddings, k-means diversity), ``"badge"``
+            (k-means++ seeding on gradient embeddings; needs probabilities and ``features``) or
+            ``"coreset"`` (k-center greedy on ``embeddings``).
+        labeled: coreset's labeled rows, its first centers: an integer array of pool row
+            indices ``[L]``, or a float array ``[L, D]`` of their embeddings.
+        costs: ``[N]`` labeling cost of every row (positive, finite; float or integer), with
+            ``budget``.
+        budget: the total cost to spend: ranking maximises the total score within it (greedy by
+            score / cost); batch strategies take their picks in order while they fit.
+        exact_budget: the exact 0/1 knapsack over the top ``candidates`` rows (integer costs).
         resources: the :class:`Resources` to run on; None uses this thread's default.
 
     Returns:
-        A :class:`Selection` (``indices``, ``scores``, ``reasons``, ``clusters``).
+        A :class:`Selection` (``indices``, ``scores``, ``reasons``, ``clusters``,
+        ``cost_spent``).
 
     Raises:
         InvalidInput: bad data (``.row`` is the first bad row).
         InvalidArgument: bad k, shapes, dtypes or options.
     """
+    budgeted = costs is not None or budget is not None or exact_budget
+    if k is None and not budgeted:
+        raise InvalidArgument("select needs k, or costs with a budget")
     res = _resources(resources)
     if _is_shard_list(pool):
+        given = [
+            name
+            for name, value in (
+                ("lengths", lengths),
+                ("alpha", alpha),
+                ("threshold", threshold),
+                ("features", features),
+                ("labeled", labeled),
+                ("costs", costs),
+                ("budget", budget),
+            )
+            if value is not None
+        ]
+        if strategy != "rank" or exact_budget:
+            given.append("strategy" if strategy != "rank" else "exact_budget")
+        if given:
+            raise InvalidArgument(
+                "a pool of shards is selected with strategy='rank' by score and k only; "
+                "it does not take " + ", ".join(given)
+            )
         return Selection(
             *_quarry.select_shards(
                 res,
@@ -314,21 +398,34 @@ def select(
                 seed,
             )
         )
+    if isinstance(labeled, (list, tuple)):
+        labeled = np.asarray(labeled)
+    if isinstance(costs, (list, tuple)):
+        costs = np.asarray(costs)
     return Selection(
         *_quarry.select(
             res,
             _input(pool, res),
-            k,
+            k or 0,
             measure,
             logits,
             temperature,
             layout,
             classes or 0,
-            None if embeddings is None else _input(embeddings, res),
+            _optional_input(lengths, res),
+            alpha,
+            threshold,
+            _optional_input(features, res),
+            _optional_input(embeddings, res),
             candidates,
             kmeans_iters,
             explore,
             seed,
+            strategy,
+            _optional_input(labeled, res),
+            _optional_input(costs, res),
+            0.0 if budget is None else budget,
+            exact_budget,
         )
     )
 

@@ -176,19 +176,45 @@ quarry::Layout parse_layout(const std::string& layout) {
                                 "'");
 }
 
-quarry::PoolSpec pool_spec(const InputArray& pool, const std::optional<std::string>& measure,
-                           const std::string& layout, int64_t classes) {
+// The pool and the inputs beside it that decide how it is scored, kept alive for the call.
+struct ScoringInputs {
+  InputArray pool;
+  std::optional<InputArray> lengths;
+  std::optional<InputArray> features;
+  quarry::PoolSpec spec;
+  quarry::ScoreOptions options;
+};
+
+ScoringInputs scoring_inputs(PyResources& res, nb::handle pool_obj,
+                             const std::optional<std::string>& measure, bool logits,
+                             float temperature, const std::string& layout, int64_t classes,
+                             nb::handle lengths_obj, std::optional<double> alpha,
+                             std::optional<double> threshold, nb::handle features_obj) {
+  ScoringInputs in;
+  in.pool = input_array(pool_obj, res, "pool");
+  if (!lengths_obj.is_none()) in.lengths = input_array(lengths_obj, res, "lengths");
   std::optional<quarry::Measure> m;
   if (measure) m = quarry::parse_measure(*measure);
-  return quarry::pool_from_array(pool.view, m, parse_layout(layout), classes, "pool");
-}
-
-quarry::ScoreOptions score_options(const quarry::PoolSpec& spec, bool logits, float temperature) {
-  quarry::ScoreOptions options;
-  options.measure = spec.measure;
+  in.spec = quarry::pool_from_array(in.pool.view, m, parse_layout(layout), classes, "pool",
+                                    in.lengths ? &in.lengths->view : nullptr, "lengths");
+  quarry::ScoreOptions& options = in.options;
+  options.measure = in.spec.measure;
   options.logits = logits;
   options.temperature = temperature;
-  return options;
+  const std::string measure_name(quarry::to_string(in.spec.measure));
+  if (alpha && in.spec.measure != quarry::Measure::eigenscore)
+    throw quarry::InvalidArgument("alpha applies to eigenscore, not to " + measure_name);
+  if (threshold && in.spec.measure != quarry::Measure::semantic_sets &&
+      in.spec.measure != quarry::Measure::semantic_entropy)
+    throw quarry::InvalidArgument(
+        "threshold applies to semantic_sets and semantic_entropy, not to " + measure_name);
+  if (alpha) options.eigenscore_alpha = *alpha;
+  if (threshold) options.semantic_threshold = *threshold;
+  if (!features_obj.is_none()) {
+    in.features = input_array(features_obj, res, "features");
+    options.features = quarry::embeddings_from_array(in.features->view, "features", "features");
+  }
+  return in;
 }
 
 // A 1-D numpy array that takes over a vector's storage.
@@ -201,10 +227,13 @@ nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T>&& values) {
 
 nb::object score_rows(PyResources& res, nb::handle pool_obj, std::optional<std::string> measure,
                       bool logits, float temperature, const std::string& layout, int64_t classes,
+                      nb::handle lengths, std::optional<double> alpha,
+                      std::optional<double> threshold, nb::handle features,
                       nb::handle device_empty) {
-  const InputArray pool = input_array(pool_obj, res, "pool");
-  const quarry::PoolSpec spec = pool_spec(pool, measure, layout, classes);
-  const quarry::ScoreOptions options = score_options(spec, logits, temperature);
+  const ScoringInputs in = scoring_inputs(res, pool_obj, measure, logits, temperature, layout,
+                                          classes, lengths, alpha, threshold, features);
+  const quarry::PoolSpec& spec = in.spec;
+  const quarry::ScoreOptions& options = in.options;
   if (spec.view.space == MemorySpace::device && res.resources.device() == quarry::Device::cuda) {
     // Scores of a device pool stay on the device: `device_empty(rows)` makes a float32 array of
     // the pool's framework on the pool's device, and the engine writes into it.
@@ -260,29 +289,48 @@ nb::tuple selection_tuple(quarry::Selection&& sel, quarry::Measure measure) {
   std::vector<int8_t> reasons(sel.reasons.size());
   for (size_t i = 0; i < reasons.size(); ++i) reasons[i] = static_cast<int8_t>(sel.reasons[i]);
   return nb::make_tuple(to_bytearray(sel.indices), to_bytearray(sel.scores), to_bytearray(reasons),
-                        to_bytearray(sel.clusters), std::string(quarry::to_string(measure)));
+                        to_bytearray(sel.clusters), std::string(quarry::to_string(measure)),
+                        sel.cost_spent);
 }
 
 nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
                       std::optional<std::string> measure, bool logits, float temperature,
-                      const std::string& layout, int64_t classes, nb::handle embeddings_obj,
-                      int64_t candidates, int kmeans_iters, double explore, uint64_t seed) {
-  const InputArray pool = input_array(pool_obj, res, "pool");
-  const quarry::PoolSpec spec = pool_spec(pool, measure, layout, classes);
-  quarry::SelectOptions options =
-      select_options(spec.measure, logits, temperature, k, candidates, kmeans_iters, explore, seed);
+                      const std::string& layout, int64_t classes, nb::handle lengths,
+                      std::optional<double> alpha, std::optional<double> threshold,
+                      nb::handle features, nb::handle embeddings_obj, int64_t candidates,
+                      int kmeans_iters, double explore, uint64_t seed, const std::string& strategy,
+                      nb::handle labeled_obj, nb::handle costs_obj, double budget,
+                      bool exact_budget) {
+  const ScoringInputs in = scoring_inputs(res, pool_obj, measure, logits, temperature, layout,
+                                          classes, lengths, alpha, threshold, features);
+  quarry::SelectOptions options = select_options(in.spec.measure, logits, temperature, k,
+                                                 candidates, kmeans_iters, explore, seed);
+  options.scoring = in.options;
+  options.strategy = quarry::parse_strategy(strategy);
   std::optional<InputArray> embeddings;
   if (!embeddings_obj.is_none()) {
     embeddings = input_array(embeddings_obj, res, "embeddings");
     options.embeddings = quarry::embeddings_from_array(embeddings->view, "embeddings");
   }
+  std::optional<InputArray> labeled;
+  if (!labeled_obj.is_none()) {
+    labeled = input_array(labeled_obj, res, "labeled");
+    quarry::labeled_from_array(labeled->view, options, "labeled");
+  }
+  std::vector<double> costs;
+  if (!costs_obj.is_none())
+    costs = quarry::costs_from_array(input_array(costs_obj, res, "costs").view, "costs");
+  options.costs = costs_obj.is_none() ? nullptr : costs.data();
+  options.cost_count = static_cast<int64_t>(costs.size());
+  options.budget = budget;
+  options.exact_budget = exact_budget;
   quarry::Selection sel;
   {
     nb::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(res.mutex);
-    sel = quarry::select(res.resources, spec.view, options);
+    sel = quarry::select(res.resources, in.spec.view, options);
   }
-  return selection_tuple(std::move(sel), spec.measure);
+  return selection_tuple(std::move(sel), in.spec.measure);
 }
 
 // A pool given as several arrays (shards, rows in list order), and their embeddings if any.
@@ -533,7 +581,7 @@ void make_resources(PyResources* self, const std::string& device, nb::handle mem
 // bench/bench_python.py measures the binding's overhead. Seconds per call.
 double time_select_call(PyResources& res, nb::handle pool_obj, int64_t k, int64_t repeats) {
   const InputArray pool = input_array(pool_obj, res, "pool");
-  const quarry::PoolSpec spec = pool_spec(pool, std::nullopt, "members-first", 0);
+  const quarry::PoolSpec spec = quarry::pool_from_array(pool.view);
   quarry::SelectOptions options;
   options.scoring.measure = spec.measure;
   options.k = k;
@@ -731,11 +779,15 @@ NB_MODULE(_quarry, m) {
 
   m.def("score", &score_rows, nb::arg("resources"), nb::arg("pool"), nb::arg("measure").none(),
         nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"), nb::arg("classes"),
-        nb::arg("device_empty"));
+        nb::arg("lengths").none(), nb::arg("alpha").none(), nb::arg("threshold").none(),
+        nb::arg("features").none(), nb::arg("device_empty"));
   m.def("select", &select_rows, nb::arg("resources"), nb::arg("pool"), nb::arg("k"),
         nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
-        nb::arg("classes"), nb::arg("embeddings").none(), nb::arg("candidates"),
-        nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"));
+        nb::arg("classes"), nb::arg("lengths").none(), nb::arg("alpha").none(),
+        nb::arg("threshold").none(), nb::arg("features").none(), nb::arg("embeddings").none(),
+        nb::arg("candidates"), nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"),
+        nb::arg("strategy"), nb::arg("labeled").none(), nb::arg("costs").none(), nb::arg("budget"),
+        nb::arg("exact_budget"));
   m.def("score_shards", &score_shards, nb::arg("resources"), nb::arg("pools"),
         nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
         nb::arg("classes"));
