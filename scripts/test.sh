@@ -13,7 +13,7 @@ ctest --test-dir build --output-on-failure -j "$(nproc)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q scikit-build-core nanobind numpy pytest "scikit-learn<1.8" \
-  modAL-python scikit-activeml small-text torch matplotlib
+  modAL-python scikit-activeml small-text torch matplotlib "dask[array]" distributed
 # The package is built like build/ (same generator, a build folder as deep), so that ccache
 # serves the library's objects compiled there.
 export CMAKE_GENERATOR="Unix Makefiles"

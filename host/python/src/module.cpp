@@ -348,9 +348,13 @@ ShardArrays shard_arrays(PyResources& res, nb::handle pools, std::optional<std::
     const std::string name = "pool[" + std::to_string(out.pools.size()) + "]";
     out.pools.push_back(input_array(pool, res, name.c_str()));
     // Every shard is scored with the first one's measure (its natural one when none is named).
-    const quarry::PoolSpec spec = pool_spec(
-        out.pools.back(), out.views.empty() ? measure : std::string(to_string(out.measure)), layout,
-        classes);
+    std::optional<quarry::Measure> m;
+    if (!out.views.empty())
+      m = out.measure;
+    else if (measure)
+      m = quarry::parse_measure(*measure);
+    const quarry::PoolSpec spec =
+        quarry::pool_from_array(out.pools.back().view, m, parse_layout(layout), classes, name);
     out.views.push_back(spec.view);
     out.measure = spec.measure;
   }
