@@ -111,7 +111,7 @@ def kmeans_table(quarry):
         row = {}
         for tf32 in (False, True):
             torch.set_float32_matmul_precision("high" if tf32 else "highest")
-            ms = timed(lambda: kmeans_torch(x, k, iterations), repeats=3)
+            ms = timed(lambda x=x, k=k, it=iterations: kmeans_torch(x, k, it), repeats=3)
             centroids, assignment = kmeans_torch(x, k, iterations)
             torch.set_float32_matmul_precision("highest")
             row[tf32] = (ms, inertia_per_point(x, centroids, assignment))
@@ -167,7 +167,10 @@ def main():
     bw = copy_bandwidth()
     torch.cuda.empty_cache()  # leave the device to quarry_bench
     quarry = quarry_times(args.quarry_bench, args.quarry_json)
-    print(f"device: {torch.cuda.get_device_name()}  copy bandwidth (read+write): {bw / 1e12:.2f} TB/s")
+    print(
+        f"device: {torch.cuda.get_device_name()}  "
+        f"copy bandwidth (read+write): {bw / 1e12:.2f} TB/s"
+    )
     bandwidth_table(quarry, bw)
     torch.cuda.empty_cache()
     kmeans_table(quarry)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from quarry.eval import TIMING_FIELDS, simulate
 from quarry.eval.cli import main
 

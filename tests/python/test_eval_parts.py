@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from quarry.eval import (
     accuracy_plateau_stop,
     aulc,
