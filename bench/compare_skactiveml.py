@@ -102,9 +102,7 @@ def child_skactiveml(args):
     start = time.perf_counter()
     if args.child == "badge":
         clf = Precomputed(classes=np.arange(probs.shape[1]))
-        picks = Badge(random_state=args.seed).query(
-            feats, y, clf, fit_clf=False, batch_size=args.k
-        )
+        picks = Badge(random_state=args.seed).query(feats, y, clf, fit_clf=False, batch_size=args.k)
     else:
         y[labeled] = 0
         picks = CoreSet(random_state=args.seed).query(feats, y, batch_size=args.k)
@@ -193,16 +191,10 @@ def main():
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("-k", type=int, default=100, help="picks per job")
-    parser.add_argument(
-        "--labeled", type=int, default=100, help="labeled rows for core-set"
-    )
+    parser.add_argument("--labeled", type=int, default=100, help="labeled rows for core-set")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--quarry-only", action="store_true", help="skip scikit-activeml"
-    )
-    parser.add_argument(
-        "--folder", help="where the inputs go (default: a temporary folder)"
-    )
+    parser.add_argument("--quarry-only", action="store_true", help="skip scikit-activeml")
+    parser.add_argument("--folder", help="where the inputs go (default: a temporary folder)")
     parser.add_argument("--child", choices=["badge", "coreset"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -245,11 +237,7 @@ def main():
             if job == "coreset":
                 same = "same picks" if peer["indices"] == picks else "picks differ"
             else:  # random draws differ; the first pick (largest gradient) does not
-                same = (
-                    "same first pick"
-                    if peer["indices"][0] == picks[0]
-                    else "first pick differs"
-                )
+                same = "same first pick" if peer["indices"][0] == picks[0] else "first pick differs"
             print(f"{job}: {same}", file=sys.stderr)
         print(f"\n{shape}, k = {args.k}, core-set from {args.labeled} labeled rows\n")
         print("| job | tool | process wall | selection call | peak RSS |")
@@ -259,9 +247,7 @@ def main():
                 print(f"| {job} | {tool} | {call} | | |")
                 continue
             call_text = f"{call:.2f} s" if call is not None else "-"
-            print(
-                f"| {job} | {tool} | {wall:.2f} s | {call_text} | {gigabytes(peak)} |"
-            )
+            print(f"| {job} | {tool} | {wall:.2f} s | {call_text} | {gigabytes(peak)} |")
 
 
 if __name__ == "__main__":

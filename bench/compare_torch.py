@@ -10,6 +10,7 @@ pool's bytes read once at the device-to-device copy rate measured in the same ru
 Needs PyTorch with CUDA and a GPU. If quarry_bench needs a library path that PyTorch must not see
 (a staged build's env.sh), pass a wrapper script that sets it and execs the binary.
 """
+
 import argparse
 import json
 import subprocess
@@ -81,8 +82,8 @@ def kmeans_torch(x, k, iterations):
     def assign():
         c_norms = (centroids * centroids).sum(dim=1)
         for r0 in range(0, n, tile):
-            scores = c_norms[None, :] - 2 * (x[r0:r0 + tile] @ centroids.T)
-            assignment[r0:r0 + tile] = scores.argmin(dim=1)
+            scores = c_norms[None, :] - 2 * (x[r0 : r0 + tile] @ centroids.T)
+            assignment[r0 : r0 + tile] = scores.argmin(dim=1)
 
     for _ in range(iterations):
         assign()
@@ -104,8 +105,10 @@ def kmeans_table(quarry):
     random normal points, the same shapes and iteration counts. The two sides draw their own points
     from the same distribution, so inertia per point is comparable, not identical."""
     cases = [(100_000, 256, 1000, 20), (1_000_000, 128, 1000, 20), (1_000_000, 256, 10_000, 5)]
-    print(f"\n{'k-means (random normal points)':42s} {'quarry ms':>10s} {'fp32 ms':>9s} "
-          f"{'tf32 ms':>9s} {'vs tf32':>8s}   inertia/point quarry, fp32, tf32; quarry iterations")
+    print(
+        f"\n{'k-means (random normal points)':42s} {'quarry ms':>10s} {'fp32 ms':>9s} "
+        f"{'tf32 ms':>9s} {'vs tf32':>8s}   inertia/point quarry, fp32, tf32; quarry iterations"
+    )
     for n, dim, k, iterations in cases:
         x = torch.randn(n, dim, device="cuda")
         row = {}
@@ -123,8 +126,10 @@ def kmeans_table(quarry):
         ratio = f"{row[True][0] / q_ms:7.1f}x" if q_ms else f"{'':>8s}"
         qi = f"{q_inertia:.4f}" if q_inertia else "n/a"
         title = f"N'={n:,} D={dim} k={k:,} {iterations} iterations"
-        print(f"{title:42s} {qs} {row[False][0]:9.1f} {row[True][0]:9.1f} {ratio}   "
-              f"{qi}, {row[False][1]:.4f}, {row[True][1]:.4f}; {q_iterations}")
+        print(
+            f"{title:42s} {qs} {row[False][0]:9.1f} {row[True][0]:9.1f} {ratio}   "
+            f"{qi}, {row[False][1]:.4f}, {row[True][1]:.4f}; {q_iterations}"
+        )
         del x
 
 
@@ -142,9 +147,16 @@ def quarry_times(binary, saved_json=None):
         with open(saved_json) as f:
             report = json.load(f)
     else:
-        run = subprocess.run([binary, "--benchmark_filter=BM_Cuda(Select|Committee|TopK|KMeans)",
-                              "--benchmark_format=json", "--benchmark_min_time=0.2"],
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [
+                binary,
+                "--benchmark_filter=BM_Cuda(Select|Committee|TopK|KMeans)",
+                "--benchmark_format=json",
+                "--benchmark_min_time=0.2",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if run.returncode != 0:
             raise SystemExit(f"{binary} failed ({run.returncode}):\n{run.stderr[-4000:]}")
         report = json.loads(run.stdout)
@@ -160,16 +172,17 @@ def quarry_times(binary, saved_json=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quarry-bench", default="build/quarry_bench")
-    parser.add_argument("--quarry-json", help="quarry_bench --benchmark_format=json output to use "
-                        "instead of running it")
+    parser.add_argument(
+        "--quarry-json",
+        help="quarry_bench --benchmark_format=json output to use instead of running it",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     bw = copy_bandwidth()
     torch.cuda.empty_cache()  # leave the device to quarry_bench
     quarry = quarry_times(args.quarry_bench, args.quarry_json)
     print(
-        f"device: {torch.cuda.get_device_name()}  "
-        f"copy bandwidth (read+write): {bw / 1e12:.2f} TB/s"
+        f"device: {torch.cuda.get_device_name()}  copy bandwidth (read+write): {bw / 1e12:.2f} TB/s"
     )
     bandwidth_table(quarry, bw)
     torch.cuda.empty_cache()
@@ -181,29 +194,76 @@ def bandwidth_table(quarry, bw):
     jobs = []
     p = probabilities(10_000_000, 100)
     name = "BM_CudaSelect/rows:10000000/C:100/measure:{}/logits:{}/dtype:{}/k:1000"
-    jobs.append(("entropy + top-1000, 10M x 100 f32", p.numel() * 4,
-                 lambda: entropy_topk(p, 1000), name.format(3, 0, 0)))
-    jobs.append(("margin + top-1000, same pool", p.numel() * 4,
-                 lambda: margin_topk(p, 1000), name.format(1, 0, 0)))
-    jobs.append(("least confidence + top-1000, same pool", p.numel() * 4,
-                 lambda: least_confidence_topk(p, 1000), name.format(0, 0, 0)))
+    jobs.append(
+        (
+            "entropy + top-1000, 10M x 100 f32",
+            p.numel() * 4,
+            lambda: entropy_topk(p, 1000),
+            name.format(3, 0, 0),
+        )
+    )
+    jobs.append(
+        (
+            "margin + top-1000, same pool",
+            p.numel() * 4,
+            lambda: margin_topk(p, 1000),
+            name.format(1, 0, 0),
+        )
+    )
+    jobs.append(
+        (
+            "least confidence + top-1000, same pool",
+            p.numel() * 4,
+            lambda: least_confidence_topk(p, 1000),
+            name.format(0, 0, 0),
+        )
+    )
     z = torch.randn(10_000_000, 100, device="cuda") * 2
-    jobs.append(("logits -> entropy + top-1000, same shape", z.numel() * 4,
-                 lambda: logits_entropy_topk(z, 1000), name.format(3, 1, 0)))
+    jobs.append(
+        (
+            "logits -> entropy + top-1000, same shape",
+            z.numel() * 4,
+            lambda: logits_entropy_topk(z, 1000),
+            name.format(3, 1, 0),
+        )
+    )
     c = torch.softmax(torch.randn(5, 2_000_000, 100, device="cuda") * 2, dim=2)
     cname = "BM_CudaCommittee/M:5/rows:2000000/C:100/measure:{}"
-    jobs.append(("BALD + top-1000, 5 x 2M x 100 f32", c.numel() * 4,
-                 lambda: bald_topk(c, 1000), cname.format(7)))
-    jobs.append(("vote entropy + top-1000, same committee", c.numel() * 4,
-                 lambda: vote_entropy_topk(c, 1000), cname.format(4)))
+    jobs.append(
+        (
+            "BALD + top-1000, 5 x 2M x 100 f32",
+            c.numel() * 4,
+            lambda: bald_topk(c, 1000),
+            cname.format(7),
+        )
+    )
+    jobs.append(
+        (
+            "vote entropy + top-1000, same committee",
+            c.numel() * 4,
+            lambda: vote_entropy_topk(c, 1000),
+            cname.format(4),
+        )
+    )
     s = torch.rand(100_000_000, device="cuda")
     for k in (100, 1000, 100_000):
-        jobs.append((f"top-{k} of 100M f32", s.numel() * 4, lambda k=k: torch.topk(s, k),
-                     f"BM_CudaTopK/n:100000000/k:{k}"))
+        jobs.append(
+            (
+                f"top-{k} of 100M f32",
+                s.numel() * 4,
+                lambda k=k: torch.topk(s, k),
+                f"BM_CudaTopK/n:100000000/k:{k}",
+            )
+        )
     llm = torch.randn(4096, 131072, device="cuda", dtype=torch.bfloat16)
-    jobs.append(("LLM rows: 4096 x 131072 bf16 logits, entropy + top-100", llm.numel() * 2,
-                 lambda: logits_entropy_topk(llm, 100),
-                 "BM_CudaSelect/rows:4096/C:131072/measure:3/logits:1/dtype:2/k:100"))
+    jobs.append(
+        (
+            "LLM rows: 4096 x 131072 bf16 logits, entropy + top-100",
+            llm.numel() * 2,
+            lambda: logits_entropy_topk(llm, 100),
+            "BM_CudaSelect/rows:4096/C:131072/measure:3/logits:1/dtype:2/k:100",
+        )
+    )
 
     print(f"{'job':58s} {'quarry ms':>10s} {'torch ms':>10s} {'speedup':>8s} {'floor ms':>9s}")
     for title, nbytes, fn, key in jobs:
