@@ -7,22 +7,14 @@
 
 #include "kernels/centers.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/warp_rows.cuh"
 
 namespace quarry::kernels {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kWarpRowThreads;
 constexpr int kWarps = kThreads / 32;
-
-unsigned blocks_for_rows(int64_t rows) {
-  return static_cast<unsigned>(std::clamp<int64_t>((rows + kWarps - 1) / kWarps, 1, 1 << 20));
-}
-
-__device__ __forceinline__ double warp_sum(double x) {
-  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
-}
 
 template <typename T>
 __device__ __forceinline__ const T* row_of(const DeviceRows& v, int64_t i) {
@@ -228,7 +220,7 @@ void launch_coreset_norms(DeviceRows x, int64_t n, int64_t dim, const int64_t* n
   if (n <= 0) return;
   with_type(x.type, [&](auto t) {
     coreset_norms_kernel<decltype(t)>
-        <<<blocks_for_rows(n), kThreads, 0, stream>>>(x, n, dim, names, nearest, first_bad);
+        <<<warp_row_blocks(n), kThreads, 0, stream>>>(x, n, dim, names, nearest, first_bad);
   });
   QUARRY_CHECK_LAUNCH(stream);
 }
@@ -238,7 +230,7 @@ void launch_coreset_update(DeviceRows x, int64_t n, int64_t dim, const float* ce
   if (n <= 0) return;
   with_type(x.type, [&](auto t) {
     coreset_update_kernel<decltype(t)>
-        <<<blocks_for_rows(n), kThreads, 0, stream>>>(x, n, dim, centers, count, replace, nearest);
+        <<<warp_row_blocks(n), kThreads, 0, stream>>>(x, n, dim, centers, count, replace, nearest);
   });
   QUARRY_CHECK_LAUNCH(stream);
 }
@@ -249,7 +241,7 @@ void launch_badge_prepare(DeviceRows probs, DeviceRows features, int64_t n, int6
   if (n <= 0) return;
   with_type(probs.type, [&](auto p) {
     with_type(features.type, [&](auto f) {
-      badge_prepare_kernel<decltype(p), decltype(f)><<<blocks_for_rows(n), kThreads, 0, stream>>>(
+      badge_prepare_kernel<decltype(p), decltype(f)><<<warp_row_blocks(n), kThreads, 0, stream>>>(
           probs, features, n, classes, dim, names, argmax, norms, nearest, first_bad);
     });
   });
@@ -274,7 +266,7 @@ void launch_badge_update(DeviceRows probs, DeviceRows features, int64_t n, int64
   if (n <= 0) return;
   with_type(probs.type, [&](auto p) {
     with_type(features.type, [&](auto f) {
-      badge_update_kernel<decltype(p), decltype(f)><<<blocks_for_rows(n), kThreads, 0, stream>>>(
+      badge_update_kernel<decltype(p), decltype(f)><<<warp_row_blocks(n), kThreads, 0, stream>>>(
           probs, features, n, classes, dim, argmax, norms, q, h, center_norm, replace, nearest);
     });
   });

@@ -8,22 +8,14 @@
 #include "kernels/cuda_check.cuh"
 #include "kernels/egl.cuh"
 #include "kernels/row_reduce.cuh"
+#include "kernels/warp_rows.cuh"
 
 namespace quarry::kernels {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = kWarpRowThreads;
 constexpr int kWarps = kThreads / 32;
-
-unsigned blocks_for_rows(int64_t rows) {
-  return static_cast<unsigned>(std::clamp<int64_t>((rows + kWarps - 1) / kWarps, 1, 1 << 20));
-}
-
-__device__ __forceinline__ double warp_sum(double x) {
-  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
-}
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
@@ -107,7 +99,7 @@ void launch_feature_squares(const void* data, ElementType type, int64_t rows, in
                             unsigned long long* first_bad, cudaStream_t stream) {
   if (rows <= 0) return;
   dispatch(type, data, [&](const auto* typed) {
-    feature_squares_kernel<<<blocks_for_rows(rows), kThreads, 0, stream>>>(
+    feature_squares_kernel<<<warp_row_blocks(rows), kThreads, 0, stream>>>(
         typed, rows, dim, row_stride, row_offset, squares, first_bad);
   });
   QUARRY_CHECK_LAUNCH(stream);
@@ -121,11 +113,11 @@ void launch_score_egl(const void* data, ElementType type, bool logits, float inv
   dispatch(type, data, [&](const auto* typed) {
     using T = std::remove_cv_t<std::remove_pointer_t<decltype(typed)>>;
     if (logits)
-      egl_kernel<T, EglLogitStats<float>><<<blocks_for_rows(rows), kThreads, 0, stream>>>(
+      egl_kernel<T, EglLogitStats<float>><<<warp_row_blocks(rows), kThreads, 0, stream>>>(
           typed, rows, classes, row_stride, inv_temperature, true, feature_squares, row_offset,
           scores, first_bad);
     else
-      egl_kernel<T, EglProbStats<float>><<<blocks_for_rows(rows), kThreads, 0, stream>>>(
+      egl_kernel<T, EglProbStats<float>><<<warp_row_blocks(rows), kThreads, 0, stream>>>(
           typed, rows, classes, row_stride, 1.0f, false, feature_squares, row_offset, scores,
           first_bad);
   });
