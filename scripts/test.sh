@@ -8,12 +8,11 @@ bash scripts/setup.sh
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j "$(nproc)"
 
-# Python: a virtualenv with the package's build and test dependencies, all from PyPI. modAL
-# 0.4.2 calls scikit-learn with an argument that scikit-learn 1.8 removed, hence the cap.
+# Python: a virtualenv with the package's build and test dependencies at the versions pinned in
+# requirements/test.lock (names from pyproject.toml; scripts/lock.sh refreshes the lock).
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q scikit-build-core nanobind numpy pytest "scikit-learn<1.8" \
-  modAL-python scikit-activeml small-text torch matplotlib "dask[array]" distributed
+.venv/bin/python -m pip install -q "pip==25.3"
+.venv/bin/python -m pip install -q -r requirements/test.lock
 # The package is built like build/ (same generator, a build folder as deep), so that ccache
 # serves the library's objects compiled there.
 export CMAKE_GENERATOR="Unix Makefiles"
@@ -23,5 +22,5 @@ if command -v ccache >/dev/null; then
   defines+=(-C cmake.define.CMAKE_CXX_COMPILER_LAUNCHER=ccache
     -C cmake.define.CMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
-.venv/bin/python -m pip install -q --no-build-isolation "${defines[@]}" .
+.venv/bin/python -m pip install -q --no-build-isolation --no-deps "${defines[@]}" .
 QUARRY_CLI=$PWD/build/quarry .venv/bin/python -m pytest tests/python -q -rs
