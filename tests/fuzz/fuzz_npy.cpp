@@ -1,7 +1,7 @@
 // libFuzzer target for the .npy header parser: any bytes must give a header that agrees with
 // itself or an InvalidInput, never a crash, a hang, another exception or an out-of-bounds read
 // (the target is built with AddressSanitizer and UndefinedBehaviorSanitizer). How to build and
-// run it: README, "Tests"; scripts/fuzz.sh.
+// run it: docs/testing.md; scripts/fuzz.sh.
 
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,4 @@
-"""The quarry program's catalogue of bad input (README: "Bad input that is refused"), through
+"""The quarry program's catalogue of bad input (docs/cli.md: "Bad input that is refused"), through
 Python: each raises the documented exception with the engine's message, and .row where the
 program names a row."""
 

@@ -1,4 +1,4 @@
-"""The README's Ray Data recipe (map_batches -> partials -> quarry.merge), run on a local Ray:
+"""The Ray Data recipe of docs/scale-out.md (map_batches -> partials -> quarry.merge), run on a local Ray:
 the same picks as quarry.select on the concatenated pool. Skipped when Ray is not installed."""
 
 import numpy as np
@@ -24,7 +24,7 @@ def test_ray_data_recipe(local_ray, tmp_path, rng):
         paths.append(str(tmp_path / f"part-{i}.npy"))
         np.save(paths[-1], pool[a:b])
 
-    # The recipe, as in the README.
+    # The recipe, as in docs/scale-out.md.
     rows = [np.load(p, mmap_mode="r").shape[0] for p in paths]
     offsets = np.cumsum([0, *rows[:-1]])
     pool_rows, k = sum(rows), 100

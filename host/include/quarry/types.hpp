@@ -28,7 +28,7 @@ enum class Layout {
 };
 
 /// Uncertainty and disagreement measures. For every measure a higher score means "select first".
-/// Exact definitions: README, "Measures".
+/// Exact definitions: docs/measures.md.
 enum class Measure {
   least_confidence,   ///< 1 - p1
   margin,             ///< 1 - (p1 - p2)
@@ -54,7 +54,7 @@ enum class Measure {
   semantic_entropy,    ///< entropy of the component sizes
 };
 
-/// Parses a measure name as written in the README ("entropy", "kl_max", ...).
+/// Parses a measure name as docs/measures.md writes it ("entropy", "kl_max", ...).
 /// Throws InvalidArgument for an unknown name.
 Measure parse_measure(std::string_view name);
 std::string_view to_string(Measure measure);
@@ -211,7 +211,7 @@ struct SelectOptions {
   uint64_t seed = 0;
 
   /// The batch strategy. badge and coreset run over the top `candidates` rows by score (0 = every
-  /// row), badge on scoring.features, coreset on `embeddings`. README, "Influence and coverage".
+  /// row), badge on scoring.features, coreset on `embeddings`. docs/strategies.md.
   Strategy strategy = Strategy::rank;
   /// coreset: rows already labeled (indices into the pool), the k-center search's first centers.
   std::vector<int64_t> labeled_rows;
