@@ -10,7 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/measures.hpp"
+#include "engine/center_search.hpp"
+#include "kernels/row_flags.hpp"
 #include "quarry/resources.hpp"
 #include "quarry/types.hpp"
 
@@ -42,69 +43,68 @@ struct BadRow {
   }
 };
 
-/// Greedy center selection over a list of candidate rows (ascending pool rows), keeping each
-/// candidate's squared distance to its nearest center where the backend computes (device memory
-/// on CUDA). Core-set measures Euclidean distance between embeddings; BADGE between gradient
-/// embeddings g = (p - e_argmax) (x) h, through |g_i - g_j|^2 = a_i + a_j - 2 <q_i, q_j> <h_i, h_j>
-/// with q = p - e_argmax and a = |q|^2 |h|^2, never forming g. Before the first center the
-/// distances are to the origin (|x|^2, or a), so farthest() is then the candidate of largest norm.
-/// Candidates are named by their position in the list.
-class CenterSearch {
- public:
-  virtual ~CenterSearch() = default;
-  /// Makes these pool rows (any rows of the view, candidates or not) centers: each candidate's
-  /// distance becomes the smaller of it and its distance to them (the first call replaces the
-  /// distances to the origin), and candidates among them can no longer be picked.
-  virtual void add_rows(const std::vector<int64_t>& pool_rows) = 0;
-  /// Makes `count` points (host float32, [count, dim]) centers. Core-set only.
-  virtual void add_points(const float* points, int64_t count) = 0;
-  /// The candidate not yet made a center with the largest distance (the lowest position on ties),
-  /// or -1 when none is left.
-  virtual int64_t farthest() = 0;
-  /// k-means++'s draw: the candidate not yet made a center whose cumulative distance, summed in
-  /// double in candidate order, first exceeds u * (the total); when every distance is 0, the
-  /// lowest such candidate; -1 when none is left. 0 <= u < 1.
-  virtual int64_t draw(double u) = 0;
-};
-
-/// Working memory of a center search per candidate (its distance, row, BADGE's norm and argmax,
-/// and on CUDA the running sum of the draw), for the memory budget.
-inline constexpr int64_t kCenterSearchBytesPerRow = 40;
-
 /// Progress of a long job: rows scored so far out of the total.
 using ProgressCallback = std::function<void(int64_t rows_done, int64_t rows_total)>;
 
+/// What one call carries besides its inputs, copied from its Resources when the call starts: a
+/// callback changed meanwhile (from another thread, or from the callback itself) affects only
+/// later calls, and sharded selection reports through a callback of its own without touching
+/// the backend.
+struct CallContext {
+  /// Working memory (device memory on CUDA) at most this many bytes; 0: the backend's default.
+  std::size_t memory_budget = 0;
+  ProgressCallback progress;
+};
+
+/// Working memory that score() or top() needs (device memory on CUDA): `fixed` in all for the
+/// call, and `per_row` per pool row (features included). The pipeline sizes chunks of rows from
+/// them to stay within the memory budget.
+struct WorkingBytes {
+  int64_t fixed = 0;
+  int64_t per_row = 0;
+};
+
+/// Facts about a backend that do not depend on the call.
+struct BackendFacts {
+  Device kind = Device::cpu;
+  /// The budget used when the caller sets none.
+  std::size_t default_memory_budget = 0;
+  /// The most device memory the backend's pool has held (0 on the CPU).
+  std::size_t peak_device_memory = 0;
+  /// The cudaStream_t the backend's work is ordered on (nullptr on the CPU).
+  void* cuda_stream = nullptr;
+};
+
+/// What a center search runs over: candidate `rows` (ascending pool rows) of `points`, the
+/// embeddings (core-set), or for BADGE the gradient embeddings of a single model's
+/// probabilities `pool` (already validated by scoring) and its features `points`.
+struct CenterSearchSpec {
+  enum class Space { embeddings, badge_gradients };
+  Space space = Space::embeddings;
+  EmbeddingView points;
+  PoolView pool;  // badge_gradients only
+  std::vector<int64_t> rows;
+};
+
+/// Scoring, top-k, k-means and center search on one device. It knows no strategies and holds
+/// no per-call state: the memory budget and progress travel in each call's CallContext.
 class Backend {
  public:
   virtual ~Backend() = default;
 
-  /// Set through Resources. 0: default_memory_budget().
-  std::size_t memory_budget = 0;
-  ProgressCallback progress;
-
-  virtual Device kind() const = 0;
   virtual std::string describe() const = 0;
+  virtual BackendFacts facts() const = 0;
 
   /// Scores every row into `scores_out` (host memory, pool.rows floats). Throws InvalidInput
   /// naming the first invalid row.
-  virtual void score(const ScoreProblem& problem, float* scores_out) = 0;
+  virtual void score(const ScoreProblem& problem, float* scores_out, const CallContext& call) = 0;
 
   /// The `count` best rows in rank order. Throws InvalidInput naming the first invalid row.
-  virtual Ranked top(const ScoreProblem& problem, int64_t count) = 0;
+  virtual Ranked top(const ScoreProblem& problem, int64_t count, const CallContext& call) = 0;
 
-  /// Bytes of working memory (device memory on CUDA) that score() or top() needs per pool row,
-  /// and in all for `count` results. The pipeline sizes chunks of rows from them to stay within
-  /// the memory budget.
-  virtual int64_t working_bytes_per_row(const PoolView& pool) const = 0;
-  virtual int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const = 0;
-  /// Further bytes per row for the features of a measure that reads them (egl).
-  virtual int64_t working_bytes_per_feature_row(const ScoreProblem&) const { return 0; }
-  /// The budget used when the caller sets none.
-  virtual std::size_t default_memory_budget() const = 0;
-  /// The most device memory the backend's pool has held (0 on the CPU).
-  virtual std::size_t peak_device_memory() const { return 0; }
-  /// The cudaStream_t the backend's work is ordered on (nullptr on the CPU).
-  virtual void* cuda_stream() const { return nullptr; }
+  /// Working memory of score() (count 0) or top() for `count` results.
+  virtual WorkingBytes working_bytes(const ScoreProblem& problem, int64_t count) const = 0;
+
   /// Orders the backend's later work after what is queued now on `stream` (a cudaStream_t).
   virtual void wait_for_stream(void* /*stream*/) {}
 
@@ -112,23 +112,39 @@ class Backend {
   /// not null. Arguments are checked by the caller; non-finite coordinates throw InvalidInput
   /// naming the row.
   virtual KMeansResult kmeans(const EmbeddingView& points, const std::vector<int64_t>* rows,
-                              int64_t k, const KMeansOptions& options) = 0;
+                              int64_t k, const KMeansOptions& options, const CallContext& call) = 0;
 
   /// The listed rows of `points` as a dense float32 [rows.size(), dim] matrix in host memory
   /// (what kmeans() clusters). Throws InvalidInput naming the first row with a non-finite
-  /// coordinate. This reads host memory; the CUDA backend also gathers device memory.
-  virtual std::vector<float> gather_embeddings(const EmbeddingView& points,
-                                               const std::vector<int64_t>& rows);
+  /// coordinate. Host memory is read on every backend; the CUDA backend also reads device memory.
+  virtual std::vector<float> gather(const EmbeddingView& points, const std::vector<int64_t>& rows,
+                                    const CallContext& call);
 
-  /// Core-set search over the candidate `rows` (ascending) of `points`. Arguments are checked by
-  /// the caller; non-finite coordinates throw InvalidInput naming the row.
-  virtual std::unique_ptr<CenterSearch> coreset_search(const EmbeddingView& points,
-                                                       std::vector<int64_t> rows) = 0;
-  /// BADGE search over the candidate `rows` (ascending) of a single model's probabilities (already
-  /// validated by scoring) and its features; non-finite features throw InvalidInput.
-  virtual std::unique_ptr<CenterSearch> badge_search(const PoolView& pool,
-                                                     const EmbeddingView& features,
-                                                     std::vector<int64_t> rows) = 0;
+  /// A center search over `spec` (see CenterSearch). Arguments are checked by the caller;
+  /// non-finite coordinates or features throw InvalidInput naming the row.
+  virtual std::unique_ptr<CenterSearch> center_search(CenterSearchSpec spec,
+                                                      const CallContext& call) = 0;
+
+  // Shorthands of facts() and working_bytes().
+  Device kind() const { return facts().kind; }
+  std::size_t default_memory_budget() const { return facts().default_memory_budget; }
+  std::size_t peak_device_memory() const { return facts().peak_device_memory; }
+  void* cuda_stream() const { return facts().cuda_stream; }
+  int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const {
+    return working_bytes(problem, count).fixed;
+  }
+  /// Per row, for the pool alone.
+  int64_t working_bytes_per_row(const PoolView& pool) const {
+    return working_bytes(ScoreProblem{pool, {}}, 0).per_row;
+  }
+  /// Per row, for the features of a measure that reads them (egl).
+  int64_t working_bytes_per_feature_row(const ScoreProblem& problem) const {
+    return working_bytes(problem, 0).per_row - working_bytes_per_row(problem.pool);
+  }
+  /// The budget a call on `context` works within.
+  std::size_t budget_of(const CallContext& call) const {
+    return call.memory_budget != 0 ? call.memory_budget : default_memory_budget();
+  }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -7,11 +7,12 @@
 
 namespace quarry::engine {
 
-std::vector<int64_t> badge_picks(Backend& backend, const PoolView& pool,
+std::vector<int64_t> badge_picks(Backend& backend, const CallContext& call, const PoolView& pool,
                                  const SelectOptions& options,
                                  const std::vector<int64_t>& candidates, PickTaker& taker) {
-  const std::unique_ptr<CenterSearch> search =
-      backend.badge_search(pool, *options.scoring.features, candidates);
+  const std::unique_ptr<CenterSearch> search = backend.center_search(
+      {CenterSearchSpec::Space::badge_gradients, *options.scoring.features, pool, candidates},
+      call);
   // One 53-bit uniform per draw, written out rather than left to a library's distribution, so that
   // the draws are the same with every standard library.
   std::mt19937_64 rng(options.seed);

@@ -9,11 +9,12 @@
 
 namespace quarry::engine {
 
-std::vector<int64_t> coreset_picks(Backend& backend, const SelectOptions& options,
+std::vector<int64_t> coreset_picks(Backend& backend, const CallContext& call,
+                                   const SelectOptions& options,
                                    const std::vector<int64_t>& candidates, int64_t best_candidate,
                                    PickTaker& taker) {
-  const std::unique_ptr<CenterSearch> search =
-      backend.coreset_search(*options.embeddings, candidates);
+  const std::unique_ptr<CenterSearch> search = backend.center_search(
+      {CenterSearchSpec::Space::embeddings, *options.embeddings, {}, candidates}, call);
   bool centered = false;
   if (!options.labeled_rows.empty()) {
     search->add_rows(options.labeled_rows);

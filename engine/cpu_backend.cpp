@@ -619,12 +619,14 @@ class SingleThreadedBlas {
 
 class CpuBackend final : public Backend {
  public:
-  Device kind() const override { return Device::cpu; }
+  BackendFacts facts() const override {
+    return {Device::cpu, std::numeric_limits<std::size_t>::max(), 0, nullptr};
+  }
   std::string describe() const override {
     return "cpu (" + std::to_string(omp_get_max_threads()) + " threads)";
   }
 
-  void score(const ScoreProblem& problem, float* scores_out) override {
+  void score(const ScoreProblem& problem, float* scores_out, const CallContext&) override {
     if (problem.pool.space != MemorySpace::host)
       throw InvalidArgument("the CPU backend needs the pool in host memory");
     const PoolView& pool = problem.pool;
@@ -661,21 +663,21 @@ class CpuBackend final : public Backend {
     if (bad.row >= 0) throw_bad_row(bad, problem.row_offset);
   }
 
-  Ranked top(const ScoreProblem& problem, int64_t count) override {
+  Ranked top(const ScoreProblem& problem, int64_t count, const CallContext& call) override {
     // Kept between calls, but never larger than this call's rows: the budget holds.
     if (scores_.capacity() > static_cast<size_t>(problem.pool.rows))
       std::vector<float>().swap(scores_);
     scores_.resize(problem.pool.rows);
-    score(problem, scores_.data());
+    score(problem, scores_.data(), call);
     return rank_top(scores_.data(), problem.pool.rows, count);
   }
 
   // A score and a row index per row (rank_top's candidate lists); the results and, for
   // committees, each thread's mean and summary scratch.
-  int64_t working_bytes_per_row(const PoolView&) const override {
-    return sizeof(float) + sizeof(int64_t);
+  WorkingBytes working_bytes(const ScoreProblem& problem, int64_t count) const override {
+    return {working_bytes_fixed_of(problem, count), sizeof(float) + sizeof(int64_t)};
   }
-  int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const override {
+  static int64_t working_bytes_fixed_of(const ScoreProblem& problem, int64_t count) {
     const PoolView& pool = problem.pool;
     const PoolKind kind = pool_kind(problem.options.measure);
     if (kind != PoolKind::predictions && kind != PoolKind::committee)
@@ -690,14 +692,11 @@ class CpuBackend final : public Backend {
             : 0;
     return count * 2 * (sizeof(int64_t) + sizeof(float)) + committee_scratch;
   }
-  std::size_t default_memory_budget() const override {
-    return std::numeric_limits<std::size_t>::max();
-  }
 
   // FAISS's Lloyd iterations from quarry's k-means++ start (or the caller's centroids), then one
   // exact assignment pass for the final clusters and inertia.
   KMeansResult kmeans(const EmbeddingView& points, const std::vector<int64_t>* rows, int64_t k,
-                      const KMeansOptions& options) override {
+                      const KMeansOptions& options, const CallContext&) override {
     if (points.space != MemorySpace::host)
       throw InvalidArgument("the CPU backend needs the embeddings in host memory");
     std::vector<float> x = engine::gather_embeddings(points, rows);
@@ -743,18 +742,15 @@ class CpuBackend final : public Backend {
     return result;
   }
 
-  std::unique_ptr<CenterSearch> coreset_search(const EmbeddingView& points,
-                                               std::vector<int64_t> rows) override {
-    if (points.space != MemorySpace::host)
-      throw InvalidArgument("the CPU backend needs the embeddings in host memory");
-    return make_cpu_coreset_search(points, std::move(rows));
-  }
-
-  std::unique_ptr<CenterSearch> badge_search(const PoolView& pool, const EmbeddingView& features,
-                                             std::vector<int64_t> rows) override {
-    if (pool.space != MemorySpace::host || features.space != MemorySpace::host)
+  std::unique_ptr<CenterSearch> center_search(CenterSearchSpec spec, const CallContext&) override {
+    if (spec.space == CenterSearchSpec::Space::embeddings) {
+      if (spec.points.space != MemorySpace::host)
+        throw InvalidArgument("the CPU backend needs the embeddings in host memory");
+      return make_cpu_coreset_search(spec.points, std::move(spec.rows));
+    }
+    if (spec.pool.space != MemorySpace::host || spec.points.space != MemorySpace::host)
       throw InvalidArgument("the CPU backend needs the pool and features in host memory");
-    return make_cpu_badge_search(pool, features, std::move(rows));
+    return make_cpu_badge_search(spec.pool, spec.points, std::move(spec.rows));
   }
 
  private:

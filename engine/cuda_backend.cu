@@ -96,12 +96,16 @@ class CudaBackend final : public Backend {
     cudaSetDevice(saved);
   }
 
-  Device kind() const override { return Device::cuda; }
   std::string describe() const override { return description_; }
+  BackendFacts facts() const override {
+    unsigned long long high = 0;  // the attribute is a 64-bit count
+    cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrUsedMemHigh, &high);
+    return {Device::cuda, default_budget_, static_cast<std::size_t>(high), stream_};
+  }
 
-  void score(const ScoreProblem& problem, float* scores_out) override {
+  void score(const ScoreProblem& problem, float* scores_out, const CallContext& call) override {
     const DeviceGuard guard(device_);
-    begin_call();
+    begin_call(call);
     workspace_->release();
     results_->release();
     const float* scores = queue_scoring(problem);
@@ -113,9 +117,9 @@ class CudaBackend final : public Backend {
     QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
-  Ranked top(const ScoreProblem& problem, int64_t count) override {
+  Ranked top(const ScoreProblem& problem, int64_t count, const CallContext& call) override {
     const DeviceGuard guard(device_);
-    begin_call();
+    begin_call(call);
     const int64_t n = problem.pool.rows;
     count = std::min(count, n);
     const float* scores = queue_scoring(problem);
@@ -141,7 +145,11 @@ class CudaBackend final : public Backend {
 
   // Per row: its score, the top-k's candidate index, scratch for CUB, and for host pools the
   // row's bytes in both staging slots (an upper bound: a slot is at most kStagingBytes).
-  int64_t working_bytes_per_row(const PoolView& pool) const override {
+  WorkingBytes working_bytes(const ScoreProblem& problem, int64_t count) const override {
+    return {working_bytes_fixed_of(problem, count),
+            working_bytes_per_row_of(problem.pool) + working_bytes_per_feature_row_of(problem)};
+  }
+  int64_t working_bytes_per_row_of(const PoolView& pool) const {
     const int64_t staged =
         pool.space == MemorySpace::host
             ? (pool.row_stride * static_cast<int64_t>(dtype_size(pool.dtype)) *
@@ -151,7 +159,7 @@ class CudaBackend final : public Backend {
             : 0;
     return sizeof(float) + sizeof(int64_t) + 4 + staged;
   }
-  int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const override {
+  int64_t working_bytes_fixed_of(const ScoreProblem& problem, int64_t count) const {
     const auto measure = static_cast<MeasureId>(problem.options.measure);
     const int64_t committee =
         problem.pool.is_votes()
@@ -169,7 +177,7 @@ class CudaBackend final : public Backend {
     return count * 64 + committee + padding + (int64_t{16} << 20);
   }
   // egl: each row's feature squares, and for host features the row in both staging slots.
-  int64_t working_bytes_per_feature_row(const ScoreProblem& problem) const override {
+  int64_t working_bytes_per_feature_row_of(const ScoreProblem& problem) const {
     if (problem.options.measure != Measure::egl) return 0;
     const EmbeddingView& f = *problem.options.features;
     const int64_t staged = f.space == MemorySpace::host
@@ -177,8 +185,6 @@ class CudaBackend final : public Backend {
                                : 0;
     return sizeof(double) + staged;
   }
-  std::size_t default_memory_budget() const override { return default_budget_; }
-  void* cuda_stream() const override { return stream_; }
   void wait_for_stream(void* stream) override {
     const DeviceGuard guard(device_);
     cudaEvent_t ready = nullptr;
@@ -189,18 +195,13 @@ class CudaBackend final : public Backend {
     cudaEventDestroy(ready);  // released once the wait is satisfied
     QUARRY_CUDA_CHECK(waited);
   }
-  std::size_t peak_device_memory() const override {
-    unsigned long long high = 0;  // the attribute is a 64-bit count
-    cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrUsedMemHigh, &high);
-    return static_cast<std::size_t>(high);
-  }
 
-  std::vector<float> gather_embeddings(const EmbeddingView& points,
-                                       const std::vector<int64_t>& rows) override {
-    if (points.space == MemorySpace::host) return Backend::gather_embeddings(points, rows);
+  std::vector<float> gather(const EmbeddingView& points, const std::vector<int64_t>& rows,
+                            const CallContext& call) override {
+    if (points.space == MemorySpace::host) return Backend::gather(points, rows, call);
     if (rows.empty()) return {};
     const DeviceGuard guard(device_);
-    begin_call();
+    begin_call(call);
     const auto n = static_cast<int64_t>(rows.size());
     DeviceBuffer x_buf(pool_, stream_), rows_buf(pool_, stream_);
     float* x = x_buf.ensure<float>(n * points.dim * sizeof(float));
@@ -219,9 +220,9 @@ class CudaBackend final : public Backend {
   // `converged` and the remaining queued kernels return at once; the host stops queueing when it
   // sees the flag, which it polls without blocking.
   KMeansResult kmeans(const EmbeddingView& points, const std::vector<int64_t>* rows, int64_t k,
-                      const KMeansOptions& options) override {
+                      const KMeansOptions& options, const CallContext& call) override {
     const DeviceGuard guard(device_);
-    begin_call();
+    begin_call(call);
     release_scoring_buffers();
     const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
     const int64_t dim = points.dim;
@@ -366,23 +367,16 @@ class CudaBackend final : public Backend {
     return result;
   }
 
-  std::unique_ptr<CenterSearch> coreset_search(const EmbeddingView& points,
-                                               std::vector<int64_t> rows) override {
+  std::unique_ptr<CenterSearch> center_search(CenterSearchSpec spec,
+                                              const CallContext& call) override {
     const DeviceGuard guard(device_);
-    begin_call();
+    begin_call(call);
     release_scoring_buffers();
-    if (points.space == MemorySpace::device) check_device_pointer(points.data);
-    return make_cuda_coreset_search(context(), points, std::move(rows));
-  }
-
-  std::unique_ptr<CenterSearch> badge_search(const PoolView& pool, const EmbeddingView& features,
-                                             std::vector<int64_t> rows) override {
-    const DeviceGuard guard(device_);
-    begin_call();
-    release_scoring_buffers();
-    if (pool.space == MemorySpace::device) check_device_pointer(pool.data);
-    if (features.space == MemorySpace::device) check_device_pointer(features.data);
-    return make_cuda_badge_search(context(), pool, features, std::move(rows));
+    if (spec.points.space == MemorySpace::device) check_device_pointer(spec.points.data);
+    if (spec.space == CenterSearchSpec::Space::embeddings)
+      return make_cuda_coreset_search(context(), spec.points, std::move(spec.rows));
+    if (spec.pool.space == MemorySpace::device) check_device_pointer(spec.pool.data);
+    return make_cuda_badge_search(context(), spec.pool, spec.points, std::move(spec.rows));
   }
 
  private:
@@ -447,8 +441,9 @@ class CudaBackend final : public Backend {
 
   // The pool keeps freed memory for the next call, but no more than the budget: memory it holds
   // beyond that would be device memory this backend occupies over the budget.
-  void begin_call() {
-    uint64_t keep = memory_budget != 0 ? memory_budget : default_budget_;
+  void begin_call(const CallContext& call = {}) {
+    budget_ = call.memory_budget != 0 ? call.memory_budget : default_budget_;
+    uint64_t keep = budget_;
     QUARRY_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep));
   }
 
@@ -609,9 +604,7 @@ class CudaBackend final : public Backend {
     return scores;
   }
 
-  CudaContext context() const {
-    return {stream_, pool_, memory_budget != 0 ? memory_budget : default_budget_, device_};
-  }
+  CudaContext context() const { return {stream_, pool_, budget_, device_}; }
 
   // Scores a host pool a chunk of rows at a time through two staging slots, each a pinned host
   // buffer and a device buffer. While the device scores chunk i from one slot, the host fills the
@@ -731,6 +724,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceBuffer> scores_, staging_, workspace_, results_, flag_, feature_squares_;
   cublasHandle_t cublas_ = nullptr;
   std::size_t default_budget_ = 0;
+  std::size_t budget_ = 0;  // the budget of the call running now (begin_call)
   std::string description_;
 };
 

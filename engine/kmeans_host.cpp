@@ -55,8 +55,8 @@ std::vector<float> gather_embeddings(const EmbeddingView& points,
   return out;
 }
 
-std::vector<float> Backend::gather_embeddings(const EmbeddingView& points,
-                                              const std::vector<int64_t>& rows) {
+std::vector<float> Backend::gather(const EmbeddingView& points, const std::vector<int64_t>& rows,
+                                   const CallContext&) {
   if (points.space != MemorySpace::host)
     throw InvalidArgument("the " + describe() + " backend needs the embeddings in host memory");
   return engine::gather_embeddings(points, &rows);

@@ -234,13 +234,14 @@ ScoreProblem backend_slice(const ScoreProblem& problem, int64_t first, int64_t c
 }
 
 // Rows per chunk so that the backend's working memory for `count` results stays in the budget.
-int64_t rows_per_chunk(const Backend& backend, const ScoreProblem& problem, int64_t count) {
-  const std::size_t budget =
-      backend.memory_budget ? backend.memory_budget : backend.default_memory_budget();
-  const auto per_row =
-      static_cast<std::size_t>(backend.working_bytes_per_row(backend_pool(problem.pool)) +
-                               backend.working_bytes_per_feature_row(problem));
-  const auto fixed = static_cast<std::size_t>(backend.working_bytes_fixed(problem, count));
+int64_t rows_per_chunk(const Backend& backend, const CallContext& call, const ScoreProblem& problem,
+                       int64_t count) {
+  const std::size_t budget = backend.budget_of(call);
+  ScoreProblem as_read = problem;  // f64 pools reach the backend as f32 chunks
+  as_read.pool = backend_pool(problem.pool);
+  const WorkingBytes bytes = backend.working_bytes(as_read, count);
+  const auto per_row = static_cast<std::size_t>(bytes.per_row);
+  const auto fixed = static_cast<std::size_t>(bytes.fixed);
   if (budget < fixed + per_row)
     throw InvalidArgument("the memory budget of " + std::to_string(budget) +
                           " bytes is too small for this job: it needs at least " +
@@ -248,7 +249,7 @@ int64_t rows_per_chunk(const Backend& backend, const ScoreProblem& problem, int6
                           " bytes (one row of working memory and room for the results)");
   int64_t rows = static_cast<int64_t>(std::min<std::size_t>(
       (budget - fixed) / per_row, static_cast<std::size_t>(problem.pool.rows)));
-  if (backend.progress && problem.pool.space == MemorySpace::host)
+  if (call.progress && problem.pool.space == MemorySpace::host)
     rows = std::min(rows, kProgressChunkRows);
   if (problem.pool.dtype == DType::f64)
     rows = std::min(rows, kConvertedChunkBytes / (problem.pool.members * problem.pool.classes *
@@ -256,8 +257,8 @@ int64_t rows_per_chunk(const Backend& backend, const ScoreProblem& problem, int6
   return std::max<int64_t>(rows, 1);
 }
 
-void report(const Backend& backend, int64_t done, int64_t total) {
-  if (backend.progress) backend.progress(done, total);
+void report(const CallContext& call, int64_t done, int64_t total) {
+  if (call.progress) call.progress(done, total);
 }
 
 // The first `count` of two rank-ordered lists, in rank order.
@@ -295,41 +296,41 @@ PoolView rows_of(const PoolView& pool, int64_t first, int64_t count) {
 // The `count` best rows of the pool, one budget-sized chunk of rows at a time. The merged result
 // equals ranking the whole pool at once: (score, row) is a strict order, and the best `count` of
 // the pool are among the best `count` of their chunks.
-Ranked rank(Backend& backend, const ScoreProblem& problem, int64_t count) {
+Ranked rank(Backend& backend, const CallContext& call, const ScoreProblem& problem, int64_t count) {
   const int64_t n = problem.pool.rows;
-  const int64_t chunk = rows_per_chunk(backend, problem, count);
+  const int64_t chunk = rows_per_chunk(backend, call, problem, count);
   Ranked best;
   std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t rows = std::min(chunk, n - r0);
-    Ranked top = backend.top(backend_slice(problem, r0, rows, buffer), std::min(count, rows));
+    Ranked top = backend.top(backend_slice(problem, r0, rows, buffer), std::min(count, rows), call);
     for (int64_t& row : top.indices) row += r0;
     best = r0 == 0 ? std::move(top) : merge_ranked(best, top, count);
-    report(backend, r0 + rows, n);
+    report(call, r0 + rows, n);
   }
   return best;
 }
 
-void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, float* scores_out,
-           int64_t row_offset) {
+void score(Backend& backend, const CallContext& call, const PoolView& pool,
+           const ScoreOptions& options, float* scores_out, int64_t row_offset) {
   validate(pool, options);
   if (scores_out == nullptr) throw InvalidArgument("scores output is a null pointer");
   const ScoreProblem problem{pool, options, row_offset};
-  const int64_t chunk = rows_per_chunk(backend, problem, 0);
+  const int64_t chunk = rows_per_chunk(backend, call, problem, 0);
   std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk) {
     const int64_t rows = std::min(chunk, pool.rows - r0);
-    backend.score(backend_slice(problem, r0, rows, buffer), scores_out + r0);
-    report(backend, r0 + rows, pool.rows);
+    backend.score(backend_slice(problem, r0, rows, buffer), scores_out + r0, call);
+    report(call, r0 + rows, pool.rows);
   }
 }
 
-float score_row(Backend& backend, const PoolView& pool, int64_t row, const ScoreOptions& options,
-                int64_t global_row) {
+float score_row(Backend& backend, const CallContext& call, const PoolView& pool, int64_t row,
+                const ScoreOptions& options, int64_t global_row) {
   std::vector<float> buffer;
   float score = 0;
   backend.score(backend_slice(ScoreProblem{pool, options, global_row - row}, row, 1, buffer),
-                &score);
+                &score, call);
   return score;
 }
 
@@ -453,78 +454,6 @@ std::vector<int64_t> draw_unpicked(int64_t pool_rows, const std::vector<int64_t>
 
 namespace {
 
-// Diversity: the best of each k-means cluster of the top candidates, in candidate (rank) order.
-std::vector<Pick> diversity_picks(Backend& backend, const ScoreProblem& problem,
-                                  const SelectOptions& options, int64_t clusters) {
-  const EmbeddingView& emb = *options.embeddings;
-  const int64_t m = std::min(problem.pool.rows, candidates_wanted(options, clusters));
-  validate_kmeans(options.kmeans, clusters, emb.dim);
-  const Ranked candidates = rank(backend, problem, m);
-  const KMeansResult km = backend.kmeans(emb, &candidates.indices, clusters, options.kmeans);
-  return cluster_picks(candidates, km.assignments, clusters);
-}
-
-void check_fits_memory_budget(const Backend& backend, int64_t bytes, const std::string& what) {
-  const std::size_t budget =
-      backend.memory_budget ? backend.memory_budget : backend.default_memory_budget();
-  if (static_cast<std::size_t>(bytes) > budget)
-    throw InvalidArgument(what + " needs " + std::to_string(bytes) +
-                          " bytes of working memory, over the memory budget of " +
-                          std::to_string(budget) + " bytes; lower --candidates");
-}
-
-// BADGE or core-set over the top candidates (every row by default), in the strategy's order.
-std::vector<Pick> center_search_picks(Backend& backend, const ScoreProblem& problem,
-                                      const SelectOptions& options, int64_t picks_wanted,
-                                      bool budgeted, double budget) {
-  const int64_t n = problem.pool.rows;
-  if (options.candidates < 0 ||
-      (!budgeted && options.candidates > 0 && options.candidates < picks_wanted))
-    throw InvalidArgument("the number of candidates (" + std::to_string(options.candidates) +
-                          ") must be at least the number of picks (" +
-                          std::to_string(picks_wanted) + ")");
-  const int64_t m = options.candidates > 0 ? std::min(n, options.candidates) : n;
-  const bool badge = options.strategy == Strategy::badge;
-  // BADGE reads the candidates' probabilities in place, where f64 would need a converted copy.
-  if (badge && problem.pool.dtype == DType::f64)
-    throw InvalidArgument(
-        "BADGE reads float32, float16 or bfloat16 probabilities; convert the "
-        "float64 pool to float32");
-  check_fits_memory_budget(backend, m * kCenterSearchBytesPerRow,
-                           badge ? "BADGE over " + std::to_string(m) + " candidates"
-                                 : "core-set over " + std::to_string(m) + " candidates");
-  const Ranked ranked = rank(backend, problem, m);
-  // Candidates in row order, with their scores.
-  std::vector<std::pair<int64_t, float>> by_row(m);
-  for (int64_t i = 0; i < m; ++i) by_row[i] = {ranked.indices[i], ranked.scores[i]};
-  std::sort(by_row.begin(), by_row.end());
-  std::vector<int64_t> candidates(m);
-  for (int64_t i = 0; i < m; ++i) candidates[i] = by_row[i].first;
-  if (!badge && !budgeted) {
-    int64_t labeled = 0;
-    std::vector<int64_t> rows = options.labeled_rows;
-    std::sort(rows.begin(), rows.end());
-    rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
-    for (int64_t r : rows) labeled += std::binary_search(candidates.begin(), candidates.end(), r);
-    if (m - labeled < picks_wanted)
-      throw InvalidArgument("core-set: " + std::to_string(picks_wanted) +
-                            " picks asked for, but only " + std::to_string(m - labeled) +
-                            " candidates are not labeled already");
-  }
-  PickTaker taker = budgeted ? PickTaker(costs_of(options), budget, candidates, picks_wanted)
-                             : PickTaker(picks_wanted);
-  const std::vector<int64_t> rows =
-      badge ? badge_picks(backend, problem.pool, options, candidates, taker)
-            : coreset_picks(backend, options, candidates, ranked.indices[0], taker);
-  std::vector<Pick> picks;
-  for (int64_t row : rows) {
-    const auto at = std::lower_bound(by_row.begin(), by_row.end(),
-                                     std::pair<int64_t, float>{row, -kernels::kInf});
-    picks.push_back({row, at->second, badge ? PickReason::badge : PickReason::coreset, -1});
-  }
-  return picks;
-}
-
 // Checks the strategy's own inputs: features for BADGE, embeddings and labeled rows for core-set.
 void validate_strategy(const PoolView& pool, const SelectOptions& options) {
   if (options.embeddings) validate_row_matrix(*options.embeddings, pool.rows, "embeddings");
@@ -570,7 +499,8 @@ void validate_strategy(const PoolView& pool, const SelectOptions& options) {
 
 }  // namespace
 
-Selection select(Backend& backend, const PoolView& pool, const SelectOptions& options) {
+Selection select(Backend& backend, const CallContext& call, const PoolView& pool,
+                 const SelectOptions& options) {
   validate(pool, options.scoring);
   validate_strategy(pool, options);
   const bool budgeted = has_budget(options);
@@ -590,58 +520,22 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
   const int64_t strategy_picks = k - explore_picks;
   const double strategy_budget = options.budget * (1.0 - options.explore);
   const ScoreProblem problem{pool, options.scoring};
-  Selection sel;
-  auto add = [&](const Pick& p) {
-    sel.indices.push_back(p.row);
-    sel.scores.push_back(p.score);
-    sel.reasons.push_back(p.reason);
-    sel.clusters.push_back(p.cluster);
-  };
-  // Takes batch picks in their order, while they fit the budget.
-  auto add_within_budget = [&](const std::vector<Pick>& picks) {
-    std::vector<int64_t> rows;
-    for (const Pick& p : picks) rows.push_back(p.row);
-    PickTaker taker = budgeted ? PickTaker(costs_of(options), strategy_budget, rows, strategy_picks)
-                               : PickTaker(strategy_picks);
-    for (const Pick& p : picks)
-      if (taker.offer(p.row)) add(p);
-    sel.cost_spent = taker.spent();
-  };
-
-  if (options.strategy != Strategy::rank && (budgeted || strategy_picks > 0)) {
-    add_within_budget(
-        center_search_picks(backend, problem, options, strategy_picks, budgeted, strategy_budget));
-  } else if (options.embeddings && (budgeted || strategy_picks > 0)) {
-    // Under a budget without k, as many clusters as the budget could buy rows.
-    const int64_t clusters =
-        !budgeted ? strategy_picks
-                  : (k > 0 ? k : affordable_count(costs_of(options), strategy_budget));
-    if (clusters > 0)
-      add_within_budget(diversity_picks(backend, problem, options, clusters));
-    else
-      rank(backend, problem, 1);  // scoring validates the pool
-  } else if (budgeted) {
-    BudgetPicks picks;
-    if (options.exact_budget) {
-      const int64_t m = std::min(pool.rows, options.candidates > 0 ? options.candidates : 1000);
-      const std::size_t table_limit =
-          backend.memory_budget ? backend.memory_budget : std::size_t{4} << 30;
-      picks = exact_within_budget(rank(backend, problem, m), costs_of(options), strategy_budget,
-                                  table_limit);
-    } else {
-      std::vector<float> scores(pool.rows);
-      score(backend, pool, options.scoring, scores.data());
-      picks = greedy_within_budget(scores, costs_of(options), strategy_budget);
-    }
-    for (size_t i = 0; i < picks.rows.size(); ++i)
-      add({picks.rows[i], picks.scores[i], PickReason::rank, -1});
-    sel.cost_spent = picks.spent;
+  const StrategyCall strategy_call{backend,        call,     problem,        options,
+                                   strategy_picks, budgeted, strategy_budget};
+  const SelectionStrategy& strategy = strategy_for(options, strategy_picks);
+  const int64_t m = strategy.candidates(strategy_call);
+  Ranked candidates;
+  if (m == SelectionStrategy::kEveryRowScored) {
+    candidates.scores.resize(pool.rows);
+    score(backend, call, pool, options.scoring, candidates.scores.data());
   } else {
-    // Ranked even when every pick is explored: scoring the pool is what validates it.
-    const Ranked top = rank(backend, problem, std::max<int64_t>(strategy_picks, 1));
-    for (int64_t i = 0; i < strategy_picks; ++i)
-      add({top.indices[i], top.scores[i], PickReason::rank, -1});
+    candidates = rank(backend, call, problem, m);
   }
+  Selection sel;
+  auto add = [&](const Pick& p) { append_pick(sel, p); };
+  const StrategyPicks picked = strategy.picks(strategy_call, candidates);
+  for (const Pick& p : picked.picks) add(p);
+  sel.cost_spent = picked.cost_spent;
 
   if (explore_picks > 0 || (budgeted && options.explore > 0)) {
     // Neither picked nor labeled already.
@@ -655,14 +549,14 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
     // Exploration picks are few: score each one again rather than keep every row's score.
     std::vector<float> scores(rows.size());
     for (size_t i = 0; i < rows.size(); ++i)
-      scores[i] = score_row(backend, pool, rows[i], options.scoring, rows[i]);
+      scores[i] = score_row(backend, call, pool, rows[i], options.scoring, rows[i]);
     for (const Pick& p : exploration_picks(rows, scores)) add(p);
   }
   return sel;
 }
 
-KMeansResult kmeans(Backend& backend, const EmbeddingView& points, int64_t k,
-                    const KMeansOptions& options) {
+KMeansResult kmeans(Backend& backend, const CallContext& call, const EmbeddingView& points,
+                    int64_t k, const KMeansOptions& options) {
   if (points.data == nullptr) throw InvalidArgument("points data is a null pointer");
   if (points.dim < 1) throw InvalidArgument("points need at least one dimension (D = 0)");
   if (points.row_stride < points.dim) throw InvalidArgument("row stride is smaller than D");
@@ -674,7 +568,7 @@ KMeansResult kmeans(Backend& backend, const EmbeddingView& points, int64_t k,
                           std::to_string(points.rows) + "), got " + std::to_string(k));
   check_extent(1, 0, points.rows, points.row_stride, points.dim, points.dtype, "the points");
   validate_kmeans(options, k, points.dim);
-  return backend.kmeans(points, nullptr, k, options);
+  return backend.kmeans(points, nullptr, k, options, call);
 }
 
 }  // namespace quarry::engine

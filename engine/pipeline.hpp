@@ -16,11 +16,12 @@ namespace quarry::engine {
 void validate(const PoolView& pool, const ScoreOptions& options);
 
 /// Scores every row; errors name rows from `row_offset`.
-void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, float* scores_out,
-           int64_t row_offset = 0);
-Selection select(Backend& backend, const PoolView& pool, const SelectOptions& options);
-KMeansResult kmeans(Backend& backend, const EmbeddingView& points, int64_t k,
-                    const KMeansOptions& options);
+void score(Backend& backend, const CallContext& call, const PoolView& pool,
+           const ScoreOptions& options, float* scores_out, int64_t row_offset = 0);
+Selection select(Backend& backend, const CallContext& call, const PoolView& pool,
+                 const SelectOptions& options);
+KMeansResult kmeans(Backend& backend, const CallContext& call, const EmbeddingView& points,
+                    int64_t k, const KMeansOptions& options);
 
 // The steps of select(), shared with sharded selection (shard.cpp), so that a merge of partials
 // picks exactly as one machine does.
@@ -29,11 +30,11 @@ KMeansResult kmeans(Backend& backend, const EmbeddingView& points, int64_t k,
 PoolView rows_of(const PoolView& pool, int64_t first, int64_t count);
 /// The `count` best rows of problem.pool in rank order (descending score, ascending row), rows
 /// numbered from 0 in the pool, scored one budget-sized chunk of rows at a time.
-Ranked rank(Backend& backend, const ScoreProblem& problem, int64_t count);
+Ranked rank(Backend& backend, const CallContext& call, const ScoreProblem& problem, int64_t count);
 
 /// Row `row` of `pool` scored again (exploration picks are few); errors name it `global_row`.
-float score_row(Backend& backend, const PoolView& pool, int64_t row, const ScoreOptions& options,
-                int64_t global_row);
+float score_row(Backend& backend, const CallContext& call, const PoolView& pool, int64_t row,
+                const ScoreOptions& options, int64_t global_row);
 
 /// How k splits: picks by rank (or by cluster, with diversity) and exploration picks.
 struct PickCounts {

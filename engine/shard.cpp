@@ -8,6 +8,7 @@
 #include "engine/budget.hpp"
 #include "engine/kmeans_host.hpp"
 #include "engine/pipeline.hpp"
+#include "engine/strategies.hpp"
 #include "quarry/error.hpp"
 
 namespace quarry::engine {
@@ -77,28 +78,16 @@ void validate_shard_embeddings(std::span<const EmbeddingView> embeddings,
   }
 }
 
-// While alive, reports each shard's progress as progress through all the shards' rows.
-class ShardProgress {
- public:
-  ShardProgress(Backend& backend, int64_t total)
-      : backend_(backend), saved_(backend.progress), total_(total) {}
-  ~ShardProgress() { backend_.progress = saved_; }
-  ShardProgress(const ShardProgress&) = delete;
-  ShardProgress& operator=(const ShardProgress&) = delete;
-
-  // The next shard starts after `done` rows.
-  void start_shard(int64_t done) {
-    if (!saved_) return;
-    backend_.progress = [saved = saved_, done, total = total_](int64_t rows, int64_t) {
-      saved(done + rows, total);
+// The context of one shard's work, which starts after `done` of all the shards' `total` rows:
+// its progress reported as progress through all the shards' rows.
+CallContext shard_context(const CallContext& call, int64_t done, int64_t total) {
+  CallContext shard = call;
+  if (call.progress)
+    shard.progress = [progress = call.progress, done, total](int64_t rows, int64_t) {
+      progress(done + rows, total);
     };
-  }
-
- private:
-  Backend& backend_;
-  ProgressCallback saved_;
-  int64_t total_;
-};
+  return shard;
+}
 
 // Rows a partial keeps: enough for any merge asking for at most options.k picks.
 int64_t rows_to_keep(const SelectOptions& options, const PickCounts& picks, bool diversity) {
@@ -112,17 +101,17 @@ int64_t covered_rows(const Partial& p) {
 }
 
 // The partial of one shard whose first row is global row `row_offset`.
-Partial shard_partial(Backend& backend, const Partial& header, const PoolView& pool,
-                      const EmbeddingView* embeddings, const PickCounts& picks,
-                      int64_t row_offset) {
+Partial shard_partial(Backend& backend, const CallContext& call, const Partial& header,
+                      const PoolView& pool, const EmbeddingView* embeddings,
+                      const PickCounts& picks, int64_t row_offset) {
   const SelectOptions& options = header.options;
   Partial p = header;
   p.shards = {{row_offset, pool.rows}};
   const int64_t keep = std::min(pool.rows, rows_to_keep(options, picks, embeddings != nullptr));
-  Ranked top = rank(backend, ScoreProblem{pool, options.scoring, row_offset}, keep);
+  Ranked top = rank(backend, call, ScoreProblem{pool, options.scoring, row_offset}, keep);
   if (embeddings) {
     try {
-      p.embeddings = backend.gather_embeddings(*embeddings, top.indices);
+      p.embeddings = backend.gather(*embeddings, top.indices, call);
     } catch (const InvalidInput& e) {
       throw_bad_embedding(e.row() + row_offset);  // the row in the whole pool
     }
@@ -141,7 +130,8 @@ Partial shard_partial(Backend& backend, const Partial& header, const PoolView& p
     }
     std::sort(p.explore_rows.begin(), p.explore_rows.end());
     for (int64_t row : p.explore_rows)
-      p.explore_scores.push_back(score_row(backend, pool, row - row_offset, options.scoring, row));
+      p.explore_scores.push_back(
+          score_row(backend, call, pool, row - row_offset, options.scoring, row));
   }
   return p;
 }
@@ -242,33 +232,34 @@ void check_compatible(const Partial& first, const Partial& p, size_t index) {
 
 }  // namespace
 
-void score(Backend& backend, std::span<const PoolView> shards, const ScoreOptions& options,
-           float* scores_out) {
+void check_shardable(const SelectOptions& options) {
+  // The strategy the options name, whatever the split of k.
+  const std::string reason = strategy_for(options, 1).unshardable_reason();
+  if (!reason.empty()) throw InvalidArgument(reason);
+}
+
+void score(Backend& backend, const CallContext& call, std::span<const PoolView> shards,
+           const ScoreOptions& options, float* scores_out) {
   if (options.features)
     throw InvalidArgument("a sharded pool does not take features (the egl measure)");
   validate_shards(shards, options);
   if (scores_out == nullptr) throw InvalidArgument("scores output is a null pointer");
   int64_t total = 0;
   for (const PoolView& s : shards) total += s.rows;
-  ShardProgress progress(backend, total);
   int64_t done = 0;
   for (const PoolView& shard : shards) {
-    progress.start_shard(done);
-    score(backend, shard, options, scores_out + done, done);
+    score(backend, shard_context(call, done, total), shard, options, scores_out + done, done);
     done += shard.rows;
   }
 }
 
-Partial partial(Backend& backend, std::span<const PoolView> shards, const SelectOptions& options,
-                std::span<const EmbeddingView> embeddings, int64_t row_offset, int64_t pool_rows) {
-  // What a partial records is enough for ranking, k-means diversity and exploration; the other
-  // strategies, budgets and influence scores need more than a shard's best rows.
-  if (options.strategy != Strategy::rank)
-    throw InvalidArgument(std::string("sharded selection supports ranking (with k-means "
-                                      "diversity and exploration), not --strategy ") +
-                          std::string(to_string(options.strategy)));
-  if (has_budget(options) || options.costs != nullptr)
-    throw InvalidArgument("sharded selection takes k, not costs and a budget");
+Partial partial(Backend& backend, const CallContext& call, std::span<const PoolView> shards,
+                const SelectOptions& options, std::span<const EmbeddingView> embeddings,
+                int64_t row_offset, int64_t pool_rows) {
+  // What a partial records is enough for the strategies that say so (ranking, k-means
+  // diversity; exploration always); the others, and influence scores, need more than a shard's
+  // best rows.
+  engine::check_shardable(options);
   if (!options.labeled_rows.empty() || options.labeled_embeddings)
     throw InvalidArgument("labeled rows apply to --strategy coreset, which is not sharded");
   if (options.scoring.features)
@@ -317,11 +308,9 @@ Partial partial(Backend& backend, std::span<const PoolView> shards, const Select
   header.backend = backend.describe();
 
   std::vector<Partial> parts;
-  ShardProgress progress(backend, total);
   int64_t done = 0;
   for (size_t i = 0; i < shards.size(); ++i) {
-    progress.start_shard(done);
-    parts.push_back(shard_partial(backend, header, shards[i],
+    parts.push_back(shard_partial(backend, shard_context(call, done, total), header, shards[i],
                                   embeddings.empty() ? nullptr : &embeddings[i], picks,
                                   row_offset + done));
     done += shards[i].rows;
@@ -394,7 +383,8 @@ Partial combine(std::span<const Partial> partials) {
   return out;
 }
 
-Selection merge(Backend& backend, std::span<const Partial> partials, int64_t k) {
+Selection merge(Backend& backend, const CallContext& call, std::span<const Partial> partials,
+                int64_t k) {
   const Partial all = engine::combine(partials);
   // The partials must cover the pool's rows [0, N) exactly once: a missing shard would change
   // the answer without a sound.
@@ -431,7 +421,7 @@ Selection merge(Backend& backend, std::span<const Partial> partials, int64_t k) 
     ranked.scores.resize(m);
     const EmbeddingView candidates =
         EmbeddingView::matrix(all.embeddings.data(), DType::f32, m, all.embedding_dim);
-    const KMeansResult km = backend.kmeans(candidates, nullptr, picks.ranked, options.kmeans);
+    const KMeansResult km = backend.kmeans(candidates, nullptr, picks.ranked, options.kmeans, call);
     for (const Pick& p : cluster_picks(ranked, km.assignments, picks.ranked)) append_pick(sel, p);
   } else {
     add_rank_picks(ranked, picks.ranked, sel);

@@ -10,15 +10,7 @@
 #include <cstring>
 #include <limits>
 
-// Inlined on both sides: the CPU backend's vector loops call these per element, and a call left
-// out of line would keep a loop from vectorizing.
-#if defined(__CUDACC__)
-#define QUARRY_HD __host__ __device__ __forceinline__
-#elif defined(__GNUC__)
-#define QUARRY_HD inline __attribute__((always_inline))
-#else
-#define QUARRY_HD inline
-#endif
+#include "kernels/row_flags.hpp"
 
 namespace quarry::kernels {
 
@@ -49,36 +41,7 @@ enum class MeasureId : int {
 /// Element types of kernel inputs.
 enum class ElementType : int { f32 = 0, f16 = 1, bf16 = 2, i32 = 3, i64 = 4 };
 
-/// Validation flags a row can raise. Several may be set at once.
-enum RowFlags : uint32_t {
-  kNonFinite = 1u << 0,   // NaN or +-Inf
-  kNegative = 1u << 1,    // probability < 0
-  kAboveOne = 1u << 2,    // probability > 1 + kSumTolerance
-  kBadSum = 1u << 3,      // |sum - 1| > kSumTolerance
-  kBadVote = 1u << 4,     // vote < -1 or >= the number of classes
-  kBadFeature = 1u << 5,  // a non-finite value in the row's features (egl)
-  kBadLength = 1u << 6,   // a row's length < 1 or > the steps of the array
-  kPositive = 1u << 7,    // a log-probability > 0
-  kEmptyStep = 1u << 8,   // a top-K step whose K log-probabilities are all -inf
-};
-inline constexpr float kSumTolerance = 1e-3f;
 inline constexpr float kInf = std::numeric_limits<float>::infinity();
-
-// The flags take the low bits of a bad-row code, the row the rest (rows below 2^52).
-inline constexpr int kRowFlagBits = 12;
-inline constexpr uint32_t kRowFlagMask = (1u << kRowFlagBits) - 1;
-/// First bad row and its flags packed so that the numerically smallest value is the lowest row:
-/// backends keep the minimum over all rows (atomicMin on the GPU).
-QUARRY_HD uint64_t encode_bad_row(int64_t row, uint32_t flags) {
-  return (static_cast<uint64_t>(row) << kRowFlagBits) | (flags & kRowFlagMask);
-}
-inline constexpr uint64_t kNoBadRow = ~uint64_t{0};
-QUARRY_HD int64_t bad_row_of(uint64_t code) {
-  return static_cast<int64_t>(code >> kRowFlagBits);
-}
-QUARRY_HD uint32_t bad_flags_of(uint64_t code) {
-  return static_cast<uint32_t>(code & kRowFlagMask);
-}
 
 // ---- element conversion --------------------------------------------------------------------
 

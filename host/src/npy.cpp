@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <new>
 #include <random>
 #include <utility>
 
@@ -56,7 +57,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return s + ")";
 }
 
-NpyArray NpyArray::open(const std::string& path) {
+NpyArray NpyArray::open(const std::string& path, NpyRead how) {
   // Without O_NONBLOCK, opening a FIFO waits for a writer, possibly forever; it is refused below
   // as not a regular file. (O_NONBLOCK means nothing to a regular file.)
   const FileDescriptor file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
@@ -76,7 +77,7 @@ NpyArray NpyArray::open(const std::string& path) {
   start.resize(read_at(file.fd, start.data(), start.size(), 0, path));
   NpyHeader header;
   try {
-    header = parse_npy_header(start.data(), start.size());
+    header = parse_npy_header(start.data(), start.size(), how.float64);
   } catch (const InvalidInput& e) {
     fail(path, e.what());
   }
@@ -92,10 +93,15 @@ NpyArray NpyArray::open(const std::string& path) {
   NpyArray array;
   array.dtype_ = header.dtype;
   array.shape_ = std::move(header.shape);
-  if (header.data_offset % dtype_size(header.dtype) != 0) {
+  if (how.into_memory || header.data_offset % dtype_size(header.dtype) != 0) {
     // NumPy pads the header so that the data is aligned; a file whose data is not cannot be read
     // in place (misaligned loads), so it is copied.
-    array.copy_ = std::make_unique_for_overwrite<std::byte[]>(header.data_bytes);
+    try {
+      array.copy_ = std::make_unique_for_overwrite<std::byte[]>(header.data_bytes);
+    } catch (const std::bad_alloc&) {
+      throw OutOfMemory(path + ": cannot read " + std::to_string(header.data_bytes) +
+                        " bytes into memory");
+    }
     if (read_at(file.fd, array.copy_.get(), header.data_bytes, header.data_offset, path) !=
         header.data_bytes)
       fail(path, "the file was truncated while it was being read");

@@ -29,21 +29,31 @@ inline constexpr std::size_t kMaxNpyHeaderLength = 10000;
 /// fortran_order and shape. `bytes` holds the file's first `size` bytes (the header must be
 /// among them). Throws InvalidInput, with a message that does not name the file, for what NumPy
 /// refuses and for what quarry cannot read (Fortran order; dtypes other than little-endian f4, f2,
-/// i4 and i8).
-NpyHeader parse_npy_header(const unsigned char* bytes, std::size_t size);
+/// i4 and i8; f8 too when `float64`).
+NpyHeader parse_npy_header(const unsigned char* bytes, std::size_t size, bool float64 = false);
 
 /// "(3, 4)", "(12,)", "()": a shape as NumPy prints it.
 std::string shape_text(const std::vector<int64_t>& shape);
 
+/// How NpyArray::open reads a file.
+struct NpyRead {
+  /// Read the data into memory instead of mapping it. A mapped file that shrinks while it is read
+  /// raises SIGBUS, which the command line reports (signals.hpp) but a host process such as
+  /// Python cannot; read, the same file gives InvalidInput ("truncated while it was being read").
+  bool into_memory = false;
+  /// Accept little-endian float64 ('<f8', DType::f64), which the engine converts chunkwise.
+  bool float64 = false;
+};
+
 /// A read-only .npy array: memory-mapped, or copied to aligned memory when the file's data is
-/// not aligned to its element size. Movable, not copyable.
+/// not aligned to its element size (or NpyRead::into_memory asks). Movable, not copyable.
 class NpyArray {
  public:
   /// Opens and checks `path`. Throws InvalidInput for a missing or unreadable file, one that is
   /// not a regular file (a FIFO is refused without waiting for a writer), not .npy, truncated or
   /// with trailing bytes, or whose header parse_npy_header() refuses; OutOfMemory when it cannot
-  /// be mapped for lack of memory.
-  static NpyArray open(const std::string& path);
+  /// be mapped (or read into memory) for lack of memory.
+  static NpyArray open(const std::string& path, NpyRead how = {});
 
   NpyArray(NpyArray&& other) noexcept;
   NpyArray& operator=(NpyArray&& other) noexcept;

@@ -1,9 +1,19 @@
 #include "quarry/resources.hpp"
 
+#include <mutex>
+#include <utility>
+
 #include "engine/backend.hpp"
 #include "quarry/error.hpp"
 
 namespace quarry {
+
+// The budget and callback each call copies when it starts. The lock lets set_progress() and
+// set_memory_budget() run while another thread's call starts; a running call keeps its copy.
+struct Resources::Settings {
+  mutable std::mutex mutex;
+  engine::CallContext context;
+};
 
 namespace {
 
@@ -18,7 +28,7 @@ std::unique_ptr<engine::Backend> cuda_backend(int cuda_device, void* cuda_stream
 
 }  // namespace
 
-Resources::Resources(Device device, int cuda_device) {
+Resources::Resources(Device device, int cuda_device) : settings_(std::make_unique<Settings>()) {
   switch (device) {
     case Device::cpu:
       backend_ = engine::make_cpu_backend();
@@ -35,7 +45,7 @@ Resources::Resources(Device device, int cuda_device) {
 }
 
 Resources::Resources(int cuda_device, void* cuda_stream)
-    : backend_(cuda_backend(cuda_device, cuda_stream)) {}
+    : backend_(cuda_backend(cuda_device, cuda_stream)), settings_(std::make_unique<Settings>()) {}
 
 Resources::~Resources() = default;
 Resources::Resources(Resources&&) noexcept = default;
@@ -51,14 +61,26 @@ engine::Backend& Resources::backend() {
   return *backend_;
 }
 
+engine::CallContext Resources::call_context() const {
+  const std::lock_guard<std::mutex> lock(settings_->mutex);
+  return settings_->context;
+}
+
 void Resources::set_memory_budget(std::size_t bytes) {
-  backend_->memory_budget = bytes;
+  const std::lock_guard<std::mutex> lock(settings_->mutex);
+  settings_->context.memory_budget = bytes;
 }
 std::size_t Resources::memory_budget() const {
-  return backend_->memory_budget ? backend_->memory_budget : backend_->default_memory_budget();
+  return backend_->budget_of(call_context());
 }
 void Resources::set_progress(std::function<void(int64_t, int64_t)> callback) {
-  backend_->progress = std::move(callback);
+  // The callback being replaced is destroyed after the lock is released: destroying it may run
+  // code of the caller's (a Python object's release) that must not wait on this lock.
+  engine::ProgressCallback old;
+  {
+    const std::lock_guard<std::mutex> lock(settings_->mutex);
+    old = std::exchange(settings_->context.progress, std::move(callback));
+  }
 }
 std::size_t Resources::peak_device_memory() const {
   return backend_->peak_device_memory();

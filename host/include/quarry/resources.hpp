@@ -15,7 +15,8 @@ namespace quarry {
 
 namespace engine {
 class Backend;
-}
+struct CallContext;
+}  // namespace engine
 
 /// Owns the backend that runs quarry's work and what it needs: on the CUDA backend the device, a
 /// stream (its own, or one borrowed from the caller), library handles and a stream-ordered memory
@@ -48,7 +49,9 @@ class Resources {
   void set_memory_budget(std::size_t bytes);
   /// The budget in force.
   std::size_t memory_budget() const;
-  /// Called after each chunk of rows with (rows done, total rows); empty to stop.
+  /// Called after each chunk of rows with (rows done, total rows); empty to stop. A call uses the
+  /// callback set when it started: setting another meanwhile (from another thread, or from the
+  /// callback) is safe and takes effect from the next call.
   void set_progress(std::function<void(int64_t rows_done, int64_t rows_total)> callback);
   /// The most device memory these Resources' pool has held so far (0 on the CPU).
   std::size_t peak_device_memory() const;
@@ -61,9 +64,13 @@ class Resources {
 
   /// Internal: the engine's backend.
   engine::Backend& backend();
+  /// The memory budget and progress callback as they are now, for one call (engine use).
+  engine::CallContext call_context() const;
 
  private:
+  struct Settings;
   std::unique_ptr<engine::Backend> backend_;
+  std::unique_ptr<Settings> settings_;
 };
 
 /// True when this build contains the CUDA backend.

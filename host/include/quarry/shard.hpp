@@ -80,6 +80,10 @@ Partial select_partial(Resources& resources, const PoolView& shard, const Select
 /// InvalidArgument when they were made with different options or pool shapes, or overlap.
 Partial combine(const std::vector<Partial>& partials);
 
+/// Throws InvalidArgument (saying why) unless partial results can carry the selection strategy
+/// `options` ask for: ranking and k-means diversity can; BADGE, core-set and budgets cannot.
+void check_shardable(const SelectOptions& options);
+
 /// The `k` picks of the whole pool from partials that together cover its rows [0, N) exactly
 /// once: equal to select() on the whole pool with the partials' options, for the backend that
 /// scored them. With diversity, k-means runs here, on `resources`. Throws InvalidArgument for

@@ -102,11 +102,12 @@ def _is_shard_list(pool: Any) -> bool:
 
 
 def _shards(shards: Sequence[Any], res: Resources) -> list[Any]:
-    """The shards as arrays: .npy paths memory-mapped (read only where they are used)."""
+    """The shards as arrays: .npy paths read with the command line's reader (a FIFO, a text file
+    or a file truncated while it is read is refused with InvalidInput)."""
     if len(shards) == 0:
         raise InvalidArgument("the pool has no shards")
     return [
-        _input(np.load(s, mmap_mode="r") if isinstance(s, (str, os.PathLike)) else s, res)
+        _input(_quarry.load_npy(os.fspath(s)) if isinstance(s, (str, os.PathLike)) else s, res)
         for s in shards
     ]
 
@@ -369,13 +370,10 @@ def select(
                 ("threshold", threshold),
                 ("features", features),
                 ("labeled", labeled),
-                ("costs", costs),
-                ("budget", budget),
             )
             if value is not None
         ]
-        if strategy != "rank" or exact_budget:
-            given.append("strategy" if strategy != "rank" else "exact_budget")
+        _quarry.check_shardable(strategy, budgeted, exact_budget)  # the strategy decides
         if given:
             raise InvalidArgument(
                 "a pool of shards is selected with strategy='rank' by score and k only; "

@@ -9,15 +9,18 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "npy.hpp"
 #include "quarry/quarry.hpp"
 
 namespace nb = nanobind;
@@ -33,8 +36,50 @@ struct PyResources {
   quarry::Resources resources;
   std::mutex mutex;
   nb::object progress;
+  // The thread whose call holds `mutex`: a call from that thread (its progress callback calling
+  // quarry on the same Resources) would wait for itself forever, and is refused instead.
+  std::atomic<std::thread::id> owner{};
 
   explicit PyResources(quarry::Resources r) : resources(std::move(r)) {}
+};
+
+// Holds a PyResources' lock for one call into the engine (taken with the GIL released).
+class CallLock {
+ public:
+  explicit CallLock(PyResources& res) : res_(res) {
+    if (res.owner.load() == std::this_thread::get_id())
+      throw quarry::InvalidArgument(
+          "a progress callback called quarry with the Resources whose call it reports on; "
+          "calls on one Resources take turns, so this would wait forever: use another "
+          "quarry.Resources inside the callback");
+    res.mutex.lock();
+    res.owner.store(std::this_thread::get_id());
+  }
+  ~CallLock() {
+    res_.owner.store(std::thread::id{});
+    res_.mutex.unlock();
+  }
+  CallLock(const CallLock&) = delete;
+  CallLock& operator=(const CallLock&) = delete;
+
+ private:
+  PyResources& res_;
+};
+
+// A Python callable shared by the engine's copies of a progress callback: each running call
+// keeps its own reference, so replacing Resources.progress meanwhile never frees a callable in
+// use. Copies are made and dropped without the GIL; the last one takes it to release the object.
+struct PyCallable {
+  nb::object fn;
+  explicit PyCallable(nb::object f) : fn(std::move(f)) {}
+  ~PyCallable() {
+    if (!Py_IsInitialized()) {
+      (void)fn.release();  // the interpreter is gone: nothing left to release
+      return;
+    }
+    nb::gil_scoped_acquire acquire;
+    fn.reset();
+  }
 };
 
 // An array the engine reads, and whatever keeps its memory alive during the call.
@@ -245,7 +290,7 @@ nb::object score_rows(PyResources& res, nb::handle pool_obj, std::optional<std::
                                     " elements for " + std::to_string(spec.view.rows) + " rows");
     {
       nb::gil_scoped_release release;
-      std::lock_guard<std::mutex> lock(res.mutex);
+      const CallLock lock(res);
       quarry::score(res.resources, spec.view, options, target.data());
     }
     return out;
@@ -253,7 +298,7 @@ nb::object score_rows(PyResources& res, nb::handle pool_obj, std::optional<std::
   std::vector<float> scores(static_cast<size_t>(spec.view.rows));
   {
     nb::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(res.mutex);
+    const CallLock lock(res);
     quarry::score(res.resources, spec.view, options, scores.data());
   }
   return nb::cast(to_numpy(std::move(scores)));
@@ -327,7 +372,7 @@ nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
   quarry::Selection sel;
   {
     nb::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(res.mutex);
+    const CallLock lock(res);
     sel = quarry::select(res.resources, in.spec.view, options);
   }
   return selection_tuple(std::move(sel), in.spec.measure);
@@ -379,7 +424,7 @@ nb::object score_shards(PyResources& res, nb::handle pools, std::optional<std::s
   std::vector<float> scores;
   {
     nb::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(res.mutex);
+    const CallLock lock(res);
     scores = quarry::score(res.resources, shards.views, options);
   }
   return nb::cast(to_numpy(std::move(scores)));
@@ -395,7 +440,7 @@ nb::tuple select_shards(PyResources& res, nb::handle pools, int64_t k,
   quarry::Selection sel;
   {
     nb::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(res.mutex);
+    const CallLock lock(res);
     sel = quarry::select(res.resources, shards.views, options, shards.embedding_views);
   }
   return selection_tuple(std::move(sel), shards.measure);
@@ -411,7 +456,7 @@ quarry::Partial partial_of_shards(PyResources& res, nb::handle pools, int64_t k,
   const quarry::SelectOptions options = select_options(shards.measure, logits, temperature, k,
                                                        candidates, kmeans_iters, explore, seed);
   nb::gil_scoped_release release;
-  std::lock_guard<std::mutex> lock(res.mutex);
+  const CallLock lock(res);
   return quarry::select_partial(res.resources, shards.views, options, shards.embedding_views,
                                 row_offset, pool_rows);
 }
@@ -464,7 +509,7 @@ nb::tuple merge_partials(PyResources& res, const std::vector<quarry::Partial>& p
   quarry::Selection sel;
   {
     nb::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(res.mutex);
+    const CallLock lock(res);
     sel = quarry::merge(res.resources, partials, k);
   }
   return selection_tuple(std::move(sel), partials.empty() ? quarry::Measure::entropy
@@ -490,7 +535,7 @@ nb::tuple cluster(PyResources& res, nb::handle points_obj, int64_t k, int iterat
   quarry::KMeansResult result;
   {
     nb::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(res.mutex);
+    const CallLock lock(res);
     result = quarry::kmeans(res.resources, view, k, options);
   }
   const int64_t dim = view.dim;
@@ -518,17 +563,16 @@ void* stream_pointer(nb::handle stream) {
 }
 
 void set_progress(PyResources& res, nb::object callback) {
-  res.progress = callback;
+  res.progress = callback;  // what the getter returns, and what the collector sees
   if (callback.is_none()) {
     res.resources.set_progress({});
     return;
   }
-  // Called from the engine with the GIL released; the callable lives as long as `res`.
-  PyObject* fn = callback.ptr();
+  // Called from the engine with the GIL released; each call holds the callable it started with.
+  auto fn = std::make_shared<PyCallable>(std::move(callback));
   res.resources.set_progress([fn](int64_t done, int64_t total) {
     nb::gil_scoped_acquire acquire;
-    const nb::handle callable(fn);
-    callable(done, total);
+    fn->fn(done, total);
   });
 }
 
@@ -581,6 +625,40 @@ void make_resources(PyResources* self, const std::string& device, nb::handle mem
   set_progress(*self, std::move(progress));
 }
 
+// A .npy file read with the command line's reader (quarry_io) into memory, as a read-only numpy
+// array: a FIFO is refused without blocking, and a file truncated while it is read is an
+// InvalidInput rather than the SIGBUS a memory map would raise in the interpreter.
+nb::object load_npy(const std::string& path) {
+  std::unique_ptr<quarry::io::NpyArray> array;
+  {
+    nb::gil_scoped_release release;
+    array = std::make_unique<quarry::io::NpyArray>(
+        quarry::io::NpyArray::open(path, {.into_memory = true, .float64 = true}));
+  }
+  std::vector<size_t> shape(array->shape().begin(), array->shape().end());
+  nb::dlpack::dtype t{};
+  t.lanes = 1;
+  t.bits = static_cast<uint8_t>(8 * quarry::dtype_size(array->dtype()));
+  const DType d = array->dtype();
+  t.code = static_cast<uint8_t>(d == DType::i32 || d == DType::i64 ? nb::dlpack::dtype_code::Int
+                                                                   : nb::dlpack::dtype_code::Float);
+  const void* data = array->data();
+  nb::capsule owner(array.release(),
+                    [](void* p) noexcept { delete static_cast<quarry::io::NpyArray*>(p); });
+  return nb::cast(
+      nb::ndarray<nb::numpy, nb::ro>(data, shape.size(), shape.data(), owner, nullptr, t));
+}
+
+// Refuses a strategy partial results cannot carry, with the engine's reason: Python asks the
+// strategy, as the C++ sharded selection does, instead of keeping a list of its own.
+void check_shardable(const std::string& strategy, bool budgeted, bool exact_budget) {
+  quarry::SelectOptions options;
+  options.strategy = quarry::parse_strategy(strategy);
+  options.budget = budgeted ? 1.0 : 0.0;
+  options.exact_budget = exact_budget;
+  quarry::check_shardable(options);
+}
+
 // The C++ call that select() makes, timed in C++ `repeats` times: the baseline against which
 // bench/bench_python.py measures the binding's overhead. Seconds per call.
 double time_select_call(PyResources& res, nb::handle pool_obj, int64_t k, int64_t repeats) {
@@ -590,7 +668,7 @@ double time_select_call(PyResources& res, nb::handle pool_obj, int64_t k, int64_
   options.scoring.measure = spec.measure;
   options.k = k;
   nb::gil_scoped_release release;
-  std::lock_guard<std::mutex> lock(res.mutex);
+  const CallLock lock(res);
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < repeats; ++i) quarry::select(res.resources, spec.view, options);
   const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
@@ -812,6 +890,9 @@ NB_MODULE(_quarry, m) {
   m.def("kmeans", &cluster, nb::arg("resources"), nb::arg("points"), nb::arg("k"),
         nb::arg("iterations"), nb::arg("seed"), nb::arg("initial_centroids").none());
   m.def("info", &info);
+  m.def("load_npy", &load_npy, nb::arg("path"));
+  m.def("check_shardable", &check_shardable, nb::arg("strategy"), nb::arg("budgeted"),
+        nb::arg("exact_budget"));
   m.attr("__version__") = quarry::version();  // without info(), which asks the driver
   m.def("_time_select_call", &time_select_call, nb::arg("resources"), nb::arg("pool"), nb::arg("k"),
         nb::arg("repeats"));
