@@ -31,11 +31,29 @@ using quarry::ArrayView;
 using quarry::DType;
 using quarry::MemorySpace;
 
+// A Python callable shared by the engine's copies of a progress callback: each running call
+// keeps its own reference, so replacing Resources.progress meanwhile never frees a callable in
+// use. Copies are made and dropped without the GIL; the last one takes it to release the object.
+struct PyCallable {
+  nb::object fn;
+  explicit PyCallable(nb::object f) : fn(std::move(f)) {}
+  ~PyCallable() {
+    if (!Py_IsInitialized()) {
+      (void)fn.release();  // the interpreter is gone: nothing left to release
+      return;
+    }
+    nb::gil_scoped_acquire acquire;
+    fn.reset();
+  }
+};
+
 // One Resources and the lock that lets threads share it safely (calls on it take turns).
 struct PyResources {
   quarry::Resources resources;
   std::mutex mutex;
-  nb::object progress;
+  // The progress callable, shared with the callback set on `resources` (and the copies of running
+  // calls): the one reference to it the collector sees (resources_traverse).
+  std::shared_ptr<PyCallable> progress;
   // The thread whose call holds `mutex`: a call from that thread (its progress callback calling
   // quarry on the same Resources) would wait for itself forever, and is refused instead.
   std::atomic<std::thread::id> owner{};
@@ -64,22 +82,6 @@ class CallLock {
 
  private:
   PyResources& res_;
-};
-
-// A Python callable shared by the engine's copies of a progress callback: each running call
-// keeps its own reference, so replacing Resources.progress meanwhile never frees a callable in
-// use. Copies are made and dropped without the GIL; the last one takes it to release the object.
-struct PyCallable {
-  nb::object fn;
-  explicit PyCallable(nb::object f) : fn(std::move(f)) {}
-  ~PyCallable() {
-    if (!Py_IsInitialized()) {
-      (void)fn.release();  // the interpreter is gone: nothing left to release
-      return;
-    }
-    nb::gil_scoped_acquire acquire;
-    fn.reset();
-  }
 };
 
 // An array the engine reads, and whatever keeps its memory alive during the call.
@@ -563,13 +565,14 @@ void* stream_pointer(nb::handle stream) {
 }
 
 void set_progress(PyResources& res, nb::object callback) {
-  res.progress = callback;  // what the getter returns, and what the collector sees
   if (callback.is_none()) {
     res.resources.set_progress({});
+    res.progress.reset();
     return;
   }
   // Called from the engine with the GIL released; each call holds the callable it started with.
   auto fn = std::make_shared<PyCallable>(std::move(callback));
+  res.progress = fn;
   res.resources.set_progress([fn](int64_t done, int64_t total) {
     nb::gil_scoped_acquire acquire;
     fn->fn(done, total);
@@ -594,7 +597,8 @@ std::size_t budget_bytes(nb::handle memory_budget) {
 int resources_traverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(Py_TYPE(self));
   if (!nb::inst_ready(self)) return 0;
-  Py_VISIT(nb::inst_ptr<PyResources>(self)->progress.ptr());
+  const std::shared_ptr<PyCallable>& progress = nb::inst_ptr<PyResources>(self)->progress;
+  if (progress) Py_VISIT(progress->fn.ptr());
   return 0;
 }
 
@@ -807,8 +811,7 @@ NB_MODULE(_quarry, m) {
           "chunks with identical results. Set an int, a size such as '8G', or None for the "
           "default (80% of free device memory on CUDA, unbounded on the CPU).")
       .def_prop_rw(
-          "progress",
-          [](PyResources& r) { return r.progress.is_valid() ? r.progress : nb::none(); },
+          "progress", [](PyResources& r) { return r.progress ? r.progress->fn : nb::none(); },
           &set_progress, nb::arg("callback").none())
       .def_prop_ro("peak_device_memory",
                    [](PyResources& r) { return r.resources.peak_device_memory(); })
