@@ -1,5 +1,5 @@
-// The command line's signal handling (host/src/signals.hpp), in child processes: a partly written
-// output is removed when a signal ends the process, and a memory-mapped input that shrinks
+// The command line's signal handling (host/cli/io/signals.hpp), in child processes: a partly
+// written output is removed when a signal ends the process, and a memory-mapped input that shrinks
 // (SIGBUS) is one line of error and exit code 2.
 
 #include <fcntl.h>

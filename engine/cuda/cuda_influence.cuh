@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "engine/backend.hpp"
-#include "engine/cuda_memory.cuh"
+#include "engine/cuda/cuda_memory.cuh"
 #include "kernels/centers.cuh"
 
 namespace quarry::engine {

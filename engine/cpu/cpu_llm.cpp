@@ -2,14 +2,14 @@
 // values, and the per-row math of kernels/measures.hpp. Rows a vector pass finds invalid values in
 // are scored again by an exact scalar pass, for their flags.
 
-#include "engine/cpu_llm.hpp"
+#include "engine/cpu/cpu_llm.hpp"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <vector>
 
-#include "engine/cpu_vector.hpp"
+#include "engine/cpu/cpu_vector.hpp"
 #include "kernels/measures.hpp"
 
 namespace quarry::engine {

@@ -24,8 +24,8 @@
 #include <type_traits>
 
 #include "engine/backend.hpp"
-#include "engine/cuda_influence.cuh"
-#include "engine/cuda_memory.cuh"
+#include "engine/cuda/cuda_influence.cuh"
+#include "engine/cuda/cuda_memory.cuh"
 #include "engine/kmeans_host.hpp"
 #include "kernels/committee.cuh"
 #include "kernels/cuda_check.cuh"

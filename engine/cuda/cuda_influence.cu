@@ -6,7 +6,7 @@
 #include <cub/device/device_reduce.cuh>
 #include <cub/device/device_scan.cuh>
 
-#include "engine/cuda_influence.cuh"
+#include "engine/cuda/cuda_influence.cuh"
 #include "engine/kmeans_host.hpp"
 #include "kernels/centers.cuh"
 #include "kernels/cuda_check.cuh"

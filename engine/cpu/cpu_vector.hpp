@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "engine/cpu_clones.hpp"
+#include "engine/cpu/cpu_clones.hpp"
 #include "kernels/measures.hpp"
 
 namespace quarry::engine {
@@ -21,7 +21,7 @@ inline constexpr double kLn2 = 0.693147180559945309;
 // conversions speed up the logits' exp), AVX2 and the baseline, and the loader picks one for the
 // machine (GCC function multiversioning). Lanes stay 8 wide: 512-bit vectors measured slower. The
 // row functions are inlined into them, so the constants of the polynomials are set up once per
-// range of rows, not once per row. (QUARRY_CPU_CLONES: engine/cpu_clones.hpp.)
+// range of rows, not once per row. (QUARRY_CPU_CLONES: engine/cpu/cpu_clones.hpp.)
 
 // A row's last (end - begin) < kLanes values as a full vector, other lanes `fill`. Rows of at
 // least kLanes classes read the last kLanes values and mask the ones already counted: one

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "engine/backend.hpp"
-#include "engine/cpu_influence.hpp"
-#include "engine/cpu_llm.hpp"
-#include "engine/cpu_vector.hpp"
+#include "engine/cpu/cpu_influence.hpp"
+#include "engine/cpu/cpu_llm.hpp"
+#include "engine/cpu/cpu_vector.hpp"
 #include "engine/kmeans_host.hpp"
 #include "engine/ranking.hpp"
 #include "kernels/measures.hpp"

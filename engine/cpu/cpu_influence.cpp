@@ -1,4 +1,4 @@
-#include "engine/cpu_influence.hpp"
+#include "engine/cpu/cpu_influence.hpp"
 
 #include <omp.h>
 
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "engine/cpu_clones.hpp"
+#include "engine/cpu/cpu_clones.hpp"
 #include "engine/kmeans_host.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
