@@ -22,7 +22,7 @@
 
 namespace quarry::kernels {
 
-/// The measures, numbered as quarry::Measure (checked in the engine).
+/// The measures, numbered as quarry::Measure (each checked in engine/measure_ids.cpp).
 enum class MeasureId : int {
   least_confidence = 0,
   margin = 1,
@@ -45,6 +45,8 @@ enum class MeasureId : int {
   semantic_sets = 18,
   semantic_entropy = 19,
 };
+/// How many there are: quarry::kMeasureCount (engine/measure_ids.cpp checks every value).
+constexpr int kMeasureIdCount = 20;
 
 /// Element types of kernel inputs.
 enum class ElementType : int { f32 = 0, f16 = 1, bf16 = 2, i32 = 3, i64 = 4 };
