@@ -72,6 +72,11 @@ std::vector<T> read_integers(const json& v, std::string_view key) {
   return out;
 }
 
+// An option's key in the JSON: the options schema's.
+std::string key(std::string_view option) {
+  return std::string(option_info(option).json_key);
+}
+
 DType read_dtype(const json& v) {
   const auto text = v.get<std::string>();
   for (DType d : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64})
@@ -85,22 +90,22 @@ std::string to_json(const Partial& p) {
   const SelectOptions& o = p.options;
   json j;
   j["format"] = kFormat;
-  j["measure"] = to_string(o.scoring.measure);
-  j["logits"] = o.scoring.logits;
-  j["temperature"] = o.scoring.temperature;
-  j["k"] = o.k;
-  j["candidates"] = o.candidates;
-  j["kmeans_iterations"] = o.kmeans.iterations;
+  j[key("measure")] = to_string(o.scoring.measure);
+  j[key("logits")] = o.scoring.logits;
+  j[key("temperature")] = o.scoring.temperature;
+  j[key("k")] = o.k;
+  j[key("candidates")] = o.candidates;
+  j[key("kmeans_iters")] = o.kmeans.iterations;
   j["kmeans_seed"] = o.kmeans.seed;
   j["kmeans_initial_centroids"] = o.kmeans.initial_centroids;
-  j["explore"] = o.explore;
-  j["seed"] = o.seed;
+  j[key("explore")] = o.explore;
+  j[key("seed")] = o.seed;
   j["dtype"] = to_string(p.dtype);
   j["members"] = p.members;
-  j["classes"] = p.classes;
+  j[key("classes")] = p.classes;
   j["embedding_dim"] = p.embedding_dim;
   j["embedding_dtype"] = to_string(p.embedding_dtype);
-  j["pool_rows"] = p.pool_rows;
+  j[key("pool_rows")] = p.pool_rows;
   json shards = json::array();
   for (const RowRange& r : p.shards) shards.push_back({r.offset, r.rows});
   j["shards"] = shards;
@@ -129,22 +134,22 @@ Partial partial_from_json(std::string_view text) {
       throw InvalidInput(std::string("not a quarry partial (no \"format\": \"") + kFormat + "\")");
     Partial p;
     SelectOptions& o = p.options;
-    o.scoring.measure = parse_measure(j.at("measure").get<std::string>());
-    o.scoring.logits = j.at("logits").get<bool>();
-    o.scoring.temperature = j.at("temperature").get<float>();
-    o.k = read_integer<int64_t>(j.at("k"), "k");
-    o.candidates = read_integer<int64_t>(j.at("candidates"), "candidates");
-    o.kmeans.iterations = read_integer<int>(j.at("kmeans_iterations"), "kmeans_iterations");
+    o.scoring.measure = parse_measure(j.at(key("measure")).get<std::string>());
+    o.scoring.logits = j.at(key("logits")).get<bool>();
+    o.scoring.temperature = j.at(key("temperature")).get<float>();
+    o.k = read_integer<int64_t>(j.at(key("k")), "k");
+    o.candidates = read_integer<int64_t>(j.at(key("candidates")), "candidates");
+    o.kmeans.iterations = read_integer<int>(j.at(key("kmeans_iters")), "kmeans_iterations");
     o.kmeans.seed = read_integer<uint64_t>(j.at("kmeans_seed"), "kmeans_seed");
     o.kmeans.initial_centroids = j.at("kmeans_initial_centroids").get<std::vector<float>>();
-    o.explore = j.at("explore").get<double>();
-    o.seed = read_integer<uint64_t>(j.at("seed"), "seed");
+    o.explore = j.at(key("explore")).get<double>();
+    o.seed = read_integer<uint64_t>(j.at(key("seed")), "seed");
     p.dtype = read_dtype(j.at("dtype"));
     p.members = read_integer<int64_t>(j.at("members"), "members");
-    p.classes = read_integer<int64_t>(j.at("classes"), "classes");
+    p.classes = read_integer<int64_t>(j.at(key("classes")), "classes");
     p.embedding_dim = read_integer<int64_t>(j.at("embedding_dim"), "embedding_dim");
     p.embedding_dtype = read_dtype(j.at("embedding_dtype"));
-    p.pool_rows = read_integer<int64_t>(j.at("pool_rows"), "pool_rows");
+    p.pool_rows = read_integer<int64_t>(j.at(key("pool_rows")), "pool_rows");
     for (const json& r : j.at("shards")) {
       if (!r.is_array() || r.size() != 2) throw InvalidInput("shards are [offset, rows] pairs");
       p.shards.push_back(
