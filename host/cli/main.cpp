@@ -32,22 +32,28 @@ namespace {
 
 using namespace quarry;
 
+// An option's default as the options schema gives it.
+std::string schema_default(const char* name) {
+  return std::string(option_info(name).default_value);
+}
+
 struct CommonOptions {
   std::vector<std::string> pool_paths;  // several: one pool, rows in file order
   std::string measure;                  // empty: the input's natural measure
   bool logits = false;
   float temperature = 1.0f;
-  std::string layout = "members-first";
+  std::string layout = schema_default("layout");
   std::string device = "auto";
   std::string output = "-";
   std::string memory_budget;  // empty: the backend's default
   bool progress = false;
   bool quiet = false;
-  std::string classes = "0";    // votes: the number of classes, 0 = any vote >= 0 (parse_integer)
-  std::string features_path;    // penultimate-layer features [N, D] (egl, BADGE)
-  std::string lengths_path;     // token or top-K log-probabilities: each row's length
-  bool samples = false;         // a 3-D array holds [N, S, D] sampled answers' embeddings
-  std::optional<double> alpha;  // eigenscore
+  // Votes: the number of classes, 0 = any vote >= 0 (parse_integer).
+  std::string classes = schema_default("classes");
+  std::string features_path;        // penultimate-layer features [N, D] (egl, BADGE)
+  std::string lengths_path;         // token or top-K log-probabilities: each row's length
+  bool samples = false;             // a 3-D array holds [N, S, D] sampled answers' embeddings
+  std::optional<double> alpha;      // eigenscore
   std::optional<double> threshold;  // semantic_sets, semantic_entropy
 };
 
@@ -387,14 +393,14 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
 struct SelectFlags {
   std::string k;  // empty: not given (a budget instead)
   std::vector<std::string> embeddings_paths;
-  std::string candidates = "0";
-  std::string kmeans_iterations = "25";
+  std::string candidates = schema_default("candidates");
+  std::string kmeans_iterations = schema_default("kmeans_iters");
   double explore = 0.0;
-  std::string seed = "0";
+  std::string seed = schema_default("seed");
   std::string row_offset = "0";
-  std::string pool_rows = "0";
+  std::string pool_rows = schema_default("pool_rows");
   bool partial = false;  // --row-offset given: write this shard's partial result
-  std::string strategy = "rank";
+  std::string strategy = schema_default("strategy");
   std::string labeled_path;
   std::string costs_path;
   double budget = 0.0;

@@ -292,3 +292,15 @@ def test_cli_and_python_share_the_integer_ranges(cli, tmp_path):
         result = cli(*args, check=False)
         assert result.returncode == 2
         assert f"{flag}: '{too_big}' {expected}" in result.stderr, result.stderr
+
+
+def test_cli_help_defaults_are_the_schemas(cli):
+    help_text = cli("select", "--help").stdout
+    shown = dict(re.findall(r"^\s+(?:-\w,)?(--[a-z-]+) [A-Z]+=(\S+)", help_text, re.M))
+    by_flag = {o["cli_flag"].split(",")[-1]: o for o in SCHEMA.values() if o["cli_flag"]}
+    checked = 0
+    for flag, default in shown.items():
+        if flag in by_flag:
+            assert default == by_flag[flag]["default"], flag
+            checked += 1
+    assert checked >= 6  # layout, temperature, kmeans-iters, explore, seed, strategy
