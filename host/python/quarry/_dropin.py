@@ -32,17 +32,20 @@ def num_rows(X: Any) -> int | None:
         return None
 
 
-def rows_array(values: Any, name: str, ndim: int, rows: int | None = None) -> np.ndarray:
+def rows_array(
+    values: Any, name: str, ndim: int, rows: int | None = None, extra_rows: bool = False
+) -> np.ndarray:
     """``values`` as an array the engine reads in place: copied only when its last axis is not
     contiguous (Fortran order, a transposed view), its dtype is not a float the engine reads, or
-    it is not native-endian. Its dimensions and row count are checked."""
+    it is not native-endian. Its dimensions and row count are checked (``extra_rows``: more rows
+    than samples are read by position, as small-text reads them; fewer are refused)."""
     array = np.asarray(values)
     if array.ndim != ndim:
         raise ValueError(
             f"{name} must be a {ndim}-D array; got shape {array.shape}"
             + (" (one column per class)" if ndim == 2 else "")
         )
-    if rows is not None and array.shape[0] != rows:
+    if rows is not None and (array.shape[0] < rows or (array.shape[0] > rows and not extra_rows)):
         raise ValueError(f"{name} returned {array.shape[0]} rows for {rows} samples")
     if array.dtype.type not in _ENGINE_DTYPES or not array.dtype.isnative:
         array = array.astype(np.float64)

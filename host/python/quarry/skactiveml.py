@@ -214,7 +214,7 @@ class Badge(_pool.Badge):
         probas = _dropin.rows_array(probas, "predict_proba", 2, len(X_unlbld))
         try:
             picks = quarry.select(
-                probas,
+                probas.astype(np.float32),  # the engine's BADGE reads float32 probabilities
                 batch_size,
                 strategy="badge",
                 features=np.ascontiguousarray(X_unlbld, dtype=np.float32),

@@ -2,9 +2,10 @@
 
 Each class subclasses small-text's own strategy of the same name and keeps its contract: the
 constructor, ``__str__``, the exceptions of ``_validate_query_input``, the classifier calls
-(``predict_proba(dataset)`` on the whole dataset, as small-text calls it, its row count checked;
-``embed`` for the embedding strategies), and ``scores_``: float64, one per row of the dataset, in
-small-text's orientation (the confidence, lower first for ``LeastConfidence`` and
+(``predict_proba(dataset)`` on the whole dataset, as small-text calls it: fewer rows than the
+dataset raise ``ValueError``, more are read by position as small-text does; ``embed`` for the
+embedding strategies), and ``scores_``: float64, one per row of the dataset, in small-text's
+orientation (the confidence, lower first for ``LeastConfidence`` and
 ``BreakingTies``)::
 
     from small_text import PoolBasedActiveLearner
@@ -51,7 +52,11 @@ __all__ = [
 
 def _proba(clf, dataset, ndim: int = 2, **kwargs) -> np.ndarray:
     return _dropin.rows_array(
-        clf.predict_proba(dataset, **kwargs), "predict_proba", ndim, _dropin.num_rows(dataset)
+        clf.predict_proba(dataset, **kwargs),
+        "predict_proba",
+        ndim,
+        _dropin.num_rows(dataset),
+        extra_rows=True,  # small-text indexes by position; its own tests' mocks return more rows
     )
 
 
