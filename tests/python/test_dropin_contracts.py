@@ -344,3 +344,21 @@ def test_skactiveml_badge_first_pick_and_contract(sk_data):
     assert np.all(np.isnan(y[got]))
     again = qsk.Badge(random_state=0).query(X, y, clf, batch_size=20)
     assert got == again
+
+
+def test_diverse_uncertainty_sampling_is_quarry_diversity():
+    X, y = make_classification(n_samples=900, n_features=6, n_classes=3, n_informative=4,
+                               random_state=8)  # fmt: skip
+    clf = LogisticRegression().fit(X[:80], y[:80])  # binary or not, any layout
+    learner = ActiveLearner(estimator=LogisticRegression(), X_training=X[:80], y_training=y[:80],
+                            query_strategy=qm.diverse_uncertainty_sampling)  # fmt: skip
+    idx, rows = learner.query(X[80:], n_instances=12)
+    np.testing.assert_array_equal(rows, X[80:][idx])
+    got, values = qm.diverse_uncertainty_sampling(clf, X[80:], n_instances=12, seed=3)
+    want = quarry.select(clf.predict_proba(X[80:]), 12, measure="least_confidence",
+                         embeddings=X[80:].astype(np.float32), seed=3)  # fmt: skip
+    np.testing.assert_array_equal(got, want.indices)
+    np.testing.assert_allclose(values, 1 - clf.predict_proba(X[80:][got]).max(axis=1))
+    assert len(set(want.clusters.tolist())) == 12  # one pick per k-means cluster
+    with pytest.raises(AssertionError):
+        qm.diverse_uncertainty_sampling(clf, X[:5], n_instances=6)

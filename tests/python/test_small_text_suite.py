@@ -86,5 +86,7 @@ def test_small_text_query_strategy_tests_pass_with_quarry(small_text_tests, tmp_
     passed = {name for name, outcome in native.items() if outcome == "passed"}
     assert len(passed) > 100, f"small-text's suite barely ran: {len(passed)} passed"
     assert set(swapped) == set(native), "the two runs collected different tests"
+    print(f"small-text's suite: {len(native)} tests, {len(passed)} pass natively, "
+          f"{sum(v == 'passed' for v in swapped.values())} with quarry")  # fmt: skip
     lost = sorted(n for n in passed if swapped[n] != "passed" and n not in TIE_ORDER)
     assert not lost, f"{len(lost)} of small-text's passing tests fail with quarry: {lost}"

@@ -29,10 +29,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import entropy as _scipy_entropy
 
+import quarry
+
 from . import _dropin
 
 __all__ = [
     "consensus_entropy_sampling",
+    "diverse_uncertainty_sampling",
     "entropy_sampling",
     "margin_sampling",
     "max_disagreement_sampling",
@@ -238,3 +241,39 @@ def max_disagreement_sampling(
         layout="rows-first",
     )
     return picks, _kl_max(proba[picks])
+
+
+def diverse_uncertainty_sampling(
+    classifier,
+    X,
+    n_instances: int = 20,
+    candidates: int = 0,
+    seed: int = 0,
+    **uncertainty_measure_kwargs,
+):
+    """A batch spread over the pool, in place of modAL's ``uncertainty_batch_sampling``: the
+    top ``candidates`` rows by least confidence (0: ``10 * n_instances``) are clustered on their
+    features ``X`` with the engine's k-means and the most uncertain row of each cluster is kept
+    (``quarry.select(..., embeddings=X)``). Not modAL's picks: its ranked batch scores
+    ``alpha * (1 - 1 / (1 + d)) + (1 - alpha) * u`` pick by pick, a rule the engine does not
+    compute. Returns ``(indices, values)`` as modAL's strategies do, values ``1 - p1``."""
+    try:
+        raw = classifier.predict_proba(X, **uncertainty_measure_kwargs)
+    except Exception as error:
+        if not _not_fitted(error):
+            raise
+        return _alike(X, n_instances, 1.0, False)
+    proba = _dropin.rows_array(raw, "predict_proba", 2, _dropin.num_rows(X))
+    _check_count(n_instances, len(proba))
+    if n_instances == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    features = np.ascontiguousarray(np.asarray(X).reshape(len(proba), -1), dtype=np.float32)
+    picks = quarry.select(  # strict: no library formula to fall back on for this rule
+        proba,
+        n_instances,
+        measure="least_confidence",
+        embeddings=features,
+        candidates=candidates,
+        seed=seed,
+    ).indices
+    return picks, 1 - proba[picks].max(axis=1)
