@@ -362,3 +362,31 @@ def test_diverse_uncertainty_sampling_is_quarry_diversity():
     assert len(set(want.clusters.tolist())) == 12  # one pick per k-means cluster
     with pytest.raises(AssertionError):
         qm.diverse_uncertainty_sampling(clf, X[:5], n_instances=6)
+
+
+def test_small_text_and_skactiveml_take_fortran_binary_proba():
+    """Issue 23 item 7 for the other drop-ins: binary scikit-learn classifiers' layout."""
+    st = pytest.importorskip("small_text.query_strategies")
+    pytest.importorskip("skactiveml")
+    from skactiveml.classifier import SklearnClassifier
+    from skactiveml.pool import UncertaintySampling
+
+    import quarry.skactiveml as qsk
+    import quarry.small_text as qst
+
+    X, y = make_classification(n_samples=500, n_features=5, random_state=9)
+    clf = LogisticRegression().fit(X[:40], y[:40])
+    proba = clf.predict_proba(X)
+    assert proba.flags.f_contiguous and not proba.flags.c_contiguous
+    labeled = np.arange(40)
+    for name in ("LeastConfidence", "BreakingTies", "PredictionEntropy"):
+        ours, theirs = getattr(qst, name)(), getattr(st, name)()
+        same_set(small_text_query(ours, proba, labeled, 10),
+                 small_text_query(theirs, proba, labeled, 10))  # fmt: skip
+    y_partial = np.full(len(X), np.nan)
+    y_partial[:40] = y[:40]
+    sk_clf = SklearnClassifier(LogisticRegression(), classes=[0, 1])
+    np.testing.assert_array_equal(
+        qsk.UncertaintySampling().query(X, y_partial, sk_clf, batch_size=10),
+        UncertaintySampling().query(X, y_partial, sk_clf, batch_size=10),
+    )
