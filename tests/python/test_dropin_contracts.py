@@ -390,3 +390,22 @@ def test_small_text_and_skactiveml_take_fortran_binary_proba():
         qsk.UncertaintySampling().query(X, y_partial, sk_clf, batch_size=10),
         UncertaintySampling().query(X, y_partial, sk_clf, batch_size=10),
     )
+
+
+def test_small_text_subsampling_wrapper_runs_quarry_base():
+    st = pytest.importorskip("small_text.query_strategies")
+    import quarry.small_text as qst
+
+    rng = np.random.default_rng(15)
+    print("seed 15")
+    proba = rng.dirichlet(np.ones(3), size=3000)
+    labeled = rng.choice(3000, 30, replace=False)
+    picks = []
+    for base in (qst.PredictionEntropy(), st.PredictionEntropy()):
+        wrapper = st.SubsamplingQueryStrategy(base, subsample_size=500)
+        np.random.seed(4)  # small-text draws its subsample with numpy's global generator
+        picks.append(small_text_query(wrapper, proba, labeled, 20))
+        assert str(wrapper).startswith("SubsamplingQueryStrategy(base_query_strategy="
+                                       "PredictionEntropy()")  # fmt: skip
+        assert wrapper.scores_.dtype == np.float64 and len(wrapper.scores_) == 500
+    same_set(*picks)
