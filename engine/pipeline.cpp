@@ -175,6 +175,11 @@ void throw_bad_row(BadRow bad, int64_t row_offset) {
     throw InvalidInput(row + "positive log-probability (log-probabilities are <= 0)", bad.row);
   if (f & kernels::kEmptyStep)
     throw InvalidInput(row + "a step whose top-K log-probabilities are all -inf", bad.row);
+  if (f & kernels::kScoreRange)
+    throw InvalidInput("features " + row +
+                           "the egl score exceeds the float range (the norm of the features is "
+                           "near the float maximum); scale the features down",
+                       bad.row);
   throw InvalidInput(row + "invalid data", bad.row);
 }
 
