@@ -171,6 +171,11 @@ void throw_bad_row(BadRow bad, int64_t row_offset) {
                        "pool");
   if (f & kernels::kEmptyStep)
     throw InvalidInput(row + "a step whose top-K log-probabilities are all -inf", bad.row, "pool");
+  if (f & kernels::kScoreRange)
+    throw InvalidInput("features " + row +
+                           "the egl score exceeds the float range (the norm of the features is "
+                           "near the float maximum); scale the features down",
+                       bad.row, "features");
   throw InvalidInput(row + "invalid data", bad.row, "pool");
 }
 

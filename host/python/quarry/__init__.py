@@ -154,7 +154,9 @@ def _optional_input(array: Any, res: Resources) -> Any:
 
 def _device_empty(pool: Any):
     """A function making writable float32 arrays on ``pool``'s CUDA device: PyTorch's or CuPy's
-    for their own arrays, else whichever of them is installed (see :func:`_as_framework_of`)."""
+    for their own arrays, else whichever of them is installed (see :func:`_as_framework_of`).
+    It returns the array and the framework's current stream (the caching allocator may hand out
+    memory that kernels queued there still use: quarry's stream waits for it before writing)."""
 
     def empty(rows: int) -> Any:
         framework = type(pool).__module__.split(".")[0]
@@ -164,14 +166,15 @@ def _device_empty(pool: Any):
                 import torch
 
                 where = pool.device if framework == "torch" else f"cuda:{device or 0}"
-                return torch.empty(rows, dtype=torch.float32, device=where)
+                out = torch.empty(rows, dtype=torch.float32, device=where)
+                return out, torch.cuda.current_stream(out.device).cuda_stream
             except ImportError:
                 pass
         try:
             import cupy
 
             with cupy.cuda.Device(pool.device.id if framework == "cupy" else device or 0):
-                return cupy.empty(rows, dtype=cupy.float32)
+                return cupy.empty(rows, dtype=cupy.float32), cupy.cuda.get_current_stream().ptr
         except ImportError:
             raise InvalidArgument(
                 f"score() of a {framework} device array needs PyTorch or CuPy to allocate the "

@@ -340,8 +340,12 @@ nb::object score_rows(PyResources& res, nb::handle pool_obj, nb::dict options_di
   const quarry::ScoreOptions& options = in.options;
   if (spec.view.space == MemorySpace::device && res.resources.device() == quarry::Device::cuda) {
     // Scores of a device pool stay on the device: `device_empty(rows)` makes a float32 array of
-    // the pool's framework on the pool's device, and the engine writes into it.
-    nb::object out = device_empty(spec.view.rows);
+    // the pool's framework on the pool's device, and the engine writes into it. The array comes
+    // from the framework's allocator on the framework's current stream (its second value): work
+    // still queued there may use that memory, so quarry's stream waits for it before writing.
+    nb::tuple made = nb::cast<nb::tuple>(device_empty(spec.view.rows));
+    nb::object out = made[0];
+    res.resources.wait_for_stream(reinterpret_cast<void*>(nb::cast<uintptr_t>(made[1])));
     nb::ndarray<float, nb::ndim<1>, nb::c_contig, nb::device::cuda> target =
         nb::cast<decltype(target)>(out);
     if (static_cast<int64_t>(target.shape(0)) != spec.view.rows)
