@@ -4,6 +4,7 @@
 #include "quarry/api.hpp"
 #include "quarry/array.hpp"
 #include "quarry/error.hpp"
+#include "quarry/interrupt.hpp"
 #include "quarry/resources.hpp"
 #include "quarry/shard.hpp"
 #include "quarry/types.hpp"

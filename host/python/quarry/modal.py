@@ -71,6 +71,10 @@ def _single(classifier, X, n_instances, random_tie_break, measure, values, kwarg
         return np.arange(n_instances), np.full(
             n_instances, 1.0 if measure == "least_confidence" else 0.0
         )
+    if proba.ndim != 2:
+        raise quarry.InvalidArgument(
+            f"predict_proba must return [N, classes] probabilities, got shape {proba.shape}"
+        )
     if proba.shape[1] == 1:  # one known class: every row is certain, as modAL scores it
         return np.arange(n_instances), values(proba[:n_instances])
     picks = _rank(proba, n_instances, random_tie_break, measure=measure)
