@@ -112,7 +112,7 @@ _LONG_CALL = textwrap.dedent(
     try:
         quarry.select(pool, 3, logits=True, measure="bald", resources=res)
     except KeyboardInterrupt:
-        print(f"interrupted {time.monotonic() - start:.3f}", flush=True)
+        print(f"interrupted {time.monotonic():.6f}", flush=True)
         sys.exit(130)
     print(f"finished {time.monotonic() - start:.3f}", flush=True)
     """
@@ -135,15 +135,15 @@ def test_ctrl_c_stops_a_long_call_promptly(tmp_path, callback):
         sent = time.monotonic()
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=60)
-        latency = time.monotonic() - sent
     finally:
         child.kill()
-    print(f"exited {latency:.3f} s after SIGINT: {out.strip()}")
     assert child.returncode == 130, err
     assert out.startswith("interrupted"), out
+    latency = float(out.split()[1]) - sent  # one monotonic clock for both processes
+    print(f"KeyboardInterrupt {latency * 1000:.0f} ms after SIGINT")
     # About 100 ms is the aim; the bound leaves room for a loaded machine (the call itself takes
     # seconds, so a call that ignores the signal until it ends fails here).
-    assert latency < 1.5
+    assert latency < 0.5
 
 
 def test_the_resources_work_again_after_an_interrupt():
@@ -279,8 +279,8 @@ def test_badge_over_float64_names_the_pool_row_of_a_bad_feature(rng):
 
 
 def test_byte_strides_that_are_not_whole_elements_are_named():
-    raw = np.zeros(4 * 10 + 2, np.uint8)
-    odd = np.ndarray((10, 2), dtype=np.float32, buffer=raw, offset=2, strides=(4, 2))
+    raw = np.zeros(100, np.uint8)
+    odd = np.ndarray((10, 2), dtype=np.float32, buffer=raw, strides=(6, 2))
     with pytest.raises(quarry.InvalidArgument, match="pool: byte strides .* multiple"):
         quarry.score(odd, resources=CPU)
 

@@ -195,12 +195,16 @@ std::string import_problem(nb::handle obj, const char* what) {
        nb::cast<std::string>(nb::str(obj.attr("layout"))).find("sparse") != std::string::npos))
     return name + ": sparse tensors are not supported; convert with .to_dense()";
   if (nb::hasattr(obj, "strides") && nb::hasattr(obj, "itemsize")) {
-    const auto item = nb::cast<int64_t>(obj.attr("itemsize"));
-    for (nb::handle stride : obj.attr("strides"))
-      if (item > 0 && nb::cast<int64_t>(stride) % item != 0)
-        return name + ": byte strides " + nb::cast<std::string>(nb::str(obj.attr("strides"))) +
-               " are not a multiple of the element size (" + std::to_string(item) +
-               " bytes); copy with numpy.ascontiguousarray";
+    const nb::object strides = obj.attr("strides");
+    int64_t item = 0;
+    if (nb::try_cast(obj.attr("itemsize"), item) && item > 0 && nb::isinstance<nb::tuple>(strides))
+      for (nb::handle stride : nb::borrow<nb::tuple>(strides)) {
+        int64_t bytes = 0;
+        if (nb::try_cast(stride, bytes) && bytes % item != 0)
+          return name + ": byte strides " + nb::cast<std::string>(nb::str(strides)) +
+                 " are not a multiple of the element size (" + std::to_string(item) +
+                 " bytes); copy with numpy.ascontiguousarray";
+      }
   }
   return {};
 }
