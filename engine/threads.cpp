@@ -47,10 +47,11 @@ namespace engine {
 
 namespace {
 
-std::atomic<bool> g_forked{false};
+std::atomic<bool> g_called{false};  // a call has run here: OpenMP's pool may have started
+std::atomic<bool> g_forked{false};  // forked after that: the pool's threads are gone
 
 extern "C" void on_fork_child() {
-  g_forked.store(true);
+  if (g_called.load()) g_forked.store(true);
 }
 
 // Registered once, when the library is loaded.
@@ -60,6 +61,7 @@ const int g_registered = pthread_atfork(nullptr, nullptr, on_fork_child);
 
 void prepare_calling_thread() {
   (void)g_registered;
+  g_called.store(true, std::memory_order_relaxed);
   // Per thread (an OpenMP ICV): each thread of the child that calls quarry sets its own.
   if (g_forked.load(std::memory_order_relaxed) && omp_get_max_threads() != 1)
     omp_set_num_threads(1);

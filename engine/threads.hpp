@@ -7,9 +7,9 @@
 
 namespace quarry::engine {
 
-/// Run at the start of every call. In a process forked from one that had used OpenMP, the
-/// runtime's worker threads are gone and libgomp would wait for them forever: the calling thread
-/// then runs its parallel regions with one thread.
+/// Run at the start of every call. In a process forked after a call had run (OpenMP's worker
+/// threads are then gone, and libgomp would wait for them forever), the calling thread runs its
+/// parallel regions with one thread.
 void prepare_calling_thread();
 
 /// Rows per block for a loop over rows of `elements_per_row` elements that polls for an
