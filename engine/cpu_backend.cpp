@@ -3,10 +3,13 @@
 #include <dlfcn.h>
 #include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissException.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -623,6 +626,21 @@ class SingleThreadedBlas {
   bool active_ = false;
 };
 
+// FAISS polls its interrupt callback between k-means iterations, on the calling thread: ours asks
+// that thread's InterruptCheck. Installed once, unless the program set one of its own.
+struct FaissInterrupt final : faiss::InterruptCallback {
+  bool want_interrupt() override { return interrupt_requested(); }
+};
+
+void install_faiss_interrupt() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::lock_guard<std::mutex> lock(faiss::InterruptCallback::lock);
+    if (!faiss::InterruptCallback::instance)
+      faiss::InterruptCallback::instance = std::make_unique<FaissInterrupt>();
+  });
+}
+
 class CpuBackend final : public Backend {
  public:
   Device kind() const override { return Device::cpu; }
@@ -755,7 +773,13 @@ class CpuBackend final : public Backend {
       params.max_points_per_centroid = std::numeric_limits<int>::max();  // never subsample
       faiss::Clustering clustering(d, static_cast<int>(k), params);
       clustering.centroids = result.centroids;  // FAISS starts from centroids given to it
-      clustering.train(n, x.data(), index);
+      install_faiss_interrupt();
+      try {
+        clustering.train(n, x.data(), index);
+      } catch (const faiss::FaissException&) {
+        poll_interrupt();  // FAISS stopped because this call was interrupted
+        throw;
+      }
       result.centroids = clustering.centroids;
       result.iterations = options.iterations;
     }

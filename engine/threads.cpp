@@ -30,13 +30,19 @@ InterruptCheck::~InterruptCheck() {
   t_check = outer_;
 }
 
-void poll_interrupt() {
+bool interrupt_requested() {
   InterruptCheck* check = t_check;
-  if (check == nullptr || !check->check_) return;
+  if (check == nullptr || !check->check_) return false;
+  if (check->requested_) return true;
   const auto now = std::chrono::steady_clock::now();
-  if (now - t_last_poll < kPollInterval) return;
+  if (now - t_last_poll < kPollInterval) return false;
   t_last_poll = now;
-  if (check->check_()) throw Interrupted("the call was interrupted");
+  check->requested_ = check->check_();
+  return check->requested_;
+}
+
+void poll_interrupt() {
+  if (interrupt_requested()) throw Interrupted("the call was interrupted");
 }
 
 bool interrupt_check_installed() {

@@ -1,6 +1,7 @@
 // Calls at the edges: far or non-finite k-means starts, bfloat16 rounding of rows, row offsets at
 // the end of int64, and stopping a call from outside it.
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -109,6 +110,22 @@ TEST_P(Hardening, AnInterruptCheckStopsALongCall) {
   const Selection sel =
       select(*resources_, PoolView::matrix(pool.data(), DType::f32, n, c), options);
   EXPECT_EQ(sel.indices, (std::vector<int64_t>{0, 1, 2, 3, 4}));
+}
+
+TEST_P(Hardening, AnInterruptCheckStopsKMeansIterations) {
+  if (GetParam() == Device::cuda) GTEST_SKIP() << "the CUDA k-means is not polled";
+  auto rng = seeded_rng(7003);
+  const int64_t n = 20'000, dim = 16, k = 64;
+  const std::vector<float> x = random_normal(n * dim, rng);
+  KMeansOptions options;
+  options.iterations = 100'000;  // minutes, unless stopped
+  int polls = 0;
+  const InterruptCheck check([&] { return ++polls >= 3; });
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(kmeans(*resources_, EmbeddingView::matrix(x.data(), DType::f32, n, dim), k, options),
+               Interrupted);
+  EXPECT_EQ(polls, 3);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }
 
 }  // namespace

@@ -19,8 +19,13 @@ class InterruptCheck {
  private:
   std::function<bool()> check_;
   InterruptCheck* outer_;
-  friend void poll_interrupt();
+  bool requested_ = false;  // the check returned true: every later poll stops the call
+  friend bool interrupt_requested();
 };
+
+/// Whether the calling thread's InterruptCheck asks to stop (polled as poll_interrupt() polls),
+/// for code that must stop by its own means (FAISS's k-means).
+bool interrupt_requested();
 
 /// Throws quarry::Interrupted when the calling thread's InterruptCheck asks to stop. Cheap: the
 /// check itself runs at most once per few milliseconds.
