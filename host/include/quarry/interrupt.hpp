@@ -7,8 +7,8 @@ namespace quarry {
 
 /// While alive, the quarry calls this thread makes poll `check` between blocks of rows (at most
 /// every few milliseconds, on this thread, never from a worker thread); once it returns true the
-/// call stops, frees what it made, and throws quarry::Interrupted. Nothing is written to the
-/// caller's outputs after that. Scopes nest: the innermost one is polled.
+/// call stops, frees what it made, and throws quarry::Interrupted (a caller's output buffer then
+/// holds only part of the scores). Scopes nest: the innermost one is polled.
 class InterruptCheck {
  public:
   explicit InterruptCheck(std::function<bool()> check);
