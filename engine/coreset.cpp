@@ -6,6 +6,7 @@
 #include "engine/kmeans_host.hpp"
 #include "engine/strategies.hpp"
 #include "quarry/error.hpp"
+#include "quarry/interrupt.hpp"
 
 namespace quarry::engine {
 
@@ -31,6 +32,7 @@ std::vector<int64_t> coreset_picks(Backend& backend, const SelectOptions& option
   }
   std::vector<int64_t> picks;
   while (!taker.done()) {
+    poll_interrupt();  // each pick is a pass over the candidates
     int64_t at;
     if (centered) {
       at = search->farthest();

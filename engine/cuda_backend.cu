@@ -264,26 +264,24 @@ class CudaBackend final : public Backend {
     // vanish are scaled by a power of two, which leaves the clustering as it is (see
     // kmeans_scale_exponent); the results are scaled back.
     std::vector<float> initial = options.initial_centroids;
-    const float largest_initial =
-        largest_magnitude(initial.data(), static_cast<int64_t>(initial.size()));
+    const bool lloyd_runs = options.iterations > 0;
     int exponent = 0;
     if (points.space == MemorySpace::device) {
       gather_on_device(points, rows, x, rows_buf);
       const float largest = largest_magnitude_on_device(x, n * dim, temp_buf);
-      exponent = kmeans_scale_exponent(std::max(largest, largest_initial), dim);
+      exponent = scale_kmeans_inputs(largest, initial, dim, lloyd_runs);
       if (exponent != 0)
         QUARRY_CUDA_CHECK(cub::DeviceFor::Bulk(n * dim, ScaleByPowerOfTwo{x, exponent}, stream_));
     } else {
       std::vector<float> host = engine::gather_embeddings(points, rows);
       const auto count = static_cast<int64_t>(host.size());
-      exponent = kmeans_scale_exponent(
-          std::max(largest_magnitude(host.data(), count), largest_initial), dim);
+      exponent =
+          scale_kmeans_inputs(largest_magnitude(host.data(), count), initial, dim, lloyd_runs);
       scale_by_power_of_two(host.data(), count, exponent);
       QUARRY_CUDA_CHECK(cudaMemcpyAsync(x, host.data(), host.size() * sizeof(float),
                                         cudaMemcpyHostToDevice, stream_));
       QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `host` is about to go away
     }
-    scale_by_power_of_two(initial.data(), static_cast<int64_t>(initial.size()), exponent);
 
     float* point_norms = norms_buf.ensure<float>(n * sizeof(float));
     kernels::launch_row_norms(x, n, dim, point_norms, stream_);

@@ -12,6 +12,7 @@
 #include "engine/strategies.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
+#include "quarry/interrupt.hpp"
 #include "quarry/measures.hpp"
 
 namespace quarry::engine {
@@ -157,8 +158,10 @@ void throw_bad_row(BadRow bad, int64_t row_offset) {
   if (f & kernels::kAboveOne)
     throw InvalidInput(row + "probability greater than 1" + logits_hint, bad.row, "pool");
   if (f & kernels::kBadSum)
-    throw InvalidInput(row + "probabilities do not sum to 1 (tolerance 1e-3)" + logits_hint,
-                       bad.row, "pool");
+    throw InvalidInput(
+        row + "probabilities do not sum to 1 (tolerance 1e-3; 2^-7 for bfloat16 values)" +
+            logits_hint,
+        bad.row, "pool");
   if (f & kernels::kBadVote)
     throw InvalidInput(row + "vote outside [-1, classes)", bad.row, "pool");
   if (f & kernels::kBadFeature)
@@ -302,6 +305,7 @@ Ranked rank(Backend& backend, const ScoreProblem& problem, int64_t count) {
   Ranked best;
   std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    poll_interrupt();
     const int64_t rows = std::min(chunk, n - r0);
     Ranked top = backend.top(backend_slice(problem, r0, rows, buffer), std::min(count, rows));
     for (int64_t& row : top.indices) row += r0;
@@ -319,6 +323,7 @@ void score(Backend& backend, const PoolView& pool, const ScoreOptions& options, 
   const int64_t chunk = rows_per_chunk(backend, problem, 0);
   std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk) {
+    poll_interrupt();
     const int64_t rows = std::min(chunk, pool.rows - r0);
     backend.score(backend_slice(problem, r0, rows, buffer), scores_out + r0);
     report(backend, r0 + rows, pool.rows);
@@ -339,6 +344,11 @@ void validate_kmeans(const KMeansOptions& options, int64_t k, int64_t dim) {
   if (!options.initial_centroids.empty() &&
       static_cast<int64_t>(options.initial_centroids.size()) != k * dim)
     throw InvalidArgument("initial centroids must hold clusters * D values");
+  for (size_t i = 0; i < options.initial_centroids.size(); ++i)
+    if (!std::isfinite(options.initial_centroids[i]))
+      throw InvalidArgument("initial_centroids: centroid " +
+                            std::to_string(static_cast<int64_t>(i) / dim) +
+                            " has a non-finite coordinate (NaN or Inf)");
 }
 
 PickCounts check_select_options(const SelectOptions& options) {
@@ -486,12 +496,15 @@ std::vector<Pick> center_search_picks(Backend& backend, const ScoreProblem& prob
                           std::to_string(picks_wanted) + ")");
   const int64_t m = options.candidates > 0 ? std::min(n, options.candidates) : n;
   const bool badge = options.strategy == Strategy::badge;
-  // BADGE reads the candidates' probabilities in place, where f64 would need a converted copy.
-  if (badge && problem.pool.dtype == DType::f64)
-    throw InvalidArgument(
-        "BADGE reads float32, float16 or bfloat16 probabilities; convert the "
-        "float64 pool to float32");
-  check_fits_memory_budget(backend, m * kCenterSearchBytesPerRow,
+  // BADGE reads the candidates' probabilities in place; f64 ones as a float32 copy of the
+  // candidates' rows and features (badge_picks).
+  const int64_t copied_per_row =
+      badge && problem.pool.dtype == DType::f64
+          ? problem.pool.classes * int64_t{sizeof(float)} +
+                problem.options.features->dim *
+                    static_cast<int64_t>(dtype_size(problem.options.features->dtype))
+          : 0;
+  check_fits_memory_budget(backend, m * (kCenterSearchBytesPerRow + copied_per_row),
                            badge ? "BADGE over " + std::to_string(m) + " candidates"
                                  : "core-set over " + std::to_string(m) + " candidates");
   const Ranked ranked = rank(backend, problem, m);

@@ -295,9 +295,13 @@ Partial partial(Backend& backend, std::span<const PoolView> shards, const Select
   }
   if (row_offset < 0) throw InvalidArgument("the row offset must be >= 0, got " + str(row_offset));
   if (pool_rows < 0) throw InvalidArgument("the pool's row count must be >= 0");
-  int64_t total = 0;
+  int64_t total = 0, end = 0;
   for (const PoolView& s : shards) total += s.rows;
-  if (pool_rows > 0 && row_offset + total > pool_rows)
+  // Global rows are row_offset + a shard row, and the end of the range must be a number too.
+  if (__builtin_add_overflow(row_offset, total, &end))
+    throw InvalidArgument("the row offset " + str(row_offset) + " with " + str(total) +
+                          " rows passes the largest row number, 2^63 - 1");
+  if (pool_rows > 0 && end > pool_rows)
     throw InvalidArgument("rows " + range_text(row_offset, row_offset + total) +
                           " are not rows of a pool of " + str(pool_rows) + " rows");
   if (picks.explored > 0 && pool_rows == 0)

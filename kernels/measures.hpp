@@ -56,7 +56,7 @@ enum RowFlags : uint32_t {
   kNonFinite = 1u << 0,   // NaN or +-Inf
   kNegative = 1u << 1,    // probability < 0
   kAboveOne = 1u << 2,    // probability > 1 + kSumTolerance
-  kBadSum = 1u << 3,      // |sum - 1| > kSumTolerance
+  kBadSum = 1u << 3,      // |sum - 1| > kSumTolerance (kBf16SumTolerance)
   kBadVote = 1u << 4,     // vote < -1 or >= the number of classes
   kBadFeature = 1u << 5,  // a non-finite value in the row's features (egl)
   kBadLength = 1u << 6,   // a row's length < 1 or > the steps of the array
@@ -65,6 +65,14 @@ enum RowFlags : uint32_t {
   kScoreRange = 1u << 9,  // finite input whose score exceeds the float range (egl, huge features)
 };
 inline constexpr float kSumTolerance = 1e-3f;
+/// The sum tolerance of a row whose values all fit bfloat16 (8 significant bits: the low 16 bits
+/// of each float are zero), as every row of a bf16 pool does: bf16's epsilon, 2^-7. Rounding
+/// each probability of a row that sums to 1 moves the sum by at most the unit roundoff 2^-8,
+/// over kSumTolerance; the factor 2 leaves room for the producer's own float rounding. Derived
+/// from the values rather than passed with the dtype so that both backends' kernels apply it.
+inline constexpr float kBf16SumTolerance = 0x1p-7f;
+/// The bits of a float below bfloat16's precision.
+inline constexpr uint32_t kBelowBf16Bits = 0xffffu;
 inline constexpr float kInf = std::numeric_limits<float>::infinity();
 
 // The flags take the low bits of a bad-row code, the row the rest (rows below 2^52).
@@ -287,9 +295,11 @@ struct RowResult {
 QUARRY_HD uint32_t probability_flags(float p) {
   return (p < 0.0f ? kNegative : 0u) | (p > 1.0f + kSumTolerance ? kAboveOne : 0u);
 }
-/// kBadSum unless a row's probabilities sum to 1 within the tolerance.
-QUARRY_HD uint32_t sum_flags(double sum) {
-  return fabs(sum - 1.0) <= kSumTolerance ? 0u : kBadSum;
+/// kBadSum unless a row's probabilities sum to 1 within the tolerance; `below_bf16_bits` is the
+/// OR of the row's values' bits below bfloat16 precision (0: the row fits bf16).
+QUARRY_HD uint32_t sum_flags(double sum, uint32_t below_bf16_bits) {
+  const double tolerance = below_bf16_bits == 0 ? kBf16SumTolerance : kSumTolerance;
+  return fabs(sum - 1.0) <= tolerance ? 0u : kBadSum;
 }
 
 // ---- probabilities -----------------------------------------------------------------------------
@@ -303,6 +313,7 @@ struct ProbStats {
   Acc sum = 0;
   Acc entropy = 0;
   uint32_t flags = 0;
+  uint32_t below_bf16 = 0;  // sum_flags' below_bf16_bits
 
   QUARRY_HD void add(float p) {
     if (!is_finite(p)) {
@@ -310,6 +321,7 @@ struct ProbStats {
       return;
     }
     flags |= probability_flags(p);
+    below_bf16 |= float_to_bits(p) & kBelowBf16Bits;
     push_top2(p, top1, top2);
     sum += p;
     entropy += entropy_term<Acc>(p);
@@ -319,9 +331,12 @@ struct ProbStats {
     sum += o.sum;
     entropy += o.entropy;
     flags |= o.flags;
+    below_bf16 |= o.below_bf16;
   }
   /// The validation flags of the row, the sum check included.
-  QUARRY_HD uint32_t row_flags() const { return flags | sum_flags(static_cast<double>(sum)); }
+  QUARRY_HD uint32_t row_flags() const {
+    return flags | sum_flags(static_cast<double>(sum), below_bf16);
+  }
   /// In the accumulator's precision: committee measures subtract entropies.
   QUARRY_HD Acc entropy_value() const { return entropy > Acc(0) ? entropy : Acc(0); }
   QUARRY_HD RowResult finish(MeasureId measure) const {
@@ -515,6 +530,7 @@ struct EglProbStats {
   Acc rest_squares = 0;
   Acc sum = 0;
   uint32_t flags = 0;
+  uint32_t below_bf16 = 0;  // sum_flags' below_bf16_bits
 
   EglProbStats() = default;
   QUARRY_HD explicit EglProbStats(float /*scale*/) {}  // probabilities are not scaled
@@ -525,6 +541,7 @@ struct EglProbStats {
       return;
     }
     flags |= probability_flags(p);
+    below_bf16 |= float_to_bits(p) & kBelowBf16Bits;
     sum += p;
     if (argmax < 0) {
       top = p;
@@ -539,6 +556,7 @@ struct EglProbStats {
   }
   QUARRY_HD void merge(const EglProbStats& o) {
     flags |= o.flags;
+    below_bf16 |= o.below_bf16;
     sum += o.sum;
     if (o.argmax < 0) return;
     if (argmax < 0) {
@@ -554,7 +572,8 @@ struct EglProbStats {
     }
   }
   QUARRY_HD uint32_t row_flags() const {
-    return (argmax < 0 ? flags | kNonFinite : flags) | sum_flags(static_cast<double>(sum));
+    return (argmax < 0 ? flags | kNonFinite : flags) |
+           sum_flags(static_cast<double>(sum), below_bf16);
   }
   QUARRY_HD EglRow<Acc> row() const {
     EglRow<Acc> r;
@@ -837,8 +856,9 @@ struct TokenStats {
     min_logprob = smaller(min_logprob, o.min_logprob);
     flags |= o.flags;
   }
-  /// sequence_nll = -sum l; perplexity = -(1/L) sum l (log scale); min_token_prob =
-  /// 1 - e^(min l) = -expm1(min l), precise for confident rows.
+  /// sequence_nll = -sum l; perplexity = -(1/L) sum l (log scale); min_token_prob = -min l, the
+  /// largest token surprisal: the order of 1 - e^(min l), which float rounds to 1 for every
+  /// p < 6e-8, kept for the least likely tokens too.
   QUARRY_HD RowResult finish(MeasureId measure, int64_t length) const {
     Acc score;
     switch (measure) {
@@ -846,7 +866,7 @@ struct TokenStats {
         score = nll / Acc(length);
         break;
       case MeasureId::min_token_prob:
-        score = -expm1_of(Acc(min_logprob));
+        score = -Acc(min_logprob);
         break;
       default:
         score = nll;

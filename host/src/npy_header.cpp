@@ -588,13 +588,14 @@ DType parse_descr(const Literal& descr) {
   if (kind == "f2") return DType::f16;
   if (kind == "i4") return DType::i32;
   if (kind == "i8") return DType::i64;
-  if (kind == "f8")
-    throw InvalidInput("float64 is not supported; convert with arr.astype(np.float32)");
+  // What np.save of a Python list of floats writes: costs, and pools as from scikit-learn's
+  // predict_proba; the consumers of each array say which dtypes they take.
+  if (kind == "f8") return DType::f64;
   if (!kind.empty() && kind[0] == 'c')
     throw InvalidInput("complex data (" + printable(d) + ") is not supported");
   if (!kind.empty() && kind[0] == 'O') throw InvalidInput("object arrays are not supported");
   throw InvalidInput("dtype " + printable(d) +
-                     " is not supported (use float32, float16, int32 or int64)");
+                     " is not supported (use float32, float16, float64, int32 or int64)");
 }
 
 }  // namespace

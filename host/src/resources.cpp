@@ -1,6 +1,7 @@
 #include "quarry/resources.hpp"
 
 #include "engine/backend.hpp"
+#include "engine/threads.hpp"
 #include "quarry/error.hpp"
 
 namespace quarry {
@@ -51,6 +52,7 @@ std::string Resources::describe() const {
   return backend_->describe();
 }
 engine::Backend& Resources::backend() {
+  engine::prepare_calling_thread();  // every call takes the backend here
   return *backend_;
 }
 

@@ -57,4 +57,11 @@ class OutOfMemory : public CudaError {
   using CudaError::CudaError;
 };
 
+/// The call was stopped by the calling thread's InterruptCheck (Ctrl-C in Python): nothing of it
+/// remains.
+class Interrupted : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace quarry

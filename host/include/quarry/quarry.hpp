@@ -6,6 +6,7 @@
 #include "quarry/error.hpp"
 #include "quarry/measures.hpp"
 #include "quarry/options.hpp"
+#include "quarry/interrupt.hpp"
 #include "quarry/resources.hpp"
 #include "quarry/shard.hpp"
 #include "quarry/types.hpp"

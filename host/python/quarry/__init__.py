@@ -140,6 +140,11 @@ def _is_shard_list(pool: Any) -> bool:
 
 def _shards(shards: Sequence[Any], res: Resources) -> list[Any]:
     """The shards as arrays: .npy paths memory-mapped (read only where they are used)."""
+    if not isinstance(shards, (list, tuple)):  # an array would be read as one shard per row
+        raise InvalidArgument(
+            "a sharded pool takes its embeddings as a list with one array (or .npy path) per "
+            f"shard, got {type(shards).__name__}"
+        )
     if len(shards) == 0:
         raise InvalidArgument("the pool has no shards")
     return [

@@ -41,12 +41,12 @@ def rows_array(
     than samples are read by position, as small-text reads them; fewer are refused)."""
     array = np.asarray(values)
     if array.ndim != ndim:
-        raise ValueError(
+        raise quarry.InvalidArgument(
             f"{name} must be a {ndim}-D array; got shape {array.shape}"
             + (" (one column per class)" if ndim == 2 else "")
         )
     if rows is not None and (array.shape[0] < rows or (array.shape[0] > rows and not extra_rows)):
-        raise ValueError(f"{name} returned {array.shape[0]} rows for {rows} samples")
+        raise quarry.InvalidArgument(f"{name} returned {array.shape[0]} rows for {rows} samples")
     if array.dtype.type not in _ENGINE_DTYPES or not array.dtype.isnative:
         array = array.astype(np.float64)
     if array.size and (array.strides[-1] != array.itemsize or any(s < 0 for s in array.strides)):

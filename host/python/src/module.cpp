@@ -39,6 +39,29 @@ struct PyResources {
   explicit PyResources(quarry::Resources r) : resources(std::move(r)) {}
 };
 
+// Ctrl-C while the engine runs with the GIL released: the engine polls, between blocks of rows,
+// whether the main thread has a signal pending; PyErr_CheckSignals runs its handler, and the
+// exception it raises (KeyboardInterrupt) is kept here until the engine has unwound, then raised.
+unsigned long g_main_thread = 0;
+thread_local PyObject* t_pending_type = nullptr;
+thread_local PyObject* t_pending_value = nullptr;
+thread_local PyObject* t_pending_traceback = nullptr;
+
+bool python_signal_raised() {
+  nb::gil_scoped_acquire acquire;
+  if (PyErr_CheckSignals() == 0) return false;
+  PyErr_Fetch(&t_pending_type, &t_pending_value, &t_pending_traceback);
+  return true;
+}
+
+// For the duration of an engine call: only the main thread handles signals.
+struct PythonInterrupts {
+  std::optional<quarry::InterruptCheck> check;
+  PythonInterrupts() {
+    if (PyThread_get_thread_ident() == g_main_thread) check.emplace(python_signal_raised);
+  }
+};
+
 // An array the engine reads, and whatever keeps its memory alive during the call.
 struct InputArray {
   ArrayView view;
@@ -150,6 +173,17 @@ class Options {
   std::vector<std::string> read_;
 };
 
+// The dtypes an argument takes, for its error messages.
+std::string accepted_dtypes(const char* what) {
+  const std::string name(what);
+  if (name == "lengths") return "int32 or int64";
+  if (name == "costs") return "float32, float64, int32 or int64";
+  if (name == "labeled") return "int32 or int64 rows, or float32, float16 or bfloat16 embeddings";
+  if (name.rfind("embeddings", 0) == 0 || name == "features" || name == "points")
+    return "float32, float16 or bfloat16";
+  return "float32, float16, bfloat16 or float64; int32 or int64 for votes";
+}
+
 DType dtype_of(nb::dlpack::dtype t, const char* what) {
   using code = nb::dlpack::dtype_code;
   if (t.lanes == 1) {
@@ -167,9 +201,8 @@ DType dtype_of(nb::dlpack::dtype t, const char* what) {
                      : t.code == static_cast<uint8_t>(code::Bool)    ? "bool"
                                                                      : "unknown";
   const std::string bits = t.code == static_cast<uint8_t>(code::Bool) ? "" : std::to_string(t.bits);
-  throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " + kind + bits +
-                                " (float32, float16, bfloat16 or float64; int32 or int64 for "
-                                "votes)");
+  throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " + kind + bits + " (" +
+                                accepted_dtypes(what) + ")");
 }
 
 MemorySpace space_of(int device_type, const char* what) {
@@ -202,13 +235,36 @@ nb::dlpack::dtype dtype_of_typestr(const std::string& typestr, const char* what)
                                 : kind == 'c' ? code::Complex
                                 : kind == 'b' ? code::Bool
                                               : static_cast<code>(255));
-  t.bits = static_cast<uint8_t>(8 * std::stoi(typestr.substr(2)));
+  const std::string size = typestr.substr(2);
+  if (size.size() > 2 || size.find_first_not_of("0123456789") != std::string::npos)
+    throw quarry::InvalidArgument(std::string(what) + ": unsupported type string '" + typestr +
+                                  "' (a byte order, a kind and a size, such as '<f4')");
+  t.bits = static_cast<uint8_t>(8 * std::stoi(size));
   t.lanes = 1;
   return t;
 }
 
 // Reads an object exposing __cuda_array_interface__ (version 2 or 3) in place, once the work its
 // producer queued on the stream it names is done (in `res`'s stream order).
+ArrayView view_from_cuda_array_interface(nb::handle obj, PyResources& res, const char* what);
+
+// The same, with a malformed interface (a missing key, a value of the wrong type) refused by name.
+ArrayView checked_cuda_array_interface(nb::handle obj, PyResources& res, const char* what) {
+  const std::string malformed = std::string(what) + ": malformed __cuda_array_interface__: ";
+  nb::object cai = obj.attr("__cuda_array_interface__");
+  if (!nb::isinstance<nb::dict>(cai)) throw quarry::InvalidArgument(malformed + "not a dict");
+  for (const char* key : {"typestr", "data", "shape"})
+    if (!nb::borrow<nb::dict>(cai).contains(key))
+      throw quarry::InvalidArgument(malformed + "no '" + key + "' entry");
+  try {
+    return view_from_cuda_array_interface(obj, res, what);
+  } catch (const std::bad_cast&) {
+    throw quarry::InvalidArgument(malformed +
+                                  "'typestr' must be a str, 'data' a (pointer, read-only) tuple, "
+                                  "'shape' and 'strides' tuples of ints");
+  }
+}
+
 ArrayView view_from_cuda_array_interface(nb::handle obj, PyResources& res, const char* what) {
   nb::dict cai = nb::cast<nb::dict>(obj.attr("__cuda_array_interface__"));
   if (cai.contains("mask") && !cai["mask"].is_none())
@@ -237,8 +293,35 @@ ArrayView view_from_cuda_array_interface(nb::handle obj, PyResources& res, const
   return a;
 }
 
+// Why an array with a dtype quarry reads still could not be imported: sparse tensors, byte strides
+// that are not whole elements; empty when neither explains it.
+std::string import_problem(nb::handle obj, const char* what) {
+  const std::string name(what);
+  if ((nb::hasattr(obj, "is_sparse") && nb::cast<bool>(nb::bool_(obj.attr("is_sparse")))) ||
+      (nb::hasattr(obj, "layout") &&
+       nb::cast<std::string>(nb::str(obj.attr("layout"))).find("sparse") != std::string::npos))
+    return name + ": sparse tensors are not supported; convert with .to_dense()";
+  if (nb::hasattr(obj, "strides") && nb::hasattr(obj, "itemsize")) {
+    const nb::object strides = obj.attr("strides");
+    int64_t item = 0;
+    if (nb::try_cast(obj.attr("itemsize"), item) && item > 0 && nb::isinstance<nb::tuple>(strides))
+      for (nb::handle stride : nb::borrow<nb::tuple>(strides)) {
+        int64_t bytes = 0;
+        if (nb::try_cast(stride, bytes) && bytes % item != 0)
+          return name + ": byte strides " + nb::cast<std::string>(nb::str(strides)) +
+                 " are not a multiple of the element size (" + std::to_string(item) +
+                 " bytes); copy with numpy.ascontiguousarray";
+      }
+  }
+  return {};
+}
+
 InputArray input_array(nb::handle obj, PyResources& res, const char* what) {
   InputArray in;
+  if (nb::isinstance<nb::bytes>(obj))  // the buffer protocol would read it as uint8
+    throw quarry::InvalidArgument(std::string(what) +
+                                  ": got bytes; give an array, or a .npy path as a str or "
+                                  "pathlib.Path");
   nb::ndarray<nb::ro> array;
   if (nb::try_cast(obj, array, false)) {
     in.view.data = array.data();
@@ -254,7 +337,7 @@ InputArray input_array(nb::handle obj, PyResources& res, const char* what) {
     return in;
   }
   if (nb::hasattr(obj, "__cuda_array_interface__")) {
-    in.view = view_from_cuda_array_interface(obj, res, what);
+    in.view = checked_cuda_array_interface(obj, res, what);
     return in;
   }
   if (nb::hasattr(obj, "dtype")) {  // an array neither DLPack nor the buffer protocol carries
@@ -264,10 +347,11 @@ InputArray input_array(nb::handle obj, PyResources& res, const char* what) {
       throw quarry::InvalidArgument(std::string(what) +
                                     ": big-endian arrays are not supported; convert with "
                                     "arr.astype(arr.dtype.newbyteorder('<'))");
+    if (const std::string problem = import_problem(obj, what); !problem.empty())
+      throw quarry::InvalidArgument(problem);
     throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " +
-                                  nb::cast<std::string>(nb::str(dtype)) +
-                                  " (float32, float16, bfloat16 or float64; int32 or int64 for "
-                                  "votes)");
+                                  nb::cast<std::string>(nb::str(dtype)) + " (" +
+                                  accepted_dtypes(what) + ")");
   }
   throw quarry::InvalidArgument(
       std::string(what) +
@@ -354,6 +438,7 @@ nb::object score_rows(PyResources& res, nb::handle pool_obj, nb::dict options_di
     {
       nb::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(res.mutex);
+      const PythonInterrupts interrupts;
       quarry::score(res.resources, spec.view, options, target.data());
     }
     return out;
@@ -362,6 +447,7 @@ nb::object score_rows(PyResources& res, nb::handle pool_obj, nb::dict options_di
   {
     nb::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(res.mutex);
+    const PythonInterrupts interrupts;
     quarry::score(res.resources, spec.view, options, scores.data());
   }
   return nb::cast(to_numpy(std::move(scores)));
@@ -433,6 +519,7 @@ nb::tuple select_rows(PyResources& res, nb::handle pool_obj, nb::dict options_di
   {
     nb::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(res.mutex);
+    const PythonInterrupts interrupts;
     sel = quarry::select(res.resources, in.spec.view, options);
   }
   return selection_tuple(std::move(sel), in.spec.measure);
@@ -488,6 +575,7 @@ nb::object score_shards(PyResources& res, nb::handle pools, nb::dict options_dic
   {
     nb::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(res.mutex);
+    const PythonInterrupts interrupts;
     scores = quarry::score(res.resources, shards.views, options);
   }
   return nb::cast(to_numpy(std::move(scores)));
@@ -502,6 +590,7 @@ nb::tuple select_shards(PyResources& res, nb::handle pools, nb::dict options_dic
   {
     nb::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(res.mutex);
+    const PythonInterrupts interrupts;
     sel = quarry::select(res.resources, shards.views, options, shards.embedding_views);
   }
   return selection_tuple(std::move(sel), shards.measure);
@@ -516,6 +605,7 @@ quarry::Partial partial_of_shards(PyResources& res, nb::handle pools, nb::dict o
   opt.check_all_read();
   nb::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(res.mutex);
+  const PythonInterrupts interrupts;
   return quarry::select_partial(res.resources, shards.views, options, shards.embedding_views,
                                 row_offset, pool_rows);
 }
@@ -554,12 +644,17 @@ nb::tuple partial_state(const quarry::Partial& p) {
 
 void set_partial_state(quarry::Partial& p, const nb::tuple& state) {
   if (state.size() != 6) throw quarry::InvalidInput("a Partial's state is damaged");
-  quarry::Partial restored = quarry::partial_from_json(nb::cast<std::string>(state[0]));
-  restored.indices = from_raw_bytes<int64_t>(state[1]);
-  restored.scores = from_raw_bytes<float>(state[2]);
-  restored.embeddings = from_raw_bytes<float>(state[3]);
-  restored.explore_rows = from_raw_bytes<int64_t>(state[4]);
-  restored.explore_scores = from_raw_bytes<float>(state[5]);
+  quarry::Partial restored;
+  try {
+    restored = quarry::partial_from_json(nb::cast<std::string>(state[0]));
+    restored.indices = from_raw_bytes<int64_t>(state[1]);
+    restored.scores = from_raw_bytes<float>(state[2]);
+    restored.embeddings = from_raw_bytes<float>(state[3]);
+    restored.explore_rows = from_raw_bytes<int64_t>(state[4]);
+    restored.explore_scores = from_raw_bytes<float>(state[5]);
+  } catch (const std::bad_cast&) {  // a field of the wrong Python type
+    throw quarry::InvalidInput("a Partial's state is damaged (a field has the wrong type)");
+  }
   new (&p) quarry::Partial(std::move(restored));
 }
 
@@ -570,6 +665,7 @@ nb::tuple merge_partials(PyResources& res, const std::vector<quarry::Partial>& p
   {
     nb::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(res.mutex);
+    const PythonInterrupts interrupts;
     sel = quarry::merge(res.resources, partials, k);
   }
   return selection_tuple(std::move(sel), partials.empty() ? quarry::Measure::entropy
@@ -599,6 +695,7 @@ nb::tuple cluster(PyResources& res, nb::handle points_obj, nb::handle k_obj,
   {
     nb::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(res.mutex);
+    const PythonInterrupts interrupts;
     result = quarry::kmeans(res.resources, view, k, options);
   }
   const int64_t dim = view.dim;
@@ -608,18 +705,31 @@ nb::tuple cluster(PyResources& res, nb::handle points_obj, nb::handle k_obj,
                         result.iterations);
 }
 
+// An address given as a Python int, refused clearly when it is not one in [0, 2^64).
+uintptr_t address_of(nb::handle value, const std::string& what) {
+  uintptr_t address = 0;
+  if (!nb::isinstance<nb::int_>(value) || !nb::try_cast(value, address, false))
+    throw quarry::InvalidArgument(what + " must be an int in [0, 2^64) (an address), got " +
+                                  nb::cast<std::string>(nb::repr(value)));
+  return address;
+}
+
 // A cudaStream_t from an int, or an object with __cuda_stream__ (the CUDA stream protocol),
 // .cuda_stream (PyTorch) or .ptr (CuPy).
 void* stream_pointer(nb::handle stream) {
-  if (nb::isinstance<nb::int_>(stream)) return reinterpret_cast<void*>(nb::cast<uintptr_t>(stream));
+  if (nb::isinstance<nb::int_>(stream))
+    return reinterpret_cast<void*>(address_of(stream, "stream (a cudaStream_t)"));
   if (nb::hasattr(stream, "__cuda_stream__")) {
-    nb::tuple t = nb::cast<nb::tuple>(stream.attr("__cuda_stream__")());
-    return reinterpret_cast<void*>(nb::cast<uintptr_t>(t[1]));
+    nb::object t = stream.attr("__cuda_stream__")();
+    if (!nb::isinstance<nb::tuple>(t) || nb::len(t) != 2)
+      throw quarry::InvalidArgument("stream.__cuda_stream__() must return (version, address)");
+    return reinterpret_cast<void*>(
+        address_of(nb::borrow<nb::tuple>(t)[1], "stream.__cuda_stream__()[1]"));
   }
   if (nb::hasattr(stream, "cuda_stream"))
-    return reinterpret_cast<void*>(nb::cast<uintptr_t>(stream.attr("cuda_stream")));
+    return reinterpret_cast<void*>(address_of(stream.attr("cuda_stream"), "stream.cuda_stream"));
   if (nb::hasattr(stream, "ptr"))
-    return reinterpret_cast<void*>(nb::cast<uintptr_t>(stream.attr("ptr")));
+    return reinterpret_cast<void*>(address_of(stream.attr("ptr"), "stream.ptr"));
   throw quarry::InvalidArgument(
       "stream must be an int (a cudaStream_t) or a stream object (__cuda_stream__, PyTorch's "
       "torch.cuda.Stream, CuPy's cupy.cuda.Stream)");
@@ -701,6 +811,7 @@ double time_select_call(PyResources& res, nb::handle pool_obj, int64_t k, int64_
   options.k = k;
   nb::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(res.mutex);
+  const PythonInterrupts interrupts;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < repeats; ++i) quarry::select(res.resources, spec.view, options);
   const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
@@ -846,6 +957,13 @@ void register_exceptions(nb::module_& m) {
       PyErr_SetString(out_of_memory_type, e.what());
     } catch (const quarry::CudaError& e) {
       PyErr_SetString(cuda_error_type, e.what());
+    } catch (const quarry::Interrupted&) {
+      if (t_pending_type != nullptr) {
+        PyErr_Restore(t_pending_type, t_pending_value, t_pending_traceback);
+        t_pending_type = t_pending_value = t_pending_traceback = nullptr;
+      } else {
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+      }
     } catch (const quarry::Error& e) {
       PyErr_SetString(error_type, e.what());
     }
@@ -857,6 +975,11 @@ void register_exceptions(nb::module_& m) {
 NB_MODULE(_quarry, m) {
   m.doc() = "quarry's engine; use the functions of the quarry package.";
   register_exceptions(m);
+  // A daemon thread still inside a call when the interpreter exits holds its arguments forever:
+  // that is how Python ends daemon threads, not a leak of quarry's to report.
+  nb::set_leak_warnings(false);
+  g_main_thread = nb::cast<unsigned long>(
+      nb::module_::import_("threading").attr("main_thread")().attr("ident"));
 
   nb::class_<PyResources>(
       m, "Resources", nb::type_slots(resources_slots),
