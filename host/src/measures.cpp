@@ -42,7 +42,7 @@ constexpr std::array<MeasureInfo, kMeasureCount> kTable = {{
     {M::perplexity, "perplexity", K::token_logprobs, "token", false, false, true, false, false,
      false, false, "−(1/L) Σ_{t<L} ℓ_t"},
     {M::min_token_prob, "min_token_prob", K::token_logprobs, "token", false, false, true, false,
-     false, false, false, "1 − min_{t<L} e^{ℓ_t}"},
+     false, false, false, "−min_{t<L} ℓ_t"},
     {M::mean_token_entropy, "mean_token_entropy", K::top_logprobs, "top_k", false, false, true,
      false, false, false, false, "mean over the row's L steps of the step entropy −Σ p ln p"},
     {M::max_token_entropy, "max_token_entropy", K::top_logprobs, "top_k", false, false, true, false,

@@ -44,7 +44,7 @@ enum class Measure {
   // samples).
   sequence_nll,        ///< token log-probabilities [N, T]: -sum_t l_t over the row's length
   perplexity,          ///< -(1/L) sum_t l_t (log scale)
-  min_token_prob,      ///< 1 - min_t exp(l_t)
+  min_token_prob,      ///< -min_t l_t: the largest token surprisal
   mean_token_entropy,  ///< top-K log-probabilities [N, T, K]: mean over steps of the entropy
   max_token_entropy,   ///< max over steps of the entropy of the renormalised top-K
   mean_token_margin,   ///< mean over steps of 1 - (p1 - p2) of the renormalised top-K
