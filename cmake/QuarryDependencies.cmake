@@ -47,8 +47,8 @@ endif()
 # FAISS (CPU k-means): no PyPI package ships it with its headers (faiss-cpu has libfaiss.so and no
 # headers), so it comes from the system. Debian's libfaiss-dev is a static library whose CMake
 # package links whatever libblas.so/liblapack.so the alternatives system points to, which may be
-# the reference BLAS (4-40x slower at k-means' matrix products). quarry links OpenBLAS instead,
-# explicitly, so it never runs on another BLAS by accident.
+# the unoptimised reference BLAS. quarry links OpenBLAS instead, explicitly, so that k-means never
+# runs on another BLAS by accident.
 find_package(faiss CONFIG QUIET)
 if(NOT faiss_FOUND)
   list(APPEND quarry_missing libfaiss-dev)

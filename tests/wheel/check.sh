@@ -46,3 +46,11 @@ bash tests/wheel/hide-system.sh bash -euo pipefail -c '
   venv/bin/python select_check.py venv/bin/quarry
 ' check "$work" "$wheel" "$numpy" "$version"
 echo "wheel check: passed ($(basename "$wheel"))"
+
+# The CUDA plugin that scripts/test.sh built into .venv (when nvcc was there) must find cudart and
+# cuBLAS in the nvidia-* wheels PyTorch brought, with the system's CUDA libraries hidden.
+site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['platlib'])")
+if [ -e "$site/quarry/libquarry_cuda.so" ] && [ -d "$site/nvidia" ]; then
+  bash tests/wheel/cuda-from-wheels.sh "$site"
+  echo "wheel check: the pip-installed CUDA plugin finds cudart and cuBLAS in the nvidia-* wheels"
+fi

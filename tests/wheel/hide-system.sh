@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a command in a private mount namespace (unshare -m, as root) where the Debian packages a
+# Runs a command in a private mount namespace (unshare -m) where the Debian packages a
 # quarry build uses are hidden: FAISS, OpenBLAS and the reference BLAS/LAPACK (with libgfortran and
 # libquadmath, which OpenBLAS needs), CLI11 and nlohmann-json: their headers, libraries and CMake
 # packages. `--keep-faiss` leaves FAISS and OpenBLAS in place (to see what a pip build takes from
@@ -28,4 +28,7 @@ script='set -e; empty=$(mktemp -d)
     shift
   done
   shift; exec "$@"'
-exec unshare -m bash -c "$script" hide "${dirs[@]}" "${files[@]}" -- "$@"
+# As root a mount namespace; otherwise a user namespace too, where this user is root.
+unshare=(unshare -m)
+[ "$(id -u)" -eq 0 ] || unshare=(unshare -r -m)
+exec "${unshare[@]}" bash -c "$script" hide "${dirs[@]}" "${files[@]}" -- "$@"
