@@ -3,6 +3,19 @@
 # command that installs them (docs/building.md#dependencies says which comes from where, and why).
 set(quarry_missing "")  # Debian packages to install
 
+# A pip build compiles through ccache when it is installed (-C cmake.define.QUARRY_CCACHE=OFF: not).
+# pip builds each time in a new isolated environment, and scikit-build-core then clears the build
+# folder's CMake cache and objects: without ccache a second `pip install .` compiles everything.
+option(QUARRY_CCACHE "pip builds: compile through ccache when it is installed" ON)
+if(SKBUILD AND QUARRY_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
+  find_program(QUARRY_CCACHE_PROGRAM ccache)
+  if(QUARRY_CCACHE_PROGRAM)
+    set(CMAKE_CXX_COMPILER_LAUNCHER ${QUARRY_CCACHE_PROGRAM})
+    set(CMAKE_CUDA_COMPILER_LAUNCHER ${QUARRY_CCACHE_PROGRAM})
+    message(STATUS "quarry: compiling through ${QUARRY_CCACHE_PROGRAM}")
+  endif()
+endif()
+
 find_package(OpenMP REQUIRED COMPONENTS CXX)
 
 # nlohmann_json (header-only): nlohmann-json3-dev, else the headers of PyPI's nlohmann-json, a build
