@@ -18,6 +18,7 @@ status=0
 while IFS= read -r -d '' file; do
   readelf -h "$file" >/dev/null 2>&1 || continue  # ELF files only
   for path in $(readelf -d "$file" | sed -n 's/.*(R[UN]*PATH).*\[\(.*\)\]/\1/p' | tr ':' ' '); do
+    # shellcheck disable=SC2016 # the literal $ORIGIN
     case "$path" in
       '$ORIGIN'*) ;;
       *) echo "wheel check: ${file#"$work"/unpacked/} has the run path $path" >&2; status=1 ;;

@@ -7,6 +7,7 @@ set -euo pipefail
 site=$(cd "$1" && pwd)
 unshare=(unshare -m)
 [ "$(id -u)" -eq 0 ] || unshare=(unshare -r -m)
+# shellcheck disable=SC2016 # expanded by the inner shell
 "${unshare[@]}" bash -euo pipefail -c '
   empty=$(mktemp -d)
   for d in /usr/local/cuda*/lib /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib; do

@@ -22,6 +22,7 @@ if ((!keep_faiss)); then
     [ -e "$f" ] && files+=("$(readlink -f "$f")")
   done
 fi
+# shellcheck disable=SC2016 # expanded by the inner shell
 script='set -e; empty=$(mktemp -d)
   while [ "$1" != -- ]; do
     if [ -d "$1" ]; then mount --bind "$empty" "$1"; elif [ -e "$1" ]; then mount --bind /dev/null "$1"; fi
