@@ -17,6 +17,11 @@ ctest --test-dir build --output-on-failure -j "$(nproc)"
 # serves the library's objects compiled there.
 export CMAKE_GENERATOR="Unix Makefiles"
 defines=(-C build-dir=build-pip -C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$(bash scripts/cuda_archs.sh)")
+# A pip build is CPU-only unless asked: ask for the CUDA plugin where build/ has one, so that the
+# Python tests run on the GPU where there is one.
+if [ -e build/libquarry_cuda.so ]; then
+  defines+=(-C cmake.define.QUARRY_ENABLE_CUDA=ON)
+fi
 if command -v ccache >/dev/null; then
   export CCACHE_BASEDIR=$PWD
   defines+=(-C cmake.define.CMAKE_CXX_COMPILER_LAUNCHER=ccache
