@@ -17,7 +17,7 @@ from conftest import random_probs
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 feather = pytest.importorskip("pyarrow.feather")
-from quarry import outputs  # noqa: E402
+from quarry import outputs, tables  # noqa: E402
 
 CPU = quarry.Resources("cpu")
 
@@ -371,3 +371,21 @@ def test_plain_npy_commands_still_run_the_program(cli, tmp_path, rng):
     assert wants_tables(["select", "pool.parquet", "-k", "3"])
     assert wants_tables(["select", "pool.npy", "--ids=ids.npy", "-k", "3"])
     assert not wants_tables(["merge", "a.parquet"])
+
+
+def test_arrow_ipc_is_read_without_a_copy(tmp_path, rng):
+    """A memory-mapped IPC file's fixed-size and plain list columns reach the engine as numpy
+    views of the mapping: Arrow allocates nothing for them, and the array is the file's bytes."""
+    p = random_probs(rng, 20_000, 16)
+    t = pa.table({"probs": fixed(p), "plain": pa.array(list(p))})
+    path = tmp_path / "pool.arrow"
+    feather.write_feather(t, path, compression="uncompressed")
+    del t
+    source = tables._open(path)
+    batch = next(iter(source.batches(["probs", "plain"], 0)))
+    before = pa.total_allocated_bytes()
+    for column in ("probs", "plain"):
+        array = tables._read_column(batch.column(column), column, 0, None)
+        np.testing.assert_array_equal(array, p)
+        assert not array.flags.owndata and not array.flags.writeable  # a view of the mapping
+    assert pa.total_allocated_bytes() - before < 4096
