@@ -5,6 +5,7 @@ streaming under a memory budget, bad tables refused with one line, atomic output
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -389,3 +390,19 @@ def test_arrow_ipc_is_read_without_a_copy(tmp_path, rng):
         np.testing.assert_array_equal(array, p)
         assert not array.flags.owndata and not array.flags.writeable  # a view of the mapping
     assert pa.total_allocated_bytes() - before < 4096
+
+
+def test_a_bad_row_in_a_later_batch_is_named_by_its_table_row(tmp_path, rng):
+    """Streamed Parquet: the engine sees batches (and, with labeled rows, a pool with rows taken
+    out), yet the error names the row of the table and its ID."""
+    p = random_probs(rng, 3000, 4)
+    p[2345] = [0.5, 0.6, -0.1, 0.0]
+    ids = np.arange(3000) + 10**12
+    pq.write_table(make_table(p, ids), tmp_path / "bad.parquet", row_group_size=500)
+    expected = "column 'probs': row 2345 (id 1000000002345): negative probability"
+    with pytest.raises(quarry.InvalidInput, match="column 'probs': row 2345: negative"):
+        quarry.score(tmp_path / "bad.parquet", column="probs", memory_budget=4096)
+    for labeled in (None, [int(ids[3]), int(ids[2000]), int(ids[2999])]):
+        with pytest.raises(quarry.InvalidInput, match=re.escape(expected)):
+            quarry.select(tmp_path / "bad.parquet", 5, column="probs", id_column="id",
+                          labeled_ids=labeled, memory_budget=4096)  # fmt: skip

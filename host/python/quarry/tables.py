@@ -577,13 +577,14 @@ def _whole_column(src: _Source, name: str) -> Any:
                              for c in (p.chunks if hasattr(p, "chunks") else [p])])  # fmt: skip
 
 
-def _located(e: quarry.InvalidInput, column: str, excluded: np.ndarray, ids: Any):
-    """The engine's error with the row as a row of the table, the column and the ID named."""
+def _located(e: quarry.InvalidInput, column: str, excluded: np.ndarray, ids: Any, offset: int = 0):
+    """The engine's error with the row as a row of the table (the engine's row + ``offset``,
+    with the ``excluded`` rows put back), the column and the ID named."""
     row = getattr(e, "row", -1)
     message = str(e)
     if row is None or row < 0:
         return quarry.InvalidInput(f"column {column!r}: {message}")
-    original = int(_original_rows(np.array([row], np.int64), excluded)[0])
+    original = int(_original_rows(np.array([row + offset], np.int64), excluded)[0])
     prefix = f"row {row}: "
     rest = message[len(prefix) :] if message.startswith(prefix) else message
     return _invalid(column, original, ids, rest)
@@ -608,8 +609,7 @@ def score_table(
         try:
             out[row : row + len(pool)] = quarry.score(pool, resources=resources, **options)
         except quarry.InvalidInput as e:
-            e.row = (getattr(e, "row", -1) or 0) + row
-            raise _located(e, column, np.empty(0, np.int64), None) from None
+            raise _located(e, column, np.empty(0, np.int64), None, offset=row) from None
         row += len(pool)
     return out
 
