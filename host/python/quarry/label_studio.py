@@ -4,8 +4,8 @@ Through Label Studio's documented REST API (``/api/...``; tested against Label S
 with the standard library's HTTP client, a fixed number of requests per round whatever the
 number of tasks:
 
-- :func:`import_pool` creates one task per pool row (one import request), the row's ID in
-  ``task.data[id_field]``;
+- :func:`import_pool` creates one task per pool row (one import request, which answers with
+  the new task IDs), the row's ID in ``task.data[id_field]``;
 - :func:`push_ranking` replaces the project's predictions with one per pick, whose ``score`` is
   the pick's rank scaled into Label Studio's [0, 1] (rank / (k + 1): the first pick lowest),
   sets the project's model version to this round's and its sampling to "Uncertainty sampling"
@@ -43,7 +43,7 @@ class Client:
     """Label Studio at ``url`` with an API token: a legacy token (``Authorization: Token``) or
     a personal access token (a JWT refresh token, exchanged for access tokens as needed)."""
 
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0):
+    def __init__(self, url: str, token: str, *, timeout: float = 300.0):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._token = token
@@ -79,6 +79,10 @@ class Client:
             raise LabelStudioError(f"{method} {path}: HTTP {e.code}: {detail}") from None
         except urllib.error.URLError as e:
             raise LabelStudioError(f"{method} {path}: {e.reason}") from None
+        except TimeoutError:
+            raise LabelStudioError(
+                f"{method} {path}: no answer within {self.timeout:g} s"
+            ) from None
         return json.loads(text) if text else None
 
     def get(self, path: str, **params: Any) -> Any:
@@ -116,18 +120,23 @@ def import_pool(
     if len(rows) != len(ids):
         raise ValueError(f"{len(ids)} IDs and {len(rows)} rows of data")
     tasks = [{"data": {**row, id_field: i}} for i, row in zip(ids, rows, strict=True)]
-    client.post(f"/api/projects/{project}/import", tasks, return_task_ids="true")
+    reply = client.post(f"/api/projects/{project}/import", tasks, return_task_ids="true")
+    created = reply.get("task_ids") if isinstance(reply, dict) else None
+    if created is not None and len(created) == len(ids):  # a synchronous import, in order
+        return dict(zip(ids, map(int, created), strict=True))
     return task_ids(client, project, id_field=id_field)
 
 
 def task_ids(client: Client, project: int, *, id_field: str = "id") -> dict[Any, int]:
-    """ID -> task ID of every task of ``project`` (pages of 10,000 tasks)."""
+    """ID -> task ID of every task of ``project`` (pages of 5,000 tasks, IDs and data only)."""
     out: dict[Any, int] = {}
     page = 1
     while True:
         try:
-            reply = client.get("/api/tasks", project=project, page=page, page_size=10000,
-                               fields="all")  # fmt: skip
+            reply = client.get(
+                "/api/tasks", project=project, page=page, page_size=5000, fields="task_only",
+                include="id,data",
+            )  # fmt: skip
         except LabelStudioError as e:
             if "HTTP 404" in str(e):  # past the last page
                 break
@@ -137,7 +146,7 @@ def task_ids(client: Client, project: int, *, id_field: str = "id") -> dict[Any,
             if id_field in task["data"]:
                 out[task["data"][id_field]] = int(task["id"])
         total = reply.get("total", len(out)) if isinstance(reply, dict) else len(out)
-        if not tasks or page * 10000 >= total:
+        if not tasks or page * 5000 >= total:
             break
         page += 1
     return out
@@ -190,7 +199,11 @@ def push_ranking(
             f"{len(missing)} picked ID(s) have no task in project {project}, e.g. {missing[0]!r}"
         )
     version = model_version or f"quarry-{time.strftime('%Y%m%dT%H%M%S')}"
-    client.post("/api/dm/actions", {"selectedItems": {"all": True, "excluded": []}},
+    # Only the tasks that hold predictions (the previous round's picks), not the whole project.
+    predicted = {"conjunction": "and", "items": [{"filter": "filter:tasks:total_predictions",
+                 "operator": "greater", "type": "Number", "value": 0}]}  # fmt: skip
+    client.post("/api/dm/actions", {"filters": predicted,
+                "selectedItems": {"all": True, "excluded": []}},
                 id="delete_tasks_predictions", project=project)  # fmt: skip
     ordered = [tasks[i] for i in ids]
     # Label Studio takes scores in [0, 1]: rank / (k + 1) keeps the rank's order (and its gaps).
@@ -244,8 +257,9 @@ def _sorted_view(client: Client, project: int) -> int:
 
 
 def view_tasks(client: Client, project: int, view: int) -> list[dict[str, Any]]:
-    """The tasks of a Data Manager view, in its order (first 10,000)."""
-    reply = client.get("/api/tasks", project=project, view=view, page_size=10000, fields="all")
+    """The tasks of a Data Manager view, in its order (first 10,000; IDs and data only)."""
+    reply = client.get("/api/tasks", project=project, view=view, page_size=10000,
+                       fields="task_only", include="id,data")  # fmt: skip
     return reply["tasks"] if isinstance(reply, dict) else reply
 
 
