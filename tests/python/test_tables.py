@@ -406,3 +406,18 @@ def test_a_bad_row_in_a_later_batch_is_named_by_its_table_row(tmp_path, rng):
         with pytest.raises(quarry.InvalidInput, match=re.escape(expected)):
             quarry.select(tmp_path / "bad.parquet", 5, column="probs", id_column="id",
                           labeled_ids=labeled, memory_budget=4096)  # fmt: skip
+
+
+def test_token_log_probabilities_with_a_lengths_column(rng):
+    """An LLM pool: [N, T] token log-probabilities as a list column, lengths from a column."""
+    n, t = 400, 9
+    logprobs = np.log(rng.uniform(0.05, 1.0, size=(n, t))).astype(np.float32)
+    lengths = rng.integers(1, t + 1, n).astype(np.int32)
+    ids = np.arange(n) * 5
+    table = pa.table({"id": ids, "lp": fixed(logprobs), "len": lengths})
+    ref = quarry.select(logprobs, 7, measure="sequence_nll", lengths=lengths, resources=CPU)
+    sel = quarry.select(table, 7, column="lp", id_column="id", lengths_column="len",
+                        measure="sequence_nll", resources=CPU)  # fmt: skip
+    np.testing.assert_array_equal(sel.indices, ref.indices)
+    np.testing.assert_array_equal(sel.scores, ref.scores)
+    np.testing.assert_array_equal(sel.ids, ids[ref.indices])
