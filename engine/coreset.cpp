@@ -24,7 +24,7 @@ std::vector<int64_t> coreset_picks(Backend& backend, const SelectOptions& option
     try {
       points = gather_embeddings(*options.labeled_embeddings, nullptr);
     } catch (const InvalidInput& e) {
-      throw InvalidInput(std::string("labeled ") + e.what(), e.row());
+      throw InvalidInput(std::string("labeled ") + e.what(), e.row(), "labeled");
     }
     search->add_points(points.data(), options.labeled_embeddings->rows);
     centered = true;

@@ -18,6 +18,7 @@
 #include "engine/ranking.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
+#include "quarry/measures.hpp"
 
 namespace quarry::engine {
 
@@ -630,12 +631,11 @@ class CpuBackend final : public Backend {
     const PoolView& pool = problem.pool;
     const ScoreOptions& opt = problem.options;
     BadRow bad;
-    const PoolKind kind = pool_kind(opt.measure);
     if (opt.measure == Measure::egl) {
       if (opt.features->space != MemorySpace::host)
         throw InvalidArgument("the CPU backend needs the features in host memory");
       bad = score_egl_on_cpu(pool, opt, scores_out);
-    } else if (kind != PoolKind::predictions && kind != PoolKind::committee) {
+    } else if (is_llm_measure(opt.measure)) {
       bad = score_llm_rows(pool, opt, scores_out);
     } else {
       switch (pool.dtype) {
@@ -677,8 +677,7 @@ class CpuBackend final : public Backend {
   }
   int64_t working_bytes_fixed(const ScoreProblem& problem, int64_t count) const override {
     const PoolView& pool = problem.pool;
-    const PoolKind kind = pool_kind(problem.options.measure);
-    if (kind != PoolKind::predictions && kind != PoolKind::committee)
+    if (is_llm_measure(problem.options.measure))
       return count * 2 * (sizeof(int64_t) + sizeof(float)) +
              omp_get_max_threads() * llm_scratch_bytes_per_thread(pool, problem.options);
     const int64_t committee_scratch =

@@ -37,7 +37,7 @@ void gather_typed(const EmbeddingView& points, const std::vector<int64_t>* rows,
 
 void throw_bad_embedding(int64_t row) {
   throw InvalidInput("embeddings row " + std::to_string(row) + ": non-finite value (NaN or Inf)",
-                     row);
+                     row, "embeddings");
 }
 
 std::vector<float> gather_embeddings(const EmbeddingView& points,

@@ -12,17 +12,11 @@
 #include "engine/strategies.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
+#include "quarry/measures.hpp"
 
 namespace quarry::engine {
 
 namespace {
-
-using kernels::MeasureId;
-static_assert(static_cast<int>(MeasureId::entropy) == static_cast<int>(Measure::entropy));
-static_assert(static_cast<int>(MeasureId::variation_ratio) ==
-              static_cast<int>(Measure::variation_ratio));
-static_assert(static_cast<int>(MeasureId::semantic_entropy) ==
-              static_cast<int>(Measure::semantic_entropy));
 
 std::string name(Measure m) {
   return std::string(to_string(m));
@@ -106,9 +100,7 @@ void validate(const PoolView& pool, const ScoreOptions& options) {
     throw InvalidArgument("strides must not be negative");
   check_extent(pool.members, pool.member_stride, pool.rows, pool.row_stride,
                pool.is_votes() ? 1 : pool.classes, pool.dtype, "the pool");
-  const PoolKind kind = pool_kind(options.measure);
-  if (kind != PoolKind::predictions && kind != PoolKind::committee)
-    return validate_llm_pool(pool, options);
+  if (is_llm_measure(options.measure)) return validate_llm_pool(pool, options);
   if (pool.lengths != nullptr)
     throw InvalidArgument("lengths apply to token and top-K log-probabilities, not to " +
                           name(options.measure));
@@ -157,25 +149,34 @@ void throw_bad_row(BadRow bad, int64_t row_offset) {
   bad.row += row_offset;
   const std::string row = "row " + std::to_string(bad.row) + ": ";
   const uint32_t f = bad.flags;
-  if (f & kernels::kNonFinite) throw InvalidInput(row + "non-finite value (NaN or Inf)", bad.row);
+  if (f & kernels::kNonFinite)
+    throw InvalidInput(row + "non-finite value (NaN or Inf)", bad.row, "pool");
   const std::string logits_hint = "; if these are logits, pass --logits (ScoreOptions::logits)";
   if (f & kernels::kNegative)
-    throw InvalidInput(row + "negative probability" + logits_hint, bad.row);
+    throw InvalidInput(row + "negative probability" + logits_hint, bad.row, "pool");
   if (f & kernels::kAboveOne)
-    throw InvalidInput(row + "probability greater than 1" + logits_hint, bad.row);
+    throw InvalidInput(row + "probability greater than 1" + logits_hint, bad.row, "pool");
   if (f & kernels::kBadSum)
     throw InvalidInput(row + "probabilities do not sum to 1 (tolerance 1e-3)" + logits_hint,
-                       bad.row);
-  if (f & kernels::kBadVote) throw InvalidInput(row + "vote outside [-1, classes)", bad.row);
+                       bad.row, "pool");
+  if (f & kernels::kBadVote)
+    throw InvalidInput(row + "vote outside [-1, classes)", bad.row, "pool");
   if (f & kernels::kBadFeature)
-    throw InvalidInput("features " + row + "non-finite value (NaN or Inf)", bad.row);
+    throw InvalidInput("features " + row + "non-finite value (NaN or Inf)", bad.row, "features");
   if (f & kernels::kBadLength)
-    throw InvalidInput(row + "length outside [1, T] (T = the steps of the array)", bad.row);
+    throw InvalidInput(row + "length outside [1, T] (T = the steps of the array)", bad.row,
+                       "lengths");
   if (f & kernels::kPositive)
-    throw InvalidInput(row + "positive log-probability (log-probabilities are <= 0)", bad.row);
+    throw InvalidInput(row + "positive log-probability (log-probabilities are <= 0)", bad.row,
+                       "pool");
   if (f & kernels::kEmptyStep)
-    throw InvalidInput(row + "a step whose top-K log-probabilities are all -inf", bad.row);
-  throw InvalidInput(row + "invalid data", bad.row);
+    throw InvalidInput(row + "a step whose top-K log-probabilities are all -inf", bad.row, "pool");
+  if (f & kernels::kScoreRange)
+    throw InvalidInput("features " + row +
+                           "the egl score exceeds the float range (the norm of the features is "
+                           "near the float maximum); scale the features down",
+                       bad.row, "features");
+  throw InvalidInput(row + "invalid data", bad.row, "pool");
 }
 
 namespace {

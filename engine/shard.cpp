@@ -9,6 +9,7 @@
 #include "engine/kmeans_host.hpp"
 #include "engine/pipeline.hpp"
 #include "quarry/error.hpp"
+#include "quarry/measures.hpp"
 
 namespace quarry::engine {
 
@@ -185,6 +186,10 @@ void check_partial(const Partial& p, size_t index) {
       fail("its rows are not in rank order (descending score, ascending row) at row " +
            str(p.indices[i]));
   }
+  std::vector<int64_t> rows = p.indices;
+  std::sort(rows.begin(), rows.end());
+  if (const auto twice = std::adjacent_find(rows.begin(), rows.end()); twice != rows.end())
+    fail("row " + str(*twice) + " is listed more than once");
   if (static_cast<int64_t>(p.embeddings.size()) != n * p.embedding_dim)
     fail("it needs " + str(n) + " x " + str(p.embedding_dim) + " embedding values, it holds " +
          str(p.embeddings.size()));
@@ -273,12 +278,11 @@ Partial partial(Backend& backend, std::span<const PoolView> shards, const Select
     throw InvalidArgument("labeled rows apply to --strategy coreset, which is not sharded");
   if (options.scoring.features)
     throw InvalidArgument("sharded selection does not take features (the egl measure)");
-  const PoolKind kind = pool_kind(options.scoring.measure);
-  if (kind != PoolKind::predictions && kind != PoolKind::committee)
+  const MeasureInfo& measure = measure_info(options.scoring.measure);
+  if (!measure.shardable)
     throw InvalidArgument(
-        "sharded selection supports the measures of predictions and "
-        "committees, not the LLM measure " +
-        std::string(to_string(options.scoring.measure)));
+        std::string("sharded selection supports the measures of predictions and committees, not ") +
+        (is_llm_measure(measure.measure) ? "the LLM measure " : "") + std::string(measure.name));
   const PickCounts picks = check_select_options(options);
   validate_shards(shards, options.scoring);
   if (options.embeddings)

@@ -22,7 +22,7 @@
 
 namespace quarry::kernels {
 
-/// The measures, numbered as quarry::Measure (checked in the engine).
+/// The measures, numbered as quarry::Measure (each checked in engine/measure_ids.cpp).
 enum class MeasureId : int {
   least_confidence = 0,
   margin = 1,
@@ -45,6 +45,8 @@ enum class MeasureId : int {
   semantic_sets = 18,
   semantic_entropy = 19,
 };
+/// How many there are: quarry::kMeasureCount (engine/measure_ids.cpp checks every value).
+constexpr int kMeasureIdCount = 20;
 
 /// Element types of kernel inputs.
 enum class ElementType : int { f32 = 0, f16 = 1, bf16 = 2, i32 = 3, i64 = 4 };
@@ -60,6 +62,7 @@ enum RowFlags : uint32_t {
   kBadLength = 1u << 6,   // a row's length < 1 or > the steps of the array
   kPositive = 1u << 7,    // a log-probability > 0
   kEmptyStep = 1u << 8,   // a top-K step whose K log-probabilities are all -inf
+  kScoreRange = 1u << 9,  // finite input whose score exceeds the float range (egl, huge features)
 };
 inline constexpr float kSumTolerance = 1e-3f;
 inline constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -461,8 +464,8 @@ struct LogitStats {
 
 /// What the EGL terms of a row need, each with its own relative precision: the largest
 /// probability p1 (at class `argmax`, the lowest class on ties), 1 - p1, and the sum of the
-/// squares of every other probability. From logits, also the softmax: p_c = e^(z_c - top) * inv_sum
-/// (z scaled by 1 / temperature).
+/// squares of every other probability. From logits, also the softmax: p_c = e^((z_c - top) scale)
+/// * inv_sum, the scale (1 / temperature) applied to differences only, as in LogitStats.
 template <typename Acc>
 struct EglRow {
   Acc p1 = 0;
@@ -470,6 +473,7 @@ struct EglRow {
   Acc rest_squares = 0;
   int64_t argmax = -1;
   float top = 0;
+  float scale = 1.0f;
   Acc inv_sum = 1;
 
   /// p_y ||p - e_y|| for a class y other than the argmax, with
@@ -480,18 +484,26 @@ struct EglRow {
     const Acc others = rest_squares - p * p;
     return p * sqrt_of(q * q + p1 * p1 + (others > Acc(0) ? others : Acc(0)));
   }
-  /// The probability of a class in the second pass: from its (scaled) logit, or the value itself.
+  /// The probability of a class in the second pass: from its raw logit, or the value itself.
   QUARRY_HD Acc probability(float value, bool logits) const {
-    return logits ? exp_of(bounded_exponent(Acc(value) - Acc(top))) * inv_sum : Acc(value);
+    return logits ? exp_of(bounded_exponent((Acc(value) - Acc(top)) * Acc(scale))) * inv_sum
+                  : Acc(value);
   }
-  /// EGL = sqrt(|h|^2 + 1) * sum_y p_y ||p - e_y||, from the sum of term() over every class but
-  /// the argmax, whose own term p1 sqrt((1 - p1)^2 + rest_squares) is added here.
-  QUARRY_HD float score(Acc other_terms, Acc feature_squares) const {
-    const Acc top_term = p1 * sqrt_of(one_minus_p1 * one_minus_p1 + rest_squares);
-    return canonical_score(
-        static_cast<float>(sqrt_of(feature_squares + Acc(1)) * (top_term + other_terms)));
+  /// sum_y p_y ||p - e_y|| from the sum of term() over every class but the argmax, whose own
+  /// term p1 sqrt((1 - p1)^2 + rest_squares) is added here.
+  QUARRY_HD Acc terms(Acc other_terms) const {
+    return p1 * sqrt_of(one_minus_p1 * one_minus_p1 + rest_squares) + other_terms;
   }
 };
+
+/// EGL = sqrt(|h|^2 + 1) * terms, in double on both devices (|h|^2 of float features can exceed
+/// the float range). A product beyond the float range (features near the float maximum) would
+/// score +Inf for finite input: the row is flagged kScoreRange instead.
+QUARRY_HD float egl_score(double terms, double feature_squares, uint32_t& flags) {
+  const float score = static_cast<float>(sqrt_of(feature_squares + 1.0) * terms);
+  if (!is_finite(score) && is_finite(static_cast<float>(terms))) flags |= kScoreRange;
+  return canonical_score(score);
+}
 
 /// The first of the two passes over a row of probabilities: validation (as ProbStats), the
 /// largest probability and its class, and the sum of squares of the others. The largest value so
@@ -503,6 +515,9 @@ struct EglProbStats {
   Acc rest_squares = 0;
   Acc sum = 0;
   uint32_t flags = 0;
+
+  EglProbStats() = default;
+  QUARRY_HD explicit EglProbStats(float /*scale*/) {}  // probabilities are not scaled
 
   QUARRY_HD void add(float p, int64_t c) {
     if (!is_finite(p)) {
@@ -551,18 +566,27 @@ struct EglProbStats {
   }
 };
 
-/// The first pass over a row of (temperature-scaled) logits, as LogitStats: with m the running
-/// maximum (at `argmax`), rest = sum of e^(z - m) and rest_squares = sum of e^(2 (z - m)) over
-/// every other class. Then s = 1 + rest, p1 = 1/s, 1 - p1 = rest/s and the other squares are
-/// rest_squares / s^2, all without cancellation.
+/// The first pass over a row of logits, as LogitStats: with m the running maximum (at `argmax`)
+/// and the scale (1 / temperature) applied to differences only, rest = sum of e^((z - m) scale)
+/// and rest_squares = sum of e^(2 (z - m) scale) over every other class. Then s = 1 + rest,
+/// p1 = 1/s, 1 - p1 = rest/s and the other squares are rest_squares / s^2, all without
+/// cancellation, and nothing overflows for any finite logits and finite scale.
 template <typename Acc>
 struct EglLogitStats {
   float top = -kInf;
   int64_t argmax = -1;
   Acc rest = 0;
   Acc rest_squares = 0;
+  float scale = 1.0f;
   uint32_t flags = 0;
 
+  EglLogitStats() = default;
+  QUARRY_HD explicit EglLogitStats(float scale_) : scale(scale_) {}
+
+  /// e^((a - b) scale) for a <= b, bounded below (see bounded_exponent).
+  QUARRY_HD Acc ratio(float a, float b) const {
+    return exp_of(bounded_exponent((Acc(a) - Acc(b)) * Acc(scale)));
+  }
   QUARRY_HD void add(float z, int64_t c) {
     if (!is_finite(z)) {
       flags |= kNonFinite;
@@ -572,13 +596,13 @@ struct EglLogitStats {
       top = z;
       argmax = c;
     } else if (z > top || (z == top && c < argmax)) {  // the old maximum joins the rest
-      const Acc e = exp_of(bounded_exponent(Acc(top) - Acc(z)));
+      const Acc e = ratio(top, z);
       rest = (Acc(1) + rest) * e;
       rest_squares = (Acc(1) + rest_squares) * (e * e);
       top = z;
       argmax = c;
     } else {
-      const Acc e = exp_of(bounded_exponent(Acc(z) - Acc(top)));
+      const Acc e = ratio(z, top);
       rest += e;
       rest_squares += e * e;
     }
@@ -591,13 +615,13 @@ struct EglLogitStats {
       *this = o;
       flags = f;
     } else if (o.top > top || (o.top == top && o.argmax < argmax)) {
-      const Acc e = exp_of(bounded_exponent(Acc(top) - Acc(o.top)));
+      const Acc e = ratio(top, o.top);
       rest = o.rest + (Acc(1) + rest) * e;
       rest_squares = o.rest_squares + (Acc(1) + rest_squares) * (e * e);
       top = o.top;
       argmax = o.argmax;
     } else {
-      const Acc e = exp_of(bounded_exponent(Acc(o.top) - Acc(top)));
+      const Acc e = ratio(o.top, top);
       rest += (Acc(1) + o.rest) * e;
       rest_squares += (Acc(1) + o.rest_squares) * (e * e);
     }
@@ -611,6 +635,7 @@ struct EglLogitStats {
     r.rest_squares = rest_squares * inv_sum * inv_sum;
     r.argmax = argmax;
     r.top = top;
+    r.scale = scale;
     r.inv_sum = inv_sum;
     return r;
   }

@@ -34,8 +34,11 @@ Resources::Resources(Device device, int cuda_device) {
   }
 }
 
+// A null stream lent by the caller is CUDA's legacy default stream (PyTorch's default stream):
+// borrowed as cudaStreamLegacy, which orders with it, never replaced by a private stream.
 Resources::Resources(int cuda_device, void* cuda_stream)
-    : backend_(cuda_backend(cuda_device, cuda_stream)) {}
+    : backend_(cuda_backend(cuda_device,
+                            cuda_stream != nullptr ? cuda_stream : reinterpret_cast<void*>(0x1))) {}
 
 Resources::~Resources() = default;
 Resources::Resources(Resources&&) noexcept = default;

@@ -4,6 +4,8 @@
 #include "quarry/api.hpp"
 #include "quarry/array.hpp"
 #include "quarry/error.hpp"
+#include "quarry/measures.hpp"
+#include "quarry/options.hpp"
 #include "quarry/resources.hpp"
 #include "quarry/shard.hpp"
 #include "quarry/types.hpp"

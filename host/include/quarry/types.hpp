@@ -53,6 +53,10 @@ enum class Measure {
   semantic_sets,       ///< connected components of the graph cosine >= threshold
   semantic_entropy,    ///< entropy of the component sizes
 };
+/// How many measures there are: the last one's number + 1. A new measure goes at the end of the
+/// enum, with a row in the measure table (quarry/measures.hpp); compile-time checks hold the
+/// table, this count and the kernels' mirror enum together.
+inline constexpr int kMeasureCount = static_cast<int>(Measure::semantic_entropy) + 1;
 
 /// Parses a measure name as docs/measures.md writes it ("entropy", "kl_max", ...).
 /// Throws InvalidArgument for an unknown name.

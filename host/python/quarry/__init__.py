@@ -7,17 +7,13 @@ place: numpy (memory-mapped too), PyTorch, CuPy, JAX, anything with ``__dlpack__
 arrays on the device, in order with the producer's stream. The GIL is released while the engine
 works.
 
-Measures (higher always means "select first"): ``entropy``, ``least_confidence``, ``margin``,
-``ratio`` for one model's ``[N, C]`` probabilities or logits; ``vote_entropy``,
-``consensus_entropy``, ``kl_max``, ``bald``, ``variation_ratio`` for a committee's
-``[M, N, C]`` (``layout="rows-first"``: ``[N, M, C]``) or ``[M, N]`` integer votes; ``egl``
-(expected gradient length, with ``features``). LLM outputs, read as the measure says (no
-default): ``sequence_nll``, ``perplexity``, ``min_token_prob`` for ``[N, T]`` token
-log-probabilities; ``mean_token_entropy``, ``max_token_entropy``, ``mean_token_margin`` for
-``[N, T, K]`` top-K log-probabilities (both with ``lengths``); ``sample_dispersion``,
-``eigenscore``, ``semantic_sets``, ``semantic_entropy`` for ``[N, S, D]`` sampled answers'
-embeddings. :func:`select` also chooses by BADGE or core-set (``strategy=``) and within a labeling
-budget (``costs=``, ``budget=``).
+Measures (higher always means "select first"; :func:`measures` gives the table, with each one's
+options and formula):
+
+{measures}
+
+:func:`select` also chooses by BADGE or core-set (``strategy=``) and within a labeling budget
+(``costs=``, ``budget=``).
 """
 
 from __future__ import annotations
@@ -56,7 +52,9 @@ __all__ = [
     "info",
     "combine",
     "kmeans",
+    "measures",
     "merge",
+    "option_schema",
     "score",
     "select",
     "select_partial",
@@ -64,8 +62,47 @@ __all__ = [
 
 __version__: str = _quarry.__version__
 
+# What each kind of pool is, for the measure list of this docstring (made from the table).
+_POOL_KINDS = {
+    "predictions": "one model's ``[N, C]`` probabilities or logits",
+    "committee": 'a committee\'s ``[M, N, C]`` (``layout="rows-first"``: ``[N, M, C]``) or '
+    "``[M, N]`` integer votes",
+    "token_logprobs": "``[N, T]`` token log-probabilities (with ``lengths``; no default)",
+    "top_logprobs": "``[N, T, K]`` top-K log-probabilities (with ``lengths``; no default)",
+    "samples": "``[N, S, D]`` sampled answers' embeddings (no default)",
+}
+
+
+def _measure_list() -> str:
+    """The docstring's measure list, one line per kind of pool, from the measure table."""
+    lines = []
+    for kind, what in _POOL_KINDS.items():
+        names = ", ".join(
+            f"``{m['name']}``" + (" (with ``features``)" if m["features"] else "")
+            for m in _quarry.measures()
+            if m["pool_kind"] == kind
+        )
+        lines.append(f"- {what}: {names}")
+    return "\n".join(lines)
+
+
+__doc__ = __doc__.replace("{measures}", _measure_list())
+
 _REASONS = np.array(["rank", "cluster", "exploration", "badge", "coreset"])
 _thread_state = threading.local()
+
+
+_SCHEMA = {o["name"]: o for o in _quarry.option_schema()}
+
+
+def _not_carried_by_partials(**given: Any) -> list[str]:
+    """The options given (not None or False) that a partial result cannot carry: those without a
+    key in a partial's JSON (the options schema), which a pool of shards therefore refuses."""
+    return [
+        name
+        for name, value in given.items()
+        if value is not None and value is not False and not _SCHEMA[name]["json_key"]
+    ]
 
 
 def _resources(resources: Resources | None) -> Resources:
@@ -117,7 +154,9 @@ def _optional_input(array: Any, res: Resources) -> Any:
 
 def _device_empty(pool: Any):
     """A function making writable float32 arrays on ``pool``'s CUDA device: PyTorch's or CuPy's
-    for their own arrays, else whichever of them is installed (see :func:`_as_framework_of`)."""
+    for their own arrays, else whichever of them is installed (see :func:`_as_framework_of`).
+    It returns the array and the framework's current stream (the caching allocator may hand out
+    memory that kernels queued there still use: quarry's stream waits for it before writing)."""
 
     def empty(rows: int) -> Any:
         framework = type(pool).__module__.split(".")[0]
@@ -127,14 +166,15 @@ def _device_empty(pool: Any):
                 import torch
 
                 where = pool.device if framework == "torch" else f"cuda:{device or 0}"
-                return torch.empty(rows, dtype=torch.float32, device=where)
+                out = torch.empty(rows, dtype=torch.float32, device=where)
+                return out, torch.cuda.current_stream(out.device).cuda_stream
             except ImportError:
                 pass
         try:
             import cupy
 
             with cupy.cuda.Device(pool.device.id if framework == "cupy" else device or 0):
-                return cupy.empty(rows, dtype=cupy.float32)
+                return cupy.empty(rows, dtype=cupy.float32), cupy.cuda.get_current_stream().ptr
         except ImportError:
             raise InvalidArgument(
                 f"score() of a {framework} device array needs PyTorch or CuPy to allocate the "
@@ -271,25 +311,36 @@ def score(
         return _tables.score_from_call(locals())
     res = _resources(resources)
     if _is_shard_list(pool):
-        if any(v is not None for v in (lengths, alpha, threshold, features)):
-            raise InvalidArgument(
-                "a pool of shards does not take lengths, alpha, threshold or features"
-            )
+        given = _not_carried_by_partials(
+            lengths=lengths, alpha=alpha, threshold=threshold, features=features
+        )
+        if given:
+            raise InvalidArgument("a pool of shards does not take " + ", ".join(given))
         return _quarry.score_shards(
-            res, _shards(pool, res), measure, logits, temperature, layout, classes or 0
+            res,
+            _shards(pool, res),
+            dict(
+                measure=measure,
+                logits=logits,
+                temperature=temperature,
+                layout=layout,
+                classes=classes,
+            ),
         )
     scores = _quarry.score(
         res,
         _input(pool, res),
-        measure,
-        logits,
-        temperature,
-        layout,
-        classes or 0,
-        _optional_input(lengths, res),
-        alpha,
-        threshold,
-        _optional_input(features, res),
+        dict(
+            measure=measure,
+            logits=logits,
+            temperature=temperature,
+            layout=layout,
+            classes=classes,
+            lengths=_optional_input(lengths, res),
+            alpha=alpha,
+            threshold=threshold,
+            features=_optional_input(features, res),
+        ),
         _device_empty(pool),
     )
     return scores if type(scores) is np.ndarray else _as_framework_of(pool, scores)
@@ -375,21 +426,17 @@ def select(
         raise InvalidArgument("select needs k, or costs with a budget")
     res = _resources(resources)
     if _is_shard_list(pool):
-        given = [
-            name
-            for name, value in (
-                ("lengths", lengths),
-                ("alpha", alpha),
-                ("threshold", threshold),
-                ("features", features),
-                ("labeled", labeled),
-                ("costs", costs),
-                ("budget", budget),
-            )
-            if value is not None
-        ]
-        if strategy != "rank" or exact_budget:
-            given.append("strategy" if strategy != "rank" else "exact_budget")
+        given = _not_carried_by_partials(
+            lengths=lengths,
+            alpha=alpha,
+            threshold=threshold,
+            features=features,
+            labeled=labeled,
+            costs=costs,
+            budget=budget,
+            strategy=None if strategy == "rank" else strategy,
+            exact_budget=exact_budget,
+        )
         if given:
             raise InvalidArgument(
                 "a pool of shards is selected with strategy='rank' by score and k only; "
@@ -399,17 +446,19 @@ def select(
             *_quarry.select_shards(
                 res,
                 _shards(pool, res),
-                k,
-                measure,
-                logits,
-                temperature,
-                layout,
-                classes or 0,
-                None if embeddings is None else _shards(embeddings, res),
-                candidates,
-                kmeans_iters,
-                explore,
-                seed,
+                dict(
+                    k=k,
+                    measure=measure,
+                    logits=logits,
+                    temperature=temperature,
+                    layout=layout,
+                    classes=classes,
+                    embeddings=None if embeddings is None else _shards(embeddings, res),
+                    candidates=candidates,
+                    kmeans_iters=kmeans_iters,
+                    explore=explore,
+                    seed=seed,
+                ),
             )
         )
     if isinstance(labeled, (list, tuple)):
@@ -420,26 +469,28 @@ def select(
         *_quarry.select(
             res,
             _input(pool, res),
-            k or 0,
-            measure,
-            logits,
-            temperature,
-            layout,
-            classes or 0,
-            _optional_input(lengths, res),
-            alpha,
-            threshold,
-            _optional_input(features, res),
-            _optional_input(embeddings, res),
-            candidates,
-            kmeans_iters,
-            explore,
-            seed,
-            strategy,
-            _optional_input(labeled, res),
-            _optional_input(costs, res),
-            0.0 if budget is None else budget,
-            exact_budget,
+            dict(
+                k=k,
+                measure=measure,
+                logits=logits,
+                temperature=temperature,
+                layout=layout,
+                classes=classes,
+                lengths=_optional_input(lengths, res),
+                alpha=alpha,
+                threshold=threshold,
+                features=_optional_input(features, res),
+                embeddings=_optional_input(embeddings, res),
+                candidates=candidates,
+                kmeans_iters=kmeans_iters,
+                explore=explore,
+                seed=seed,
+                strategy=strategy,
+                labeled=_optional_input(labeled, res),
+                costs=_optional_input(costs, res),
+                budget=budget,
+                exact_budget=exact_budget,
+            ),
         )
     )
 
@@ -484,19 +535,21 @@ def select_partial(
     return _quarry.select_partial(
         res,
         _shards(shards, res),
-        k,
-        measure,
-        logits,
-        temperature,
-        layout,
-        classes or 0,
-        None if embeddings is None else _shards(embeddings, res),
-        candidates,
-        kmeans_iters,
-        explore,
-        seed,
-        row_offset,
-        pool_rows,
+        dict(
+            k=k,
+            measure=measure,
+            logits=logits,
+            temperature=temperature,
+            layout=layout,
+            classes=classes,
+            embeddings=None if embeddings is None else _shards(embeddings, res),
+            candidates=candidates,
+            kmeans_iters=kmeans_iters,
+            explore=explore,
+            seed=seed,
+            row_offset=row_offset,
+            pool_rows=pool_rows,
+        ),
     )
 
 
@@ -561,6 +614,26 @@ def kmeans(
     return KMeansResult(
         *_quarry.kmeans(res, _input(points, res), k, iterations, seed, initial_centroids)
     )
+
+
+def measures() -> list[dict[str, Any]]:
+    """The measure table, one dict per measure in the order of the C++ ``quarry::Measure`` enum:
+    ``name``; ``pool_kind`` (what it reads: ``"predictions"``, ``"committee"``,
+    ``"token_logprobs"``, ``"top_logprobs"`` or ``"samples"``); ``family``; whether it takes
+    ``logits``, integer ``votes``, ``lengths``, ``alpha``, ``threshold`` and (needs)
+    ``features``; whether a partial result carries it (``shardable``: :func:`select_partial`,
+    a pool of shards); and its ``formula``."""
+    return _quarry.measures()
+
+
+def option_schema() -> list[dict[str, Any]]:
+    """The options schema, one dict per option: its Python keyword (``name``), command-line flag
+    (``cli_flag``), key in a partial's JSON (``json_key``), C++ field (``cpp_field``), ``type``
+    (``"integer"``, ``"number"``, ``"flag"``, ``"text"`` or ``"array"``), for integers the
+    inclusive range ``min``..``max``, the ``default`` as the command line shows it, what it
+    ``applies_to`` and its ``help``. Keyword arguments are checked against it: an integer
+    outside its range raises :class:`InvalidArgument` naming it and the range."""
+    return _quarry.option_schema()
 
 
 def info() -> dict[str, Any]:

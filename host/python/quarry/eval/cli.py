@@ -13,6 +13,7 @@ from . import stopping
 from .plots import plot
 from .report import markdown, summarize
 from .simulate import simulate
+from .strategies import COMMITTEE_MEASURES, SINGLE_MODEL_MEASURES
 
 JSON_NAME = "rounds.json"
 REPORT_NAME = "report.md"
@@ -39,9 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         "--strategies",
         default="random,margin,entropy",
         metavar="S,S,...",
-        help="random, least_confidence, margin, ratio, entropy, vote_entropy, "
-        "consensus_entropy, kl_max, bald, variation_ratio, each optionally with +diversity, +pca "
-        "and +explore[=EPS], e.g. margin+pca+explore (%(default)s)",
+        help=", ".join(("random",) + SINGLE_MODEL_MEASURES + COMMITTEE_MEASURES)
+        + ", each optionally with +diversity, +pca and +explore[=EPS], e.g. margin+pca+explore "
+        "(%(default)s)",
     )
     add(
         "--model",

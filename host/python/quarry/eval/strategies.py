@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SINGLE_MODEL_MEASURES = ("least_confidence", "margin", "ratio", "entropy")
-COMMITTEE_MEASURES = (
-    "vote_entropy",
-    "consensus_entropy",
-    "kl_max",
-    "bald",
-    "variation_ratio",
+from .. import measures as _measures
+
+# The measures the simulator runs, from quarry's measure table: those of one model's probabilities
+# that need no side input (egl needs features), and the committees'.
+SINGLE_MODEL_MEASURES = tuple(
+    m["name"] for m in _measures() if m["pool_kind"] == "predictions" and not m["features"]
 )
+COMMITTEE_MEASURES = tuple(m["name"] for m in _measures() if m["pool_kind"] == "committee")
 DEFAULT_EXPLORE = 0.1
 
 
