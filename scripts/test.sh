@@ -28,4 +28,17 @@ if command -v ccache >/dev/null; then
     -C cmake.define.CMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
 .venv/bin/python -m pip install -q --no-build-isolation --no-deps "${defines[@]}" .
+
+# The Label Studio server that tests/python/test_label_studio.py starts, in a virtualenv of its
+# own (its Django stack stays out of the package's), at the versions of
+# requirements/label-studio.lock; remade when the lock changes. The test fails, not skips, here.
+if ! cmp -s requirements/label-studio.lock .venv-label-studio/installed.lock; then
+  rm -rf .venv-label-studio
+  python3 -m venv .venv-label-studio
+  .venv-label-studio/bin/python -m pip install -q "pip==25.3"
+  .venv-label-studio/bin/python -m pip install -q -r requirements/label-studio.lock
+  cp requirements/label-studio.lock .venv-label-studio/installed.lock
+fi
+export QUARRY_REQUIRE_LABEL_STUDIO=1
+
 QUARRY_CLI=$PWD/build/quarry .venv/bin/python -m pytest tests/python -q -rs

@@ -273,6 +273,7 @@ def score(
     threshold: float | None = None,
     features: Any = None,
     resources: Resources | None = None,
+    **table: Any,
 ) -> Any:
     """Scores every row of ``pool``; a higher score means "select first".
 
@@ -299,6 +300,7 @@ def score(
         features: ``[N, D]`` float penultimate-layer features of the pool rows, for ``egl``
             (and ``strategy="badge"`` in :func:`select`).
         resources: the :class:`Resources` to run on; None uses this thread's default.
+        table: for a table pool, ``column=`` (see :func:`select`).
 
     Returns:
         float32 scores, one per row: a numpy array for a host pool; for a CUDA pool an array of
@@ -308,6 +310,10 @@ def score(
         InvalidInput: bad data (``.row`` is the first bad row).
         InvalidArgument: bad shapes, dtypes or options.
     """
+    from . import tables as _tables  # pyarrow is imported only for a table
+
+    if table or _tables.is_table_source(pool):
+        return _tables.score_from_call(locals())
     res = _resources(resources)
     if _is_shard_list(pool):
         given = _not_carried_by_partials(
@@ -369,6 +375,7 @@ def select(
     budget: float | None = None,
     exact_budget: bool = False,
     resources: Resources | None = None,
+    **table: Any,
 ) -> Selection:
     """Returns the ``k`` rows most worth labeling, best first, or the rows a budget buys.
 
@@ -403,6 +410,9 @@ def select(
             score / cost); batch strategies take their picks in order while they fit.
         exact_budget: the exact 0/1 knapsack over the top ``candidates`` rows (integer costs).
         resources: the :class:`Resources` to run on; None uses this thread's default.
+        table: for a table pool (a ``pyarrow.Table``, a ``datasets.Dataset`` or a ``.parquet``,
+            ``.arrow``, ``.feather`` path): ``column=``, ``id_column=`` and the other columns of
+            :func:`quarry.tables.select_table`, which reads it; the picks then carry ``ids``.
 
     Returns:
         A :class:`Selection` (``indices``, ``scores``, ``reasons``, ``clusters``,
@@ -412,6 +422,10 @@ def select(
         InvalidInput: bad data (``.row`` is the first bad row).
         InvalidArgument: bad k, shapes, dtypes or options.
     """
+    from . import tables as _tables  # pyarrow is imported only for a table
+
+    if table or _tables.is_table_source(pool):
+        return _tables.select_from_call(locals())
     budgeted = costs is not None or budget is not None or exact_budget
     if k is None and not budgeted:
         raise InvalidArgument("select needs k, or costs with a budget")
