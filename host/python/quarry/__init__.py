@@ -57,6 +57,7 @@ __all__ = [
     "combine",
     "kmeans",
     "merge",
+    "recommended",
     "score",
     "select",
     "select_partial",
@@ -427,6 +428,45 @@ def select(
             0.0 if budget is None else budget,
             exact_budget,
         )
+    )
+
+
+def recommended(
+    pool: Any,
+    k: int,
+    *,
+    features: Any = None,
+    embeddings: Any = None,
+    candidates: int = 0,
+    seed: int = 0,
+    **options: Any,
+) -> Selection:
+    """The selection to start with: the batch of ``k`` rows that held up best in quarry's
+    simulations on datasets nobody tuned for (docs/strategies.md, bench/EVAL.md), chosen by what
+    is given besides one model's ``[N, C]`` probabilities:
+
+    - ``features`` (``[N, D]``, the input of the model's last layer): BADGE, k-means++ seeding
+      on the gradient embeddings (``select(strategy="badge")``);
+    - else ``embeddings`` (``[N, D]``, any representation of the rows): margin with k-means
+      diversity over the top ``candidates`` rows (0 = 10 * k);
+    - else: margin, best first.
+
+    ``seed`` seeds BADGE's draws and k-means; ``options`` go to :func:`select` as they are
+    (``logits``, ``temperature``, ``classes``, ``tie_break``, ``resources``, ...). The returned
+    :class:`Selection`'s ``measure`` says which measure ranked the rows.
+    """
+    if features is not None:
+        if isinstance(pool, np.ndarray) and pool.dtype == np.float64:
+            pool = pool.astype(np.float32)  # BADGE reads float32/16 probabilities in place
+        return select(pool, k, strategy="badge", features=features, seed=seed, **options)
+    return select(
+        pool,
+        k,
+        measure="margin",
+        embeddings=embeddings,
+        candidates=candidates,
+        seed=seed,
+        **options,
     )
 
 
