@@ -389,6 +389,7 @@ struct SelectFlags {
   std::string pool_rows = "0";
   bool partial = false;  // --row-offset given: write this shard's partial result
   std::string strategy = "rank";
+  std::string tie_break = "row";
   std::string labeled_path;
   std::string costs_path;
   double budget = 0.0;
@@ -458,6 +459,7 @@ void run_select(const CommonOptions& opt, const SelectFlags& flags) {
   select_options.explore = flags.explore;
   select_options.kmeans.seed = select_options.seed;
   select_options.strategy = parse_strategy(flags.strategy);
+  select_options.tie_break = parse_tie_break(flags.tie_break);
   std::vector<io::NpyArray> embeddings;
   std::vector<EmbeddingView> embedding_views;
   if (!flags.embeddings_paths.empty()) {
@@ -680,6 +682,11 @@ int main(int argc, char** argv) {
       ->add_option("--strategy", flags.strategy,
                    "rank (by score; with --embeddings, k-means diversity), badge (needs "
                    "--features) or coreset (needs --embeddings)")
+      ->capture_default_str();
+  select_cmd
+      ->add_option("--tie-break", flags.tie_break,
+                   "equal scores: row (lowest row first) or random (seeded by --seed: a hash of "
+                   "the seed and the row, alike on every backend and sharding)")
       ->capture_default_str();
   select_cmd->add_option("--labeled", flags.labeled_path,
                          "LAB.npy for --strategy coreset: integer row indices [L] of labeled rows, "

@@ -57,6 +57,7 @@ std::string to_json(const Partial& p) {
   j["kmeans_initial_centroids"] = o.kmeans.initial_centroids;
   j["explore"] = o.explore;
   j["seed"] = o.seed;
+  j["tie_break"] = to_string(o.tie_break);
   j["dtype"] = to_string(p.dtype);
   j["members"] = p.members;
   j["classes"] = p.classes;
@@ -101,6 +102,8 @@ Partial partial_from_json(std::string_view text) {
     o.kmeans.initial_centroids = j.at("kmeans_initial_centroids").get<std::vector<float>>();
     o.explore = j.at("explore").get<double>();
     o.seed = j.at("seed").get<uint64_t>();
+    // Partials written before the tie-break existed ranked ties by row.
+    o.tie_break = parse_tie_break(j.value("tie_break", std::string("row")));
     p.dtype = read_dtype(j.at("dtype"));
     p.members = j.at("members").get<int64_t>();
     p.classes = j.at("classes").get<int64_t>();

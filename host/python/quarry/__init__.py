@@ -309,6 +309,7 @@ def select(
     explore: float = 0.0,
     seed: int = 0,
     strategy: str = "rank",
+    tie_break: str = "row",
     labeled: Any = None,
     costs: Any = None,
     budget: float | None = None,
@@ -336,7 +337,9 @@ def select(
             at N); badge and coreset (0 = every row); ``exact_budget`` (0 = 1,000).
         kmeans_iters: k-means iterations at most.
         explore: fraction of the k picks (or of the budget) drawn at random, 0 <= explore < 1.
-        seed: seeds k-means++, BADGE's draws and exploration.
+        seed: seeds k-means++, BADGE's draws, exploration and the random tie-break.
+        tie_break: equal scores rank ``"row"`` (lowest row first) or ``"random"`` (by a seeded
+            hash of the seed and the global row: reproducible on every backend and sharding).
         strategy: ``"rank"`` (by score; with embeddings, k-means diversity), ``"badge"``
             (k-means++ seeding on gradient embeddings; needs probabilities and ``features``) or
             ``"coreset"`` (k-center greedy on ``embeddings``).
@@ -397,6 +400,7 @@ def select(
                 kmeans_iters,
                 explore,
                 seed,
+                tie_break,
             )
         )
     if isinstance(labeled, (list, tuple)):
@@ -427,6 +431,7 @@ def select(
             _optional_input(costs, res),
             0.0 if budget is None else budget,
             exact_budget,
+            tie_break,
         )
     )
 
@@ -435,30 +440,28 @@ def recommended(
     pool: Any,
     k: int,
     *,
-    features: Any = None,
     embeddings: Any = None,
+    features: Any = None,
     candidates: int = 0,
     seed: int = 0,
     **options: Any,
 ) -> Selection:
     """The selection to start with: the batch of ``k`` rows that held up best in quarry's
-    simulations on datasets nobody tuned for (docs/strategies.md, bench/EVAL.md), chosen by what
-    is given besides one model's ``[N, C]`` probabilities:
+    simulations on datasets nobody tuned for (bench/EVAL.md), from one model's ``[N, C]``
+    probabilities (or logits with ``logits=True``) and what else is given:
 
-    - ``features`` (``[N, D]``, the input of the model's last layer): BADGE, k-means++ seeding
-      on the gradient embeddings (``select(strategy="badge")``);
-    - else ``embeddings`` (``[N, D]``, any representation of the rows): margin with k-means
-      diversity over the top ``candidates`` rows (0 = 10 * k);
-    - else: margin, best first.
+    - ``embeddings`` (``[N, D]``, any representation of the rows), or else ``features`` (the
+      input of the model's last layer, used as the embeddings): margin with k-means diversity,
+      the top ``candidates`` rows by margin (0 = 10 * k) clustered into k clusters and the best
+      of each kept;
+    - neither: margin, best first.
 
-    ``seed`` seeds BADGE's draws and k-means; ``options`` go to :func:`select` as they are
-    (``logits``, ``temperature``, ``classes``, ``tie_break``, ``resources``, ...). The returned
-    :class:`Selection`'s ``measure`` says which measure ranked the rows.
+    ``seed`` seeds k-means++; ``options`` go to :func:`select` as they are (``logits``,
+    ``temperature``, ``explore``, ``tie_break``, ``resources``, ...). BADGE
+    (``select(strategy="badge")``) stays available: it was the runner-up (docs/strategies.md).
     """
-    if features is not None:
-        if isinstance(pool, np.ndarray) and pool.dtype == np.float64:
-            pool = pool.astype(np.float32)  # BADGE reads float32/16 probabilities in place
-        return select(pool, k, strategy="badge", features=features, seed=seed, **options)
+    if embeddings is None:
+        embeddings = features
     return select(
         pool,
         k,
@@ -486,6 +489,7 @@ def select_partial(
     kmeans_iters: int = 25,
     explore: float = 0.0,
     seed: int = 0,
+    tie_break: str = "row",
     resources: Resources | None = None,
 ) -> Partial:
     """One shard's partial result, for :func:`merge`: the shard's best ``k`` rows (all of them
@@ -523,6 +527,7 @@ def select_partial(
         seed,
         row_offset,
         pool_rows,
+        tie_break,
     )
 
 

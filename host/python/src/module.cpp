@@ -300,13 +300,14 @@ nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
                       nb::handle features, nb::handle embeddings_obj, int64_t candidates,
                       int kmeans_iters, double explore, uint64_t seed, const std::string& strategy,
                       nb::handle labeled_obj, nb::handle costs_obj, double budget,
-                      bool exact_budget) {
+                      bool exact_budget, const std::string& tie_break) {
   const ScoringInputs in = scoring_inputs(res, pool_obj, measure, logits, temperature, layout,
                                           classes, lengths, alpha, threshold, features);
   quarry::SelectOptions options = select_options(in.spec.measure, logits, temperature, k,
                                                  candidates, kmeans_iters, explore, seed);
   options.scoring = in.options;
   options.strategy = quarry::parse_strategy(strategy);
+  options.tie_break = quarry::parse_tie_break(tie_break);
   std::optional<InputArray> embeddings;
   if (!embeddings_obj.is_none()) {
     embeddings = input_array(embeddings_obj, res, "embeddings");
@@ -388,10 +389,12 @@ nb::object score_shards(PyResources& res, nb::handle pools, std::optional<std::s
 nb::tuple select_shards(PyResources& res, nb::handle pools, int64_t k,
                         std::optional<std::string> measure, bool logits, float temperature,
                         const std::string& layout, int64_t classes, nb::handle embeddings,
-                        int64_t candidates, int kmeans_iters, double explore, uint64_t seed) {
+                        int64_t candidates, int kmeans_iters, double explore, uint64_t seed,
+                        const std::string& tie_break) {
   const ShardArrays shards = shard_arrays(res, pools, measure, layout, classes, embeddings);
-  const quarry::SelectOptions options = select_options(shards.measure, logits, temperature, k,
-                                                       candidates, kmeans_iters, explore, seed);
+  quarry::SelectOptions options = select_options(shards.measure, logits, temperature, k, candidates,
+                                                 kmeans_iters, explore, seed);
+  options.tie_break = quarry::parse_tie_break(tie_break);
   quarry::Selection sel;
   {
     nb::gil_scoped_release release;
@@ -406,10 +409,11 @@ quarry::Partial partial_of_shards(PyResources& res, nb::handle pools, int64_t k,
                                   float temperature, const std::string& layout, int64_t classes,
                                   nb::handle embeddings, int64_t candidates, int kmeans_iters,
                                   double explore, uint64_t seed, int64_t row_offset,
-                                  int64_t pool_rows) {
+                                  int64_t pool_rows, const std::string& tie_break) {
   const ShardArrays shards = shard_arrays(res, pools, measure, layout, classes, embeddings);
-  const quarry::SelectOptions options = select_options(shards.measure, logits, temperature, k,
-                                                       candidates, kmeans_iters, explore, seed);
+  quarry::SelectOptions options = select_options(shards.measure, logits, temperature, k, candidates,
+                                                 kmeans_iters, explore, seed);
+  options.tie_break = quarry::parse_tie_break(tie_break);
   nb::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(res.mutex);
   return quarry::select_partial(res.resources, shards.views, options, shards.embedding_views,
@@ -791,19 +795,19 @@ NB_MODULE(_quarry, m) {
         nb::arg("threshold").none(), nb::arg("features").none(), nb::arg("embeddings").none(),
         nb::arg("candidates"), nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"),
         nb::arg("strategy"), nb::arg("labeled").none(), nb::arg("costs").none(), nb::arg("budget"),
-        nb::arg("exact_budget"));
+        nb::arg("exact_budget"), nb::arg("tie_break"));
   m.def("score_shards", &score_shards, nb::arg("resources"), nb::arg("pools"),
         nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
         nb::arg("classes"));
   m.def("select_shards", &select_shards, nb::arg("resources"), nb::arg("pools"), nb::arg("k"),
         nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
         nb::arg("classes"), nb::arg("embeddings").none(), nb::arg("candidates"),
-        nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"));
+        nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"), nb::arg("tie_break"));
   m.def("select_partial", &partial_of_shards, nb::arg("resources"), nb::arg("pools"), nb::arg("k"),
         nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
         nb::arg("classes"), nb::arg("embeddings").none(), nb::arg("candidates"),
         nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"), nb::arg("row_offset"),
-        nb::arg("pool_rows"));
+        nb::arg("pool_rows"), nb::arg("tie_break"));
   m.def("merge", &merge_partials, nb::arg("resources"), nb::arg("partials"), nb::arg("k"));
   m.def(
       "combine",

@@ -181,7 +181,7 @@ def run_strategy(
             predict_s = time.perf_counter() - start
             emb = None if embeddings is None else embeddings[open_rows]
             features = labeled_emb = None
-            if strategy.batch in ("badge", "recommended"):
+            if strategy.batch == "badge":
                 features = last_layer_features(model, X[open_rows])
             if strategy.batch == "coreset":
                 labeled_emb = embeddings[labeled]

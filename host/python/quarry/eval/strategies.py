@@ -16,8 +16,8 @@ COMMITTEE_MEASURES = (
 )
 DEFAULT_EXPLORE = 0.1
 #: Batch strategies that choose the k rows together (``quarry.select(strategy=...)``), and
-#: ``recommended`` (:func:`quarry.recommended`: BADGE with last-layer features, else margin with
-#: k-means diversity over embeddings, else margin).
+#: ``recommended`` (:func:`quarry.recommended`: margin with k-means diversity over the
+#: embeddings, here the standardised features or their PCA).
 BATCH_STRATEGIES = ("badge", "coreset", "recommended")
 
 
@@ -124,8 +124,9 @@ def quarry_pick(
     labeled: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rows of ``pool`` (``[N, C]`` probabilities or a ``[M, N, C]`` committee) that quarry
-    picks, best first. ``features``: the model's last-layer features of the pool rows (BADGE and
-    ``recommended``); ``labeled``: the labeled rows' embeddings (core-set's first centers)."""
+    picks, best first. ``features``: the model's last-layer features of the pool rows (BADGE,
+    which falls back to the embeddings without them); ``labeled``: the labeled rows'
+    embeddings (core-set's first centers)."""
     import quarry
 
     candidates = 0  # quarry's default: 10 * k (every row for badge/coreset), capped at N
@@ -136,7 +137,6 @@ def quarry_pick(
         selection = quarry.recommended(
             pool,
             k,
-            features=features,
             embeddings=embeddings,
             candidates=candidates,
             seed=seed,
