@@ -456,12 +456,16 @@ def recommended(
       of each kept;
     - neither: margin, best first.
 
-    ``seed`` seeds k-means++; ``options`` go to :func:`select` as they are (``logits``,
-    ``temperature``, ``explore``, ``tie_break``, ``resources``, ...). BADGE
-    (``select(strategy="badge")``) stays available: it was the runner-up (docs/strategies.md).
+    Equal scores are ordered by the seeded random tie-break (``tie_break="random"``, seeded by
+    ``seed``): with a model that ties many rows (trees) it kept picks from following the file's
+    order, which cost accuracy on class-sorted data; pass ``tie_break="row"`` for row order.
+    ``seed`` also seeds k-means++; ``options`` go to :func:`select` as they are (``logits``,
+    ``temperature``, ``explore``, ``resources``, ...). BADGE (``select(strategy="badge")``)
+    stays available: it was the runner-up (docs/strategies.md).
     """
     if embeddings is None:
         embeddings = features
+    options.setdefault("tie_break", "random")
     return select(
         pool,
         k,
