@@ -716,7 +716,7 @@ class CpuBackend final : public Backend {
       std::vector<float>().swap(scores_);
     scores_.resize(problem.pool.rows);
     score(problem, scores_.data());
-    return rank_top(scores_.data(), problem.pool.rows, count);
+    return rank_top(scores_.data(), problem.pool.rows, count, problem.order, problem.row_offset);
   }
 
   // A score and a row index per row (rank_top's candidate lists); the results and, for

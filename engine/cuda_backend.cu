@@ -17,6 +17,7 @@
 #include <cub/device/device_scan.cuh>
 #include <random>
 #include <string>
+#include <tuple>
 #include <type_traits>
 
 #include "engine/backend.hpp"
@@ -105,6 +106,17 @@ constexpr std::size_t kStagingBytes = std::size_t{256} << 20;
 // Staged slabs start on boundaries of this many bytes.
 constexpr int64_t kSlabAlignBytes = 256;
 
+// The device top-k's results hold the k best by (score, tie key) in descending score; rows of
+// equal score come in row order and are put in key order here (k is host-sized).
+void sort_ties(Ranked& ranked, const RankOrder& order, int64_t row_offset) {
+  std::vector<std::pair<float, int64_t>> rows(ranked.indices.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = {ranked.scores[i], ranked.indices[i]};
+  std::sort(rows.begin(), rows.end(), [&](const auto& a, const auto& b) {
+    return order.before(a.first, row_offset + a.second, b.first, row_offset + b.second);
+  });
+  for (size_t i = 0; i < rows.size(); ++i) std::tie(ranked.scores[i], ranked.indices[i]) = rows[i];
+}
+
 class CudaBackend final : public Backend {
  public:
   // The loader (cuda_loader.cpp) has checked that `device` exists.
@@ -149,12 +161,14 @@ class CudaBackend final : public Backend {
     const int64_t n = problem.pool.rows;
     count = std::min(count, n);
     const float* scores = queue_scoring(problem);
-    const std::size_t ws_bytes = kernels::topk_workspace_bytes(n, count);
+    const RankOrder& order = problem.order;
+    const std::size_t ws_bytes = kernels::topk_workspace_bytes(n, count, order.seeded());
     void* ws = workspace_->ensure(ws_bytes);
     auto* out_rows = results_->ensure<char>(count * (sizeof(int64_t) + sizeof(float)));
     auto* out_indices = reinterpret_cast<int64_t*>(out_rows);
     auto* out_scores = reinterpret_cast<float*>(out_rows + count * sizeof(int64_t));
-    kernels::topk(scores, n, count, out_indices, out_scores, ws, ws_bytes, stream_);
+    kernels::topk(scores, n, count, out_indices, out_scores, ws, ws_bytes, stream_,
+                  {order.seeded(), order.seed, problem.row_offset});
     Ranked ranked;
     ranked.indices.resize(count);
     ranked.scores.resize(count);
@@ -166,6 +180,7 @@ class CudaBackend final : public Backend {
     // results from invalid data are thrown away.
     const BadRow bad = wait_for_first_bad();
     if (bad.row >= 0) throw_bad_row(bad);
+    if (order.seeded()) sort_ties(ranked, order, problem.row_offset);
     return ranked;
   }
 
@@ -196,12 +211,14 @@ class CudaBackend final : public Backend {
   }
   // egl: each row's feature squares, and for host features the row in both staging slots.
   int64_t working_bytes_per_feature_row(const ScoreProblem& problem) const override {
-    if (problem.options.measure != Measure::egl) return 0;
+    // The seeded tie-break's keys (twice), rows by key and CUB's sort scratch for them.
+    const int64_t ties = problem.order.seeded() ? 48 : 0;
+    if (problem.options.measure != Measure::egl) return ties;
     const EmbeddingView& f = *problem.options.features;
     const int64_t staged = f.space == MemorySpace::host
                                ? 2 * f.row_stride * static_cast<int64_t>(dtype_size(f.dtype))
                                : 0;
-    return sizeof(double) + staged;
+    return ties + sizeof(double) + staged;
   }
   std::size_t default_memory_budget() const override { return default_budget_; }
   void* cuda_stream() const override { return stream_; }

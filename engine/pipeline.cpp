@@ -220,7 +220,7 @@ PoolView converted(const PoolView& part, std::vector<float>& buffer) {
 // Rows [first, first + count) of a scoring problem: the pool's, and the features' with them.
 ScoreProblem slice(const ScoreProblem& problem, int64_t first, int64_t count) {
   ScoreProblem part{rows_of(problem.pool, first, count), problem.options,
-                    problem.row_offset + first};
+                    problem.row_offset + first, problem.order};
   if (EmbeddingView* f = part.options.features ? &*part.options.features : nullptr) {
     f->data = static_cast<const char*>(f->data) +
               first * f->row_stride * static_cast<int64_t>(dtype_size(f->dtype));
@@ -264,16 +264,18 @@ void report(const Backend& backend, int64_t done, int64_t total) {
   if (backend.progress) backend.progress(done, total);
 }
 
-// The first `count` of two rank-ordered lists, in rank order.
-Ranked merge_ranked(const Ranked& a, const Ranked& b, int64_t count) {
+// The first `count` of two rank-ordered lists, in rank order; their rows are numbered from
+// global row `row_offset`.
+Ranked merge_ranked(const Ranked& a, const Ranked& b, int64_t count, const RankOrder& order,
+                    int64_t row_offset) {
   Ranked out;
   size_t i = 0, j = 0;
   while (static_cast<int64_t>(out.indices.size()) < count &&
          (i < a.indices.size() || j < b.indices.size())) {
     const bool take_a =
         j >= b.indices.size() ||
-        (i < a.indices.size() && (a.scores[i] > b.scores[j] ||
-                                  (a.scores[i] == b.scores[j] && a.indices[i] < b.indices[j])));
+        (i < a.indices.size() && order.before(a.scores[i], row_offset + a.indices[i], b.scores[j],
+                                              row_offset + b.indices[j]));
     const Ranked& from = take_a ? a : b;
     size_t& at = take_a ? i : j;
     out.indices.push_back(from.indices[at]);
@@ -309,7 +311,8 @@ Ranked rank(Backend& backend, const ScoreProblem& problem, int64_t count) {
     const int64_t rows = std::min(chunk, n - r0);
     Ranked top = backend.top(backend_slice(problem, r0, rows, buffer), std::min(count, rows));
     for (int64_t& row : top.indices) row += r0;
-    best = r0 == 0 ? std::move(top) : merge_ranked(best, top, count);
+    best = r0 == 0 ? std::move(top)
+                   : merge_ranked(best, top, count, problem.order, problem.row_offset);
     report(backend, r0 + rows, n);
   }
   return best;
@@ -425,11 +428,11 @@ std::vector<Pick> cluster_picks(const Ranked& candidates, const std::vector<int3
 }
 
 std::vector<Pick> exploration_picks(const std::vector<int64_t>& rows,
-                                    const std::vector<float>& scores) {
+                                    const std::vector<float>& scores, const RankOrder& rank_order) {
   std::vector<size_t> order(rows.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return scores[a] > scores[b] || (scores[a] == scores[b] && rows[a] < rows[b]);
+    return rank_order.before(scores[a], rows[a], scores[b], rows[b]);
   });
   std::vector<Pick> picks;
   for (size_t i : order) picks.push_back({rows[i], scores[i], PickReason::exploration, -1});
@@ -603,7 +606,7 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
       budgeted ? 0 : std::llround(options.explore * static_cast<double>(k));
   const int64_t strategy_picks = k - explore_picks;
   const double strategy_budget = options.budget * (1.0 - options.explore);
-  const ScoreProblem problem{pool, options.scoring};
+  const ScoreProblem problem{pool, options.scoring, 0, RankOrder::of(options)};
   Selection sel;
   auto add = [&](const Pick& p) {
     sel.indices.push_back(p.row);
@@ -670,7 +673,7 @@ Selection select(Backend& backend, const PoolView& pool, const SelectOptions& op
     std::vector<float> scores(rows.size());
     for (size_t i = 0; i < rows.size(); ++i)
       scores[i] = score_row(backend, pool, rows[i], options.scoring, rows[i]);
-    for (const Pick& p : exploration_picks(rows, scores)) add(p);
+    for (const Pick& p : exploration_picks(rows, scores, problem.order)) add(p);
   }
   return sel;
 }

@@ -120,7 +120,8 @@ Partial shard_partial(Backend& backend, const Partial& header, const PoolView& p
   Partial p = header;
   p.shards = {{row_offset, pool.rows}};
   const int64_t keep = std::min(pool.rows, rows_to_keep(options, picks, embeddings != nullptr));
-  Ranked top = rank(backend, ScoreProblem{pool, options.scoring, row_offset}, keep);
+  Ranked top =
+      rank(backend, ScoreProblem{pool, options.scoring, row_offset, RankOrder::of(options)}, keep);
   if (embeddings) {
     try {
       p.embeddings = backend.gather_embeddings(*embeddings, top.indices);
@@ -145,11 +146,6 @@ Partial shard_partial(Backend& backend, const Partial& header, const PoolView& p
       p.explore_scores.push_back(score_row(backend, pool, row - row_offset, options.scoring, row));
   }
   return p;
-}
-
-// In rank order: descending score, then ascending row.
-bool ranks_before(float score_a, int64_t row_a, float score_b, int64_t row_b) {
-  return score_a > score_b || (score_a == score_b && row_a < row_b);
 }
 
 // Throws InvalidInput unless `p` is a well-formed partial: what a partial read from a file must
@@ -182,9 +178,10 @@ void check_partial(const Partial& p, size_t index) {
   for (int64_t i = 0; i < n; ++i) {
     if (std::isnan(p.scores[i]) || !covers(p.indices[i]))
       fail("row " + str(p.indices[i]) + " is not a row it covers, or its score is NaN");
-    if (i > 0 && !ranks_before(p.scores[i - 1], p.indices[i - 1], p.scores[i], p.indices[i]))
-      fail("its rows are not in rank order (descending score, ascending row) at row " +
-           str(p.indices[i]));
+    if (i > 0 && !RankOrder::of(p.options).before(p.scores[i - 1], p.indices[i - 1], p.scores[i],
+                                                  p.indices[i]))
+      fail("its rows are not in rank order (descending score, then the " +
+           std::string(to_string(p.options.tie_break)) + " tie-break) at row " + str(p.indices[i]));
   }
   std::vector<int64_t> rows = p.indices;
   std::sort(rows.begin(), rows.end());
@@ -242,6 +239,8 @@ void check_compatible(const Partial& first, const Partial& p, size_t index) {
   if (a.explore != b.explore)
     differ("exploration fraction", std::to_string(a.explore), std::to_string(b.explore));
   if (a.seed != b.seed) differ("seed", std::to_string(a.seed), std::to_string(b.seed));
+  if (a.tie_break != b.tie_break)
+    differ("tie-break", std::string(to_string(a.tie_break)), std::string(to_string(b.tie_break)));
   if (first.pool_rows != p.pool_rows) differ("pool rows", str(first.pool_rows), str(p.pool_rows));
 }
 
@@ -374,9 +373,10 @@ Partial combine(std::span<const Partial> partials) {
   const auto keep = static_cast<size_t>(std::min(
       covered_rows(out),
       rows_to_keep(out.options, check_select_options(out.options), out.embedding_dim > 0)));
+  const RankOrder order = RankOrder::of(out.options);
   auto better = [&](const std::pair<size_t, size_t>& a, const std::pair<size_t, size_t>& b) {
     const Partial &pa = partials[a.first], &pb = partials[b.first];
-    return ranks_before(pa.scores[a.second], pa.indices[a.second], pb.scores[b.second],
+    return order.before(pa.scores[a.second], pa.indices[a.second], pb.scores[b.second],
                         pb.indices[b.second]);
   };
   std::partial_sort(entries.begin(), entries.begin() + std::min(keep, entries.size()),
@@ -455,7 +455,8 @@ Selection merge(Backend& backend, std::span<const Partial> partials, int64_t k) 
                            ": they were not made by this version of quarry for this pool");
       scores.push_back(all.explore_scores[it - all.explore_rows.begin()]);
     }
-    for (const Pick& p : exploration_picks(rows, scores)) append_pick(sel, p);
+    for (const Pick& p : exploration_picks(rows, scores, RankOrder::of(options)))
+      append_pick(sel, p);
   }
   return sel;
 }

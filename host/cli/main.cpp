@@ -401,6 +401,7 @@ struct SelectFlags {
   std::string pool_rows = schema_default("pool_rows");
   bool partial = false;  // --row-offset given: write this shard's partial result
   std::string strategy = schema_default("strategy");
+  std::string tie_break = schema_default("tie_break");
   std::string labeled_path;
   std::string costs_path;
   double budget = 0.0;
@@ -470,6 +471,7 @@ void run_select(const CommonOptions& opt, const SelectFlags& flags) {
   select_options.explore = flags.explore;
   select_options.kmeans.seed = select_options.seed;
   select_options.strategy = parse_strategy(flags.strategy);
+  select_options.tie_break = parse_tie_break(flags.tie_break);
   std::vector<io::NpyArray> embeddings;
   std::vector<EmbeddingView> embedding_views;
   if (!flags.embeddings_paths.empty()) {
@@ -695,6 +697,7 @@ int main(int argc, char** argv) {
   add_schema_option(select_cmd, "explore", flags.explore)->capture_default_str();
   add_schema_option(select_cmd, "seed", flags.seed)->capture_default_str()->type_name("UINT");
   add_schema_option(select_cmd, "strategy", flags.strategy)->capture_default_str();
+  add_schema_option(select_cmd, "tie_break", flags.tie_break)->capture_default_str();
   add_schema_option(select_cmd, "labeled", flags.labeled_path);
   add_schema_option(select_cmd, "costs", flags.costs_path);
   add_schema_option(select_cmd, "budget", flags.budget);

@@ -23,7 +23,7 @@ constexpr uint64_t kUint64Max = std::numeric_limits<uint64_t>::max();
 // Columns: name (Python), flag (CLI), JSON key (partials), C++ field, type, min, max, default,
 // applies to, help. Integer ranges are the C++ fields' (finer checks, such as k <= N, are the
 // engine's); the help is the command line's.
-const std::array<OptionInfo, 23> kSchema = {{
+const std::array<OptionInfo, 24> kSchema = {{
     {"measure", "--measure", "measure", "ScoreOptions::measure", T::text, 0, 0, "",
      "every pool (quarry measures lists them)", "how rows are scored"},
     {"layout", "--layout", "", "pool_from_array(layout)", T::text, 0, 0, "members-first",
@@ -76,6 +76,10 @@ const std::array<OptionInfo, 23> kSchema = {{
      "select (rank, badge, coreset)",
      "rank (by score; with --embeddings, k-means diversity), badge (needs --features) or coreset "
      "(needs --embeddings)"},
+    {"tie_break", "--tie-break", "tie_break", "SelectOptions::tie_break", T::text, 0, 0, "row",
+     "every strategy's ranking (row, random)",
+     "equal scores: row (lowest row first) or random (seeded by --seed: a hash of the seed and "
+     "the row, alike on every backend and sharding)"},
     {"labeled", "--labeled", "", "SelectOptions::labeled_rows, labeled_embeddings", T::array, 0, 0,
      "", "strategy coreset",
      "LAB.npy for --strategy coreset: integer row indices [L] of labeled rows, or float "

@@ -100,6 +100,7 @@ std::string to_json(const Partial& p) {
   j["kmeans_initial_centroids"] = o.kmeans.initial_centroids;
   j[key("explore")] = o.explore;
   j[key("seed")] = o.seed;
+  j[key("tie_break")] = to_string(o.tie_break);
   j["dtype"] = to_string(p.dtype);
   j["members"] = p.members;
   j[key("classes")] = p.classes;
@@ -144,6 +145,8 @@ Partial partial_from_json(std::string_view text) {
     o.kmeans.initial_centroids = j.at("kmeans_initial_centroids").get<std::vector<float>>();
     o.explore = j.at(key("explore")).get<double>();
     o.seed = read_integer<uint64_t>(j.at(key("seed")), "seed");
+    // Partials written before the tie-break existed ranked ties by row.
+    o.tie_break = parse_tie_break(j.value(key("tie_break"), std::string("row")));
     p.dtype = read_dtype(j.at("dtype"));
     p.members = read_integer<int64_t>(j.at("members"), "members");
     p.classes = read_integer<int64_t>(j.at(key("classes")), "classes");

@@ -108,6 +108,16 @@ std::string_view to_string(Strategy strategy) {
   return i < kStrategyNames.size() ? kStrategyNames[i] : "unknown";
 }
 
+TieBreak parse_tie_break(std::string_view name) {
+  if (name == "row") return TieBreak::row;
+  if (name == "random") return TieBreak::random;
+  throw InvalidArgument("unknown tie-break '" + std::string(name) + "' (row or random)");
+}
+
+std::string_view to_string(TieBreak tie_break) {
+  return tie_break == TieBreak::random ? "random" : "row";
+}
+
 Device parse_device(std::string_view name) {
   if (name == "auto") return Device::automatic;
   if (name == "cpu") return Device::cpu;

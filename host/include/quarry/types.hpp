@@ -198,6 +198,16 @@ enum class Strategy {
 Strategy parse_strategy(std::string_view name);
 std::string_view to_string(Strategy strategy);
 
+/// How rows of equal score are ordered wherever rows are ranked by score.
+enum class TieBreak {
+  row,     ///< ascending row: picks follow the file's order where many rows tie
+  random,  ///< ascending splitmix64 hash of (seed, global row): seeded, alike on every backend
+           ///< and every sharding of the pool (kernels/tie_key.hpp)
+};
+/// "row", "random"; parse_tie_break throws InvalidArgument for another name.
+TieBreak parse_tie_break(std::string_view name);
+std::string_view to_string(TieBreak tie_break);
+
 /// What to select.
 struct SelectOptions {
   ScoreOptions scoring;
@@ -213,6 +223,8 @@ struct SelectOptions {
   /// `seed`) from the rows not otherwise picked. 0 <= explore < 1.
   double explore = 0.0;
   uint64_t seed = 0;
+  /// Equal scores: lowest row first, or a seeded random order (hash of `seed` and the row).
+  TieBreak tie_break = TieBreak::row;
 
   /// The batch strategy. badge and coreset run over the top `candidates` rows by score (0 = every
   /// row), badge on scoring.features, coreset on `embeddings`. docs/strategies.md.

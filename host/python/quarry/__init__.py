@@ -55,6 +55,7 @@ __all__ = [
     "measures",
     "merge",
     "option_schema",
+    "recommended",
     "score",
     "select",
     "select_partial",
@@ -370,6 +371,7 @@ def select(
     explore: float = 0.0,
     seed: int = 0,
     strategy: str = "rank",
+    tie_break: str = "row",
     labeled: Any = None,
     costs: Any = None,
     budget: float | None = None,
@@ -398,7 +400,9 @@ def select(
             at N); badge and coreset (0 = every row); ``exact_budget`` (0 = 1,000).
         kmeans_iters: k-means iterations at most.
         explore: fraction of the k picks (or of the budget) drawn at random, 0 <= explore < 1.
-        seed: seeds k-means++, BADGE's draws and exploration.
+        seed: seeds k-means++, BADGE's draws, exploration and the random tie-break.
+        tie_break: equal scores rank ``"row"`` (lowest row first) or ``"random"`` (by a seeded
+            hash of the seed and the global row: reproducible on every backend and sharding).
         strategy: ``"rank"`` (by score; with embeddings, k-means diversity), ``"badge"``
             (k-means++ seeding on gradient embeddings; needs probabilities and ``features``) or
             ``"coreset"`` (k-center greedy on ``embeddings``).
@@ -463,6 +467,7 @@ def select(
                     kmeans_iters=kmeans_iters,
                     explore=explore,
                     seed=seed,
+                    tie_break=tie_break,
                 ),
             )
         )
@@ -490,6 +495,7 @@ def select(
                 kmeans_iters=kmeans_iters,
                 explore=explore,
                 seed=seed,
+                tie_break=tie_break,
                 strategy=strategy,
                 labeled=_optional_input(labeled, res),
                 costs=_optional_input(costs, res),
@@ -497,6 +503,47 @@ def select(
                 exact_budget=exact_budget,
             ),
         )
+    )
+
+
+def recommended(
+    pool: Any,
+    k: int,
+    *,
+    embeddings: Any = None,
+    features: Any = None,
+    candidates: int = 0,
+    seed: int = 0,
+    **options: Any,
+) -> Selection:
+    """The selection to start with: the batch of ``k`` rows that held up best in quarry's
+    simulations on datasets nobody tuned for (bench/EVAL.md), from one model's ``[N, C]``
+    probabilities (or logits with ``logits=True``) and what else is given:
+
+    - ``embeddings`` (``[N, D]``, any representation of the rows), or else ``features`` (the
+      input of the model's last layer, used as the embeddings): margin with k-means diversity,
+      the top ``candidates`` rows by margin (0 = 10 * k) clustered into k clusters and the best
+      of each kept;
+    - neither: margin, best first.
+
+    Equal scores are ordered by the seeded random tie-break (``tie_break="random"``, seeded by
+    ``seed``): with a model that ties many rows (trees) it kept picks from following the file's
+    order, which cost accuracy on class-sorted data; pass ``tie_break="row"`` for row order.
+    ``seed`` also seeds k-means++; ``options`` go to :func:`select` as they are (``logits``,
+    ``temperature``, ``explore``, ``resources``, ...). BADGE (``select(strategy="badge")``)
+    stays available: it was the runner-up (docs/strategies.md).
+    """
+    if embeddings is None:
+        embeddings = features
+    options.setdefault("tie_break", "random")
+    return select(
+        pool,
+        k,
+        measure="margin",
+        embeddings=embeddings,
+        candidates=candidates,
+        seed=seed,
+        **options,
     )
 
 
@@ -516,6 +563,7 @@ def select_partial(
     kmeans_iters: int = 25,
     explore: float = 0.0,
     seed: int = 0,
+    tie_break: str = "row",
     resources: Resources | None = None,
 ) -> Partial:
     """One shard's partial result, for :func:`merge`: the shard's best ``k`` rows (all of them
@@ -552,6 +600,7 @@ def select_partial(
             kmeans_iters=kmeans_iters,
             explore=explore,
             seed=seed,
+            tie_break=tie_break,
             row_offset=row_offset,
             pool_rows=pool_rows,
         ),

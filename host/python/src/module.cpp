@@ -474,6 +474,7 @@ quarry::SelectOptions select_options(quarry::Measure measure, Options& opt) {
   options.seed = opt.integer<uint64_t>("seed", 0);
   options.kmeans.seed = options.seed;
   options.explore = opt.number("explore", 0.0);
+  options.tie_break = quarry::parse_tie_break(opt.text("tie_break", "row"));
   return options;
 }
 
