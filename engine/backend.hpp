@@ -12,20 +12,44 @@
 
 #include "engine/center_search.hpp"
 #include "kernels/row_flags.hpp"
+#include "kernels/tie_key.hpp"
 #include "quarry/resources.hpp"
 #include "quarry/types.hpp"
 
 namespace quarry::engine {
 
+/// The one order every ranking step uses (top-k, chunk and shard merges, exploration picks), so
+/// that a pool ranks alike whole, in chunks or in shards. Rows given to it are global rows.
+struct RankOrder {
+  TieBreak tie_break = TieBreak::row;
+  uint64_t seed = 0;
+
+  static RankOrder of(const SelectOptions& options) { return {options.tie_break, options.seed}; }
+  bool seeded() const { return tie_break == TieBreak::random; }
+  /// Equal scores rank by this key, ascending.
+  uint64_t key(int64_t global_row) const {
+    return seeded() ? kernels::tie_key(seed, global_row) : static_cast<uint64_t>(global_row);
+  }
+  /// Whether (score_a, row_a) ranks before (score_b, row_b): a strict total order on distinct
+  /// rows (tie_key is a bijection of rows), with NaN-free scores.
+  bool before(float score_a, int64_t row_a, float score_b, int64_t row_b) const {
+    if (score_a != score_b) return score_a > score_b;
+    return key(row_a) < key(row_b);
+  }
+};
+
 /// A validated scoring problem: a pool (possibly a chunk of a larger one) and how to score it.
 struct ScoreProblem {
   PoolView pool;
   ScoreOptions options;
-  /// The pool's first row in the caller's numbering: errors name rows from here.
+  /// The pool's first row in the caller's numbering: errors name rows from here, and the
+  /// seeded tie-break hashes rows numbered from here.
   int64_t row_offset = 0;
+  /// How top() orders rows of equal score.
+  RankOrder order{};
 };
 
-/// Rows in rank order (descending score, ascending row on ties), with their scores.
+/// Rows in rank order (descending score, then RankOrder's tie-break), with their scores.
 struct Ranked {
   std::vector<int64_t> indices;
   std::vector<float> scores;

@@ -66,12 +66,12 @@ void validate_budget(int64_t rows, const SelectOptions& options) {
     if (!(std::isfinite(cost) && cost > 0))
       throw InvalidInput(
           "costs row " + std::to_string(r) + ": a cost must be finite and > 0, got " + number(cost),
-          r);
+          r, "costs");
     if (options.exact_budget && cost != std::floor(cost))
       throw InvalidInput("costs row " + std::to_string(r) +
                              ": --exact-budget needs integer costs, got " + number(cost) +
                              " (drop --exact-budget for the greedy rule)",
-                         r);
+                         r, "costs");
     if (cost < options.costs[cheapest]) cheapest = r;
   }
   if (options.budget < options.costs[cheapest])

@@ -6,6 +6,7 @@
 #include "engine/kmeans_host.hpp"
 #include "engine/strategies.hpp"
 #include "quarry/error.hpp"
+#include "quarry/interrupt.hpp"
 
 namespace quarry::engine {
 
@@ -25,13 +26,14 @@ std::vector<int64_t> coreset_picks(Backend& backend, const CallContext& call,
     try {
       points = gather_embeddings(*options.labeled_embeddings, nullptr);
     } catch (const InvalidInput& e) {
-      throw InvalidInput(std::string("labeled ") + e.what(), e.row());
+      throw InvalidInput(std::string("labeled ") + e.what(), e.row(), "labeled");
     }
     search->add_points(points.data(), options.labeled_embeddings->rows);
     centered = true;
   }
   std::vector<int64_t> picks;
   while (!taker.done()) {
+    poll_interrupt();  // each pick is a pass over the candidates
     int64_t at;
     if (centered) {
       at = search->farthest();

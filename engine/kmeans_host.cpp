@@ -37,7 +37,7 @@ void gather_typed(const EmbeddingView& points, const std::vector<int64_t>* rows,
 
 void throw_bad_embedding(int64_t row) {
   throw InvalidInput("embeddings row " + std::to_string(row) + ": non-finite value (NaN or Inf)",
-                     row);
+                     row, "embeddings");
 }
 
 std::vector<float> gather_embeddings(const EmbeddingView& points,
@@ -71,6 +71,32 @@ int kmeans_scale_exponent(float largest, int64_t dim) {
   int exponent = 0;
   std::frexp(largest, &exponent);  // largest = f 2^exponent, f in [1/2, 1)
   return 1 - exponent;
+}
+
+int scale_kmeans_inputs(float largest_point, std::vector<float>& initial, int64_t dim,
+                        bool lloyd_runs) {
+  // From the points alone: initial centroids far from them must not shrink the points' distances
+  // into underflow (centroids at 1e30 would leave every point at 0).
+  const int exponent = kmeans_scale_exponent(largest_point, dim);
+  scale_by_power_of_two(initial.data(), static_cast<int64_t>(initial.size()), exponent);
+  // The scaled points are within kmeans_scale_exponent's ceiling (|x| <= C); centroids up to 2C
+  // keep every squared distance and norm below a quarter of the float range. A coordinate beyond
+  // that is more than C from every point, far beyond the points' own spread in any practical
+  // case, so Lloyd's first step leaves the centroid empty; moved in to 2C it stays empty, and the
+  // backend reseeds it as it does any empty cluster.
+  const auto edge =
+      static_cast<float>(2.0 * std::sqrt(static_cast<double>(std::numeric_limits<float>::max()) /
+                                         (16.0 * double(dim))));
+  for (size_t i = 0; i < initial.size(); ++i) {
+    if (std::fabs(initial[i]) <= edge) continue;
+    if (!lloyd_runs)
+      throw InvalidArgument(
+          "initial_centroids: centroid " + std::to_string(static_cast<int64_t>(i) / dim) +
+          " is too far from the points for float32 distances, and no k-means iteration would "
+          "move it (iterations = 0, or no more points than clusters)");
+    initial[i] = std::copysign(edge, initial[i]);
+  }
+  return exponent;
 }
 
 float largest_magnitude(const float* x, int64_t count) {

@@ -24,6 +24,15 @@ std::vector<float> gather_embeddings(const EmbeddingView& points, const std::vec
 /// is outside a safe range, and 0 (no scaling) within it.
 int kmeans_scale_exponent(float largest, int64_t dim);
 
+/// Scales the initial centroids (finite; checked by the caller) for points whose largest
+/// |coordinate| is `largest_point`, and returns the exponent by which to scale the points too.
+/// The exponent comes from the points alone; centroid coordinates then still outside the range
+/// where squared distances are safe are clipped to it when Lloyd iterations will run
+/// (`lloyd_runs`), which leaves them as empty as they were, and refused (InvalidArgument) when
+/// none will.
+int scale_kmeans_inputs(float largest_point, std::vector<float>& initial, int64_t dim,
+                        bool lloyd_runs);
+
 /// The largest |x[i]| of count values (finite values: they are checked when gathered).
 float largest_magnitude(const float* x, int64_t count);
 

@@ -12,17 +12,12 @@
 #include "engine/strategies.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
+#include "quarry/interrupt.hpp"
+#include "quarry/measures.hpp"
 
 namespace quarry::engine {
 
 namespace {
-
-using kernels::MeasureId;
-static_assert(static_cast<int>(MeasureId::entropy) == static_cast<int>(Measure::entropy));
-static_assert(static_cast<int>(MeasureId::variation_ratio) ==
-              static_cast<int>(Measure::variation_ratio));
-static_assert(static_cast<int>(MeasureId::semantic_entropy) ==
-              static_cast<int>(Measure::semantic_entropy));
 
 std::string name(Measure m) {
   return std::string(to_string(m));
@@ -106,9 +101,7 @@ void validate(const PoolView& pool, const ScoreOptions& options) {
     throw InvalidArgument("strides must not be negative");
   check_extent(pool.members, pool.member_stride, pool.rows, pool.row_stride,
                pool.is_votes() ? 1 : pool.classes, pool.dtype, "the pool");
-  const PoolKind kind = pool_kind(options.measure);
-  if (kind != PoolKind::predictions && kind != PoolKind::committee)
-    return validate_llm_pool(pool, options);
+  if (is_llm_measure(options.measure)) return validate_llm_pool(pool, options);
   if (pool.lengths != nullptr)
     throw InvalidArgument("lengths apply to token and top-K log-probabilities, not to " +
                           name(options.measure));
@@ -157,25 +150,36 @@ void throw_bad_row(BadRow bad, int64_t row_offset) {
   bad.row += row_offset;
   const std::string row = "row " + std::to_string(bad.row) + ": ";
   const uint32_t f = bad.flags;
-  if (f & kernels::kNonFinite) throw InvalidInput(row + "non-finite value (NaN or Inf)", bad.row);
+  if (f & kernels::kNonFinite)
+    throw InvalidInput(row + "non-finite value (NaN or Inf)", bad.row, "pool");
   const std::string logits_hint = "; if these are logits, pass --logits (ScoreOptions::logits)";
   if (f & kernels::kNegative)
-    throw InvalidInput(row + "negative probability" + logits_hint, bad.row);
+    throw InvalidInput(row + "negative probability" + logits_hint, bad.row, "pool");
   if (f & kernels::kAboveOne)
-    throw InvalidInput(row + "probability greater than 1" + logits_hint, bad.row);
+    throw InvalidInput(row + "probability greater than 1" + logits_hint, bad.row, "pool");
   if (f & kernels::kBadSum)
-    throw InvalidInput(row + "probabilities do not sum to 1 (tolerance 1e-3)" + logits_hint,
-                       bad.row);
-  if (f & kernels::kBadVote) throw InvalidInput(row + "vote outside [-1, classes)", bad.row);
+    throw InvalidInput(
+        row + "probabilities do not sum to 1 (tolerance 1e-3; 2^-7 for bfloat16 values)" +
+            logits_hint,
+        bad.row, "pool");
+  if (f & kernels::kBadVote)
+    throw InvalidInput(row + "vote outside [-1, classes)", bad.row, "pool");
   if (f & kernels::kBadFeature)
-    throw InvalidInput("features " + row + "non-finite value (NaN or Inf)", bad.row);
+    throw InvalidInput("features " + row + "non-finite value (NaN or Inf)", bad.row, "features");
   if (f & kernels::kBadLength)
-    throw InvalidInput(row + "length outside [1, T] (T = the steps of the array)", bad.row);
+    throw InvalidInput(row + "length outside [1, T] (T = the steps of the array)", bad.row,
+                       "lengths");
   if (f & kernels::kPositive)
-    throw InvalidInput(row + "positive log-probability (log-probabilities are <= 0)", bad.row);
+    throw InvalidInput(row + "positive log-probability (log-probabilities are <= 0)", bad.row,
+                       "pool");
   if (f & kernels::kEmptyStep)
-    throw InvalidInput(row + "a step whose top-K log-probabilities are all -inf", bad.row);
-  throw InvalidInput(row + "invalid data", bad.row);
+    throw InvalidInput(row + "a step whose top-K log-probabilities are all -inf", bad.row, "pool");
+  if (f & kernels::kScoreRange)
+    throw InvalidInput("features " + row +
+                           "the egl score exceeds the float range (the norm of the features is "
+                           "near the float maximum); scale the features down",
+                       bad.row, "features");
+  throw InvalidInput(row + "invalid data", bad.row, "pool");
 }
 
 namespace {
@@ -216,7 +220,7 @@ PoolView converted(const PoolView& part, std::vector<float>& buffer) {
 // Rows [first, first + count) of a scoring problem: the pool's, and the features' with them.
 ScoreProblem slice(const ScoreProblem& problem, int64_t first, int64_t count) {
   ScoreProblem part{rows_of(problem.pool, first, count), problem.options,
-                    problem.row_offset + first};
+                    problem.row_offset + first, problem.order};
   if (EmbeddingView* f = part.options.features ? &*part.options.features : nullptr) {
     f->data = static_cast<const char*>(f->data) +
               first * f->row_stride * static_cast<int64_t>(dtype_size(f->dtype));
@@ -261,16 +265,18 @@ void report(const CallContext& call, int64_t done, int64_t total) {
   if (call.progress) call.progress(done, total);
 }
 
-// The first `count` of two rank-ordered lists, in rank order.
-Ranked merge_ranked(const Ranked& a, const Ranked& b, int64_t count) {
+// The first `count` of two rank-ordered lists, in rank order; their rows are numbered from
+// global row `row_offset`.
+Ranked merge_ranked(const Ranked& a, const Ranked& b, int64_t count, const RankOrder& order,
+                    int64_t row_offset) {
   Ranked out;
   size_t i = 0, j = 0;
   while (static_cast<int64_t>(out.indices.size()) < count &&
          (i < a.indices.size() || j < b.indices.size())) {
     const bool take_a =
         j >= b.indices.size() ||
-        (i < a.indices.size() && (a.scores[i] > b.scores[j] ||
-                                  (a.scores[i] == b.scores[j] && a.indices[i] < b.indices[j])));
+        (i < a.indices.size() && order.before(a.scores[i], row_offset + a.indices[i], b.scores[j],
+                                              row_offset + b.indices[j]));
     const Ranked& from = take_a ? a : b;
     size_t& at = take_a ? i : j;
     out.indices.push_back(from.indices[at]);
@@ -302,10 +308,12 @@ Ranked rank(Backend& backend, const CallContext& call, const ScoreProblem& probl
   Ranked best;
   std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    poll_interrupt();
     const int64_t rows = std::min(chunk, n - r0);
     Ranked top = backend.top(backend_slice(problem, r0, rows, buffer), std::min(count, rows), call);
     for (int64_t& row : top.indices) row += r0;
-    best = r0 == 0 ? std::move(top) : merge_ranked(best, top, count);
+    best = r0 == 0 ? std::move(top)
+                   : merge_ranked(best, top, count, problem.order, problem.row_offset);
     report(call, r0 + rows, n);
   }
   return best;
@@ -319,6 +327,7 @@ void score(Backend& backend, const CallContext& call, const PoolView& pool,
   const int64_t chunk = rows_per_chunk(backend, call, problem, 0);
   std::vector<float> buffer;
   for (int64_t r0 = 0; r0 < pool.rows; r0 += chunk) {
+    poll_interrupt();
     const int64_t rows = std::min(chunk, pool.rows - r0);
     backend.score(backend_slice(problem, r0, rows, buffer), scores_out + r0, call);
     report(call, r0 + rows, pool.rows);
@@ -339,6 +348,11 @@ void validate_kmeans(const KMeansOptions& options, int64_t k, int64_t dim) {
   if (!options.initial_centroids.empty() &&
       static_cast<int64_t>(options.initial_centroids.size()) != k * dim)
     throw InvalidArgument("initial centroids must hold clusters * D values");
+  for (size_t i = 0; i < options.initial_centroids.size(); ++i)
+    if (!std::isfinite(options.initial_centroids[i]))
+      throw InvalidArgument("initial_centroids: centroid " +
+                            std::to_string(static_cast<int64_t>(i) / dim) +
+                            " has a non-finite coordinate (NaN or Inf)");
 }
 
 PickCounts check_select_options(const SelectOptions& options) {
@@ -415,11 +429,11 @@ std::vector<Pick> cluster_picks(const Ranked& candidates, const std::vector<int3
 }
 
 std::vector<Pick> exploration_picks(const std::vector<int64_t>& rows,
-                                    const std::vector<float>& scores) {
+                                    const std::vector<float>& scores, const RankOrder& rank_order) {
   std::vector<size_t> order(rows.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return scores[a] > scores[b] || (scores[a] == scores[b] && rows[a] < rows[b]);
+    return rank_order.before(scores[a], rows[a], scores[b], rows[b]);
   });
   std::vector<Pick> picks;
   for (size_t i : order) picks.push_back({rows[i], scores[i], PickReason::exploration, -1});
@@ -519,7 +533,7 @@ Selection select(Backend& backend, const CallContext& call, const PoolView& pool
       budgeted ? 0 : std::llround(options.explore * static_cast<double>(k));
   const int64_t strategy_picks = k - explore_picks;
   const double strategy_budget = options.budget * (1.0 - options.explore);
-  const ScoreProblem problem{pool, options.scoring};
+  const ScoreProblem problem{pool, options.scoring, 0, RankOrder::of(options)};
   const StrategyCall strategy_call{backend,        call,     problem,        options,
                                    strategy_picks, budgeted, strategy_budget};
   const SelectionStrategy& strategy = strategy_for(options, strategy_picks);
@@ -550,7 +564,7 @@ Selection select(Backend& backend, const CallContext& call, const PoolView& pool
     std::vector<float> scores(rows.size());
     for (size_t i = 0; i < rows.size(); ++i)
       scores[i] = score_row(backend, call, pool, rows[i], options.scoring, rows[i]);
-    for (const Pick& p : exploration_picks(rows, scores)) add(p);
+    for (const Pick& p : exploration_picks(rows, scores, problem.order)) add(p);
   }
   return sel;
 }

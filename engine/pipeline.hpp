@@ -65,9 +65,9 @@ void add_rank_picks(const Ranked& ranked, int64_t count, Selection& selection);
 /// the best candidate of each cluster, empty clusters made up from the next-best, in rank order.
 std::vector<Pick> cluster_picks(const Ranked& candidates, const std::vector<int32_t>& assignments,
                                 int64_t clusters);
-/// Exploration picks from the drawn rows and their scores, best first.
+/// Exploration picks from the drawn rows (global rows) and their scores, best first.
 std::vector<Pick> exploration_picks(const std::vector<int64_t>& rows,
-                                    const std::vector<float>& scores);
+                                    const std::vector<float>& scores, const RankOrder& order);
 
 /// The rows of a pool of `pool_rows` rows in the order exploration draws them: uniform draws
 /// seeded by `seed`, repeats skipped. The same sequence in every build and on every machine, so

@@ -8,10 +8,11 @@
 
 namespace quarry::engine {
 
-Ranked rank_top(const float* scores, int64_t n, int64_t k) {
+Ranked rank_top(const float* scores, int64_t n, int64_t k, const RankOrder& order,
+                int64_t row_offset) {
   k = std::min(k, n);
-  auto better = [scores](int64_t a, int64_t b) {
-    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  auto better = [scores, &order, row_offset](int64_t a, int64_t b) {
+    return order.before(scores[a], row_offset + a, scores[b], row_offset + b);
   };
   // Each thread keeps the k best of its slice; the union of those holds the global k best.
   const int threads = static_cast<int>(std::clamp<int64_t>(n / 65536, 1, omp_get_max_threads()));

@@ -10,6 +10,7 @@
 #include "engine/pipeline.hpp"
 #include "engine/strategies.hpp"
 #include "quarry/error.hpp"
+#include "quarry/measures.hpp"
 
 namespace quarry::engine {
 
@@ -108,7 +109,8 @@ Partial shard_partial(Backend& backend, const CallContext& call, const Partial& 
   Partial p = header;
   p.shards = {{row_offset, pool.rows}};
   const int64_t keep = std::min(pool.rows, rows_to_keep(options, picks, embeddings != nullptr));
-  Ranked top = rank(backend, call, ScoreProblem{pool, options.scoring, row_offset}, keep);
+  Ranked top = rank(backend, call,
+                    ScoreProblem{pool, options.scoring, row_offset, RankOrder::of(options)}, keep);
   if (embeddings) {
     try {
       p.embeddings = backend.gather(*embeddings, top.indices, call);
@@ -134,11 +136,6 @@ Partial shard_partial(Backend& backend, const CallContext& call, const Partial& 
           score_row(backend, call, pool, row - row_offset, options.scoring, row));
   }
   return p;
-}
-
-// In rank order: descending score, then ascending row.
-bool ranks_before(float score_a, int64_t row_a, float score_b, int64_t row_b) {
-  return score_a > score_b || (score_a == score_b && row_a < row_b);
 }
 
 // Throws InvalidInput unless `p` is a well-formed partial: what a partial read from a file must
@@ -171,10 +168,15 @@ void check_partial(const Partial& p, size_t index) {
   for (int64_t i = 0; i < n; ++i) {
     if (std::isnan(p.scores[i]) || !covers(p.indices[i]))
       fail("row " + str(p.indices[i]) + " is not a row it covers, or its score is NaN");
-    if (i > 0 && !ranks_before(p.scores[i - 1], p.indices[i - 1], p.scores[i], p.indices[i]))
-      fail("its rows are not in rank order (descending score, ascending row) at row " +
-           str(p.indices[i]));
+    if (i > 0 && !RankOrder::of(p.options).before(p.scores[i - 1], p.indices[i - 1], p.scores[i],
+                                                  p.indices[i]))
+      fail("its rows are not in rank order (descending score, then the " +
+           std::string(to_string(p.options.tie_break)) + " tie-break) at row " + str(p.indices[i]));
   }
+  std::vector<int64_t> rows = p.indices;
+  std::sort(rows.begin(), rows.end());
+  if (const auto twice = std::adjacent_find(rows.begin(), rows.end()); twice != rows.end())
+    fail("row " + str(*twice) + " is listed more than once");
   if (static_cast<int64_t>(p.embeddings.size()) != n * p.embedding_dim)
     fail("it needs " + str(n) + " x " + str(p.embedding_dim) + " embedding values, it holds " +
          str(p.embeddings.size()));
@@ -227,6 +229,8 @@ void check_compatible(const Partial& first, const Partial& p, size_t index) {
   if (a.explore != b.explore)
     differ("exploration fraction", std::to_string(a.explore), std::to_string(b.explore));
   if (a.seed != b.seed) differ("seed", std::to_string(a.seed), std::to_string(b.seed));
+  if (a.tie_break != b.tie_break)
+    differ("tie-break", std::string(to_string(a.tie_break)), std::string(to_string(b.tie_break)));
   if (first.pool_rows != p.pool_rows) differ("pool rows", str(first.pool_rows), str(p.pool_rows));
 }
 
@@ -264,12 +268,11 @@ Partial partial(Backend& backend, const CallContext& call, std::span<const PoolV
     throw InvalidArgument("labeled rows apply to --strategy coreset, which is not sharded");
   if (options.scoring.features)
     throw InvalidArgument("sharded selection does not take features (the egl measure)");
-  const PoolKind kind = pool_kind(options.scoring.measure);
-  if (kind != PoolKind::predictions && kind != PoolKind::committee)
+  const MeasureInfo& measure = measure_info(options.scoring.measure);
+  if (!measure.shardable)
     throw InvalidArgument(
-        "sharded selection supports the measures of predictions and "
-        "committees, not the LLM measure " +
-        std::string(to_string(options.scoring.measure)));
+        std::string("sharded selection supports the measures of predictions and committees, not ") +
+        (is_llm_measure(measure.measure) ? "the LLM measure " : "") + std::string(measure.name));
   const PickCounts picks = check_select_options(options);
   validate_shards(shards, options.scoring);
   if (options.embeddings)
@@ -282,9 +285,13 @@ Partial partial(Backend& backend, const CallContext& call, std::span<const PoolV
   }
   if (row_offset < 0) throw InvalidArgument("the row offset must be >= 0, got " + str(row_offset));
   if (pool_rows < 0) throw InvalidArgument("the pool's row count must be >= 0");
-  int64_t total = 0;
+  int64_t total = 0, end = 0;
   for (const PoolView& s : shards) total += s.rows;
-  if (pool_rows > 0 && row_offset + total > pool_rows)
+  // Global rows are row_offset + a shard row, and the end of the range must be a number too.
+  if (__builtin_add_overflow(row_offset, total, &end))
+    throw InvalidArgument("the row offset " + str(row_offset) + " with " + str(total) +
+                          " rows passes the largest row number, 2^63 - 1");
+  if (pool_rows > 0 && end > pool_rows)
     throw InvalidArgument("rows " + range_text(row_offset, row_offset + total) +
                           " are not rows of a pool of " + str(pool_rows) + " rows");
   if (picks.explored > 0 && pool_rows == 0)
@@ -355,9 +362,10 @@ Partial combine(std::span<const Partial> partials) {
   const auto keep = static_cast<size_t>(std::min(
       covered_rows(out),
       rows_to_keep(out.options, check_select_options(out.options), out.embedding_dim > 0)));
+  const RankOrder order = RankOrder::of(out.options);
   auto better = [&](const std::pair<size_t, size_t>& a, const std::pair<size_t, size_t>& b) {
     const Partial &pa = partials[a.first], &pb = partials[b.first];
-    return ranks_before(pa.scores[a.second], pa.indices[a.second], pb.scores[b.second],
+    return order.before(pa.scores[a.second], pa.indices[a.second], pb.scores[b.second],
                         pb.indices[b.second]);
   };
   std::partial_sort(entries.begin(), entries.begin() + std::min(keep, entries.size()),
@@ -437,7 +445,8 @@ Selection merge(Backend& backend, const CallContext& call, std::span<const Parti
                            ": they were not made by this version of quarry for this pool");
       scores.push_back(all.explore_scores[it - all.explore_rows.begin()]);
     }
-    for (const Pick& p : exploration_picks(rows, scores)) append_pick(sel, p);
+    for (const Pick& p : exploration_picks(rows, scores, RankOrder::of(options)))
+      append_pick(sel, p);
   }
   return sel;
 }

@@ -117,12 +117,15 @@ class CenterSearchStrategy final : public SelectionStrategy {
     const int64_t n = c.problem.pool.rows;
     const int64_t m = options.candidates > 0 ? std::min(n, options.candidates) : n;
     const bool badge = which_ == Strategy::badge;
-    // BADGE reads the candidates' probabilities in place, where f64 would need a converted copy.
-    if (badge && c.problem.pool.dtype == DType::f64)
-      throw InvalidArgument(
-          "BADGE reads float32, float16 or bfloat16 probabilities; convert the "
-          "float64 pool to float32");
-    const int64_t bytes = m * kCenterSearchBytesPerRow;
+    // BADGE reads the candidates' probabilities in place; f64 ones as a float32 copy of the
+    // candidates' rows and features (badge_picks).
+    const int64_t copied_per_row =
+        badge && c.problem.pool.dtype == DType::f64
+            ? c.problem.pool.classes * int64_t{sizeof(float)} +
+                  c.problem.options.features->dim *
+                      static_cast<int64_t>(dtype_size(c.problem.options.features->dtype))
+            : 0;
+    const int64_t bytes = m * (kCenterSearchBytesPerRow + copied_per_row);
     const std::size_t budget = c.backend.budget_of(c.call);
     if (static_cast<std::size_t>(bytes) > budget)
       throw InvalidArgument((badge ? "BADGE over " : "core-set over ") + std::to_string(m) +

@@ -4,9 +4,12 @@
 // center is at distance exactly 0.
 
 #include <algorithm>
+#include <utility>
 
 #include "kernels/centers.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/launch.cuh"
+#include "kernels/prefix_draw.cuh"
 #include "kernels/warp_rows.cuh"
 
 namespace quarry::kernels {
@@ -24,16 +27,7 @@ __device__ __forceinline__ const T* row_of(const DeviceRows& v, int64_t i) {
 // Runs fn(T{}) with T the C++ type of a float element type.
 template <typename Fn>
 void with_type(ElementType type, Fn&& fn) {
-  switch (type) {
-    case ElementType::f32:
-      return fn(float{});
-    case ElementType::f16:
-      return fn(f16_bits{});
-    case ElementType::bf16:
-      return fn(bf16_bits{});
-    default:
-      throw InvalidArgument("center searches need f32, f16 or bf16 data");
-  }
+  with_float_type(type, "center searches", std::forward<Fn>(fn));
 }
 
 // ---- core-set ----------------------------------------------------------------------------------
@@ -194,7 +188,8 @@ __global__ void retire_kernel(double* nearest, const int64_t* positions, int64_t
   if (j < count) nearest[positions[j]] = -1.0;
 }
 
-__global__ void draw_kernel(const double* cumulative, int64_t n, double u, int64_t* chosen) {
+__global__ void draw_kernel(const double* nearest, const double* cumulative, int64_t n, double u,
+                            int64_t* chosen) {
   const double total = cumulative[n - 1];
   if (!(total > 0)) {
     *chosen = -1;
@@ -202,15 +197,7 @@ __global__ void draw_kernel(const double* cumulative, int64_t n, double u, int64
   }
   double target = u * total;
   if (target >= total) target = nextafter(total, 0.0);  // u * total rounded up to the total
-  int64_t lo = 0, hi = n - 1;                           // the first i with cumulative[i] > target
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (cumulative[mid] > target)
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  *chosen = lo;
+  *chosen = draw_from_prefix_sums(cumulative, n, target, [=](int64_t i) { return nearest[i]; });
 }
 
 }  // namespace
@@ -280,9 +267,9 @@ void launch_retire(double* nearest, const int64_t* positions, int64_t count, cud
   QUARRY_CHECK_LAUNCH(stream);
 }
 
-void launch_draw(const double* cumulative, int64_t n, double u, int64_t* chosen,
-                 cudaStream_t stream) {
-  draw_kernel<<<1, 1, 0, stream>>>(cumulative, n, u, chosen);
+void launch_draw(const double* nearest, const double* cumulative, int64_t n, double u,
+                 int64_t* chosen, cudaStream_t stream) {
+  draw_kernel<<<1, 1, 0, stream>>>(nearest, cumulative, n, u, chosen);
   QUARRY_CHECK_LAUNCH(stream);
 }
 

@@ -54,8 +54,9 @@ void launch_badge_update(DeviceRows probs, DeviceRows features, int64_t n, int64
 void launch_retire(double* nearest, const int64_t* positions, int64_t count, cudaStream_t stream);
 
 /// *chosen = the first i with cumulative[i] > u * cumulative[n-1] (the inclusive prefix sums of
-/// the candidates' distances, negative ones counted as 0), or -1 when that total is 0.
-void launch_draw(const double* cumulative, int64_t n, double u, int64_t* chosen,
-                 cudaStream_t stream);
+/// the candidates' distances `nearest`, negative ones counted as 0) and nearest[i] > 0, or -1 when
+/// that total is 0.
+void launch_draw(const double* nearest, const double* cumulative, int64_t n, double u,
+                 int64_t* chosen, cudaStream_t stream);
 
 }  // namespace quarry::kernels

@@ -22,7 +22,10 @@ namespace {
 constexpr int kWarpGroupsPerBlock = 4;
 constexpr int64_t kMaxSharedMeanClasses = 1024;  // per warp group, for kl_max
 constexpr int kBlockThreads = 256;
-constexpr int kMaxBlocksWithGlobalScratch = 128;
+// Blocks of a grid whose groups keep scratch in the workspace: at least this many, and more up
+// to the device's resident blocks while their scratch stays under kGlobalScratchBytes.
+constexpr int64_t kMinBlocksWithGlobalScratch = 128;
+constexpr int64_t kGlobalScratchBytes = int64_t{64} << 20;
 
 struct SumOp {
   template <typename T>
@@ -212,29 +215,43 @@ __device__ void score_committee_row(const T* __restrict__ row, int64_t members, 
   if (lane == 0) score = committee_score(measure, consensus, 0.0f, kl_max);
 }
 
+// Where a group's scratch lives: the members' part and (kl_max) the class means each in shared
+// memory or in the workspace, `global_per_group` bytes of it per group.
+struct ScratchLayout {
+  bool members_shared;
+  bool mean_shared;
+  bool kl;
+  std::size_t member_bytes;      // rounded up to 16
+  std::size_t shared_per_group;  // rounded up to 16
+  std::size_t global_per_group;  // rounded up to 16
+};
+
 template <int kThreads, bool kLogits, typename T>
 __global__ void __launch_bounds__(kThreads == 32 ? 32 * kWarpGroupsPerBlock : kThreads)
     score_committee_kernel(const T* __restrict__ data, int64_t members, int64_t rows,
                            int64_t classes, int64_t member_stride, int64_t row_stride,
-                           int64_t row_offset, float scale, MeasureId measure, bool shared_mean,
-                           float* __restrict__ global_mean, float* __restrict__ scores,
+                           int64_t row_offset, float scale, MeasureId measure, ScratchLayout layout,
+                           unsigned char* __restrict__ global, float* __restrict__ scores,
                            unsigned long long* first_bad) {
   constexpr int kGroups = kThreads == 32 ? kWarpGroupsPerBlock : 1;
   using G = Group<kThreads>;
   __shared__ typename G::TempStorage temp[kGroups];
   extern __shared__ __align__(16) unsigned char dynamic[];
   const int group = threadIdx.x / kThreads;
-  const std::size_t per_group = member_scratch_bytes(members, kLogits) +
-                                (shared_mean ? kMeanFloatsPerClass * classes * sizeof(float) : 0);
-  unsigned char* mine = dynamic + group * ((per_group + 15) / 16 * 16);
+  const int64_t group_id = static_cast<int64_t>(blockIdx.x) * kGroups + group;
+  unsigned char* shared_mine = dynamic + group * layout.shared_per_group;
+  unsigned char* global_mine = global ? global + group_id * layout.global_per_group : nullptr;
+  unsigned char* member_base = layout.members_shared ? shared_mine : global_mine;
   MemberScratch scratch;
-  scratch.vote = reinterpret_cast<int32_t*>(mine);
+  scratch.vote = reinterpret_cast<int32_t*>(member_base);
   scratch.max_logit = reinterpret_cast<float*>(scratch.vote + members);
   scratch.log_sum = scratch.max_logit + (kLogits ? members : 0);
-  const int64_t group_id = static_cast<int64_t>(blockIdx.x) * kGroups + group;
-  scratch.mean = shared_mean ? scratch.log_sum + (kLogits ? members : 0)
-                             : (global_mean ? global_mean + group_id * kMeanFloatsPerClass * classes
-                                            : nullptr);
+  // The means follow the members' part when they share its memory.
+  scratch.mean = nullptr;
+  if (layout.kl)
+    scratch.mean = reinterpret_cast<float*>(
+        layout.mean_shared ? shared_mine + (layout.members_shared ? layout.member_bytes : 0)
+                           : global_mine + (layout.members_shared ? 0 : layout.member_bytes));
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kGroups;
   for (int64_t r = group_id; r < rows; r += stride) {
     float score = 0.0f;
@@ -297,42 +314,77 @@ __global__ void score_votes_kernel(const V* __restrict__ data, int64_t members, 
 // How a committee is laid out on the device.
 struct CommitteePlan {
   bool block_per_row;  // else a warp per row
-  bool shared_mean;    // the class means in shared memory (kl_max only)
-  bool global_mean;    // the class means in the workspace (kl_max with many classes)
-  std::size_t shared_bytes;
+  ScratchLayout layout;
+  std::size_t shared_bytes;  // dynamic shared memory per block
+  int64_t global_blocks;     // blocks with workspace scratch (0: none); caps the grid
   unsigned blocks;
 };
 
-// Static and dynamic shared memory together must fit in 48 KiB without an opt-in; the
-// block-per-row kernels' static share is their reduction storage (rounded up: the compiler's
-// layout may pad it).
-constexpr std::size_t kDynamicSharedLimit =
+// The dynamic shared memory a block may opt in to on the current device, less the block-per-row
+// kernels' static share (their reduction storage, rounded up: the compiler's layout may pad it).
+// Without the opt-in a block gets 48 KiB; Hopper allows 227 KiB.
+std::size_t dynamic_shared_limit() {
+  int device = 0, optin = 0;
+  QUARRY_CUDA_CHECK(cudaGetDevice(&device));
+  QUARRY_CUDA_CHECK(
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const std::size_t fixed = (sizeof(typename Group<kBlockThreads>::TempStorage) + 255) / 256 * 256;
+  const std::size_t most = std::max<std::size_t>(static_cast<std::size_t>(optin), 48 * 1024);
+  return most - fixed;
+}
+
+// Blocks of kBlockThreads the device holds at once.
+int64_t resident_blocks() {
+  int device = 0, sms = 0, threads = 0;
+  QUARRY_CUDA_CHECK(cudaGetDevice(&device));
+  QUARRY_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  QUARRY_CUDA_CHECK(
+      cudaDeviceGetAttribute(&threads, cudaDevAttrMaxThreadsPerMultiProcessor, device));
+  return std::max<int64_t>(1, int64_t{sms} * std::max(1, threads / kBlockThreads));
+}
+
+constexpr std::size_t kWarpGroupSharedLimit =
     48 * 1024 - (sizeof(typename Group<kBlockThreads>::TempStorage) + 255) / 256 * 256;
 
+constexpr std::size_t round16(std::size_t bytes) {
+  return (bytes + 15) / 16 * 16;
+}
+
+// A warp per row while the groups' scratch fits in 48 KiB of shared memory; else a block per row,
+// with the members' part and the class means in shared memory as far as they fit and in the
+// workspace beyond. Any committee size is scored: the workspace takes what shared memory cannot.
 CommitteePlan plan_committee(MeasureId measure, bool logits, int64_t members, int64_t rows,
                              int64_t classes) {
   CommitteePlan plan{};
   const bool kl = measure == MeasureId::kl_max;
-  auto shared_bytes = [&](bool block_per_row, bool shared_mean) {
-    const std::size_t per_group =
-        (member_scratch_bytes(members, logits) +
-         (shared_mean ? kMeanFloatsPerClass * classes * sizeof(float) : 0) + 15) /
-        16 * 16;
-    return per_group * (block_per_row ? 1 : kWarpGroupsPerBlock);
-  };
-  // A warp per row while its group's scratch fits; a large committee falls back to a block per
-  // row, which needs one group's scratch only.
-  plan.block_per_row =
-      classes > kMaxSharedMeanClasses || shared_bytes(false, kl) > kDynamicSharedLimit;
-  plan.shared_mean = kl && !plan.block_per_row;
-  plan.global_mean = kl && plan.block_per_row;
+  const std::size_t limit = dynamic_shared_limit();
+  const std::size_t member = round16(member_scratch_bytes(members, logits));
+  const std::size_t mean =
+      kl ? round16(static_cast<std::size_t>(kMeanFloatsPerClass * classes) * sizeof(float)) : 0;
+  ScratchLayout& layout = plan.layout;
+  layout.kl = kl;
+  layout.member_bytes = member;
+  // Warp groups stay within the 48 KiB every block gets: more would leave few warps per SM.
+  plan.block_per_row = classes > kMaxSharedMeanClasses ||
+                       kWarpGroupsPerBlock * (member + mean) > kWarpGroupSharedLimit;
+  if (!plan.block_per_row) {
+    layout.members_shared = layout.mean_shared = true;
+  } else {
+    layout.members_shared = member <= limit;
+    layout.mean_shared = kl && (layout.members_shared ? member : 0) + mean <= limit;
+  }
+  layout.shared_per_group = (layout.members_shared ? member : 0) + (layout.mean_shared ? mean : 0);
+  layout.global_per_group =
+      (layout.members_shared ? 0 : member) + (kl && !layout.mean_shared ? mean : 0);
   const int groups = plan.block_per_row ? 1 : kWarpGroupsPerBlock;
-  plan.shared_bytes = shared_bytes(plan.block_per_row, plan.shared_mean);
-  if (plan.shared_bytes > kDynamicSharedLimit)
-    throw InvalidArgument("committee of " + std::to_string(members) +
-                          " members is too large for the CUDA backend's shared memory");
+  plan.shared_bytes = layout.shared_per_group * groups;
   int64_t blocks = (rows + groups - 1) / groups;
-  if (plan.global_mean) blocks = std::min<int64_t>(blocks, kMaxBlocksWithGlobalScratch);
+  if (layout.global_per_group > 0) {
+    const auto per_block = static_cast<int64_t>(layout.global_per_group);
+    plan.global_blocks = std::min(
+        resident_blocks(), std::max(kMinBlocksWithGlobalScratch, kGlobalScratchBytes / per_block));
+    blocks = std::min(blocks, plan.global_blocks);
+  }
   plan.blocks = static_cast<unsigned>(std::min<int64_t>(blocks, int64_t{1} << 30));
   return plan;
 }
@@ -341,14 +393,17 @@ template <typename T>
 void launch_committee_typed(const T* data, bool logits, float scale, MeasureId measure,
                             int64_t members, int64_t rows, int64_t classes, int64_t member_stride,
                             int64_t row_stride, int64_t row_offset, float* scores,
-                            unsigned long long* first_bad, float* mean_workspace,
-                            cudaStream_t stream) {
+                            unsigned long long* first_bad, void* workspace, cudaStream_t stream) {
   const CommitteePlan plan = plan_committee(measure, logits, members, rows, classes);
-  float* global = plan.global_mean ? mean_workspace : nullptr;
+  auto* global = plan.global_blocks > 0 ? static_cast<unsigned char*>(workspace) : nullptr;
   auto launch = [&](auto kernel, int threads) {
+    // Beyond 48 KiB a kernel must opt in to its dynamic shared memory.
+    if (plan.shared_bytes > 48 * 1024)
+      QUARRY_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(plan.shared_bytes)));
     kernel<<<plan.blocks, threads, plan.shared_bytes, stream>>>(
         data, members, rows, classes, member_stride, row_stride, row_offset, scale, measure,
-        plan.shared_mean, global, scores, first_bad);
+        plan.layout, global, scores, first_bad);
   };
   if (plan.block_per_row) {
     if (logits)
@@ -368,39 +423,25 @@ void launch_committee_typed(const T* data, bool logits, float scale, MeasureId m
 
 std::size_t committee_workspace_bytes(MeasureId measure, bool logits, int64_t members,
                                       int64_t classes) {
-  const CommitteePlan plan =
-      plan_committee(measure, logits, members, kMaxBlocksWithGlobalScratch, classes);
-  return plan.global_mean ? static_cast<std::size_t>(kMaxBlocksWithGlobalScratch) *
-                                kMeanFloatsPerClass * classes * sizeof(float)
-                          : 0;
+  // The grid with workspace scratch never exceeds global_blocks, whatever the rows.
+  const CommitteePlan plan = plan_committee(measure, logits, members, INT64_MAX / 2, classes);
+  return static_cast<std::size_t>(plan.global_blocks) * plan.layout.global_per_group;
 }
 
-void launch_score_committee(const void* data, ElementType type, bool logits, float inv_temperature,
-                            MeasureId measure, int64_t members, int64_t rows, int64_t classes,
-                            int64_t member_stride, int64_t row_stride, int64_t row_offset,
-                            float* scores, unsigned long long* first_bad, void* workspace,
-                            std::size_t workspace_bytes, cudaStream_t stream) {
-  if (rows <= 0) return;
-  if (workspace_bytes < committee_workspace_bytes(measure, logits, members, classes))
+void launch_score_committee(const PoolRows& pool, const ScoreParams& params, const ScoreSink& sink,
+                            cudaStream_t stream) {
+  if (pool.rows <= 0) return;
+  if (sink.workspace_bytes <
+      committee_workspace_bytes(params.measure, params.logits, pool.members, pool.classes))
     throw InvalidArgument("committee scoring: workspace too small");
-  const float scale = logits ? inv_temperature : 1.0f;
-  auto* mean = static_cast<float*>(workspace);
-  switch (type) {
-    case ElementType::f32:
-      return launch_committee_typed(static_cast<const float*>(data), logits, scale, measure,
-                                    members, rows, classes, member_stride, row_stride, row_offset,
-                                    scores, first_bad, mean, stream);
-    case ElementType::f16:
-      return launch_committee_typed(static_cast<const f16_bits*>(data), logits, scale, measure,
-                                    members, rows, classes, member_stride, row_stride, row_offset,
-                                    scores, first_bad, mean, stream);
-    case ElementType::bf16:
-      return launch_committee_typed(static_cast<const bf16_bits*>(data), logits, scale, measure,
-                                    members, rows, classes, member_stride, row_stride, row_offset,
-                                    scores, first_bad, mean, stream);
-    default:
-      throw InvalidArgument("committee scoring needs f32, f16 or bf16 input");
-  }
+  const float scale = params.logits ? params.inv_temperature : 1.0f;
+  with_float_type(pool.type, "committee scoring", [&](auto tag) {
+    using T = decltype(tag);
+    launch_committee_typed(static_cast<const T*>(pool.data), params.logits, scale, params.measure,
+                           pool.members, pool.rows, pool.classes, pool.member_stride,
+                           pool.row_stride, sink.row_offset, sink.scores, sink.first_bad,
+                           sink.workspace, stream);
+  });
 }
 
 std::size_t votes_workspace_bytes(int64_t members) {
@@ -408,26 +449,25 @@ std::size_t votes_workspace_bytes(int64_t members) {
          sizeof(int64_t);
 }
 
-void launch_score_votes(const void* data, ElementType type, MeasureId measure, int64_t members,
-                        int64_t rows, int64_t classes, int64_t member_stride, int64_t row_stride,
-                        int64_t row_offset, float* scores, unsigned long long* first_bad,
-                        void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
-  if (rows <= 0) return;
-  if (workspace_bytes < votes_workspace_bytes(members))
+void launch_score_votes(const PoolRows& pool, const ScoreParams& params, const ScoreSink& sink,
+                        cudaStream_t stream) {
+  if (pool.rows <= 0) return;
+  if (sink.workspace_bytes < votes_workspace_bytes(pool.members))
     throw InvalidArgument("vote scoring: workspace too small");
-  const int64_t most = vote_threads(members);  // a multiple of 32
+  const int64_t most = vote_threads(pool.members);  // a multiple of 32
   const int threads = static_cast<int>(std::min<int64_t>(256, most));
   const auto blocks =
-      static_cast<unsigned>(std::min((rows + threads - 1) / threads, most / threads));
-  auto* scratch = static_cast<int64_t*>(workspace);
-  if (type == ElementType::i32)
+      static_cast<unsigned>(std::min((pool.rows + threads - 1) / threads, most / threads));
+  auto* scratch = static_cast<int64_t*>(sink.workspace);
+  auto launch = [&](const auto* data) {
     score_votes_kernel<<<blocks, threads, 0, stream>>>(
-        static_cast<const int32_t*>(data), members, rows, classes, member_stride, row_stride,
-        row_offset, measure, scratch, scores, first_bad);
-  else if (type == ElementType::i64)
-    score_votes_kernel<<<blocks, threads, 0, stream>>>(
-        static_cast<const int64_t*>(data), members, rows, classes, member_stride, row_stride,
-        row_offset, measure, scratch, scores, first_bad);
+        data, pool.members, pool.rows, pool.classes, pool.member_stride, pool.row_stride,
+        sink.row_offset, params.measure, scratch, sink.scores, sink.first_bad);
+  };
+  if (pool.type == ElementType::i32)
+    launch(static_cast<const int32_t*>(pool.data));
+  else if (pool.type == ElementType::i64)
+    launch(static_cast<const int64_t*>(pool.data));
   else
     throw InvalidArgument("votes must be int32 or int64");
   QUARRY_CHECK_LAUNCH(stream);

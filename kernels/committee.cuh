@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/measures.hpp"
+#include "kernels/launch.cuh"
 
 namespace quarry::kernels {
 
@@ -15,23 +15,20 @@ namespace quarry::kernels {
 std::size_t committee_workspace_bytes(MeasureId measure, bool logits, int64_t members,
                                       int64_t classes);
 
-/// Scores committee rows: element (m, n, c) at data[m*member_stride + n*row_stride + c].
-/// Validation and `first_bad` as launch_score_single_model().
-void launch_score_committee(const void* data, ElementType type, bool logits, float inv_temperature,
-                            MeasureId measure, int64_t members, int64_t rows, int64_t classes,
-                            int64_t member_stride, int64_t row_stride, int64_t row_offset,
-                            float* scores, unsigned long long* first_bad, void* workspace,
-                            std::size_t workspace_bytes, cudaStream_t stream);
+/// Scores committee rows (value c of member m of row n at data[m*member_stride + n*row_stride +
+/// c]), probabilities or logits scaled by params.inv_temperature; `sink.workspace` holds at least
+/// committee_workspace_bytes(). Writes as ScoreSink says.
+void launch_score_committee(const PoolRows& pool, const ScoreParams& params, const ScoreSink& sink,
+                            cudaStream_t stream);
 
 /// Bytes of device scratch memory launch_score_votes() needs: room to sort the votes of the rows
 /// in flight.
 std::size_t votes_workspace_bytes(int64_t members);
 
-/// Scores integer votes: vote (m, n) at data[m*member_stride + n*row_stride], -1 = abstained.
-/// `classes` > 0 bounds the votes; 0 checks only vote >= -1.
-void launch_score_votes(const void* data, ElementType type, MeasureId measure, int64_t members,
-                        int64_t rows, int64_t classes, int64_t member_stride, int64_t row_stride,
-                        int64_t row_offset, float* scores, unsigned long long* first_bad,
-                        void* workspace, std::size_t workspace_bytes, cudaStream_t stream);
+/// Scores integer votes (i32 or i64): vote (m, n) at data[m*member_stride + n*row_stride], -1 =
+/// abstained; `classes` > 0 bounds the votes, 0 checks only vote >= -1. `sink.workspace` holds at
+/// least votes_workspace_bytes().
+void launch_score_votes(const PoolRows& pool, const ScoreParams& params, const ScoreSink& sink,
+                        cudaStream_t stream);
 
 }  // namespace quarry::kernels

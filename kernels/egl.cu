@@ -52,8 +52,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + warp; r < rows;
        r += static_cast<int64_t>(gridDim.x) * kWarps) {
     const T* row = data + r * row_stride;
-    Stats stats;
-    for (int64_t c = lane; c < classes; c += 32) stats.add(to_float(row[c]) * scale, c);
+    Stats stats(scale);
+    for (int64_t c = lane; c < classes; c += 32) stats.add(to_float(row[c]), c);
     stats = Reduce(temp[warp]).Reduce(stats, MergeStats{});
     EglRow<float> egl = stats.row();  // valid in lane 0; handed to every lane
     egl.p1 = __shfl_sync(0xffffffffu, egl.p1, 0);
@@ -62,33 +62,21 @@ __global__ void __launch_bounds__(kThreads)
     egl.argmax = __shfl_sync(0xffffffffu, static_cast<long long>(egl.argmax), 0);
     egl.top = __shfl_sync(0xffffffffu, egl.top, 0);
     egl.inv_sum = __shfl_sync(0xffffffffu, egl.inv_sum, 0);
+    egl.scale = scale;
     float others = 0;
     for (int64_t c = lane; c < classes; c += 32)
-      if (c != egl.argmax) others += egl.term(egl.probability(to_float(row[c]) * scale, logits));
+      if (c != egl.argmax) others += egl.term(egl.probability(to_float(row[c]), logits));
     for (int offset = 16; offset > 0; offset /= 2)
       others += __shfl_xor_sync(0xffffffffu, others, offset);
     if (lane == 0) {
-      const uint32_t flags = stats.row_flags();
-      scores[r] = egl.score(others, static_cast<float>(feature_squares[r]));
+      uint32_t flags = stats.row_flags();
+      // The norm stays in double: |h|^2 of float features can exceed the float range.
+      scores[r] = egl_score(egl.terms(others), feature_squares[r], flags);
       if (flags != 0)
         atomicMin(first_bad,
                   static_cast<unsigned long long>(encode_bad_row(row_offset + r, flags)));
     }
     __syncwarp();  // temp[warp] is reused by the warp's next row
-  }
-}
-
-template <typename Fn>
-void dispatch(ElementType type, const void* data, Fn&& fn) {
-  switch (type) {
-    case ElementType::f32:
-      return fn(static_cast<const float*>(data));
-    case ElementType::f16:
-      return fn(static_cast<const f16_bits*>(data));
-    case ElementType::bf16:
-      return fn(static_cast<const bf16_bits*>(data));
-    default:
-      throw InvalidArgument("egl needs f32, f16 or bf16 input");
   }
 }
 
@@ -98,28 +86,28 @@ void launch_feature_squares(const void* data, ElementType type, int64_t rows, in
                             int64_t row_stride, int64_t row_offset, double* squares,
                             unsigned long long* first_bad, cudaStream_t stream) {
   if (rows <= 0) return;
-  dispatch(type, data, [&](const auto* typed) {
+  with_float_type(type, "egl", [&](auto tag) {
+    using T = decltype(tag);
     feature_squares_kernel<<<warp_row_blocks(rows), kThreads, 0, stream>>>(
-        typed, rows, dim, row_stride, row_offset, squares, first_bad);
+        static_cast<const T*>(data), rows, dim, row_stride, row_offset, squares, first_bad);
   });
   QUARRY_CHECK_LAUNCH(stream);
 }
 
-void launch_score_egl(const void* data, ElementType type, bool logits, float inv_temperature,
-                      int64_t rows, int64_t classes, int64_t row_stride,
-                      const double* feature_squares, int64_t row_offset, float* scores,
-                      unsigned long long* first_bad, cudaStream_t stream) {
-  if (rows <= 0) return;
-  dispatch(type, data, [&](const auto* typed) {
-    using T = std::remove_cv_t<std::remove_pointer_t<decltype(typed)>>;
-    if (logits)
-      egl_kernel<T, EglLogitStats<float>><<<warp_row_blocks(rows), kThreads, 0, stream>>>(
-          typed, rows, classes, row_stride, inv_temperature, true, feature_squares, row_offset,
-          scores, first_bad);
+void launch_score_egl(const PoolRows& pool, const ScoreParams& params, const ScoreSink& sink,
+                      cudaStream_t stream) {
+  if (pool.rows <= 0) return;
+  with_float_type(pool.type, "egl", [&](auto tag) {
+    using T = decltype(tag);
+    const auto* data = static_cast<const T*>(pool.data);
+    if (params.logits)
+      egl_kernel<T, EglLogitStats<float>><<<warp_row_blocks(pool.rows), kThreads, 0, stream>>>(
+          data, pool.rows, pool.classes, pool.row_stride, params.inv_temperature, true,
+          params.feature_squares, sink.row_offset, sink.scores, sink.first_bad);
     else
-      egl_kernel<T, EglProbStats<float>><<<warp_row_blocks(rows), kThreads, 0, stream>>>(
-          typed, rows, classes, row_stride, 1.0f, false, feature_squares, row_offset, scores,
-          first_bad);
+      egl_kernel<T, EglProbStats<float>><<<warp_row_blocks(pool.rows), kThreads, 0, stream>>>(
+          data, pool.rows, pool.classes, pool.row_stride, 1.0f, false, params.feature_squares,
+          sink.row_offset, sink.scores, sink.first_bad);
   });
   QUARRY_CHECK_LAUNCH(stream);
 }

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "kernels/measures.hpp"
+#include "kernels/launch.cuh"
 
 namespace quarry::kernels {
 
@@ -17,11 +17,9 @@ void launch_feature_squares(const void* data, ElementType type, int64_t rows, in
                             int64_t row_stride, int64_t row_offset, double* squares,
                             unsigned long long* first_bad, cudaStream_t stream);
 
-/// Scores `rows` rows of `classes` probabilities (or logits scaled by `inv_temperature`) with egl,
-/// from the rows' feature squares; validation and `first_bad` as launch_score_single_model().
-void launch_score_egl(const void* data, ElementType type, bool logits, float inv_temperature,
-                      int64_t rows, int64_t classes, int64_t row_stride,
-                      const double* feature_squares, int64_t row_offset, float* scores,
-                      unsigned long long* first_bad, cudaStream_t stream);
+/// Scores the pool's rows of `classes` probabilities (or logits scaled by params.inv_temperature)
+/// with egl, from the rows' feature squares (params.feature_squares); writes as ScoreSink says.
+void launch_score_egl(const PoolRows& pool, const ScoreParams& params, const ScoreSink& sink,
+                      cudaStream_t stream);
 
 }  // namespace quarry::kernels

@@ -7,6 +7,8 @@
 
 #include "kernels/cuda_check.cuh"
 #include "kernels/kmeans.cuh"
+#include "kernels/launch.cuh"
+#include "kernels/prefix_draw.cuh"
 
 namespace quarry::kernels {
 
@@ -36,13 +38,6 @@ __global__ void gather_rows_kernel(const T* __restrict__ src, int64_t row_stride
   }
   if (!__all_sync(0xffffffffu, finite) && lane == 0)
     atomicMin(first_bad, static_cast<unsigned long long>(encode_bad_row(row, kNonFinite)));
-}
-
-__global__ void gather_floats_kernel(const float* __restrict__ src,
-                                     const int64_t* __restrict__ index, int64_t n,
-                                     float* __restrict__ out) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) out[i] = src[index[i]];
 }
 
 // One warp per row.
@@ -92,6 +87,7 @@ __global__ void assigned_distance_kernel(const float* __restrict__ x, int64_t n,
 
 // A single block: binary search for the sampled point, then copy it.
 __global__ void kpp_pick_kernel(const float* __restrict__ x, int64_t n, int64_t dim,
+                                const float* __restrict__ nearest,
                                 const double* __restrict__ cumulative,
                                 const double* __restrict__ uniforms, int64_t c,
                                 float* __restrict__ centroids) {
@@ -100,16 +96,10 @@ __global__ void kpp_pick_kernel(const float* __restrict__ x, int64_t n, int64_t 
     const double total = cumulative[n - 1];
     int64_t pick;
     if (total > 0.0) {
-      const double target = uniforms[c] * total;
-      int64_t lo = 0, hi = n - 1;  // first i with cumulative[i] > target
-      while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (cumulative[mid] > target)
-          hi = mid;
-        else
-          lo = mid + 1;
-      }
-      pick = lo;
+      double target = uniforms[c] * total;
+      if (target >= total) target = nextafter(total, 0.0);  // u * total rounded up to the total
+      pick = draw_from_prefix_sums(cumulative, n, target,
+                                   [=](int64_t i) { return static_cast<double>(nearest[i]); });
     } else {  // every point already coincides with a centroid
       pick = static_cast<int64_t>(uniforms[c] * static_cast<double>(n));
       pick = pick < n ? pick : n - 1;
@@ -163,23 +153,71 @@ __global__ void cluster_counts_kernel(const int32_t* __restrict__ assignment, in
   if (i < n) atomicAdd(&counts[assignment[i]], 1);
 }
 
-// One block per cluster; each thread owns dimensions and sums the cluster's points in order.
-__global__ void centroid_update_kernel(const float* __restrict__ x, int64_t dim,
-                                       const int32_t* __restrict__ sorted_points,
-                                       const int32_t* __restrict__ offsets,
-                                       const int32_t* __restrict__ counts, int64_t k,
-                                       float* __restrict__ centroids, const int* converged) {
+// The centroid sums, in a parallelism that does not depend on k: the points sorted by cluster are
+// cut into pieces of kPiecePoints, a block per piece (and per 128 dimensions) sums each run of one
+// cluster's points in order, in double. A run that is a whole cluster gives its centroid at once;
+// a cluster cut by piece boundaries leaves its piece's partial sum, first or last run of the
+// piece, and centroid_join_kernel adds those in piece order. The pieces depend only on the
+// counts, so the sums are the same run after run.
+constexpr int64_t kPiecePoints = 256;
+constexpr int kDimThreads = 128;
+
+__global__ void __launch_bounds__(kDimThreads)
+    centroid_pieces_kernel(const float* __restrict__ x, int64_t n, int64_t dim,
+                           const int32_t* __restrict__ sorted_keys,
+                           const int32_t* __restrict__ sorted_points,
+                           const int32_t* __restrict__ offsets, const int32_t* __restrict__ counts,
+                           float* __restrict__ centroids, double* __restrict__ first_partial,
+                           double* __restrict__ last_partial, const int* converged) {
   if (*converged) return;
-  const int64_t c = blockIdx.x;
-  const int32_t count = counts[c];
-  if (count == 0) return;
-  const int32_t begin = offsets[c];
-  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-    double sum = 0.0;
-    for (int32_t p = 0; p < count; ++p)
-      sum += x[static_cast<int64_t>(sorted_points[begin + p]) * dim + j];
-    centroids[c * dim + j] = static_cast<float>(sum / count);
+  const int64_t piece = blockIdx.x;
+  const int64_t j = static_cast<int64_t>(blockIdx.y) * kDimThreads + threadIdx.x;
+  if (j >= dim) return;
+  const int64_t begin = piece * kPiecePoints, end = min(n, begin + kPiecePoints);
+  auto finish = [&](int32_t c, int64_t run_begin, int64_t run_end, double sum) {
+    const int64_t cluster_begin = offsets[c], count = counts[c];
+    if (run_begin == cluster_begin && run_end == cluster_begin + count)
+      centroids[c * dim + j] = static_cast<float>(sum / static_cast<double>(count));
+    else if (run_begin == begin)  // the piece's first run, begun in an earlier piece
+      first_partial[piece * dim + j] = sum;
+    else  // the piece's last run, going on in the next piece
+      last_partial[piece * dim + j] = sum;
+  };
+  int32_t c = sorted_keys[begin];
+  int64_t run_begin = begin;
+  double sum = 0.0;
+  for (int64_t i = begin; i < end; ++i) {
+    const int32_t key = sorted_keys[i];
+    if (key != c) {
+      finish(c, run_begin, i, sum);
+      c = key;
+      run_begin = i;
+      sum = 0.0;
+    }
+    sum += x[static_cast<int64_t>(sorted_points[i]) * dim + j];
   }
+  finish(c, run_begin, end, sum);
+}
+
+// One thread per (cluster, dimension) of the clusters that span pieces.
+__global__ void centroid_join_kernel(int64_t dim, const int32_t* __restrict__ offsets,
+                                     const int32_t* __restrict__ counts, int64_t k,
+                                     const double* __restrict__ first_partial,
+                                     const double* __restrict__ last_partial,
+                                     float* __restrict__ centroids, const int* converged) {
+  if (*converged) return;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= k * dim) return;
+  const int64_t c = t / dim, j = t % dim;
+  const int64_t count = counts[c];
+  if (count == 0) return;
+  const int64_t begin = offsets[c];
+  const int64_t p0 = begin / kPiecePoints, p1 = (begin + count - 1) / kPiecePoints;
+  if (p0 == p1) return;  // summed whole by centroid_pieces_kernel
+  double sum =
+      begin == p0 * kPiecePoints ? first_partial[p0 * dim + j] : last_partial[p0 * dim + j];
+  for (int64_t p = p0 + 1; p <= p1; ++p) sum += first_partial[p * dim + j];
+  centroids[c * dim + j] = static_cast<float>(sum / static_cast<double>(count));
 }
 
 struct LargestCluster {
@@ -255,29 +293,11 @@ void launch_gather_rows(const void* src, ElementType type, int64_t row_stride, i
                         const int64_t* rows, int64_t n, float* out, unsigned long long* first_bad,
                         cudaStream_t stream) {
   const unsigned blocks = blocks_for(n, kWarpsPerBlock);
-  switch (type) {
-    case ElementType::f32:
-      gather_rows_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const float*>(src),
-                                                          row_stride, dim, rows, n, out, first_bad);
-      break;
-    case ElementType::f16:
-      gather_rows_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const f16_bits*>(src),
-                                                          row_stride, dim, rows, n, out, first_bad);
-      break;
-    case ElementType::bf16:
-      gather_rows_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const bf16_bits*>(src),
-                                                          row_stride, dim, rows, n, out, first_bad);
-      break;
-    default:
-      throw InvalidArgument("embeddings must be f32, f16 or bf16");
-  }
-  QUARRY_CHECK_LAUNCH(stream);
-}
-
-void launch_gather_floats(const float* src, const int64_t* index, int64_t n, float* out,
-                          cudaStream_t stream) {
-  if (n <= 0) return;
-  gather_floats_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(src, index, n, out);
+  with_float_type(type, "embeddings", [&](auto tag) {
+    using T = decltype(tag);
+    gather_rows_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<const T*>(src), row_stride, dim,
+                                                        rows, n, out, first_bad);
+  });
   QUARRY_CHECK_LAUNCH(stream);
 }
 
@@ -300,9 +320,11 @@ void launch_assigned_distances(const float* x, int64_t n, int64_t dim, const flo
   QUARRY_CHECK_LAUNCH(stream);
 }
 
-void launch_kpp_pick(const float* x, int64_t n, int64_t dim, const double* cumulative,
-                     const double* uniforms, int64_t c, float* centroids, cudaStream_t stream) {
-  kpp_pick_kernel<<<1, kThreads, 0, stream>>>(x, n, dim, cumulative, uniforms, c, centroids);
+void launch_kpp_pick(const float* x, int64_t n, int64_t dim, const float* nearest,
+                     const double* cumulative, const double* uniforms, int64_t c, float* centroids,
+                     cudaStream_t stream) {
+  kpp_pick_kernel<<<1, kThreads, 0, stream>>>(x, n, dim, nearest, cumulative, uniforms, c,
+                                              centroids);
   QUARRY_CHECK_LAUNCH(stream);
 }
 
@@ -321,12 +343,27 @@ void launch_cluster_counts(const int32_t* assignment, int64_t n, int32_t* counts
   QUARRY_CHECK_LAUNCH(stream);
 }
 
-void launch_centroid_update(const float* x, int64_t dim, const int32_t* sorted_points,
-                            const int32_t* offsets, const int32_t* counts, int64_t k,
-                            float* centroids, const int* converged, cudaStream_t stream) {
-  const int threads = static_cast<int>(std::clamp<int64_t>((dim + 31) / 32 * 32, 32, 256));
-  centroid_update_kernel<<<static_cast<unsigned>(k), threads, 0, stream>>>(
-      x, dim, sorted_points, offsets, counts, k, centroids, converged);
+std::size_t centroid_update_bytes(int64_t n, int64_t dim) {
+  return 2 * static_cast<std::size_t>((n + kPiecePoints - 1) / kPiecePoints) *
+         static_cast<std::size_t>(dim) * sizeof(double);
+}
+
+void launch_centroid_update(const float* x, int64_t n, int64_t dim, const int32_t* sorted_keys,
+                            const int32_t* sorted_points, const int32_t* offsets,
+                            const int32_t* counts, int64_t k, float* centroids, void* scratch,
+                            const int* converged, cudaStream_t stream) {
+  if (n <= 0) return;
+  const int64_t pieces = (n + kPiecePoints - 1) / kPiecePoints;
+  auto* first_partial = static_cast<double*>(scratch);
+  double* last_partial = first_partial + pieces * dim;
+  const dim3 grid(static_cast<unsigned>(pieces),
+                  static_cast<unsigned>((dim + kDimThreads - 1) / kDimThreads));
+  centroid_pieces_kernel<<<grid, kDimThreads, 0, stream>>>(x, n, dim, sorted_keys, sorted_points,
+                                                           offsets, counts, centroids,
+                                                           first_partial, last_partial, converged);
+  QUARRY_CHECK_LAUNCH(stream);
+  centroid_join_kernel<<<blocks_for(k * dim, kThreads), kThreads, 0, stream>>>(
+      dim, offsets, counts, k, first_partial, last_partial, centroids, converged);
   QUARRY_CHECK_LAUNCH(stream);
 }
 

@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/measures.hpp"
@@ -18,10 +19,6 @@ void launch_gather_rows(const void* src, ElementType type, int64_t row_stride, i
                         const int64_t* rows, int64_t n, float* out, unsigned long long* first_bad,
                         cudaStream_t stream);
 
-/// out[i] = src[index[i]].
-void launch_gather_floats(const float* src, const int64_t* index, int64_t n, float* out,
-                          cudaStream_t stream);
-
 /// out[i] = |x_i|^2 for the n rows of x [n, dim].
 void launch_row_norms(const float* x, int64_t n, int64_t dim, float* out, cudaStream_t stream);
 
@@ -34,10 +31,11 @@ void launch_assigned_distances(const float* x, int64_t n, int64_t dim, const flo
                                const int32_t* assignment, float* distance, cudaStream_t stream);
 
 /// k-means++ step: picks the point i with cumulative[i-1] <= u * total < cumulative[i]
-/// (u = uniforms[c]) and copies it to centroids[c]. `cumulative` is the inclusive prefix sum of
-/// the nearest distances.
-void launch_kpp_pick(const float* x, int64_t n, int64_t dim, const double* cumulative,
-                     const double* uniforms, int64_t c, float* centroids, cudaStream_t stream);
+/// (u = uniforms[c]) and nearest[i] > 0, and copies it to centroids[c]. `cumulative` is the
+/// inclusive prefix sum of the `nearest` distances.
+void launch_kpp_pick(const float* x, int64_t n, int64_t dim, const float* nearest,
+                     const double* cumulative, const double* uniforms, int64_t c, float* centroids,
+                     cudaStream_t stream);
 
 /// For a tile of `rows` points with products s[i*k + j] = x_i . c_j: assignment[i] = the j
 /// minimising |c_j|^2 - 2 s_ij (ties: lower j), distance[i] = max(0, |x_i|^2 + that minimum).
@@ -50,11 +48,16 @@ void launch_assign(const float* s, int64_t rows, int64_t k, const float* centroi
 void launch_cluster_counts(const int32_t* assignment, int64_t n, int32_t* counts,
                            const int* converged, cudaStream_t stream);
 
-/// centroid j = mean of its points, summed in a fixed order (points sorted by cluster, then row)
-/// so the result is the same run after run. Empty clusters keep their centroid.
-void launch_centroid_update(const float* x, int64_t dim, const int32_t* sorted_points,
-                            const int32_t* offsets, const int32_t* counts, int64_t k,
-                            float* centroids, const int* converged, cudaStream_t stream);
+/// Bytes of `scratch` launch_centroid_update() needs for n points of dim coordinates.
+std::size_t centroid_update_bytes(int64_t n, int64_t dim);
+
+/// centroid j = mean of its points, summed in a fixed order (points sorted by cluster, then row:
+/// `sorted_keys` are their clusters) so the result is the same run after run, with as much
+/// parallelism for one cluster as for many. Empty clusters keep their centroid.
+void launch_centroid_update(const float* x, int64_t n, int64_t dim, const int32_t* sorted_keys,
+                            const int32_t* sorted_points, const int32_t* offsets,
+                            const int32_t* counts, int64_t k, float* centroids, void* scratch,
+                            const int* converged, cudaStream_t stream);
 
 /// Empty clusters take half of the largest cluster: its centroid, nudged apart by a relative 1e-4
 /// in opposite directions (FAISS's rule, made deterministic).

@@ -14,7 +14,7 @@
 
 namespace quarry::kernels {
 
-/// The measures, numbered as quarry::Measure (checked in the engine).
+/// The measures, numbered as quarry::Measure (each checked in engine/measure_ids.cpp).
 enum class MeasureId : int {
   least_confidence = 0,
   margin = 1,
@@ -37,6 +37,8 @@ enum class MeasureId : int {
   semantic_sets = 18,
   semantic_entropy = 19,
 };
+/// How many there are: quarry::kMeasureCount (engine/measure_ids.cpp checks every value).
+constexpr int kMeasureIdCount = 20;
 
 /// Element types of kernel inputs.
 enum class ElementType : int { f32 = 0, f16 = 1, bf16 = 2, i32 = 3, i64 = 4 };
@@ -247,9 +249,11 @@ struct RowResult {
 QUARRY_HD uint32_t probability_flags(float p) {
   return (p < 0.0f ? kNegative : 0u) | (p > 1.0f + kSumTolerance ? kAboveOne : 0u);
 }
-/// kBadSum unless a row's probabilities sum to 1 within the tolerance.
-QUARRY_HD uint32_t sum_flags(double sum) {
-  return fabs(sum - 1.0) <= kSumTolerance ? 0u : kBadSum;
+/// kBadSum unless a row's probabilities sum to 1 within the tolerance; `below_bf16_bits` is the
+/// OR of the row's values' bits below bfloat16 precision (0: the row fits bf16).
+QUARRY_HD uint32_t sum_flags(double sum, uint32_t below_bf16_bits) {
+  const double tolerance = below_bf16_bits == 0 ? kBf16SumTolerance : kSumTolerance;
+  return fabs(sum - 1.0) <= tolerance ? 0u : kBadSum;
 }
 
 // ---- probabilities -----------------------------------------------------------------------------
@@ -263,6 +267,7 @@ struct ProbStats {
   Acc sum = 0;
   Acc entropy = 0;
   uint32_t flags = 0;
+  uint32_t below_bf16 = 0;  // sum_flags' below_bf16_bits
 
   QUARRY_HD void add(float p) {
     if (!is_finite(p)) {
@@ -270,6 +275,7 @@ struct ProbStats {
       return;
     }
     flags |= probability_flags(p);
+    below_bf16 |= float_to_bits(p) & kBelowBf16Bits;
     push_top2(p, top1, top2);
     sum += p;
     entropy += entropy_term<Acc>(p);
@@ -279,9 +285,12 @@ struct ProbStats {
     sum += o.sum;
     entropy += o.entropy;
     flags |= o.flags;
+    below_bf16 |= o.below_bf16;
   }
   /// The validation flags of the row, the sum check included.
-  QUARRY_HD uint32_t row_flags() const { return flags | sum_flags(static_cast<double>(sum)); }
+  QUARRY_HD uint32_t row_flags() const {
+    return flags | sum_flags(static_cast<double>(sum), below_bf16);
+  }
   /// In the accumulator's precision: committee measures subtract entropies.
   QUARRY_HD Acc entropy_value() const { return entropy > Acc(0) ? entropy : Acc(0); }
   QUARRY_HD RowResult finish(MeasureId measure) const {
@@ -424,8 +433,8 @@ struct LogitStats {
 
 /// What the EGL terms of a row need, each with its own relative precision: the largest
 /// probability p1 (at class `argmax`, the lowest class on ties), 1 - p1, and the sum of the
-/// squares of every other probability. From logits, also the softmax: p_c = e^(z_c - top) * inv_sum
-/// (z scaled by 1 / temperature).
+/// squares of every other probability. From logits, also the softmax: p_c = e^((z_c - top) scale)
+/// * inv_sum, the scale (1 / temperature) applied to differences only, as in LogitStats.
 template <typename Acc>
 struct EglRow {
   Acc p1 = 0;
@@ -433,6 +442,7 @@ struct EglRow {
   Acc rest_squares = 0;
   int64_t argmax = -1;
   float top = 0;
+  float scale = 1.0f;
   Acc inv_sum = 1;
 
   /// p_y ||p - e_y|| for a class y other than the argmax, with
@@ -443,18 +453,26 @@ struct EglRow {
     const Acc others = rest_squares - p * p;
     return p * sqrt_of(q * q + p1 * p1 + (others > Acc(0) ? others : Acc(0)));
   }
-  /// The probability of a class in the second pass: from its (scaled) logit, or the value itself.
+  /// The probability of a class in the second pass: from its raw logit, or the value itself.
   QUARRY_HD Acc probability(float value, bool logits) const {
-    return logits ? exp_of(bounded_exponent(Acc(value) - Acc(top))) * inv_sum : Acc(value);
+    return logits ? exp_of(bounded_exponent((Acc(value) - Acc(top)) * Acc(scale))) * inv_sum
+                  : Acc(value);
   }
-  /// EGL = sqrt(|h|^2 + 1) * sum_y p_y ||p - e_y||, from the sum of term() over every class but
-  /// the argmax, whose own term p1 sqrt((1 - p1)^2 + rest_squares) is added here.
-  QUARRY_HD float score(Acc other_terms, Acc feature_squares) const {
-    const Acc top_term = p1 * sqrt_of(one_minus_p1 * one_minus_p1 + rest_squares);
-    return canonical_score(
-        static_cast<float>(sqrt_of(feature_squares + Acc(1)) * (top_term + other_terms)));
+  /// sum_y p_y ||p - e_y|| from the sum of term() over every class but the argmax, whose own
+  /// term p1 sqrt((1 - p1)^2 + rest_squares) is added here.
+  QUARRY_HD Acc terms(Acc other_terms) const {
+    return p1 * sqrt_of(one_minus_p1 * one_minus_p1 + rest_squares) + other_terms;
   }
 };
+
+/// EGL = sqrt(|h|^2 + 1) * terms, in double on both devices (|h|^2 of float features can exceed
+/// the float range). A product beyond the float range (features near the float maximum) would
+/// score +Inf for finite input: the row is flagged kScoreRange instead.
+QUARRY_HD float egl_score(double terms, double feature_squares, uint32_t& flags) {
+  const float score = static_cast<float>(sqrt_of(feature_squares + 1.0) * terms);
+  if (!is_finite(score) && is_finite(static_cast<float>(terms))) flags |= kScoreRange;
+  return canonical_score(score);
+}
 
 /// The first of the two passes over a row of probabilities: validation (as ProbStats), the
 /// largest probability and its class, and the sum of squares of the others. The largest value so
@@ -466,6 +484,10 @@ struct EglProbStats {
   Acc rest_squares = 0;
   Acc sum = 0;
   uint32_t flags = 0;
+  uint32_t below_bf16 = 0;  // sum_flags' below_bf16_bits
+
+  EglProbStats() = default;
+  QUARRY_HD explicit EglProbStats(float /*scale*/) {}  // probabilities are not scaled
 
   QUARRY_HD void add(float p, int64_t c) {
     if (!is_finite(p)) {
@@ -473,6 +495,7 @@ struct EglProbStats {
       return;
     }
     flags |= probability_flags(p);
+    below_bf16 |= float_to_bits(p) & kBelowBf16Bits;
     sum += p;
     if (argmax < 0) {
       top = p;
@@ -487,6 +510,7 @@ struct EglProbStats {
   }
   QUARRY_HD void merge(const EglProbStats& o) {
     flags |= o.flags;
+    below_bf16 |= o.below_bf16;
     sum += o.sum;
     if (o.argmax < 0) return;
     if (argmax < 0) {
@@ -502,7 +526,8 @@ struct EglProbStats {
     }
   }
   QUARRY_HD uint32_t row_flags() const {
-    return (argmax < 0 ? flags | kNonFinite : flags) | sum_flags(static_cast<double>(sum));
+    return (argmax < 0 ? flags | kNonFinite : flags) |
+           sum_flags(static_cast<double>(sum), below_bf16);
   }
   QUARRY_HD EglRow<Acc> row() const {
     EglRow<Acc> r;
@@ -514,18 +539,27 @@ struct EglProbStats {
   }
 };
 
-/// The first pass over a row of (temperature-scaled) logits, as LogitStats: with m the running
-/// maximum (at `argmax`), rest = sum of e^(z - m) and rest_squares = sum of e^(2 (z - m)) over
-/// every other class. Then s = 1 + rest, p1 = 1/s, 1 - p1 = rest/s and the other squares are
-/// rest_squares / s^2, all without cancellation.
+/// The first pass over a row of logits, as LogitStats: with m the running maximum (at `argmax`)
+/// and the scale (1 / temperature) applied to differences only, rest = sum of e^((z - m) scale)
+/// and rest_squares = sum of e^(2 (z - m) scale) over every other class. Then s = 1 + rest,
+/// p1 = 1/s, 1 - p1 = rest/s and the other squares are rest_squares / s^2, all without
+/// cancellation, and nothing overflows for any finite logits and finite scale.
 template <typename Acc>
 struct EglLogitStats {
   float top = -kInf;
   int64_t argmax = -1;
   Acc rest = 0;
   Acc rest_squares = 0;
+  float scale = 1.0f;
   uint32_t flags = 0;
 
+  EglLogitStats() = default;
+  QUARRY_HD explicit EglLogitStats(float scale_) : scale(scale_) {}
+
+  /// e^((a - b) scale) for a <= b, bounded below (see bounded_exponent).
+  QUARRY_HD Acc ratio(float a, float b) const {
+    return exp_of(bounded_exponent((Acc(a) - Acc(b)) * Acc(scale)));
+  }
   QUARRY_HD void add(float z, int64_t c) {
     if (!is_finite(z)) {
       flags |= kNonFinite;
@@ -535,13 +569,13 @@ struct EglLogitStats {
       top = z;
       argmax = c;
     } else if (z > top || (z == top && c < argmax)) {  // the old maximum joins the rest
-      const Acc e = exp_of(bounded_exponent(Acc(top) - Acc(z)));
+      const Acc e = ratio(top, z);
       rest = (Acc(1) + rest) * e;
       rest_squares = (Acc(1) + rest_squares) * (e * e);
       top = z;
       argmax = c;
     } else {
-      const Acc e = exp_of(bounded_exponent(Acc(z) - Acc(top)));
+      const Acc e = ratio(z, top);
       rest += e;
       rest_squares += e * e;
     }
@@ -554,13 +588,13 @@ struct EglLogitStats {
       *this = o;
       flags = f;
     } else if (o.top > top || (o.top == top && o.argmax < argmax)) {
-      const Acc e = exp_of(bounded_exponent(Acc(top) - Acc(o.top)));
+      const Acc e = ratio(top, o.top);
       rest = o.rest + (Acc(1) + rest) * e;
       rest_squares = o.rest_squares + (Acc(1) + rest_squares) * (e * e);
       top = o.top;
       argmax = o.argmax;
     } else {
-      const Acc e = exp_of(bounded_exponent(Acc(o.top) - Acc(top)));
+      const Acc e = ratio(o.top, top);
       rest += (Acc(1) + o.rest) * e;
       rest_squares += (Acc(1) + o.rest_squares) * (e * e);
     }
@@ -574,6 +608,7 @@ struct EglLogitStats {
     r.rest_squares = rest_squares * inv_sum * inv_sum;
     r.argmax = argmax;
     r.top = top;
+    r.scale = scale;
     r.inv_sum = inv_sum;
     return r;
   }
@@ -775,8 +810,9 @@ struct TokenStats {
     min_logprob = smaller(min_logprob, o.min_logprob);
     flags |= o.flags;
   }
-  /// sequence_nll = -sum l; perplexity = -(1/L) sum l (log scale); min_token_prob =
-  /// 1 - e^(min l) = -expm1(min l), precise for confident rows.
+  /// sequence_nll = -sum l; perplexity = -(1/L) sum l (log scale); min_token_prob = -min l, the
+  /// largest token surprisal: the order of 1 - e^(min l), which float rounds to 1 for every
+  /// p < 6e-8, kept for the least likely tokens too.
   QUARRY_HD RowResult finish(MeasureId measure, int64_t length) const {
     Acc score;
     switch (measure) {
@@ -784,7 +820,7 @@ struct TokenStats {
         score = nll / Acc(length);
         break;
       case MeasureId::min_token_prob:
-        score = -expm1_of(Acc(min_logprob));
+        score = -Acc(min_logprob);
         break;
       default:
         score = nll;

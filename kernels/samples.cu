@@ -176,27 +176,18 @@ void launch_typed(const T* data, MeasureId measure, int64_t rows, int s, int64_t
 
 }  // namespace
 
-void launch_score_samples(const void* data, ElementType type, MeasureId measure, int64_t rows,
-                          int64_t samples, int64_t dim, int64_t row_stride, int64_t sample_stride,
-                          double alpha, double threshold, int64_t row_offset, float* scores,
-                          unsigned long long* first_bad, cudaStream_t stream) {
-  if (rows <= 0) return;
-  if (samples < 1 || samples > kMaxSamples)
+void launch_score_samples(const PoolRows& pool, const ScoreParams& params, const ScoreSink& sink,
+                          cudaStream_t stream) {
+  if (pool.rows <= 0) return;
+  if (pool.members < 1 || pool.members > kMaxSamples)
     throw InvalidArgument("sampled answers: 1 to 64 samples per row");
-  const int s = static_cast<int>(samples);
-  switch (type) {
-    case ElementType::f32:
-      return launch_typed(static_cast<const float*>(data), measure, rows, s, dim, row_stride,
-                          sample_stride, alpha, threshold, row_offset, scores, first_bad, stream);
-    case ElementType::f16:
-      return launch_typed(static_cast<const f16_bits*>(data), measure, rows, s, dim, row_stride,
-                          sample_stride, alpha, threshold, row_offset, scores, first_bad, stream);
-    case ElementType::bf16:
-      return launch_typed(static_cast<const bf16_bits*>(data), measure, rows, s, dim, row_stride,
-                          sample_stride, alpha, threshold, row_offset, scores, first_bad, stream);
-    default:
-      throw InvalidArgument("sampled answers need f32, f16 or bf16 input");
-  }
+  with_float_type(pool.type, "sampled answers", [&](auto tag) {
+    using T = decltype(tag);
+    launch_typed(static_cast<const T*>(pool.data), params.measure, pool.rows,
+                 static_cast<int>(pool.members), pool.classes, pool.row_stride, pool.member_stride,
+                 params.alpha, params.threshold, sink.row_offset, sink.scores, sink.first_bad,
+                 stream);
+  });
 }
 
 }  // namespace quarry::kernels

@@ -7,16 +7,14 @@
 
 #include <cstdint>
 
-#include "kernels/measures.hpp"
+#include "kernels/launch.cuh"
 
 namespace quarry::kernels {
 
-/// Scores `rows` rows of `samples` (<= kMaxSamples) answers of `dim` values: value x of answer i
-/// of row n at data[n*row_stride + i*sample_stride + x]. `first_bad` as
-/// launch_score_single_model().
-void launch_score_samples(const void* data, ElementType type, MeasureId measure, int64_t rows,
-                          int64_t samples, int64_t dim, int64_t row_stride, int64_t sample_stride,
-                          double alpha, double threshold, int64_t row_offset, float* scores,
-                          unsigned long long* first_bad, cudaStream_t stream);
+/// Scores the pool's rows of `members` (<= kMaxSamples) sampled answers of `classes` values each
+/// (value x of answer i of row n at data[n*row_stride + i*member_stride + x]) with params.alpha
+/// (eigenscore) and params.threshold (semantic sets); writes as ScoreSink says.
+void launch_score_samples(const PoolRows& pool, const ScoreParams& params, const ScoreSink& sink,
+                          cudaStream_t stream);
 
 }  // namespace quarry::kernels

@@ -126,24 +126,14 @@ void launch_typed(const void* data, bool logits, float inv_temperature, MeasureI
 
 }  // namespace
 
-void launch_score_single_model(const void* data, ElementType type, bool logits,
-                               float inv_temperature, MeasureId measure, int64_t rows,
-                               int64_t classes, int64_t row_stride, int64_t row_offset,
-                               float* scores, unsigned long long* first_bad, cudaStream_t stream) {
-  if (rows <= 0) return;
-  switch (type) {
-    case ElementType::f32:
-      return launch_typed<float>(data, logits, inv_temperature, measure, rows, classes, row_stride,
-                                 row_offset, scores, first_bad, stream);
-    case ElementType::f16:
-      return launch_typed<f16_bits>(data, logits, inv_temperature, measure, rows, classes,
-                                    row_stride, row_offset, scores, first_bad, stream);
-    case ElementType::bf16:
-      return launch_typed<bf16_bits>(data, logits, inv_temperature, measure, rows, classes,
-                                     row_stride, row_offset, scores, first_bad, stream);
-    default:
-      throw InvalidArgument("single-model scoring needs f32, f16 or bf16 input");
-  }
+void launch_score_single_model(const PoolRows& pool, const ScoreParams& params,
+                               const ScoreSink& sink, cudaStream_t stream) {
+  if (pool.rows <= 0) return;
+  with_float_type(pool.type, "single-model scoring", [&](auto tag) {
+    launch_typed<decltype(tag)>(pool.data, params.logits, params.inv_temperature, params.measure,
+                                pool.rows, pool.classes, pool.row_stride, sink.row_offset,
+                                sink.scores, sink.first_bad, stream);
+  });
 }
 
 }  // namespace quarry::kernels

@@ -33,7 +33,9 @@ __global__ void __launch_bounds__(kThreads)
                       ElementType length_type, int64_t row_offset, MeasureId measure,
                       float* __restrict__ scores, unsigned long long* first_bad) {
   constexpr int kGroups = kThreads / kGroup;
-  using Reduce = cub::WarpReduce<TokenStats<float>, kGroup>;
+  // The sums in double, as on the CPU: a float sum of a few log-probabilities near -3e38 would
+  // overflow where their mean does not.
+  using Reduce = cub::WarpReduce<TokenStats<double>, kGroup>;
   __shared__ typename Reduce::TempStorage temp[kGroups];
   const int group = threadIdx.x / kGroup;
   const int lane = threadIdx.x % kGroup;
@@ -45,7 +47,7 @@ __global__ void __launch_bounds__(kThreads)
     return;
   }
   const T* values = data + row * row_stride;
-  TokenStats<float> stats;
+  TokenStats<double> stats;
   for (int64_t t = lane; t < length; t += kGroup) stats.add(to_float(values[t * step_stride]));
   stats = Reduce(temp[group]).Reduce(stats, MergeStats{});
   if (lane == 0) write_result(stats.finish(measure, length), row, row_offset, scores, first_bad);
@@ -146,24 +148,20 @@ void launch_typed(const T* data, MeasureId measure, int64_t rows, int64_t steps,
 
 }  // namespace
 
-void launch_score_sequences(const void* data, ElementType type, MeasureId measure, int64_t rows,
-                            int64_t steps, int64_t k, int64_t row_stride, int64_t step_stride,
-                            const void* lengths, ElementType length_type, int64_t row_offset,
-                            float* scores, unsigned long long* first_bad, cudaStream_t stream) {
-  if (rows <= 0) return;
-  switch (type) {
-    case ElementType::f32:
-      return launch_typed(static_cast<const float*>(data), measure, rows, steps, k, row_stride,
-                          step_stride, lengths, length_type, row_offset, scores, first_bad, stream);
-    case ElementType::f16:
-      return launch_typed(static_cast<const f16_bits*>(data), measure, rows, steps, k, row_stride,
-                          step_stride, lengths, length_type, row_offset, scores, first_bad, stream);
-    case ElementType::bf16:
-      return launch_typed(static_cast<const bf16_bits*>(data), measure, rows, steps, k, row_stride,
-                          step_stride, lengths, length_type, row_offset, scores, first_bad, stream);
-    default:
-      throw InvalidArgument("sequence scoring needs f32, f16 or bf16 input");
-  }
+void launch_score_sequences(const PoolRows& pool, const ScoreParams& params, const ScoreSink& sink,
+                            cudaStream_t stream) {
+  if (pool.rows <= 0) return;
+  // Token log-probabilities are steps of one value; top-K steps are `members` apart.
+  const bool tokens = is_token_measure(params.measure);
+  const int64_t steps = tokens ? pool.classes : pool.members;
+  const int64_t k = tokens ? 1 : pool.classes;
+  const int64_t step_stride = tokens ? 1 : pool.member_stride;
+  with_float_type(pool.type, "sequence scoring", [&](auto tag) {
+    using T = decltype(tag);
+    launch_typed(static_cast<const T*>(pool.data), params.measure, pool.rows, steps, k,
+                 pool.row_stride, step_stride, pool.lengths, pool.length_type, sink.row_offset,
+                 sink.scores, sink.first_bad, stream);
+  });
 }
 
 }  // namespace quarry::kernels

@@ -9,6 +9,7 @@
 #include <cub/device/device_select.cuh>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/tie_key.hpp"
 #include "kernels/topk.cuh"
 
 namespace quarry::kernels {
@@ -118,6 +119,13 @@ __global__ void gather_candidates(const float* __restrict__ scores, const int64_
   rows[i] = row;
 }
 
+// The seeded tie-break's key of each row at the threshold.
+__global__ void tie_keys(const int64_t* rows, int64_t count, uint64_t seed, int64_t row_offset,
+                         uint64_t* keys) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) keys[i] = tie_key(seed, row_offset + rows[i]);
+}
+
 __global__ void keys_to_scores(const uint32_t* keys, int64_t k, float* out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < k) out[i] = key_to_score(keys[i]);
@@ -150,12 +158,15 @@ struct Buffers {
   uint32_t* keys_in;
   uint32_t* keys_out;
   int64_t* rows_in;
+  uint64_t* ties_in;   // seeded ties: the rows at the threshold's keys, n
+  uint64_t* ties_out;  // n
+  int64_t* at_by_key;  // the rows at the threshold by ascending key, n
   void* cub_temp;
   std::size_t cub_bytes;
 };
 
-std::size_t cub_temp_bytes(int64_t n, int64_t k) {
-  std::size_t select_bytes = 0, sort_bytes = 0;
+std::size_t cub_temp_bytes(int64_t n, int64_t k, bool seeded_ties) {
+  std::size_t select_bytes = 0, sort_bytes = 0, ties_bytes = 0;
   thrust::counting_iterator<int64_t> rows(0);
   QUARRY_CUDA_CHECK(
       cub::DeviceSelect::If(nullptr, select_bytes, rows, static_cast<int64_t*>(nullptr),
@@ -163,10 +174,15 @@ std::size_t cub_temp_bytes(int64_t n, int64_t k) {
   QUARRY_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(
       nullptr, sort_bytes, static_cast<uint32_t*>(nullptr), static_cast<uint32_t*>(nullptr),
       static_cast<int64_t*>(nullptr), static_cast<int64_t*>(nullptr), k));
-  return std::max(select_bytes, sort_bytes);
+  if (seeded_ties)
+    QUARRY_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+        nullptr, ties_bytes, static_cast<uint64_t*>(nullptr), static_cast<uint64_t*>(nullptr),
+        static_cast<int64_t*>(nullptr), static_cast<int64_t*>(nullptr), n));
+  return std::max({select_bytes, sort_bytes, ties_bytes});
 }
 
-Buffers carve(void* base, int64_t n, int64_t k, std::size_t cub_bytes, std::size_t* total) {
+Buffers carve(void* base, int64_t n, int64_t k, bool seeded_ties, std::size_t cub_bytes,
+              std::size_t* total) {
   Carver c(base);
   Buffers b{};
   b.state = c.take<SelectState>(1);
@@ -177,6 +193,10 @@ Buffers carve(void* base, int64_t n, int64_t k, std::size_t cub_bytes, std::size
   b.keys_in = c.take<uint32_t>(k);
   b.keys_out = c.take<uint32_t>(k);
   b.rows_in = c.take<int64_t>(k);
+  const int64_t tie_rows = seeded_ties ? n : 0;
+  b.ties_in = c.take<uint64_t>(tie_rows);
+  b.ties_out = c.take<uint64_t>(tie_rows);
+  b.at_by_key = c.take<int64_t>(tie_rows);
   b.cub_temp = c.take<char>(cub_bytes);
   b.cub_bytes = cub_bytes;
   *total = c.used();
@@ -189,17 +209,17 @@ unsigned grid_for(int64_t items, int threads, int64_t max_blocks) {
 
 }  // namespace
 
-std::size_t topk_workspace_bytes(int64_t n, int64_t k) {
+std::size_t topk_workspace_bytes(int64_t n, int64_t k, bool seeded_ties) {
   std::size_t total = 0;
-  carve(nullptr, n, k, cub_temp_bytes(n, k), &total);
+  carve(nullptr, n, k, seeded_ties, cub_temp_bytes(n, k, seeded_ties), &total);
   return total;
 }
 
 void topk(const float* scores, int64_t n, int64_t k, int64_t* out_indices, float* out_scores,
-          void* workspace, std::size_t workspace_bytes, cudaStream_t stream) {
+          void* workspace, std::size_t workspace_bytes, cudaStream_t stream, const TopkTies& ties) {
   std::size_t total = 0;
-  const std::size_t cub_bytes = cub_temp_bytes(n, k);
-  Buffers b = carve(workspace, n, k, cub_bytes, &total);
+  const std::size_t cub_bytes = cub_temp_bytes(n, k, ties.seeded);
+  Buffers b = carve(workspace, n, k, ties.seeded, cub_bytes, &total);
   if (workspace_bytes < total) throw InvalidArgument("topk: workspace too small");
 
   init_select<<<1, 256, 0, stream>>>(b.state, b.histogram, k);
@@ -221,8 +241,24 @@ void topk(const float* scores, int64_t n, int64_t k, int64_t* out_indices, float
   bytes = b.cub_bytes;
   QUARRY_CUDA_CHECK(cub::DeviceSelect::If(b.cub_temp, bytes, rows, b.at, b.counts + 1, n,
                                           AtThreshold{scores, b.state}, stream));
-  gather_candidates<<<grid_for(k, 256, INT32_MAX), 256, 0, stream>>>(
-      scores, b.above, b.at, b.counts, k, b.keys_in, b.rows_in);
+  const int64_t* at = b.at;
+  if (ties.seeded) {
+    // The rows at the threshold by ascending tie key: the first `remaining` of them are kept.
+    // Their count sizes the sort, so it comes back to the host first.
+    int64_t at_count = 0;
+    QUARRY_CUDA_CHECK(
+        cudaMemcpyAsync(&at_count, b.counts + 1, sizeof at_count, cudaMemcpyDeviceToHost, stream));
+    QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream));
+    tie_keys<<<grid_for(at_count, 256, INT32_MAX), 256, 0, stream>>>(b.at, at_count, ties.seed,
+                                                                     ties.row_offset, b.ties_in);
+    QUARRY_CHECK_LAUNCH(stream);
+    bytes = b.cub_bytes;
+    QUARRY_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(b.cub_temp, bytes, b.ties_in, b.ties_out,
+                                                      b.at, b.at_by_key, at_count, 0, 64, stream));
+    at = b.at_by_key;
+  }
+  gather_candidates<<<grid_for(k, 256, INT32_MAX), 256, 0, stream>>>(scores, b.above, at, b.counts,
+                                                                     k, b.keys_in, b.rows_in);
   QUARRY_CHECK_LAUNCH(stream);
   // Stable: equal keys keep ascending row order.
   bytes = b.cub_bytes;

@@ -17,10 +17,28 @@ ctest --test-dir build --output-on-failure -j "$(nproc)"
 # serves the library's objects compiled there.
 export CMAKE_GENERATOR="Unix Makefiles"
 defines=(-C build-dir=build-pip -C "cmake.define.CMAKE_CUDA_ARCHITECTURES=$(bash scripts/cuda_archs.sh)")
+# A pip build is CPU-only unless asked: ask for the CUDA plugin where build/ has one, so that the
+# Python tests run on the GPU where there is one.
+if [ -e build/libquarry_cuda.so ]; then
+  defines+=(-C cmake.define.QUARRY_ENABLE_CUDA=ON)
+fi
 if command -v ccache >/dev/null; then
   export CCACHE_BASEDIR=$PWD
   defines+=(-C cmake.define.CMAKE_CXX_COMPILER_LAUNCHER=ccache
     -C cmake.define.CMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 fi
 .venv/bin/python -m pip install -q --no-build-isolation --no-deps "${defines[@]}" .
+
+# The Label Studio server that tests/python/test_label_studio.py starts, in a virtualenv of its
+# own (its Django stack stays out of the package's), at the versions of
+# requirements/label-studio.lock; remade when the lock changes. The test fails, not skips, here.
+if ! cmp -s requirements/label-studio.lock .venv-label-studio/installed.lock; then
+  rm -rf .venv-label-studio
+  python3 -m venv .venv-label-studio
+  .venv-label-studio/bin/python -m pip install -q "pip==25.3"
+  .venv-label-studio/bin/python -m pip install -q -r requirements/label-studio.lock
+  cp requirements/label-studio.lock .venv-label-studio/installed.lock
+fi
+export QUARRY_REQUIRE_LABEL_STUDIO=1
+
 QUARRY_CLI=$PWD/build/quarry .venv/bin/python -m pytest tests/python -q -rs

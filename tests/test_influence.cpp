@@ -7,6 +7,7 @@
 #include <limits>
 #include <numeric>
 #include <set>
+#include <span>
 
 #include "engine/backend.hpp"
 #include "engine/ranking.hpp"
@@ -204,6 +205,62 @@ TEST_P(Influence, EglBadInput) {
     ADD_FAILURE() << "negative probability accepted";
   } catch (const InvalidInput& e) {
     EXPECT_EQ(e.row(), 1) << e.what();
+  }
+}
+
+// Logits whose z / T overflows float (z = 10 at T = 1e-38, z = 3e38 at T = 0.5) have a well
+// defined softmax, so egl scores them like any row: the scale applies to differences z - max.
+TEST_P(Influence, EglExtremeTemperaturesGiveFiniteScores) {
+  struct Case {
+    std::vector<float> row;
+    float temperature;
+    double terms;  // sum_y p_y ||p - e_y|| of the softmax
+  };
+  const std::vector<float> h = {3, 4};                                            // |h|^2 + 1 = 26
+  for (const Case& c : {Case{{10.0f, 9.0f, 0.0f}, 1e-38f, 0.0},                   // one-hot
+                        Case{{0.0f, 10.0f, 10.0f}, 1e-38f, std::sqrt(0.5)},       // tied top two
+                        Case{{3e38f, 3e38f, 0.0f}, 0.5f, std::sqrt(0.5)},         // z / T = Inf
+                        Case{{3e38f, -3e38f, 1.0f}, 0.25f, 0.0},                  // one-hot
+                        Case{{1.0f, 1.0f, 1.0f}, 3e-39f, std::sqrt(2.0 / 3)}}) {  // uniform
+    SCOPED_TRACE("T = " + std::to_string(c.temperature) + ", row " + std::to_string(c.row[0]) +
+                 " " + std::to_string(c.row[1]) + " " + std::to_string(c.row[2]));
+    ScoreOptions opt;
+    opt.measure = Measure::egl;
+    opt.logits = true;
+    opt.temperature = c.temperature;
+    opt.features = EmbeddingView::matrix(h.data(), DType::f32, 1, 2);
+    const auto got = score(*resources_, PoolView::matrix(c.row.data(), DType::f32, 1, 3), opt);
+    EXPECT_TRUE(near_rel(got[0], static_cast<float>(std::sqrt(26.0) * c.terms), 1e-6f, 0.0f));
+  }
+}
+
+// Finite features near the float maximum: |h|^2 is kept in double, so a score that fits in float
+// is exact, a one-hot row scores 0 (not 0 * Inf), and a score beyond the float range is refused
+// naming the row instead of coming back as +Inf.
+TEST_P(Influence, EglFeaturesNearTheFloatMaximum) {
+  const float big = 3e38f;
+  const std::vector<float> probs = {0.5f, 0.5f, 1.0f, 0.0f, 0.5f, 0.5f};
+  std::vector<float> h = {big, 0,   0,   0,    // |h| = 3e38: score 3e38 sqrt(1/2) = 2.1e38
+                          big, big, big, big,  // one-hot: 0
+                          1,   2,   3,   4};
+  const PoolView view = PoolView::matrix(probs.data(), DType::f32, 3, 2);
+  ScoreOptions opt;
+  opt.measure = Measure::egl;
+  opt.features = EmbeddingView::matrix(h.data(), DType::f32, 3, 4);
+  const auto got = score(*resources_, view, opt);
+  EXPECT_TRUE(near_rel(got[0], static_cast<float>(3e38 * std::sqrt(0.5)), 1e-6f, 0.0f));
+  EXPECT_EQ(got[1], 0.0f);
+  EXPECT_TRUE(near_rel(got[2], static_cast<float>(std::sqrt(31.0 * 0.5)), 1e-6f, 0.0f));
+  // Row 2's |h| = 6e38: its score, 4.2e38, is beyond the float range.
+  for (float& v : std::span(h).subspan(8)) v = big;
+  try {
+    score(*resources_, view, opt);
+    ADD_FAILURE() << "an egl score beyond the float range was returned";
+  } catch (const InvalidInput& e) {
+    EXPECT_EQ(e.row(), 2) << e.what();
+    EXPECT_NE(std::string(e.what()).find("features row 2: the egl score exceeds the float range"),
+              std::string::npos)
+        << e.what();
   }
 }
 

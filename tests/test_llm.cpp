@@ -41,7 +41,7 @@ double reference_token(Measure measure, const float* row, int64_t length) {
   }
   if (measure == Measure::sequence_nll) return -sum;
   if (measure == Measure::perplexity) return -sum / static_cast<double>(length);
-  return 1.0 - std::exp(low);
+  return -low;  // min_token_prob: the largest surprisal
 }
 
 // Each step's returned probabilities e^l renormalised to sum to 1.
@@ -281,8 +281,8 @@ TEST_P(Llm, TokenMeasuresOfHandComputedRows) {
   const PoolView view = PoolView::token_logprobs(v.data(), DType::f32, 4, steps, lengths.data());
   const double want_nll[] = {1.0, 2.0, 3.0, 1.0};
   const double want_perplexity[] = {1.0, 1.0, 1.0, 0.25};
-  const double want_min_prob[] = {1 - std::exp(-1.0), 1 - std::exp(-1.5), 1 - std::exp(-2.0),
-                                  1 - std::exp(-0.25)};
+  // min_token_prob: the largest surprisal, -min l.
+  const double want_min_prob[] = {1.0, 1.5, 2.0, 0.25};
   const auto nll = run(view, Measure::sequence_nll);
   const auto perplexity = run(view, Measure::perplexity);
   const auto min_prob = run(view, Measure::min_token_prob);
@@ -304,6 +304,19 @@ TEST_P(Llm, TokenMeasuresOfHandComputedRows) {
   const PoolView view3 = PoolView::token_logprobs(confident.data(), DType::f32, 1, 3);
   EXPECT_TRUE(near_rel(run(view3, Measure::min_token_prob)[0], 3e-7, 1e-5f, 0.0f));
   EXPECT_TRUE(near_rel(run(view3, Measure::perplexity)[0], 2e-7, 1e-5f, 0.0f));
+}
+
+// 1 - p in float is 1 for every p < 6e-8: min_token_prob keeps such rows apart, in order.
+TEST_P(Llm, MinTokenProbKeepsTheOrderOfVeryUnlikelyTokens) {
+  // Least likely tokens p = e^-20 (2e-9), e^-40, e^-17 (4e-8), e^-60; all 1 - p round to 1.
+  const std::vector<float> v = {-0.1f, -20.0f, -40.0f, -0.2f, -17.0f, -0.3f, -0.5f, -60.0f};
+  const PoolView view = PoolView::token_logprobs(v.data(), DType::f32, 4, 2);
+  const auto s = run(view, Measure::min_token_prob);
+  const double want[] = {20.0, 40.0, 17.0, 60.0};
+  for (int r = 0; r < 4; ++r) EXPECT_TRUE(near_rel(s[r], want[r], 1e-6f)) << "row " << r;
+  EXPECT_GT(s[3], s[1]);
+  EXPECT_GT(s[1], s[0]);
+  EXPECT_GT(s[0], s[2]);
 }
 
 TEST_P(Llm, WithoutLengthsEveryStepCounts) {

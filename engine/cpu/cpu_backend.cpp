@@ -3,10 +3,13 @@
 #include <dlfcn.h>
 #include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissException.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -15,9 +18,12 @@
 #include "engine/cpu/cpu_llm.hpp"
 #include "engine/cpu/cpu_vector.hpp"
 #include "engine/kmeans_host.hpp"
+#include "engine/pipeline.hpp"
 #include "engine/ranking.hpp"
+#include "engine/threads.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
+#include "quarry/measures.hpp"
 
 namespace quarry::engine {
 
@@ -57,17 +63,18 @@ QUARRY_ALWAYS_INLINE RowResult score_probability_row(const T* row, int64_t class
     // The entropy is -(sum p ln m + ln 2 sum p e), kept as its two parts (see LogParts).
     float top1[kLanes], top2[kLanes], sum[kLanes];
     float p_log_mantissa[kLanes], p_exponent[kLanes];
-    uint32_t largest_bits[kLanes];
+    uint32_t largest_bits[kLanes], below_bf16[kLanes];
     for (int l = 0; l < kLanes; ++l) {
       top1[l] = top2[l] = -kernels::kInf;
       sum[l] = p_log_mantissa[l] = p_exponent[l] = 0.0f;
-      largest_bits[l] = 0;
+      largest_bits[l] = below_bf16[l] = 0;
     }
     auto add = [&](int l, float p) {
       // The entropy needs neither p1 nor p2.
       if constexpr (!kEntropy) kernels::push_top2(p, top1[l], top2[l]);
       const uint32_t bits = kernels::float_to_bits(p);
       largest_bits[l] = largest_bits[l] > bits ? largest_bits[l] : bits;
+      below_bf16[l] |= bits & kernels::kBelowBf16Bits;  // the sum tolerance (sum_flags)
       sum[l] += p;
       // The parts of ln 0 are finite, so 0 ln 0 adds 0 without a select.
       if constexpr (kEntropy) {
@@ -94,6 +101,7 @@ QUARRY_ALWAYS_INLINE RowResult score_probability_row(const T* row, int64_t class
         fold_lanes(largest_bits, [](uint32_t a, uint32_t b) { return a > b ? a : b; });
     in_range = in_range && block_largest_bits <= kernels::float_to_bits(kLargestValid);
     block.sum = sum_lanes(sum);
+    block.below_bf16 = fold_lanes(below_bf16, [](uint32_t a, uint32_t b) { return a | b; });
     if constexpr (kEntropy)
       block.entropy = -(static_cast<double>(sum_lanes(p_log_mantissa)) +
                         kLn2 * static_cast<double>(sum_lanes(p_exponent)));
@@ -316,7 +324,7 @@ QUARRY_CPU_CLONES bool score_probability_committee_row(const T* row, int64_t mem
   for (int64_t m = 0; m < members; ++m) {
     const T* member = row + m * member_stride;
     double sum = 0.0;
-    uint32_t largest_bits[kLanes] = {};
+    uint32_t largest_bits[kLanes] = {}, below_bf16[kLanes] = {};
     // Votes: each lane's largest value and its first class, so ties keep the lowest class.
     float best[kLanes];
     int32_t best_class[kLanes];  // class counts fit: ArgMax indices are int32
@@ -332,6 +340,7 @@ QUARRY_CPU_CLONES bool score_probability_committee_row(const T* row, int64_t mem
         const float p = to_float(member[c]);
         const uint32_t bits = kernels::float_to_bits(p);
         largest_bits[l] = largest_bits[l] > bits ? largest_bits[l] : bits;
+        below_bf16[l] |= bits & kernels::kBelowBf16Bits;
         block_sum[l] += p;
         if constexpr (kVotes) {
           const bool better = p > best[l];
@@ -345,7 +354,8 @@ QUARRY_CPU_CLONES bool score_probability_committee_row(const T* row, int64_t mem
     }
     const uint32_t largest =
         fold_lanes(largest_bits, [](uint32_t a, uint32_t b) { return a > b ? a : b; });
-    if (largest > largest_valid_bits || std::fabs(sum - 1.0) > kernels::kSumTolerance) return false;
+    const uint32_t below = fold_lanes(below_bf16, [](uint32_t a, uint32_t b) { return a | b; });
+    if (largest > largest_valid_bits || kernels::sum_flags(sum, below) != 0) return false;
     if constexpr (kVotes) {
       kernels::ArgMax vote;
       for (int l = 0; l < kLanes; ++l)
@@ -617,6 +627,21 @@ class SingleThreadedBlas {
   bool active_ = false;
 };
 
+// FAISS polls its interrupt callback between k-means iterations, on the calling thread: ours asks
+// that thread's InterruptCheck. Installed once, unless the program set one of its own.
+struct FaissInterrupt final : faiss::InterruptCallback {
+  bool want_interrupt() override { return interrupt_requested(); }
+};
+
+void install_faiss_interrupt() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::lock_guard<std::mutex> lock(faiss::InterruptCallback::lock);
+    if (!faiss::InterruptCallback::instance)
+      faiss::InterruptCallback::instance = std::make_unique<FaissInterrupt>();
+  });
+}
+
 class CpuBackend final : public Backend {
  public:
   BackendFacts facts() const override {
@@ -629,15 +654,38 @@ class CpuBackend final : public Backend {
   void score(const ScoreProblem& problem, float* scores_out, const CallContext&) override {
     if (problem.pool.space != MemorySpace::host)
       throw InvalidArgument("the CPU backend needs the pool in host memory");
+    // In blocks of rows when the caller may interrupt, polled between them; per-row scores do
+    // not depend on the blocks, and the first block with a bad row holds the lowest one.
     const PoolView& pool = problem.pool;
-    const ScoreOptions& opt = problem.options;
+    const int64_t block = interruptible_block_rows(
+        pool.rows, pool.members * std::max<int64_t>(pool.classes, 1) +
+                       (problem.options.features ? problem.options.features->dim : 0));
+    for (int64_t r0 = 0; r0 < pool.rows; r0 += block) {
+      poll_interrupt();
+      const int64_t rows = std::min(block, pool.rows - r0);
+      ScoreOptions opt = problem.options;
+      if (EmbeddingView* f = opt.features ? &*opt.features : nullptr) {
+        f->data = static_cast<const char*>(f->data) +
+                  r0 * f->row_stride * static_cast<int64_t>(dtype_size(f->dtype));
+        f->rows = rows;
+      }
+      BadRow bad =
+          score_rows(rows == pool.rows ? pool : rows_of(pool, r0, rows), opt, scores_out + r0);
+      if (bad.row >= 0) {
+        bad.row += r0;
+        throw_bad_row(bad, problem.row_offset);
+      }
+    }
+  }
+
+ private:
+  static BadRow score_rows(const PoolView& pool, const ScoreOptions& opt, float* scores_out) {
     BadRow bad;
-    const PoolKind kind = pool_kind(opt.measure);
     if (opt.measure == Measure::egl) {
       if (opt.features->space != MemorySpace::host)
         throw InvalidArgument("the CPU backend needs the features in host memory");
       bad = score_egl_on_cpu(pool, opt, scores_out);
-    } else if (kind != PoolKind::predictions && kind != PoolKind::committee) {
+    } else if (is_llm_measure(opt.measure)) {
       bad = score_llm_rows(pool, opt, scores_out);
     } else {
       switch (pool.dtype) {
@@ -660,16 +708,17 @@ class CpuBackend final : public Backend {
           throw InvalidArgument("the CPU backend reads f64 pools only through the pipeline");
       }
     }
-    if (bad.row >= 0) throw_bad_row(bad, problem.row_offset);
+    return bad;
   }
 
+ public:
   Ranked top(const ScoreProblem& problem, int64_t count, const CallContext& call) override {
     // Kept between calls, but never larger than this call's rows: the budget holds.
     if (scores_.capacity() > static_cast<size_t>(problem.pool.rows))
       std::vector<float>().swap(scores_);
     scores_.resize(problem.pool.rows);
     score(problem, scores_.data(), call);
-    return rank_top(scores_.data(), problem.pool.rows, count);
+    return rank_top(scores_.data(), problem.pool.rows, count, problem.order, problem.row_offset);
   }
 
   // A score and a row index per row (rank_top's candidate lists); the results and, for
@@ -679,8 +728,7 @@ class CpuBackend final : public Backend {
   }
   static int64_t working_bytes_fixed_of(const ScoreProblem& problem, int64_t count) {
     const PoolView& pool = problem.pool;
-    const PoolKind kind = pool_kind(problem.options.measure);
-    if (kind != PoolKind::predictions && kind != PoolKind::committee)
+    if (is_llm_measure(problem.options.measure))
       return count * 2 * (sizeof(int64_t) + sizeof(float)) +
              omp_get_max_threads() * llm_scratch_bytes_per_thread(pool, problem.options);
     const int64_t committee_scratch =
@@ -705,12 +753,10 @@ class CpuBackend final : public Backend {
     // Coordinates whose squared distances would overflow float (FAISS then aborts) or vanish are
     // scaled by a power of two, which leaves the clustering as it is; the results are scaled back.
     std::vector<float> initial = options.initial_centroids;
-    const int exponent = kmeans_scale_exponent(
-        std::max(largest_magnitude(x.data(), static_cast<int64_t>(x.size())),
-                 largest_magnitude(initial.data(), static_cast<int64_t>(initial.size()))),
-        d);
+    const int exponent =
+        scale_kmeans_inputs(largest_magnitude(x.data(), static_cast<int64_t>(x.size())), initial, d,
+                            options.iterations > 0 && n > k);
     scale_by_power_of_two(x.data(), static_cast<int64_t>(x.size()), exponent);
-    scale_by_power_of_two(initial.data(), static_cast<int64_t>(initial.size()), exponent);
     const SingleThreadedBlas single_threaded_blas;
     KMeansResult result;
     result.centroids =
@@ -725,7 +771,13 @@ class CpuBackend final : public Backend {
       params.max_points_per_centroid = std::numeric_limits<int>::max();  // never subsample
       faiss::Clustering clustering(d, static_cast<int>(k), params);
       clustering.centroids = result.centroids;  // FAISS starts from centroids given to it
-      clustering.train(n, x.data(), index);
+      install_faiss_interrupt();
+      try {
+        clustering.train(n, x.data(), index);
+      } catch (const faiss::FaissException&) {
+        poll_interrupt();  // FAISS stopped because this call was interrupted
+        throw;
+      }
       result.centroids = clustering.centroids;
       result.iterations = options.iterations;
     }

@@ -64,17 +64,17 @@ uint64_t score_egl_rows(const PoolView& pool, const EmbeddingView& features, con
 #pragma omp parallel for schedule(static, 256) reduction(min : first_bad)
   for (int64_t r = 0; r < pool.rows; ++r) {
     const P* row = data + r * pool.row_stride;
-    Stats stats;
-    for (int64_t c = 0; c < pool.classes; ++c) stats.add(to_float(row[c]) * scale, c);
+    Stats stats(scale);
+    for (int64_t c = 0; c < pool.classes; ++c) stats.add(to_float(row[c]), c);
     uint32_t flags = stats.row_flags();
     const kernels::EglRow<double> egl = stats.row();
     double others = 0;
     if (flags == 0)
       for (int64_t c = 0; c < pool.classes; ++c)
-        if (c != egl.argmax) others += egl.term(egl.probability(to_float(row[c]) * scale, logits));
+        if (c != egl.argmax) others += egl.term(egl.probability(to_float(row[c]), logits));
     const double squares = row_squares(feature_data + r * features.row_stride, features.dim);
     if (!std::isfinite(squares)) flags |= kernels::kBadFeature;
-    out[r] = egl.score(others, squares);
+    out[r] = kernels::egl_score(egl.terms(others), squares, flags);
     if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));
   }
   return first_bad;

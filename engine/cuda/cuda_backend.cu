@@ -5,36 +5,29 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-#include <thrust/execution_policy.h>
-#include <thrust/fill.h>
 #include <thrust/iterator/transform_iterator.h>
-#include <thrust/sequence.h>
-#include <thrust/transform.h>
-#include <thrust/transform_reduce.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <cub/device/device_for.cuh>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_reduce.cuh>
 #include <cub/device/device_scan.cuh>
 #include <random>
 #include <string>
+#include <tuple>
 #include <type_traits>
 
 #include "engine/backend.hpp"
 #include "engine/cuda/cuda_influence.cuh"
 #include "engine/cuda/cuda_memory.cuh"
 #include "engine/kmeans_host.hpp"
-#include "kernels/committee.cuh"
 #include "kernels/cuda_check.cuh"
-#include "kernels/egl.cuh"
 #include "kernels/kmeans.cuh"
 #include "kernels/measures.hpp"
-#include "kernels/samples.cuh"
-#include "kernels/score_rows.cuh"
-#include "kernels/sequence.cuh"
+#include "kernels/score.cuh"
 #include "kernels/topk.cuh"
 #include "quarry/error.hpp"
 
@@ -54,9 +47,22 @@ struct Magnitude {
 struct Larger {
   __host__ __device__ float operator()(float a, float b) const { return a > b ? a : b; }
 };
+// Element-wise work through CUB (not thrust's algorithms, which synchronise and allocate outside
+// the backend's pool): failures come back as CUDA errors on quarry's stream.
 struct ScaleByPowerOfTwo {
+  float* x;
   int exponent;
-  __host__ __device__ float operator()(float v) const { return ldexpf(v, exponent); }
+  __device__ void operator()(int64_t i) const { x[i] = ldexpf(x[i], exponent); }
+};
+struct Iota {
+  int32_t* out;
+  __device__ void operator()(int32_t i) const { out[i] = i; }
+};
+template <typename T>
+struct Fill {
+  T* out;
+  T value;
+  __device__ void operator()(int64_t i) const { out[i] = value; }
 };
 
 void check_cublas(cublasStatus_t status, const char* what) {
@@ -67,6 +73,31 @@ void check_cublas(cublasStatus_t status, const char* what) {
                     " in " + what);
 }
 
+// A pool as the kernels read it; `type` given apart, as f64 pools reach the kernels as f32.
+kernels::PoolRows pool_rows(const PoolView& view, ElementType type) {
+  kernels::PoolRows rows;
+  rows.data = view.data;
+  rows.type = type;
+  rows.rows = view.rows;
+  rows.members = view.members;
+  rows.classes = view.classes;
+  rows.row_stride = view.row_stride;
+  rows.member_stride = view.member_stride;
+  rows.lengths = view.lengths;
+  if (view.lengths != nullptr) rows.length_type = element_type(view.lengths_dtype);
+  return rows;
+}
+
+kernels::ScoreParams score_params(const ScoreOptions& opt) {
+  kernels::ScoreParams params;
+  params.measure = static_cast<MeasureId>(opt.measure);
+  params.logits = opt.logits;
+  params.inv_temperature = opt.logits ? 1.0f / opt.temperature : 1.0f;
+  params.alpha = opt.eigenscore_alpha;
+  params.threshold = opt.semantic_threshold;
+  return params;
+}
+
 // The distance tile of k-means holds at most this many bytes of point-centroid products.
 constexpr std::size_t kDistanceTileBytes = std::size_t{256} << 20;
 
@@ -74,6 +105,17 @@ constexpr std::size_t kDistanceTileBytes = std::size_t{256} << 20;
 constexpr std::size_t kStagingBytes = std::size_t{256} << 20;
 // Staged slabs start on boundaries of this many bytes.
 constexpr int64_t kSlabAlignBytes = 256;
+
+// The device top-k's results hold the k best by (score, tie key) in descending score; rows of
+// equal score come in row order and are put in key order here (k is host-sized).
+void sort_ties(Ranked& ranked, const RankOrder& order, int64_t row_offset) {
+  std::vector<std::pair<float, int64_t>> rows(ranked.indices.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = {ranked.scores[i], ranked.indices[i]};
+  std::sort(rows.begin(), rows.end(), [&](const auto& a, const auto& b) {
+    return order.before(a.first, row_offset + a.second, b.first, row_offset + b.second);
+  });
+  for (size_t i = 0; i < rows.size(); ++i) std::tie(ranked.scores[i], ranked.indices[i]) = rows[i];
+}
 
 class CudaBackend final : public Backend {
  public:
@@ -123,12 +165,14 @@ class CudaBackend final : public Backend {
     const int64_t n = problem.pool.rows;
     count = std::min(count, n);
     const float* scores = queue_scoring(problem);
-    const std::size_t ws_bytes = kernels::topk_workspace_bytes(n, count);
+    const RankOrder& order = problem.order;
+    const std::size_t ws_bytes = kernels::topk_workspace_bytes(n, count, order.seeded());
     void* ws = workspace_->ensure(ws_bytes);
     auto* out_rows = results_->ensure<char>(count * (sizeof(int64_t) + sizeof(float)));
     auto* out_indices = reinterpret_cast<int64_t*>(out_rows);
     auto* out_scores = reinterpret_cast<float*>(out_rows + count * sizeof(int64_t));
-    kernels::topk(scores, n, count, out_indices, out_scores, ws, ws_bytes, stream_);
+    kernels::topk(scores, n, count, out_indices, out_scores, ws, ws_bytes, stream_,
+                  {order.seeded(), order.seed, problem.row_offset});
     Ranked ranked;
     ranked.indices.resize(count);
     ranked.scores.resize(count);
@@ -140,6 +184,7 @@ class CudaBackend final : public Backend {
     // results from invalid data are thrown away.
     const BadRow bad = wait_for_first_bad();
     if (bad.row >= 0) throw_bad_row(bad);
+    if (order.seeded()) sort_ties(ranked, order, problem.row_offset);
     return ranked;
   }
 
@@ -160,14 +205,10 @@ class CudaBackend final : public Backend {
     return sizeof(float) + sizeof(int64_t) + 4 + staged;
   }
   int64_t working_bytes_fixed_of(const ScoreProblem& problem, int64_t count) const {
-    const auto measure = static_cast<MeasureId>(problem.options.measure);
-    const int64_t committee =
-        problem.pool.is_votes()
-            ? static_cast<int64_t>(kernels::votes_workspace_bytes(problem.pool.members))
-        : is_committee_measure(problem.options.measure)
-            ? static_cast<int64_t>(kernels::committee_workspace_bytes(
-                  measure, problem.options.logits, problem.pool.members, problem.pool.classes))
-            : 0;
+    // Only the kind of element matters for the workspace: votes are integers.
+    const int64_t committee = static_cast<int64_t>(kernels::score_workspace_bytes(
+        pool_rows(problem.pool, problem.pool.is_votes() ? ElementType::i64 : ElementType::f32),
+        score_params(problem.options)));
     // top-k: candidates, sort keys and values twice over, results; plus CUB's fixed scratch.
     // Host pools: the padding of each staged slab to kSlabAlignBytes, in both slots.
     const int64_t padding =
@@ -178,12 +219,14 @@ class CudaBackend final : public Backend {
   }
   // egl: each row's feature squares, and for host features the row in both staging slots.
   int64_t working_bytes_per_feature_row_of(const ScoreProblem& problem) const {
-    if (problem.options.measure != Measure::egl) return 0;
+    // The seeded tie-break's keys (twice), rows by key and CUB's sort scratch for them.
+    const int64_t ties = problem.order.seeded() ? 48 : 0;
+    if (problem.options.measure != Measure::egl) return ties;
     const EmbeddingView& f = *problem.options.features;
     const int64_t staged = f.space == MemorySpace::host
                                ? 2 * f.row_stride * static_cast<int64_t>(dtype_size(f.dtype))
                                : 0;
-    return sizeof(double) + staged;
+    return ties + sizeof(double) + staged;
   }
   void wait_for_stream(void* stream) override {
     const DeviceGuard guard(device_);
@@ -231,35 +274,32 @@ class CudaBackend final : public Backend {
         centroids_buf(pool_, stream_), tile_buf(pool_, stream_), assign_buf(pool_, stream_),
         dist_buf(pool_, stream_), state_buf(pool_, stream_), counts_buf(pool_, stream_),
         offsets_buf(pool_, stream_), keys_buf(pool_, stream_), iota_buf(pool_, stream_),
-        sorted_buf(pool_, stream_), temp_buf(pool_, stream_), rows_buf(pool_, stream_);
+        sorted_buf(pool_, stream_), temp_buf(pool_, stream_), rows_buf(pool_, stream_),
+        partial_buf(pool_, stream_);
     float* x = x_buf.ensure<float>(n * dim * sizeof(float));
 
     // Gather the points as float32. Coordinates whose squared distances would overflow float or
     // vanish are scaled by a power of two, which leaves the clustering as it is (see
     // kmeans_scale_exponent); the results are scaled back.
     std::vector<float> initial = options.initial_centroids;
-    const float largest_initial =
-        largest_magnitude(initial.data(), static_cast<int64_t>(initial.size()));
+    const bool lloyd_runs = options.iterations > 0;
     int exponent = 0;
     if (points.space == MemorySpace::device) {
       gather_on_device(points, rows, x, rows_buf);
-      const float largest = thrust::transform_reduce(thrust::cuda::par.on(stream_), x, x + n * dim,
-                                                     Magnitude{}, 0.0f, Larger{});
-      exponent = kmeans_scale_exponent(std::max(largest, largest_initial), dim);
+      const float largest = largest_magnitude_on_device(x, n * dim, temp_buf);
+      exponent = scale_kmeans_inputs(largest, initial, dim, lloyd_runs);
       if (exponent != 0)
-        thrust::transform(thrust::cuda::par.on(stream_), x, x + n * dim, x,
-                          ScaleByPowerOfTwo{exponent});
+        QUARRY_CUDA_CHECK(cub::DeviceFor::Bulk(n * dim, ScaleByPowerOfTwo{x, exponent}, stream_));
     } else {
       std::vector<float> host = engine::gather_embeddings(points, rows);
       const auto count = static_cast<int64_t>(host.size());
-      exponent = kmeans_scale_exponent(
-          std::max(largest_magnitude(host.data(), count), largest_initial), dim);
+      exponent =
+          scale_kmeans_inputs(largest_magnitude(host.data(), count), initial, dim, lloyd_runs);
       scale_by_power_of_two(host.data(), count, exponent);
       QUARRY_CUDA_CHECK(cudaMemcpyAsync(x, host.data(), host.size() * sizeof(float),
                                         cudaMemcpyHostToDevice, stream_));
       QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));  // `host` is about to go away
     }
-    scale_by_power_of_two(initial.data(), static_cast<int64_t>(initial.size()), exponent);
 
     float* point_norms = norms_buf.ensure<float>(n * sizeof(float));
     kernels::launch_row_norms(x, n, dim, point_norms, stream_);
@@ -290,7 +330,7 @@ class CudaBackend final : public Backend {
     auto* sorted_keys = keys_buf.ensure<int32_t>(n * sizeof(int32_t));
     auto* point_ids = iota_buf.ensure<int32_t>(n * sizeof(int32_t));
     auto* sorted_points = sorted_buf.ensure<int32_t>(n * sizeof(int32_t));
-    thrust::sequence(thrust::cuda::par.on(stream_), point_ids, point_ids + n);
+    QUARRY_CUDA_CHECK(cub::DeviceFor::Bulk(static_cast<int32_t>(n), Iota{point_ids}, stream_));
     const int key_bits =
         std::max(1, static_cast<int>(std::ceil(std::log2(static_cast<double>(k) + 1))));
     std::size_t sort_bytes = 0, scan_bytes = 0;
@@ -300,6 +340,7 @@ class CudaBackend final : public Backend {
     QUARRY_CUDA_CHECK(
         cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, counts, offsets, k, stream_));
     void* temp = temp_buf.ensure(std::max(sort_bytes, scan_bytes));
+    void* partials = partial_buf.ensure(kernels::centroid_update_bytes(n, dim));
 
     auto assign_all = [&](const int* skip) {
       kernels::launch_row_norms(centroids, k, dim, centroid_norms, stream_);
@@ -319,8 +360,8 @@ class CudaBackend final : public Backend {
 
     auto* host_converged = reinterpret_cast<int*>(host_flag_);
     *host_converged = 0;
-    cudaEvent_t polled = nullptr;
-    QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&polled, cudaEventDisableTiming));
+    const Event polled_event;  // destroyed on every way out, a throw included
+    const cudaEvent_t polled = polled_event.get();
     for (int it = 0; it < options.iterations; ++it) {
       if (it >= 2 && cudaEventQuery(polled) == cudaSuccess && *host_converged) break;
       assign_all(converged);
@@ -332,8 +373,8 @@ class CudaBackend final : public Backend {
       std::size_t bytes = sort_bytes;
       QUARRY_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
           temp, bytes, assignment, sorted_keys, point_ids, sorted_points, n, 0, key_bits, stream_));
-      kernels::launch_centroid_update(x, dim, sorted_points, offsets, counts, k, centroids,
-                                      converged, stream_);
+      kernels::launch_centroid_update(x, n, dim, sorted_keys, sorted_points, offsets, counts, k,
+                                      centroids, partials, converged, stream_);
       kernels::launch_repair_empty(centroids, counts, k, dim, converged, stream_);
       if (cudaEventQuery(polled) != cudaErrorNotReady) {
         QUARRY_CUDA_CHECK(cudaMemcpyAsync(host_converged, converged, sizeof(int),
@@ -358,7 +399,6 @@ class CudaBackend final : public Backend {
     QUARRY_CUDA_CHECK(
         cudaMemcpyAsync(&iterations_run, iterations, sizeof(int), cudaMemcpyDeviceToHost, stream_));
     QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    cudaEventDestroy(polled);
     result.iterations = iterations_run;
     for (float d : distances) result.inertia += d;
     scale_by_power_of_two(result.centroids.data(), static_cast<int64_t>(result.centroids.size()),
@@ -372,7 +412,10 @@ class CudaBackend final : public Backend {
     const DeviceGuard guard(device_);
     begin_call(call);
     release_scoring_buffers();
-    if (spec.points.space == MemorySpace::device) check_device_pointer(spec.points.data);
+    if (spec.points.space == MemorySpace::device)
+      check_device_pointer(spec.points.data, spec.space == CenterSearchSpec::Space::embeddings
+                                                 ? "embeddings"
+                                                 : "features");
     if (spec.space == CenterSearchSpec::Space::embeddings)
       return make_cuda_coreset_search(context(), spec.points, std::move(spec.rows));
     if (spec.pool.space == MemorySpace::device) check_device_pointer(spec.pool.data);
@@ -394,10 +437,6 @@ class CudaBackend final : public Backend {
     QUARRY_CUDA_CHECK(cudaMemPoolCreate(&pool_, &props));
     QUARRY_CUDA_CHECK(cudaMallocHost(&host_flag_, sizeof *host_flag_));
     QUARRY_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
-    for (int slot = 0; slot < 2; ++slot) {
-      QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&copied_[slot], cudaEventDisableTiming));
-      QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&scored_[slot], cudaEventDisableTiming));
-    }
     scores_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     staging_ = std::make_unique<DeviceBuffer>(pool_, stream_);
     workspace_ = std::make_unique<DeviceBuffer>(pool_, stream_);
@@ -427,10 +466,6 @@ class CudaBackend final : public Backend {
     feature_squares_.reset();
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
     if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
-    for (int slot = 0; slot < 2; ++slot) {
-      if (copied_[slot] != nullptr) cudaEventDestroy(copied_[slot]);
-      if (scored_[slot] != nullptr) cudaEventDestroy(scored_[slot]);
-    }
     if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (host_flag_ != nullptr) cudaFreeHost(host_flag_);
@@ -451,7 +486,7 @@ class CudaBackend final : public Backend {
   // the device; throws InvalidInput for the first row with a non-finite coordinate.
   void gather_on_device(const EmbeddingView& points, const std::vector<int64_t>* rows, float* x,
                         DeviceBuffer& rows_buf) {
-    check_device_pointer(points.data);
+    check_device_pointer(points.data, "embeddings");
     const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
     auto* first_bad = flag_->ensure<unsigned long long>(sizeof(unsigned long long));
     QUARRY_CUDA_CHECK(cudaMemsetAsync(first_bad, 0xff, sizeof *first_bad, stream_));
@@ -465,6 +500,22 @@ class CudaBackend final : public Backend {
                                 points.dim, d_rows, n, x, first_bad, stream_);
     const BadRow bad = wait_for_first_bad();
     if (bad.row >= 0) throw_bad_embedding(bad.row);
+  }
+
+  // max |x_i| over `count` floats on the device.
+  float largest_magnitude_on_device(const float* x, int64_t count, DeviceBuffer& temp_buf) {
+    DeviceBuffer out_buf(pool_, stream_);
+    auto* out = out_buf.ensure<float>(sizeof(float));
+    std::size_t bytes = 0;
+    QUARRY_CUDA_CHECK(cub::DeviceReduce::TransformReduce(nullptr, bytes, x, out, count, Larger{},
+                                                         Magnitude{}, 0.0f, stream_));
+    QUARRY_CUDA_CHECK(cub::DeviceReduce::TransformReduce(
+        temp_buf.ensure(bytes), bytes, x, out, count, Larger{}, Magnitude{}, 0.0f, stream_));
+    float largest = 0;
+    QUARRY_CUDA_CHECK(
+        cudaMemcpyAsync(&largest, out, sizeof largest, cudaMemcpyDeviceToHost, stream_));
+    QUARRY_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return largest;
   }
 
   // Seeded k-means++ on the device: the uniform draws come from the host's seeded generator,
@@ -482,7 +533,7 @@ class CudaBackend final : public Backend {
                                       cudaMemcpyHostToDevice, stream_));
     auto* nearest = nearest_buf.ensure<float>(n * sizeof(float));
     auto* cumulative = cumulative_buf.ensure<double>(n * sizeof(double));
-    thrust::fill(thrust::cuda::par.on(stream_), nearest, nearest + n, kernels::kInf);
+    QUARRY_CUDA_CHECK(cub::DeviceFor::Bulk(n, Fill<float>{nearest, kernels::kInf}, stream_));
     // Sum in double: with many points, float prefix sums lose the small distances.
     auto widened = thrust::make_transform_iterator(nearest, ToDouble{});
     std::size_t scan_bytes = 0;
@@ -490,14 +541,14 @@ class CudaBackend final : public Backend {
         cub::DeviceScan::InclusiveSum(nullptr, scan_bytes, widened, cumulative, n, stream_));
     void* temp = temp_buf.ensure(scan_bytes);
     // The first centroid: uniform over the points (all "distances" equal).
-    thrust::fill(thrust::cuda::par.on(stream_), cumulative, cumulative + n, 0.0);
-    kernels::launch_kpp_pick(x, n, dim, cumulative, uniforms, 0, centroids, stream_);
+    QUARRY_CUDA_CHECK(cudaMemsetAsync(cumulative, 0, n * sizeof(double), stream_));
+    kernels::launch_kpp_pick(x, n, dim, nearest, cumulative, uniforms, 0, centroids, stream_);
     for (int64_t c = 1; c < k; ++c) {
       kernels::launch_kpp_update(x, n, dim, centroids + (c - 1) * dim, nearest, stream_);
       std::size_t bytes = scan_bytes;
       QUARRY_CUDA_CHECK(
           cub::DeviceScan::InclusiveSum(temp, bytes, widened, cumulative, n, stream_));
-      kernels::launch_kpp_pick(x, n, dim, cumulative, uniforms, c, centroids, stream_);
+      kernels::launch_kpp_pick(x, n, dim, nearest, cumulative, uniforms, c, centroids, stream_);
     }
   }
 
@@ -517,6 +568,7 @@ class CudaBackend final : public Backend {
     return BadRow::from_code(*host_flag_);
   }
 
+  // `what`: the array, as the error names it.
   void check_device_pointer(const void* p, const char* what = "pool") const {
     cudaPointerAttributes attr{};
     QUARRY_CUDA_CHECK(cudaPointerGetAttributes(&attr, p));
@@ -524,51 +576,24 @@ class CudaBackend final : public Backend {
       throw InvalidArgument(std::string("the ") + what +
                             " is marked as device memory but its pointer is not");
     if (attr.type == cudaMemoryTypeDevice && attr.device != device_)
-      throw InvalidArgument("the pool is on CUDA device " + std::to_string(attr.device) +
-                            " but these Resources use device " + std::to_string(device_));
+      throw InvalidArgument(std::string("the ") + what + " is on CUDA device " +
+                            std::to_string(attr.device) + " but these Resources use device " +
+                            std::to_string(device_));
   }
 
-  // Launches the scoring kernel for `rows` rows of `view` (device memory), numbering them from
-  // `row_offset` in error reports.
+  // Scores `rows` rows of `view` (device memory), numbering them from `row_offset` in error
+  // reports.
   void launch_scoring(const PoolView& view, const ScoreOptions& opt, int64_t rows,
                       int64_t row_offset, float* scores, unsigned long long* first_bad,
                       const double* feature_squares) {
-    const ElementType type = element_type(view.dtype);
-    const auto measure = static_cast<MeasureId>(opt.measure);
-    const float inv_temperature = opt.logits ? 1.0f / opt.temperature : 1.0f;
-    const PoolKind kind = pool_kind(opt.measure);
-    if (opt.measure == Measure::egl) {
-      kernels::launch_score_egl(view.data, type, opt.logits, inv_temperature, rows, view.classes,
-                                view.row_stride, feature_squares, row_offset, scores, first_bad,
-                                stream_);
-    } else if (kind == PoolKind::token_logprobs || kind == PoolKind::top_logprobs) {
-      // Token log-probabilities are steps of one value; top-K steps are `members` apart.
-      const bool tokens = kind == PoolKind::token_logprobs;
-      kernels::launch_score_sequences(
-          view.data, type, measure, rows, tokens ? view.classes : view.members,
-          tokens ? 1 : view.classes, view.row_stride, tokens ? 1 : view.member_stride, view.lengths,
-          element_type(view.lengths_dtype), row_offset, scores, first_bad, stream_);
-    } else if (kind == PoolKind::samples) {
-      kernels::launch_score_samples(view.data, type, measure, rows, view.members, view.classes,
-                                    view.row_stride, view.member_stride, opt.eigenscore_alpha,
-                                    opt.semantic_threshold, row_offset, scores, first_bad, stream_);
-    } else if (view.is_votes()) {
-      const std::size_t bytes = kernels::votes_workspace_bytes(view.members);
-      kernels::launch_score_votes(view.data, type, measure, view.members, rows, view.classes,
-                                  view.member_stride, view.row_stride, row_offset, scores,
-                                  first_bad, workspace_->ensure(bytes), bytes, stream_);
-    } else if (is_committee_measure(opt.measure)) {
-      const std::size_t bytes =
-          kernels::committee_workspace_bytes(measure, opt.logits, view.members, view.classes);
-      void* ws = bytes ? workspace_->ensure(bytes) : nullptr;
-      kernels::launch_score_committee(
-          view.data, type, opt.logits, inv_temperature, measure, view.members, rows, view.classes,
-          view.member_stride, view.row_stride, row_offset, scores, first_bad, ws, bytes, stream_);
-    } else {
-      kernels::launch_score_single_model(view.data, type, opt.logits, inv_temperature, measure,
-                                         rows, view.classes, view.row_stride, row_offset, scores,
-                                         first_bad, stream_);
-    }
+    kernels::PoolRows batch = pool_rows(view, element_type(view.dtype));
+    batch.rows = rows;
+    kernels::ScoreParams params = score_params(opt);
+    params.feature_squares = feature_squares;
+    kernels::ScoreSink sink{scores, first_bad, row_offset};
+    sink.workspace_bytes = kernels::score_workspace_bytes(batch, params);
+    if (sink.workspace_bytes > 0) sink.workspace = workspace_->ensure(sink.workspace_bytes);
+    kernels::launch_score(batch, params, sink, stream_);
   }
 
   // Queues the scoring of every row into scores_ on the device, validation included; the verdict
@@ -582,13 +607,16 @@ class CudaBackend final : public Backend {
     double* squares = nullptr;
     if (problem.options.measure == Measure::egl) {
       const EmbeddingView& features = *problem.options.features;
-      if (features.space == MemorySpace::device) check_device_pointer(features.data);
+      if (features.space == MemorySpace::device) check_device_pointer(features.data, "features");
       squares = feature_squares_->ensure<double>(pool.rows * sizeof(double));
       const int64_t block_rows = std::max<int64_t>(
           1, static_cast<int64_t>(kStagingBytes) /
                  std::max<int64_t>(features.row_stride * dtype_size(features.dtype), 1));
-      queue_feature_squares(context(), features, problem.row_offset, block_rows, squares,
-                            first_bad);
+      // Host features are staged through the backend's pinned buffers (kept between calls; the
+      // pool's chunks use them only once the squares' copies are done).
+      CudaContext staging = context();
+      staging.pinned = pinned_;
+      queue_feature_squares(staging, features, problem.row_offset, block_rows, squares, first_bad);
     } else {
       feature_squares_->release();
     }
@@ -606,12 +634,12 @@ class CudaBackend final : public Backend {
 
   CudaContext context() const { return {stream_, pool_, budget_, device_}; }
 
-  // Scores a host pool a chunk of rows at a time through two staging slots, each a pinned host
-  // buffer and a device buffer. While the device scores chunk i from one slot, the host fills the
-  // other slot's pinned buffer with chunk i+1 (reading the pageable or memory-mapped pool) and
-  // the copy engine moves it to the device on its own stream. A pool already in pinned memory is
-  // copied to the device directly. A chunk's copy ends at its last element, never past the
-  // caller's buffer; members-first committees ([M, N, ...]) travel as M slabs.
+  // Scores a host pool a chunk of rows at a time through two staging slots (HostPager), each a
+  // pinned host buffer and a device buffer. While the device scores chunk i from one slot, the host
+  // fills the other slot's pinned buffer with chunk i+1 (reading the pageable or memory-mapped
+  // pool) and the copy engine moves it to the device on its own stream. A pool already in pinned
+  // memory is copied to the device directly. A chunk's copy ends at its last element, never past
+  // the caller's buffer; members-first committees ([M, N, ...]) travel as M slabs.
   void stream_host_pool(const ScoreProblem& problem, float* scores, unsigned long long* first_bad,
                         const double* feature_squares) {
     const PoolView& pool = problem.pool;
@@ -655,44 +683,33 @@ class CudaBackend final : public Backend {
     const bool pinned_source = attributes.type == cudaMemoryTypeHost;
     // Pinned staging: the chunk's data unless the pool is pinned itself, and its lengths.
     const int64_t pinned_data_bytes = pinned_source ? 0 : data_bytes;
+    HostPager pager(stream_, copy_stream_, pinned_);
     if (pinned_data_bytes + lengths_bytes > 0)
-      for (PinnedBuffer& slot : pinned_) slot.ensure(pinned_data_bytes + lengths_bytes);
-    // The copy stream starts after everything queued so far, the slots' allocation included.
-    for (cudaEvent_t& scored : scored_) QUARRY_CUDA_CHECK(cudaEventRecord(scored, stream_));
+      pager.reserve(static_cast<std::size_t>(pinned_data_bytes + lengths_bytes));
     const char* base = static_cast<const char*>(pool.data);
     for (int64_t r0 = 0, i = 0; r0 < pool.rows; r0 += chunk_rows, ++i) {
-      const int slot = static_cast<int>(i % 2);
       const int64_t rows = std::min(chunk_rows, pool.rows - r0);
       const int64_t width = extent(rows) * elem;
       const char* src = base + r0 * pool.row_stride * elem;
-      char* device = device_slots + slot * slot_bytes;
+      char* device = device_slots + (i % 2) * slot_bytes;
+      char* pinned = pager.begin(i);
       const char* host = src;
       int64_t host_pitch = slabs ? pool.member_stride * elem : width;
-      // The pinned buffer is free once the copy of two chunks ago has left it.
-      if (pinned_data_bytes + lengths_bytes > 0)
-        QUARRY_CUDA_CHECK(cudaEventSynchronize(copied_[slot]));
       if (!pinned_source) {
-        char* pinned = pinned_[slot].data;
         for (int64_t m = 0; m < slab_count; ++m)
           parallel_copy(pinned + m * slab_elems * elem, src + m * pool.member_stride * elem, width);
         host = pinned;
         host_pitch = slab_elems * elem;
       }
-      char* pinned_lengths = pinned_[slot].data + pinned_data_bytes;
+      char* pinned_lengths = pinned + pinned_data_bytes;
       if (pool.lengths)
         std::memcpy(pinned_lengths, static_cast<const char*>(pool.lengths) + r0 * length_size,
                     rows * length_size);
-      // The device slot is free once the chunk scored from it two chunks ago is done.
-      QUARRY_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, scored_[slot], 0));
       // One copy per slab: a 2-D copy would limit the host pitch (a member's whole slab) to 2 GiB.
       for (int64_t m = 0; m < slab_count; ++m)
-        QUARRY_CUDA_CHECK(cudaMemcpyAsync(device + m * slab_elems * elem, host + m * host_pitch,
-                                          width, cudaMemcpyHostToDevice, copy_stream_));
-      if (pool.lengths)
-        QUARRY_CUDA_CHECK(cudaMemcpyAsync(device + data_bytes, pinned_lengths, rows * length_size,
-                                          cudaMemcpyHostToDevice, copy_stream_));
-      QUARRY_CUDA_CHECK(cudaEventRecord(copied_[slot], copy_stream_));
-      QUARRY_CUDA_CHECK(cudaStreamWaitEvent(stream_, copied_[slot], 0));
+        pager.copy(device + m * slab_elems * elem, host + m * host_pitch, width);
+      if (pool.lengths) pager.copy(device + data_bytes, pinned_lengths, rows * length_size);
+      pager.copied();
       PoolView chunk = pool;
       chunk.data = device;
       chunk.rows = rows;
@@ -700,7 +717,7 @@ class CudaBackend final : public Backend {
       if (pool.lengths) chunk.lengths = device + data_bytes;
       launch_scoring(chunk, problem.options, rows, problem.row_offset + r0, scores + r0, first_bad,
                      feature_squares ? feature_squares + r0 : nullptr);
-      QUARRY_CUDA_CHECK(cudaEventRecord(scored_[slot], stream_));
+      pager.consumed();
     }
   }
 
@@ -716,8 +733,7 @@ class CudaBackend final : public Backend {
   int device_;
   cudaStream_t stream_ = nullptr;
   cudaStream_t copy_stream_ = nullptr;  // host-to-device copies of staged chunks
-  cudaEvent_t copied_[2] = {}, scored_[2] = {};
-  PinnedBuffer pinned_[2];
+  PinnedBuffer pinned_[2];              // the HostPager's staging, kept between calls
   bool own_stream_ = false;
   cudaMemPool_t pool_ = nullptr;
   unsigned long long* host_flag_ = nullptr;

@@ -53,39 +53,32 @@ RowSource::RowSource(const CudaContext& context, const void* data, DType dtype, 
       block_rows_(space == MemorySpace::device
                       ? std::max<int64_t>(n, 1)
                       : std::clamp<int64_t>(block_rows, 1, std::max<int64_t>(n, 1))),
-      device_(context.pool, context.stream) {
+      device_(context.pool, context.stream),
+      pinned_(context.pinned != nullptr ? context.pinned : own_pinned_),
+      pager_(context.stream, context.stream, pinned_) {
   if (space_ == MemorySpace::device) return;
   resident_ = block_rows_ >= n_;
   if (resident_) {
-    // Copied once, a staging buffer's worth at a time.
+    // Copied once, up to 64 MiB of rows at a time through the pager's two buffers.
     char* dense = device_data_ = device_.ensure<char>(std::max<int64_t>(n_, 1) * row_bytes());
     const int64_t piece =
         std::max<int64_t>(1, (int64_t{64} << 20) / std::max<int64_t>(row_bytes(), 1));
-    pinned_[0].ensure(std::min(piece, std::max<int64_t>(n_, 1)) * row_bytes());
-    for (int64_t first = 0; first < n_; first += piece) {
+    pager_.reserve(std::min(piece, std::max<int64_t>(n_, 1)) * row_bytes());
+    for (int64_t first = 0, i = 0; first < n_; first += piece, ++i) {
       const int64_t count = std::min(piece, n_ - first);
-      pack(pinned_[0].data, first, count);
-      QUARRY_CUDA_CHECK(cudaMemcpyAsync(dense + first * row_bytes(), pinned_[0].data,
-                                        count * row_bytes(), cudaMemcpyHostToDevice,
-                                        context_.stream));
-      QUARRY_CUDA_CHECK(cudaStreamSynchronize(context_.stream));  // the pinned buffer is reused
+      char* pinned = pager_.begin(i);
+      pack(pinned, first, count);
+      pager_.copy(dense + first * row_bytes(), pinned, count * row_bytes());
+      pager_.copied();
+      pager_.consumed();  // nothing reads the pinned copy's device memory but kernels to come
     }
     return;
   }
   device_data_ = device_.ensure<char>(2 * block_rows_ * row_bytes());
-  for (int s = 0; s < 2; ++s) {
-    pinned_[s].ensure(block_rows_ * row_bytes());
-    QUARRY_CUDA_CHECK(cudaEventCreateWithFlags(&free_[s], cudaEventDisableTiming));
-    QUARRY_CUDA_CHECK(cudaEventRecord(free_[s], context_.stream));
-  }
+  pager_.reserve(block_rows_ * row_bytes());
 }
 
-RowSource::~RowSource() {
-  // Pinned buffers may still be read by queued copies.
-  if (space_ == MemorySpace::host) cudaStreamSynchronize(context_.stream);
-  for (cudaEvent_t e : free_)
-    if (e != nullptr) cudaEventDestroy(e);
-}
+RowSource::~RowSource() = default;  // the pager waits for its copies to leave the pinned buffers
 
 void RowSource::pack(char* out, int64_t first, int64_t count) const {
   const int64_t bytes = row_bytes();
@@ -102,19 +95,17 @@ kernels::DeviceRows RowSource::block(int64_t first, int64_t count) {
     return {data_ + first * row_stride_ * elem_, type_, row_stride_, nullptr};
   }
   if (resident_) return {device_data_ + first * row_bytes(), type_, row_elems_, nullptr};
-  slot_ = 1 - slot_;
-  // The slot is free once the kernels that read its last block are done.
-  QUARRY_CUDA_CHECK(cudaEventSynchronize(free_[slot_]));
-  pack(pinned_[slot_].data, first, count);
-  char* slot = device_data_ + slot_ * block_rows_ * row_bytes();
-  QUARRY_CUDA_CHECK(cudaMemcpyAsync(slot, pinned_[slot_].data, count * row_bytes(),
-                                    cudaMemcpyHostToDevice, context_.stream));
+  const int64_t i = blocks_++;
+  char* pinned = pager_.begin(i);
+  pack(pinned, first, count);
+  char* slot = device_data_ + (i % 2) * block_rows_ * row_bytes();
+  pager_.copy(slot, pinned, count * row_bytes());
+  pager_.copied();
   return {slot, type_, row_elems_, nullptr};
 }
 
 void RowSource::done() {
-  if (space_ == MemorySpace::host && !resident_)
-    QUARRY_CUDA_CHECK(cudaEventRecord(free_[slot_], context_.stream));
+  if (space_ == MemorySpace::host && !resident_) pager_.consumed();
 }
 
 // ---- egl ---------------------------------------------------------------------------------------
@@ -218,7 +209,7 @@ class CudaCenterSearch : public CenterSearch {
     QUARRY_CUDA_CHECK(cub::DeviceScan::InclusiveSum(temp_.ensure(temp_bytes_), bytes, clamped(),
                                                     cumulative, n_, context_.stream));
     auto* chosen = reinterpret_cast<int64_t*>(scalars<char>() + 32);
-    kernels::launch_draw(cumulative, n_, u, chosen, context_.stream);
+    kernels::launch_draw(nearest(), cumulative, n_, u, chosen, context_.stream);
     int64_t at = -1;
     QUARRY_CUDA_CHECK(
         cudaMemcpyAsync(&at, chosen, sizeof at, cudaMemcpyDeviceToHost, context_.stream));

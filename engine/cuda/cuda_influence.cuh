@@ -14,21 +14,23 @@
 
 namespace quarry::engine {
 
-/// What the CUDA backend lends to this work: its stream, memory pool and memory budget.
+/// What the CUDA backend lends to this work: its stream, memory pool and memory budget, and (for
+/// work that ends within the call) its two pinned staging buffers, kept for its lifetime.
 struct CudaContext {
   cudaStream_t stream;
   cudaMemPool_t pool;
   std::size_t budget;
   int device;
+  PinnedBuffer* pinned = nullptr;  // two buffers, or null: the user allocates its own
 };
 
 kernels::ElementType element_type(DType dtype);
 
 /// Rows of a matrix (all of them, or the listed ascending rows) handed to kernels a block at a
 /// time. Device matrices are read in place. Host matrices are either copied to the device once
-/// (when `block_rows` covers every row) or, block by block, packed into one of two pinned buffers
-/// and copied to one of two device buffers: while the device works on one block, the host packs
-/// the next.
+/// (when `block_rows` covers every row) or, block by block, packed into one of the HostPager's two
+/// pinned buffers and copied to one of two device buffers: while the device works on one block,
+/// the host packs the next.
 class RowSource {
  public:
   /// `d_rows`: the list in device memory (null without a list).
@@ -61,9 +63,10 @@ class RowSource {
   bool resident_ = false;
   DeviceBuffer device_;  // the whole copy, or two slots
   char* device_data_ = nullptr;
-  PinnedBuffer pinned_[2];
-  cudaEvent_t free_[2] = {};
-  int slot_ = 1;
+  PinnedBuffer own_pinned_[2];
+  PinnedBuffer* pinned_;  // the context's, or own_pinned_
+  HostPager pager_;       // copies on the context's stream, in order with the kernels
+  int64_t blocks_ = 0;    // blocks staged so far
 };
 
 /// squares[i] = |h_i|^2 (double, device) of the features of `rows` pool rows numbered from

@@ -135,6 +135,12 @@ CudaPluginCreateFn open_plugin(const std::string& path, std::string& error) {
   void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (library == nullptr) {
     error = loader_error();
+    // The plugin's run path looks in the nvidia-* wheels beside a pip-installed quarry, then the
+    // loader's usual places; say so when one of the CUDA libraries was in neither.
+    if (error.find("libcu") != std::string::npos)
+      error +=
+          " (pip install nvidia-cuda-runtime nvidia-cublas beside quarry, or put the CUDA "
+          "toolkit's libraries on the loader's path)";
     return nullptr;
   }
   const auto version = find_symbol<CudaPluginVersionFn>(library, kCudaPluginVersionSymbol);

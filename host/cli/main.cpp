@@ -32,39 +32,48 @@ namespace {
 
 using namespace quarry;
 
+// An option's default as the options schema gives it.
+std::string schema_default(const char* name) {
+  return std::string(option_info(name).default_value);
+}
+
 struct CommonOptions {
   std::vector<std::string> pool_paths;  // several: one pool, rows in file order
   std::string measure;                  // empty: the input's natural measure
   bool logits = false;
   float temperature = 1.0f;
-  std::string layout = "members-first";
+  std::string layout = schema_default("layout");
   std::string device = "auto";
   std::string output = "-";
   std::string memory_budget;  // empty: the backend's default
   bool progress = false;
   bool quiet = false;
-  std::string classes = "0";    // votes: the number of classes, 0 = any vote >= 0 (parse_integer)
-  std::string features_path;    // penultimate-layer features [N, D] (egl, BADGE)
-  std::string lengths_path;     // token or top-K log-probabilities: each row's length
-  bool samples = false;         // a 3-D array holds [N, S, D] sampled answers' embeddings
-  std::optional<double> alpha;  // eigenscore
+  // Votes: the number of classes, 0 = any vote >= 0 (parse_integer).
+  std::string classes = schema_default("classes");
+  std::string features_path;        // penultimate-layer features [N, D] (egl, BADGE)
+  std::string lengths_path;         // token or top-K log-probabilities: each row's length
+  bool samples = false;             // a 3-D array holds [N, S, D] sampled answers' embeddings
+  std::optional<double> alpha;      // eigenscore
   std::optional<double> threshold;  // semantic_sets, semantic_entropy
 };
 
 // CLI11 saturates integers out of range (--seed -1 and --seed 2^64 both ran as 2^64 - 1), so
-// integer options are taken as text and read here: anything but an integer in the type's range is
-// refused.
+// integer options are taken as text and read here: anything but an integer in the range the
+// options schema gives (the C++ field's) is refused.
 template <typename T>
 T parse_integer(const char* flag, const std::string& text) {
+  const OptionInfo& option = option_info(flag);
   T value{};
   const char* begin = text.data();
   const char* end = begin + text.size();
   if (end - begin > 1 && begin[0] == '+' && begin[1] != '-') ++begin;  // from_chars takes no '+'
   const auto [stop, error] = std::from_chars(begin, end, value);
   if (error != std::errc() || stop != end || begin == end)
-    throw InvalidArgument(std::string(flag) + ": '" + text + "' is not an integer from " +
-                          std::to_string(std::numeric_limits<T>::min()) + " to " +
-                          std::to_string(std::numeric_limits<T>::max()));
+    throw InvalidArgument(integer_range_message(option, flag, text));
+  if constexpr (std::is_signed_v<T>)
+    check_integer_option(option, flag, value);
+  else
+    check_unsigned_option(option, flag, value);
   return value;
 }
 
@@ -205,11 +214,28 @@ std::string joined(const std::vector<std::string>& paths) {
   return text;
 }
 
-constexpr const char* kLlmMeasures =
-    "token log-probabilities [N, T]: sequence_nll, perplexity, min_token_prob; top-K "
-    "log-probabilities [N, T, K]: mean_token_entropy, max_token_entropy, mean_token_margin; "
-    "sampled answers [N, S, D] (--samples): sample_dispersion, eigenscore, semantic_sets, "
-    "semantic_entropy";
+const std::string kLlmMeasures = llm_measures_by_input(" (--samples)");
+
+// --measure's help: the measures of each kind of pool, from the measure table, its default first.
+std::string measure_help() {
+  auto kind_list = [](Measure first, auto pick) {
+    std::string text(to_string(first));
+    text += " (default)";
+    for (const MeasureInfo& m : measures())
+      if (m.measure != first && pick(m))
+        text += ", " + std::string(m.name) + (m.features ? " (with --features)" : "");
+    return text;
+  };
+  return "[N, C]: " +
+         kind_list(Measure::entropy,
+                   [](const MeasureInfo& m) { return m.pool_kind == PoolKind::predictions; }) +
+         "; committees: " +
+         kind_list(Measure::consensus_entropy,
+                   [](const MeasureInfo& m) { return m.pool_kind == PoolKind::committee; }) +
+         "; votes: " +
+         kind_list(Measure::vote_entropy, [](const MeasureInfo& m) { return m.votes; }) +
+         "; LLM outputs (no default): " + kLlmMeasures;
+}
 
 // Interprets one file's shape and dtype as a pool, and picks the measure.
 PoolView open_pool_file(const CommonOptions& opt, const std::string& path, io::NpyArray& array,
@@ -239,9 +265,7 @@ PoolView open_pool_file(const CommonOptions& opt, const std::string& path, io::N
 }
 
 Pool open_pool(const CommonOptions& opt) {
-  const bool llm_measure = !opt.measure.empty() &&
-                           pool_kind(parse_measure(opt.measure)) != PoolKind::predictions &&
-                           pool_kind(parse_measure(opt.measure)) != PoolKind::committee;
+  const bool llm_measure = !opt.measure.empty() && is_llm_measure(parse_measure(opt.measure));
   if (llm_measure || opt.samples || !opt.lengths_path.empty()) {
     if (opt.pool_paths.size() != 1)
       throw InvalidArgument(
@@ -318,15 +342,21 @@ ScoreOptions scoring_options(const CommonOptions& opt, Measure measure, SideInpu
   s.temperature = opt.temperature;
   if (!opt.features_path.empty())
     s.features = matrix_view(inputs.open(opt.features_path), opt.features_path, "features");
-  if (opt.alpha && measure != Measure::eigenscore)
-    throw InvalidArgument("--alpha applies to eigenscore, not to " +
-                          std::string(to_string(measure)));
-  if (opt.threshold && measure != Measure::semantic_sets && measure != Measure::semantic_entropy)
-    throw InvalidArgument("--threshold applies to semantic_sets and semantic_entropy, not to " +
-                          std::string(to_string(measure)));
+  check_measure_options(measure, opt.alpha.has_value(), opt.threshold.has_value(), "--");
   if (opt.alpha) s.eigenscore_alpha = *opt.alpha;
   if (opt.threshold) s.semantic_threshold = *opt.threshold;
   return s;
+}
+
+// An option as the options schema describes it: its flag and its help.
+template <typename T>
+CLI::Option* add_schema_option(CLI::App* cmd, const char* name, T& target) {
+  const OptionInfo& o = option_info(name);
+  return cmd->add_option(std::string(o.cli_flag), target, std::string(o.help));
+}
+CLI::Option* add_schema_flag(CLI::App* cmd, const char* name, bool& target) {
+  const OptionInfo& o = option_info(name);
+  return cmd->add_flag(std::string(o.cli_flag), target, std::string(o.help));
 }
 
 void add_common(CLI::App* cmd, CommonOptions& opt) {
@@ -336,18 +366,10 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
                   "[N, T] token log-probabilities, [N, T, K] top-K log-probabilities, [N, S, D] "
                   "sampled answers' embeddings. Several files are one pool, rows in file order")
       ->required();
-  cmd->add_option("--measure", opt.measure,
-                  "[N, C]: entropy (default), least_confidence, margin, ratio, egl (with "
-                  "--features); committees: "
-                  "consensus_entropy (default), vote_entropy, kl_max, bald, variation_ratio; "
-                  "votes: vote_entropy (default), variation_ratio; LLM outputs (no default): " +
-                      std::string(kLlmMeasures));
-  cmd->add_option("--layout", opt.layout,
-                  "axis order of a 3-D pool: members-first [M, N, C] or rows-first [N, M, C]")
-      ->capture_default_str();
-  cmd->add_flag("--logits", opt.logits, "the pool holds logits: apply softmax(z / T) first");
-  cmd->add_option("--temperature", opt.temperature, "softmax temperature T for --logits")
-      ->capture_default_str();
+  cmd->add_option("--measure", opt.measure, measure_help() + " (`quarry measures` lists them)");
+  add_schema_option(cmd, "layout", opt.layout)->capture_default_str();
+  add_schema_flag(cmd, "logits", opt.logits);
+  add_schema_option(cmd, "temperature", opt.temperature)->capture_default_str();
   cmd->add_option("--device", opt.device, "auto | cpu | cuda")->capture_default_str();
   cmd->add_option("--output,-o", opt.output, "OUT.npy, OUT.json, or - for stdout")
       ->capture_default_str();
@@ -358,37 +380,28 @@ void add_common(CLI::App* cmd, CommonOptions& opt) {
   cmd->add_flag("--progress", opt.progress,
                 "show progress on stderr even when it is not a terminal");
   cmd->add_flag("--quiet", opt.quiet, "never show progress");
-  cmd->add_option("--classes", opt.classes,
-                  "integer votes: the number of classes C; a vote >= C is an error (default: any "
-                  "vote >= 0 is a class)")
-      ->type_name("INT");
-  cmd->add_option("--features", opt.features_path,
-                  "FEAT.npy [N, D] float: penultimate-layer features of the pool rows, for "
-                  "--measure egl and --strategy badge");
-  cmd->add_option("--lengths", opt.lengths_path,
-                  "LEN.npy [N] int32/int64: each row's number of valid steps (1..T) for token or "
-                  "top-K log-probabilities; steps past it are never read (default: all T)");
+  add_schema_option(cmd, "classes", opt.classes)->type_name("INT");
+  add_schema_option(cmd, "features", opt.features_path);
+  add_schema_option(cmd, "lengths", opt.lengths_path);
   cmd->add_flag("--samples", opt.samples,
                 "the 3-D pool holds [N, S, D] embeddings of S sampled answers per row");
-  cmd->add_option("--alpha", opt.alpha,
-                  "eigenscore: alpha in ln eigenvalues(E J E^T + alpha I) (default 1e-3)");
-  cmd->add_option("--threshold", opt.threshold,
-                  "semantic_sets, semantic_entropy: answers with cosine similarity >= this are "
-                  "joined (default 0.9)");
+  add_schema_option(cmd, "alpha", opt.alpha);
+  add_schema_option(cmd, "threshold", opt.threshold);
 }
 
 // Integers as text: see parse_integer.
 struct SelectFlags {
   std::string k;  // empty: not given (a budget instead)
   std::vector<std::string> embeddings_paths;
-  std::string candidates = "0";
-  std::string kmeans_iterations = "25";
+  std::string candidates = schema_default("candidates");
+  std::string kmeans_iterations = schema_default("kmeans_iters");
   double explore = 0.0;
-  std::string seed = "0";
+  std::string seed = schema_default("seed");
   std::string row_offset = "0";
-  std::string pool_rows = "0";
+  std::string pool_rows = schema_default("pool_rows");
   bool partial = false;  // --row-offset given: write this shard's partial result
-  std::string strategy = "rank";
+  std::string strategy = schema_default("strategy");
+  std::string tie_break = schema_default("tie_break");
   std::string labeled_path;
   std::string costs_path;
   double budget = 0.0;
@@ -458,6 +471,7 @@ void run_select(const CommonOptions& opt, const SelectFlags& flags) {
   select_options.explore = flags.explore;
   select_options.kmeans.seed = select_options.seed;
   select_options.strategy = parse_strategy(flags.strategy);
+  select_options.tie_break = parse_tie_break(flags.tie_break);
   std::vector<io::NpyArray> embeddings;
   std::vector<EmbeddingView> embedding_views;
   if (!flags.embeddings_paths.empty()) {
@@ -615,6 +629,31 @@ void run_merge(const MergeFlags& flags) {
                   partials[0].embedding_dim > 0);
 }
 
+// `quarry measures`: the measure table, one measure a line.
+void run_measures() {
+  std::string text =
+      "measure             reads           family        takes                 "
+      "shards  score\n";
+  for (const MeasureInfo& m : measures()) {
+    std::string takes;
+    auto add = [&](bool on, const char* word) {
+      if (on) takes += (takes.empty() ? "" : ",") + std::string(word);
+    };
+    add(m.logits, "logits");
+    add(m.votes, "votes");
+    add(m.lengths, "lengths");
+    add(m.alpha, "alpha");
+    add(m.threshold, "threshold");
+    add(m.features, "features");
+    char line[160];
+    std::snprintf(line, sizeof line, "%-19s %-15s %-13s %-21s %-7s ", std::string(m.name).c_str(),
+                  std::string(to_string(m.pool_kind)).c_str(), std::string(m.family).c_str(),
+                  takes.empty() ? "-" : takes.c_str(), m.shardable ? "yes" : "no");
+    text += line + std::string(m.formula) + "\n";
+  }
+  write_stdout(text);
+}
+
 void run_info() {
   std::string text = "quarry " + version() + "\n";
   const CudaAvailability cuda = cuda_availability();
@@ -649,59 +688,23 @@ int main(int argc, char** argv) {
   SelectFlags flags;
   auto* select_cmd = app.add_subcommand("select", "print or save the k rows to label, best first");
   add_common(select_cmd, select_opt);
-  select_cmd
-      ->add_option("-k,--k", flags.k,
-                   "number of rows to select (with --budget: the most picks of a batch "
-                   "strategy)")
-      ->type_name("INT");
-  select_cmd->add_option("--embeddings", flags.embeddings_paths,
-                         "EMB.npy [N, D] float, one per pool file (after the pool files): spread "
-                         "the picks over k-means clusters of the top candidates, or the space to "
-                         "cover with --strategy coreset");
-  select_cmd
-      ->add_option("--candidates", flags.candidates,
-                   "top rows by score to choose among: k-means diversity (default 10*k), "
-                   "badge and coreset (default every row), --exact-budget (default 1000)")
-      ->type_name("INT");
-  select_cmd->add_option("--kmeans-iters", flags.kmeans_iterations, "k-means iterations at most")
+  add_schema_option(select_cmd, "k", flags.k)->type_name("INT");
+  add_schema_option(select_cmd, "embeddings", flags.embeddings_paths);
+  add_schema_option(select_cmd, "candidates", flags.candidates)->type_name("INT");
+  add_schema_option(select_cmd, "kmeans_iters", flags.kmeans_iterations)
       ->capture_default_str()
       ->type_name("INT");
-  select_cmd
-      ->add_option("--explore", flags.explore,
-                   "fraction of the k picks (or of the --budget) drawn at random from the rest "
-                   "(0 <= EPS < 1)")
-      ->capture_default_str();
-  select_cmd
-      ->add_option("--seed", flags.seed,
-                   "seed for k-means++, BADGE and exploration (0 to 2^64 - 1)")
-      ->capture_default_str()
-      ->type_name("UINT");
-  select_cmd
-      ->add_option("--strategy", flags.strategy,
-                   "rank (by score; with --embeddings, k-means diversity), badge (needs "
-                   "--features) or coreset (needs --embeddings)")
-      ->capture_default_str();
-  select_cmd->add_option("--labeled", flags.labeled_path,
-                         "LAB.npy for --strategy coreset: integer row indices [L] of labeled rows, "
-                         "or float embeddings [L, D] of labeled rows");
-  select_cmd->add_option("--costs", flags.costs_path,
-                         "COST.npy [N]: each row's labeling cost (positive), with --budget");
-  select_cmd->add_option("--budget", flags.budget,
-                         "total cost to spend instead of -k: picks maximise the total score within "
-                         "it (batch strategies: their picks in order while they fit)");
-  select_cmd->add_flag("--exact-budget", flags.exact_budget,
-                       "with --budget: the exact 0/1 knapsack over the top --candidates rows "
-                       "(default 1000); integer costs");
-  auto* row_offset = select_cmd
-                         ->add_option("--row-offset", flags.row_offset,
-                                      "write this shard's partial result (.json) for `quarry "
-                                      "merge`: its first row is row R of "
-                                      "the whole pool")
-                         ->type_name("INT");
-  select_cmd
-      ->add_option("--pool-rows", flags.pool_rows,
-                   "with --row-offset: the whole pool's row count (needed with --explore)")
-      ->type_name("INT");
+  add_schema_option(select_cmd, "explore", flags.explore)->capture_default_str();
+  add_schema_option(select_cmd, "seed", flags.seed)->capture_default_str()->type_name("UINT");
+  add_schema_option(select_cmd, "strategy", flags.strategy)->capture_default_str();
+  add_schema_option(select_cmd, "tie_break", flags.tie_break)->capture_default_str();
+  add_schema_option(select_cmd, "labeled", flags.labeled_path);
+  add_schema_option(select_cmd, "costs", flags.costs_path);
+  add_schema_option(select_cmd, "budget", flags.budget);
+  add_schema_flag(select_cmd, "exact_budget", flags.exact_budget);
+  auto* row_offset =
+      add_schema_option(select_cmd, "row_offset", flags.row_offset)->type_name("INT");
+  add_schema_option(select_cmd, "pool_rows", flags.pool_rows)->type_name("INT");
 
   CommonOptions score_opt;
   auto* score_cmd = app.add_subcommand("score", "score every row");
@@ -721,11 +724,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   app.add_subcommand("info", "show the version, the backends built and the GPUs found");
+  auto* measures_cmd = app.add_subcommand(
+      "measures", "list the measures: what each reads, the options it takes, its formula");
 
   if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "select" &&
       std::string(argv[1]) != "score" && std::string(argv[1]) != "merge" &&
-      std::string(argv[1]) != "info") {
-    std::fprintf(stderr, "quarry: error: unknown command '%s' (select, score, merge or info)\n",
+      std::string(argv[1]) != "info" && std::string(argv[1]) != "measures") {
+    std::fprintf(stderr,
+                 "quarry: error: unknown command '%s' (select, score, merge, info or measures)\n",
                  argv[1]);
     return 2;
   }
@@ -750,6 +756,8 @@ int main(int argc, char** argv) {
       run_score(score_opt);
     else if (*merge_cmd)
       run_merge(merge_flags);
+    else if (*measures_cmd)
+      run_measures();
     else
       run_info();
     // Closing stdout reports what flushing could not (a file system that fails on close).
@@ -760,17 +768,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "quarry: error: %s\n", e.what());
     return 2;
   } catch (const quarry::InvalidInput& e) {
-    // Row errors come from the engine, which does not know the file names.
-    const std::string what = e.what();
-    auto about = [&](const char* prefix) { return what.rfind(prefix, 0) == 0; };
+    // Row errors come from the engine, which does not know the file names: it names the input.
+    const std::string& input = e.input();
     const CommonOptions& common = *select_cmd ? select_opt : score_opt;
-    const bool about_lengths = what.find(": length outside") != std::string::npos;
-    const std::string file = about("embeddings") ? embedding_files.file_of(e.row())
-                             : about("features") ? common.features_path
-                             : about("labeled")  ? flags.labeled_path
-                             : about("costs")    ? flags.costs_path
-                             : about_lengths     ? common.lengths_path
-                                                 : pool_files.file_of(e.row());
+    const std::string file = input == "embeddings" ? embedding_files.file_of(e.row())
+                             : input == "features" ? common.features_path
+                             : input == "labeled"  ? flags.labeled_path
+                             : input == "costs"    ? flags.costs_path
+                             : input == "lengths"  ? common.lengths_path
+                                                   : pool_files.file_of(e.row());
     if (e.row() >= 0 && !file.empty())
       std::fprintf(stderr, "quarry: error: %s: %s\n", file.c_str(), e.what());
     else

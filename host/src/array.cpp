@@ -4,6 +4,7 @@
 #include <string>
 
 #include "quarry/error.hpp"
+#include "quarry/measures.hpp"
 
 namespace quarry {
 
@@ -40,16 +41,6 @@ void check_strides(const ArrayView& a, bool last_axis_strided, const std::string
         name + ": the last axis must be contiguous (stride of one element); " +
         "rows may be padded or strided, but the values of a row must be adjacent; for a " +
         "Fortran-order or transposed array pass a C-order copy");
-}
-
-constexpr const char* kLlmMeasures =
-    "token log-probabilities [N, T]: sequence_nll, perplexity, min_token_prob; top-K "
-    "log-probabilities [N, T, K]: mean_token_entropy, max_token_entropy, mean_token_margin; "
-    "sampled answers [N, S, D]: sample_dispersion, eigenscore, semantic_sets, semantic_entropy";
-
-bool is_llm_kind(PoolKind kind) {
-  return kind == PoolKind::token_logprobs || kind == PoolKind::top_logprobs ||
-         kind == PoolKind::samples;
 }
 
 // LLM outputs: the measure says how the array is read; lengths go with token and top-K pools.
@@ -132,7 +123,7 @@ PoolSpec pool_from_array(const ArrayView& array, std::optional<Measure> measure,
                          int64_t classes, std::string_view name_view, const ArrayView* lengths,
                          std::string_view lengths_name) {
   const std::string name(name_view);
-  if (measure && is_llm_kind(pool_kind(*measure))) {
+  if (measure && is_llm_measure(*measure)) {
     if (classes != 0)
       throw InvalidArgument(name + ": classes applies only to integer votes, not to " +
                             std::string(to_string(*measure)));
@@ -140,10 +131,11 @@ PoolSpec pool_from_array(const ArrayView& array, std::optional<Measure> measure,
                     *measure};
   }
   if (lengths != nullptr)
-    throw InvalidArgument(
-        measure ? name + ": lengths do not apply to " + std::string(to_string(*measure)) +
-                      "; they go with LLM measures: " + kLlmMeasures
-                : name + ": lengths need an LLM measure (there is no default): " + kLlmMeasures);
+    throw InvalidArgument(measure ? name + ": lengths do not apply to " +
+                                        std::string(to_string(*measure)) +
+                                        "; they go with LLM measures: " + llm_measures_by_input()
+                                  : name + ": lengths need an LLM measure (there is no default): " +
+                                        llm_measures_by_input());
   const auto& shape = array.shape;
   const bool integer = is_integer(array.dtype);
   if (classes < 0 || (classes > 0 && !integer))

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "engine/backend.hpp"
+#include "engine/threads.hpp"
 #include "quarry/error.hpp"
 
 namespace quarry {
@@ -44,8 +45,12 @@ Resources::Resources(Device device, int cuda_device) : settings_(std::make_uniqu
   }
 }
 
+// A null stream lent by the caller is CUDA's legacy default stream (PyTorch's default stream):
+// borrowed as cudaStreamLegacy, which orders with it, never replaced by a private stream.
 Resources::Resources(int cuda_device, void* cuda_stream)
-    : backend_(cuda_backend(cuda_device, cuda_stream)), settings_(std::make_unique<Settings>()) {}
+    : backend_(cuda_backend(cuda_device,
+                            cuda_stream != nullptr ? cuda_stream : reinterpret_cast<void*>(0x1))),
+      settings_(std::make_unique<Settings>()) {}
 
 Resources::~Resources() = default;
 Resources::Resources(Resources&&) noexcept = default;
@@ -58,6 +63,7 @@ std::string Resources::describe() const {
   return backend_->describe();
 }
 engine::Backend& Resources::backend() {
+  engine::prepare_calling_thread();  // every call takes the backend here
   return *backend_;
 }
 

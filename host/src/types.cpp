@@ -4,33 +4,12 @@
 #include <string>
 
 #include "quarry/error.hpp"
+#include "quarry/measures.hpp"
 
 namespace quarry {
 
 namespace {
 
-constexpr std::array<std::string_view, 20> kMeasureNames = {
-    "least_confidence",
-    "margin",
-    "ratio",
-    "entropy",
-    "vote_entropy",
-    "consensus_entropy",
-    "kl_max",
-    "bald",
-    "variation_ratio",
-    "egl",
-    "sequence_nll",
-    "perplexity",
-    "min_token_prob",
-    "mean_token_entropy",
-    "max_token_entropy",
-    "mean_token_margin",
-    "sample_dispersion",
-    "eigenscore",
-    "semantic_sets",
-    "semantic_entropy",
-};
 constexpr std::array<std::string_view, 3> kStrategyNames = {"rank", "badge", "coreset"};
 
 // a * b for a view's strides, refused when it overflows 64 bits (a shape such as (0, 2^62, 2^62)
@@ -79,16 +58,15 @@ std::string_view to_string(DType dtype) {
 }
 
 Measure parse_measure(std::string_view name) {
-  for (std::size_t i = 0; i < kMeasureNames.size(); ++i)
-    if (kMeasureNames[i] == name) return static_cast<Measure>(i);
-  std::string known;
-  for (auto n : kMeasureNames) known += (known.empty() ? "" : ", ") + std::string(n);
-  throw InvalidArgument("unknown measure '" + std::string(name) + "' (known: " + known + ")");
+  for (const MeasureInfo& m : measures())
+    if (m.name == name) return m.measure;
+  throw InvalidArgument("unknown measure '" + std::string(name) + "' (known: " +
+                        measure_names([](const MeasureInfo&) { return true; }) + ")");
 }
 
 std::string_view to_string(Measure measure) {
   const auto i = static_cast<std::size_t>(measure);
-  return i < kMeasureNames.size() ? kMeasureNames[i] : "unknown";
+  return i < measures().size() ? measures()[i].name : "unknown";
 }
 
 bool is_committee_measure(Measure measure) {
@@ -96,29 +74,7 @@ bool is_committee_measure(Measure measure) {
 }
 
 PoolKind pool_kind(Measure measure) {
-  switch (measure) {
-    case Measure::vote_entropy:
-    case Measure::consensus_entropy:
-    case Measure::kl_max:
-    case Measure::bald:
-    case Measure::variation_ratio:
-      return PoolKind::committee;
-    case Measure::sequence_nll:
-    case Measure::perplexity:
-    case Measure::min_token_prob:
-      return PoolKind::token_logprobs;
-    case Measure::mean_token_entropy:
-    case Measure::max_token_entropy:
-    case Measure::mean_token_margin:
-      return PoolKind::top_logprobs;
-    case Measure::sample_dispersion:
-    case Measure::eigenscore:
-    case Measure::semantic_sets:
-    case Measure::semantic_entropy:
-      return PoolKind::samples;
-    default:
-      return PoolKind::predictions;
-  }
+  return measure_info(measure).pool_kind;
 }
 
 std::string_view to_string(PoolKind kind) {
@@ -138,7 +94,7 @@ std::string_view to_string(PoolKind kind) {
 }
 
 bool needs_features(Measure measure) {
-  return measure == Measure::egl;
+  return measure_info(measure).features;
 }
 
 Strategy parse_strategy(std::string_view name) {
@@ -150,6 +106,16 @@ Strategy parse_strategy(std::string_view name) {
 std::string_view to_string(Strategy strategy) {
   const auto i = static_cast<std::size_t>(strategy);
   return i < kStrategyNames.size() ? kStrategyNames[i] : "unknown";
+}
+
+TieBreak parse_tie_break(std::string_view name) {
+  if (name == "row") return TieBreak::row;
+  if (name == "random") return TieBreak::random;
+  throw InvalidArgument("unknown tie-break '" + std::string(name) + "' (row or random)");
+}
+
+std::string_view to_string(TieBreak tie_break) {
+  return tie_break == TieBreak::random ? "random" : "row";
 }
 
 Device parse_device(std::string_view name) {

@@ -172,7 +172,7 @@ class FixedOrder:
         self.key = order_key
         self.calls = rows_of_call
 
-    def __call__(self, strategy, pool, k, embeddings, seed):
+    def __call__(self, strategy, pool, k, embeddings, seed, **_):
         self.calls.append((pool.shape, k, None if embeddings is None else embeddings.shape))
         return np.argsort(self.key[: pool.shape[-2]], kind="stable")[:k]
 
@@ -334,7 +334,14 @@ def test_summary_numbers_by_hand():
         {"n": 2, "of": 2, "mean": 35.0, "std": math.sqrt(50)}
     )
     assert random["needed_full_99"]["n"] == 0
-    assert margin["saved_full_99"]["n"] == 0
+    # Every seed counts: random, which never got there, is charged its final 40 labels, so
+    # margin saved (40 − 30) / 40 = 25% on seed 0 and 0% on seed 1.
+    assert margin["saved_full_99"] == pytest.approx(
+        {"n": 2, "of": 2, "mean": 12.5, "std": math.sqrt(2 * 12.5**2)}
+    )
+    # And a strategy that never reaches a target is charged its final labels: random saves 0%
+    # against itself on both seeds.
+    assert random["saved_full_99"] == {"n": 2, "of": 2, "mean": 0.0, "std": 0.0}
     # AULC over 10..40 labels: seed 0 = (0.65 + 0.825 + 0.85) · 10 / 30.
     assert margin["aulc"]["mean"] == pytest.approx(
         ((0.65 + 0.825 + 0.85) + (0.55 + 0.68 + 0.78)) / 6

@@ -61,6 +61,44 @@ def test_tensor_written_on_a_side_stream_is_read_after_the_write(torch_cuda):
     np.testing.assert_allclose(picks.scores[0], 0.875, rtol=1e-6)
 
 
+def test_device_scores_are_written_after_the_frameworks_stream(torch_cuda):
+    # The scores come from PyTorch's caching allocator on the current (side) stream. A block freed
+    # there goes to the next allocation at once, while a kernel queued on the stream still writes
+    # it: quarry's stream must wait for the side stream before writing the scores.
+    torch = torch_cuda
+    gpu = quarry.Resources("cuda")
+    rows = 1_000_000
+    pool = torch.softmax(torch.randn(rows, 6, device="cuda"), dim=1)
+    want = quarry.score(pool.cpu().numpy(), resources=CPU)
+    side = torch.cuda.Stream()
+    torch.cuda.synchronize()
+    with torch.cuda.stream(side):
+        stale = torch.empty(rows, dtype=torch.float32, device="cuda")
+        torch.cuda._sleep(50_000_000)
+        stale.fill_(float("nan"))  # queued behind the sleep
+        del stale  # its block is free for the next allocation on this stream
+        scores = quarry.score(pool, resources=gpu)
+    torch.cuda.synchronize()
+    got = scores.cpu().numpy()
+    assert not np.isnan(got).any(), "the scores were overwritten by work queued before them"
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_stream_zero_is_the_legacy_default_stream(torch_cuda):
+    # stream=0 (PyTorch's default stream) is borrowed as CUDA's legacy default stream
+    # (cudaStreamLegacy, 1 in DLPack's numbering), which orders with the default stream's work.
+    torch = torch_cuda
+    res = quarry.Resources("cuda", stream=0)
+    assert res.cuda_stream == 1
+    confident = torch.tensor([0.93] + [0.01] * 7, device="cuda")
+    pool = confident.repeat(2_000_000, 1)
+    torch.cuda.synchronize()
+    torch.cuda._sleep(50_000_000)  # on the default stream, then one row made uniform
+    pool[1_234_567] = 0.125
+    picks = quarry.select(pool, 1, measure="least_confidence", resources=res)
+    assert picks.indices[0] == 1_234_567
+
+
 def test_borrowed_stream(torch_cuda):
     torch = torch_cuda
     stream = torch.cuda.Stream()

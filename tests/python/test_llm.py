@@ -63,7 +63,7 @@ def reference_token(measure, lp, lengths):
         return -total
     if measure == "perplexity":
         return -total / lengths
-    return 1.0 - np.exp(np.where(valid, lp, 0.0).min(axis=1))
+    return -np.where(valid, lp, 0.0).min(axis=1)  # min_token_prob: the largest surprisal
 
 
 def reference_top(measure, lp, lengths):

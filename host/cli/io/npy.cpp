@@ -77,7 +77,7 @@ NpyArray NpyArray::open(const std::string& path, NpyRead how) {
   start.resize(read_at(file.fd, start.data(), start.size(), 0, path));
   NpyHeader header;
   try {
-    header = parse_npy_header(start.data(), start.size(), how.float64);
+    header = parse_npy_header(start.data(), start.size());
   } catch (const InvalidInput& e) {
     fail(path, e.what());
   }

@@ -29,8 +29,8 @@ inline constexpr std::size_t kMaxNpyHeaderLength = 10000;
 /// fortran_order and shape. `bytes` holds the file's first `size` bytes (the header must be
 /// among them). Throws InvalidInput, with a message that does not name the file, for what NumPy
 /// refuses and for what quarry cannot read (Fortran order; dtypes other than little-endian f4, f2,
-/// i4 and i8; f8 too when `float64`).
-NpyHeader parse_npy_header(const unsigned char* bytes, std::size_t size, bool float64 = false);
+/// i4, i8 and f8).
+NpyHeader parse_npy_header(const unsigned char* bytes, std::size_t size);
 
 /// "(3, 4)", "(12,)", "()": a shape as NumPy prints it.
 std::string shape_text(const std::vector<int64_t>& shape);
@@ -41,8 +41,6 @@ struct NpyRead {
   /// raises SIGBUS, which the command line reports (signals.hpp) but a host process such as
   /// Python cannot; read, the same file gives InvalidInput ("truncated while it was being read").
   bool into_memory = false;
-  /// Accept little-endian float64 ('<f8', DType::f64), which the engine converts chunkwise.
-  bool float64 = false;
 };
 
 /// A read-only .npy array: memory-mapped, or copied to aligned memory when the file's data is

@@ -568,7 +568,7 @@ int64_t utf8_length(std::string_view s) {
   return count;
 }
 
-DType parse_descr(const Literal& descr, bool float64) {
+DType parse_descr(const Literal& descr) {
   if (descr.kind == Literal::Kind::list)
     throw InvalidInput("structured arrays are not supported; save a plain numeric array");
   if (descr.kind == Literal::Kind::tuple)
@@ -588,19 +588,19 @@ DType parse_descr(const Literal& descr, bool float64) {
   if (kind == "f2") return DType::f16;
   if (kind == "i4") return DType::i32;
   if (kind == "i8") return DType::i64;
-  if (kind == "f8" && float64) return DType::f64;
-  if (kind == "f8")
-    throw InvalidInput("float64 is not supported; convert with arr.astype(np.float32)");
+  // What np.save of a Python list of floats writes: costs, and pools as from scikit-learn's
+  // predict_proba; the consumers of each array say which dtypes they take.
+  if (kind == "f8") return DType::f64;
   if (!kind.empty() && kind[0] == 'c')
     throw InvalidInput("complex data (" + printable(d) + ") is not supported");
   if (!kind.empty() && kind[0] == 'O') throw InvalidInput("object arrays are not supported");
   throw InvalidInput("dtype " + printable(d) +
-                     " is not supported (use float32, float16, int32 or int64)");
+                     " is not supported (use float32, float16, float64, int32 or int64)");
 }
 
 }  // namespace
 
-NpyHeader parse_npy_header(const unsigned char* bytes, std::size_t size, bool float64) {
+NpyHeader parse_npy_header(const unsigned char* bytes, std::size_t size) {
   if (size < 10) throw InvalidInput("not a .npy file (too short)");
   if (std::memcmp(bytes, kMagic, 6) != 0) throw InvalidInput("not a .npy file (bad magic bytes)");
   const int major = bytes[6], minor = bytes[7];
@@ -666,7 +666,7 @@ NpyHeader parse_npy_header(const unsigned char* bytes, std::size_t size, bool fl
     invalid("fortran_order is not True or False: " + printable(fortran.source));
   if (fortran.integer)
     throw InvalidInput("Fortran-order arrays are not supported; save np.ascontiguousarray(arr)");
-  header.dtype = parse_descr(*values["descr"], float64);
+  header.dtype = parse_descr(*values["descr"]);
 
   // The data's size, refusing shapes whose product overflows (a crafted header could otherwise
   // wrap it around to the size of the data present). As NumPy does, the product of the nonzero

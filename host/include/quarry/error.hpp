@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace quarry {
 
@@ -22,14 +23,18 @@ class InvalidArgument : public Error {
 
 /// The data itself is invalid (non-finite values, negative probabilities, rows not summing to 1,
 /// votes below -1, a truncated file). `row()` is the first offending pool row, or -1 when the
-/// problem is not tied to a row.
+/// problem is not tied to a row. `input()` names the input the row is of: "pool", "embeddings",
+/// "features", "lengths", "costs", "labeled"; empty when the error names none.
 class InvalidInput : public Error {
  public:
-  explicit InvalidInput(const std::string& what, int64_t row = -1) : Error(what), row_(row) {}
+  explicit InvalidInput(const std::string& what, int64_t row = -1, std::string input = {})
+      : Error(what), row_(row), input_(std::move(input)) {}
   int64_t row() const noexcept { return row_; }
+  const std::string& input() const noexcept { return input_; }
 
  private:
   int64_t row_;
+  std::string input_;
 };
 
 /// A backend was asked for that this build or this machine does not have (CUDA in a CPU-only
@@ -50,6 +55,13 @@ class CudaError : public Error {
 class OutOfMemory : public CudaError {
  public:
   using CudaError::CudaError;
+};
+
+/// The call was stopped by the calling thread's InterruptCheck (Ctrl-C in Python): nothing of it
+/// remains.
+class Interrupted : public Error {
+ public:
+  using Error::Error;
 };
 
 }  // namespace quarry

@@ -29,7 +29,8 @@ class Resources {
   /// the reason, when Device::cuda is asked for and cannot be had.
   explicit Resources(Device device = Device::automatic, int cuda_device = 0);
   /// Runs on `cuda_device` with the caller's stream (a cudaStream_t passed as void*); the stream is
-  /// borrowed, not destroyed. Throws BackendUnavailable in a CPU-only build.
+  /// borrowed, not destroyed. nullptr is the legacy default stream (used as cudaStreamLegacy).
+  /// Throws BackendUnavailable in a CPU-only build.
   Resources(int cuda_device, void* cuda_stream);
   ~Resources();
   Resources(Resources&&) noexcept;
@@ -56,7 +57,8 @@ class Resources {
   /// The most device memory these Resources' pool has held so far (0 on the CPU).
   std::size_t peak_device_memory() const;
   /// The cudaStream_t (as void*) that work runs on: device inputs must be ready in its order
-  /// (for DLPack producers: `__dlpack__(stream=...)` with it). nullptr on the CPU backend.
+  /// (for DLPack producers: `__dlpack__(stream=...)` with it); cudaStreamLegacy (1) for the legacy
+  /// default stream. nullptr on the CPU backend.
   void* cuda_stream() const;
   /// Orders the work of later calls after everything queued so far on `cuda_stream` (a producer's
   /// cudaStream_t, e.g. from __cuda_array_interface__). Does nothing on the CPU backend.

@@ -44,7 +44,7 @@ enum class Measure {
   // samples).
   sequence_nll,        ///< token log-probabilities [N, T]: -sum_t l_t over the row's length
   perplexity,          ///< -(1/L) sum_t l_t (log scale)
-  min_token_prob,      ///< 1 - min_t exp(l_t)
+  min_token_prob,      ///< -min_t l_t: the largest token surprisal
   mean_token_entropy,  ///< top-K log-probabilities [N, T, K]: mean over steps of the entropy
   max_token_entropy,   ///< max over steps of the entropy of the renormalised top-K
   mean_token_margin,   ///< mean over steps of 1 - (p1 - p2) of the renormalised top-K
@@ -53,6 +53,10 @@ enum class Measure {
   semantic_sets,       ///< connected components of the graph cosine >= threshold
   semantic_entropy,    ///< entropy of the component sizes
 };
+/// How many measures there are: the last one's number + 1. A new measure goes at the end of the
+/// enum, with a row in the measure table (quarry/measures.hpp); compile-time checks hold the
+/// table, this count and the kernels' mirror enum together.
+inline constexpr int kMeasureCount = static_cast<int>(Measure::semantic_entropy) + 1;
 
 /// Parses a measure name as docs/measures.md writes it ("entropy", "kl_max", ...).
 /// Throws InvalidArgument for an unknown name.
@@ -194,6 +198,16 @@ enum class Strategy {
 Strategy parse_strategy(std::string_view name);
 std::string_view to_string(Strategy strategy);
 
+/// How rows of equal score are ordered wherever rows are ranked by score.
+enum class TieBreak {
+  row,     ///< ascending row: picks follow the file's order where many rows tie
+  random,  ///< ascending splitmix64 hash of (seed, global row): seeded, alike on every backend
+           ///< and every sharding of the pool (kernels/tie_key.hpp)
+};
+/// "row", "random"; parse_tie_break throws InvalidArgument for another name.
+TieBreak parse_tie_break(std::string_view name);
+std::string_view to_string(TieBreak tie_break);
+
 /// What to select.
 struct SelectOptions {
   ScoreOptions scoring;
@@ -209,6 +223,8 @@ struct SelectOptions {
   /// `seed`) from the rows not otherwise picked. 0 <= explore < 1.
   double explore = 0.0;
   uint64_t seed = 0;
+  /// Equal scores: lowest row first, or a seeded random order (hash of `seed` and the row).
+  TieBreak tie_break = TieBreak::row;
 
   /// The batch strategy. badge and coreset run over the top `candidates` rows by score (0 = every
   /// row), badge on scoring.features, coreset on `embeddings`. docs/strategies.md.

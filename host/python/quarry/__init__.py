@@ -7,17 +7,13 @@ place: numpy (memory-mapped too), PyTorch, CuPy, JAX, anything with ``__dlpack__
 arrays on the device, in order with the producer's stream. The GIL is released while the engine
 works.
 
-Measures (higher always means "select first"): ``entropy``, ``least_confidence``, ``margin``,
-``ratio`` for one model's ``[N, C]`` probabilities or logits; ``vote_entropy``,
-``consensus_entropy``, ``kl_max``, ``bald``, ``variation_ratio`` for a committee's
-``[M, N, C]`` (``layout="rows-first"``: ``[N, M, C]``) or ``[M, N]`` integer votes; ``egl``
-(expected gradient length, with ``features``). LLM outputs, read as the measure says (no
-default): ``sequence_nll``, ``perplexity``, ``min_token_prob`` for ``[N, T]`` token
-log-probabilities; ``mean_token_entropy``, ``max_token_entropy``, ``mean_token_margin`` for
-``[N, T, K]`` top-K log-probabilities (both with ``lengths``); ``sample_dispersion``,
-``eigenscore``, ``semantic_sets``, ``semantic_entropy`` for ``[N, S, D]`` sampled answers'
-embeddings. :func:`select` also chooses by BADGE or core-set (``strategy=``) and within a labeling
-budget (``costs=``, ``budget=``).
+Measures (higher always means "select first"; :func:`measures` gives the table, with each one's
+options and formula):
+
+{measures}
+
+:func:`select` also chooses by BADGE or core-set (``strategy=``) and within a labeling budget
+(``costs=``, ``budget=``).
 """
 
 from __future__ import annotations
@@ -56,7 +52,10 @@ __all__ = [
     "info",
     "combine",
     "kmeans",
+    "measures",
     "merge",
+    "option_schema",
+    "recommended",
     "score",
     "select",
     "select_partial",
@@ -64,8 +63,47 @@ __all__ = [
 
 __version__: str = _quarry.__version__
 
+# What each kind of pool is, for the measure list of this docstring (made from the table).
+_POOL_KINDS = {
+    "predictions": "one model's ``[N, C]`` probabilities or logits",
+    "committee": 'a committee\'s ``[M, N, C]`` (``layout="rows-first"``: ``[N, M, C]``) or '
+    "``[M, N]`` integer votes",
+    "token_logprobs": "``[N, T]`` token log-probabilities (with ``lengths``; no default)",
+    "top_logprobs": "``[N, T, K]`` top-K log-probabilities (with ``lengths``; no default)",
+    "samples": "``[N, S, D]`` sampled answers' embeddings (no default)",
+}
+
+
+def _measure_list() -> str:
+    """The docstring's measure list, one line per kind of pool, from the measure table."""
+    lines = []
+    for kind, what in _POOL_KINDS.items():
+        names = ", ".join(
+            f"``{m['name']}``" + (" (with ``features``)" if m["features"] else "")
+            for m in _quarry.measures()
+            if m["pool_kind"] == kind
+        )
+        lines.append(f"- {what}: {names}")
+    return "\n".join(lines)
+
+
+__doc__ = __doc__.replace("{measures}", _measure_list())
+
 _REASONS = np.array(["rank", "cluster", "exploration", "badge", "coreset"])
 _thread_state = threading.local()
+
+
+_SCHEMA = {o["name"]: o for o in _quarry.option_schema()}
+
+
+def _not_carried_by_partials(**given: Any) -> list[str]:
+    """The options given (not None or False) that a partial result cannot carry: those without a
+    key in a partial's JSON (the options schema), which a pool of shards therefore refuses."""
+    return [
+        name
+        for name, value in given.items()
+        if value is not None and value is not False and not _SCHEMA[name]["json_key"]
+    ]
 
 
 def _resources(resources: Resources | None) -> Resources:
@@ -104,6 +142,11 @@ def _is_shard_list(pool: Any) -> bool:
 def _shards(shards: Sequence[Any], res: Resources) -> list[Any]:
     """The shards as arrays: .npy paths read with the command line's reader (a FIFO, a text file
     or a file truncated while it is read is refused with InvalidInput)."""
+    if not isinstance(shards, (list, tuple)):  # an array would be read as one shard per row
+        raise InvalidArgument(
+            "a sharded pool takes its embeddings as a list with one array (or .npy path) per "
+            f"shard, got {type(shards).__name__}"
+        )
     if len(shards) == 0:
         raise InvalidArgument("the pool has no shards")
     return [
@@ -118,7 +161,9 @@ def _optional_input(array: Any, res: Resources) -> Any:
 
 def _device_empty(pool: Any):
     """A function making writable float32 arrays on ``pool``'s CUDA device: PyTorch's or CuPy's
-    for their own arrays, else whichever of them is installed (see :func:`_as_framework_of`)."""
+    for their own arrays, else whichever of them is installed (see :func:`_as_framework_of`).
+    It returns the array and the framework's current stream (the caching allocator may hand out
+    memory that kernels queued there still use: quarry's stream waits for it before writing)."""
 
     def empty(rows: int) -> Any:
         framework = type(pool).__module__.split(".")[0]
@@ -128,14 +173,15 @@ def _device_empty(pool: Any):
                 import torch
 
                 where = pool.device if framework == "torch" else f"cuda:{device or 0}"
-                return torch.empty(rows, dtype=torch.float32, device=where)
+                out = torch.empty(rows, dtype=torch.float32, device=where)
+                return out, torch.cuda.current_stream(out.device).cuda_stream
             except ImportError:
                 pass
         try:
             import cupy
 
             with cupy.cuda.Device(pool.device.id if framework == "cupy" else device or 0):
-                return cupy.empty(rows, dtype=cupy.float32)
+                return cupy.empty(rows, dtype=cupy.float32), cupy.cuda.get_current_stream().ptr
         except ImportError:
             raise InvalidArgument(
                 f"score() of a {framework} device array needs PyTorch or CuPy to allocate the "
@@ -229,6 +275,7 @@ def score(
     threshold: float | None = None,
     features: Any = None,
     resources: Resources | None = None,
+    **table: Any,
 ) -> Any:
     """Scores every row of ``pool``; a higher score means "select first".
 
@@ -255,6 +302,7 @@ def score(
         features: ``[N, D]`` float penultimate-layer features of the pool rows, for ``egl``
             (and ``strategy="badge"`` in :func:`select`).
         resources: the :class:`Resources` to run on; None uses this thread's default.
+        table: for a table pool, ``column=`` (see :func:`select`).
 
     Returns:
         float32 scores, one per row: a numpy array for a host pool; for a CUDA pool an array of
@@ -264,27 +312,42 @@ def score(
         InvalidInput: bad data (``.row`` is the first bad row).
         InvalidArgument: bad shapes, dtypes or options.
     """
+    from . import tables as _tables  # pyarrow is imported only for a table
+
+    if table or _tables.is_table_source(pool):
+        return _tables.score_from_call(locals())
     res = _resources(resources)
     if _is_shard_list(pool):
-        if any(v is not None for v in (lengths, alpha, threshold, features)):
-            raise InvalidArgument(
-                "a pool of shards does not take lengths, alpha, threshold or features"
-            )
+        given = _not_carried_by_partials(
+            lengths=lengths, alpha=alpha, threshold=threshold, features=features
+        )
+        if given:
+            raise InvalidArgument("a pool of shards does not take " + ", ".join(given))
         return _quarry.score_shards(
-            res, _shards(pool, res), measure, logits, temperature, layout, classes or 0
+            res,
+            _shards(pool, res),
+            dict(
+                measure=measure,
+                logits=logits,
+                temperature=temperature,
+                layout=layout,
+                classes=classes,
+            ),
         )
     scores = _quarry.score(
         res,
         _input(pool, res),
-        measure,
-        logits,
-        temperature,
-        layout,
-        classes or 0,
-        _optional_input(lengths, res),
-        alpha,
-        threshold,
-        _optional_input(features, res),
+        dict(
+            measure=measure,
+            logits=logits,
+            temperature=temperature,
+            layout=layout,
+            classes=classes,
+            lengths=_optional_input(lengths, res),
+            alpha=alpha,
+            threshold=threshold,
+            features=_optional_input(features, res),
+        ),
         _device_empty(pool),
     )
     return scores if type(scores) is np.ndarray else _as_framework_of(pool, scores)
@@ -309,11 +372,13 @@ def select(
     explore: float = 0.0,
     seed: int = 0,
     strategy: str = "rank",
+    tie_break: str = "row",
     labeled: Any = None,
     costs: Any = None,
     budget: float | None = None,
     exact_budget: bool = False,
     resources: Resources | None = None,
+    **table: Any,
 ) -> Selection:
     """Returns the ``k`` rows most worth labeling, best first, or the rows a budget buys.
 
@@ -336,7 +401,9 @@ def select(
             at N); badge and coreset (0 = every row); ``exact_budget`` (0 = 1,000).
         kmeans_iters: k-means iterations at most.
         explore: fraction of the k picks (or of the budget) drawn at random, 0 <= explore < 1.
-        seed: seeds k-means++, BADGE's draws and exploration.
+        seed: seeds k-means++, BADGE's draws, exploration and the random tie-break.
+        tie_break: equal scores rank ``"row"`` (lowest row first) or ``"random"`` (by a seeded
+            hash of the seed and the global row: reproducible on every backend and sharding).
         strategy: ``"rank"`` (by score; with embeddings, k-means diversity), ``"badge"``
             (k-means++ seeding on gradient embeddings; needs probabilities and ``features``) or
             ``"coreset"`` (k-center greedy on ``embeddings``).
@@ -348,6 +415,9 @@ def select(
             score / cost); batch strategies take their picks in order while they fit.
         exact_budget: the exact 0/1 knapsack over the top ``candidates`` rows (integer costs).
         resources: the :class:`Resources` to run on; None uses this thread's default.
+        table: for a table pool (a ``pyarrow.Table``, a ``datasets.Dataset`` or a ``.parquet``,
+            ``.arrow``, ``.feather`` path): ``column=``, ``id_column=`` and the other columns of
+            :func:`quarry.tables.select_table`, which reads it; the picks then carry ``ids``.
 
     Returns:
         A :class:`Selection` (``indices``, ``scores``, ``reasons``, ``clusters``,
@@ -357,23 +427,26 @@ def select(
         InvalidInput: bad data (``.row`` is the first bad row).
         InvalidArgument: bad k, shapes, dtypes or options.
     """
+    from . import tables as _tables  # pyarrow is imported only for a table
+
+    if table or _tables.is_table_source(pool):
+        return _tables.select_from_call(locals())
     budgeted = costs is not None or budget is not None or exact_budget
     if k is None and not budgeted:
         raise InvalidArgument("select needs k, or costs with a budget")
     res = _resources(resources)
     if _is_shard_list(pool):
-        given = [
-            name
-            for name, value in (
-                ("lengths", lengths),
-                ("alpha", alpha),
-                ("threshold", threshold),
-                ("features", features),
-                ("labeled", labeled),
-            )
-            if value is not None
-        ]
         _quarry.check_shardable(strategy, budgeted, exact_budget)  # the strategy decides
+        given = _not_carried_by_partials(
+            lengths=lengths,
+            alpha=alpha,
+            threshold=threshold,
+            features=features,
+            labeled=labeled,
+            costs=costs,
+            budget=budget,
+            exact_budget=exact_budget,
+        )
         if given:
             raise InvalidArgument(
                 "a pool of shards is selected with strategy='rank' by score and k only; "
@@ -383,17 +456,20 @@ def select(
             *_quarry.select_shards(
                 res,
                 _shards(pool, res),
-                k,
-                measure,
-                logits,
-                temperature,
-                layout,
-                classes or 0,
-                None if embeddings is None else _shards(embeddings, res),
-                candidates,
-                kmeans_iters,
-                explore,
-                seed,
+                dict(
+                    k=k,
+                    measure=measure,
+                    logits=logits,
+                    temperature=temperature,
+                    layout=layout,
+                    classes=classes,
+                    embeddings=None if embeddings is None else _shards(embeddings, res),
+                    candidates=candidates,
+                    kmeans_iters=kmeans_iters,
+                    explore=explore,
+                    seed=seed,
+                    tie_break=tie_break,
+                ),
             )
         )
     if isinstance(labeled, (list, tuple)):
@@ -404,27 +480,71 @@ def select(
         *_quarry.select(
             res,
             _input(pool, res),
-            k or 0,
-            measure,
-            logits,
-            temperature,
-            layout,
-            classes or 0,
-            _optional_input(lengths, res),
-            alpha,
-            threshold,
-            _optional_input(features, res),
-            _optional_input(embeddings, res),
-            candidates,
-            kmeans_iters,
-            explore,
-            seed,
-            strategy,
-            _optional_input(labeled, res),
-            _optional_input(costs, res),
-            0.0 if budget is None else budget,
-            exact_budget,
+            dict(
+                k=k,
+                measure=measure,
+                logits=logits,
+                temperature=temperature,
+                layout=layout,
+                classes=classes,
+                lengths=_optional_input(lengths, res),
+                alpha=alpha,
+                threshold=threshold,
+                features=_optional_input(features, res),
+                embeddings=_optional_input(embeddings, res),
+                candidates=candidates,
+                kmeans_iters=kmeans_iters,
+                explore=explore,
+                seed=seed,
+                tie_break=tie_break,
+                strategy=strategy,
+                labeled=_optional_input(labeled, res),
+                costs=_optional_input(costs, res),
+                budget=budget,
+                exact_budget=exact_budget,
+            ),
         )
+    )
+
+
+def recommended(
+    pool: Any,
+    k: int,
+    *,
+    embeddings: Any = None,
+    features: Any = None,
+    candidates: int = 0,
+    seed: int = 0,
+    **options: Any,
+) -> Selection:
+    """The selection to start with: the batch of ``k`` rows that held up best in quarry's
+    simulations on datasets nobody tuned for (bench/EVAL.md), from one model's ``[N, C]``
+    probabilities (or logits with ``logits=True``) and what else is given:
+
+    - ``embeddings`` (``[N, D]``, any representation of the rows), or else ``features`` (the
+      input of the model's last layer, used as the embeddings): margin with k-means diversity,
+      the top ``candidates`` rows by margin (0 = 10 * k) clustered into k clusters and the best
+      of each kept;
+    - neither: margin, best first.
+
+    Equal scores are ordered by the seeded random tie-break (``tie_break="random"``, seeded by
+    ``seed``): with a model that ties many rows (trees) it kept picks from following the file's
+    order, which cost accuracy on class-sorted data; pass ``tie_break="row"`` for row order.
+    ``seed`` also seeds k-means++; ``options`` go to :func:`select` as they are (``logits``,
+    ``temperature``, ``explore``, ``resources``, ...). BADGE (``select(strategy="badge")``)
+    stays available: it was the runner-up (docs/strategies.md).
+    """
+    if embeddings is None:
+        embeddings = features
+    options.setdefault("tie_break", "random")
+    return select(
+        pool,
+        k,
+        measure="margin",
+        embeddings=embeddings,
+        candidates=candidates,
+        seed=seed,
+        **options,
     )
 
 
@@ -444,6 +564,7 @@ def select_partial(
     kmeans_iters: int = 25,
     explore: float = 0.0,
     seed: int = 0,
+    tie_break: str = "row",
     resources: Resources | None = None,
 ) -> Partial:
     """One shard's partial result, for :func:`merge`: the shard's best ``k`` rows (all of them
@@ -468,19 +589,22 @@ def select_partial(
     return _quarry.select_partial(
         res,
         _shards(shards, res),
-        k,
-        measure,
-        logits,
-        temperature,
-        layout,
-        classes or 0,
-        None if embeddings is None else _shards(embeddings, res),
-        candidates,
-        kmeans_iters,
-        explore,
-        seed,
-        row_offset,
-        pool_rows,
+        dict(
+            k=k,
+            measure=measure,
+            logits=logits,
+            temperature=temperature,
+            layout=layout,
+            classes=classes,
+            embeddings=None if embeddings is None else _shards(embeddings, res),
+            candidates=candidates,
+            kmeans_iters=kmeans_iters,
+            explore=explore,
+            seed=seed,
+            tie_break=tie_break,
+            row_offset=row_offset,
+            pool_rows=pool_rows,
+        ),
     )
 
 
@@ -545,6 +669,26 @@ def kmeans(
     return KMeansResult(
         *_quarry.kmeans(res, _input(points, res), k, iterations, seed, initial_centroids)
     )
+
+
+def measures() -> list[dict[str, Any]]:
+    """The measure table, one dict per measure in the order of the C++ ``quarry::Measure`` enum:
+    ``name``; ``pool_kind`` (what it reads: ``"predictions"``, ``"committee"``,
+    ``"token_logprobs"``, ``"top_logprobs"`` or ``"samples"``); ``family``; whether it takes
+    ``logits``, integer ``votes``, ``lengths``, ``alpha``, ``threshold`` and (needs)
+    ``features``; whether a partial result carries it (``shardable``: :func:`select_partial`,
+    a pool of shards); and its ``formula``."""
+    return _quarry.measures()
+
+
+def option_schema() -> list[dict[str, Any]]:
+    """The options schema, one dict per option: its Python keyword (``name``), command-line flag
+    (``cli_flag``), key in a partial's JSON (``json_key``), C++ field (``cpp_field``), ``type``
+    (``"integer"``, ``"number"``, ``"flag"``, ``"text"`` or ``"array"``), for integers the
+    inclusive range ``min``..``max``, the ``default`` as the command line shows it, what it
+    ``applies_to`` and its ``help``. Keyword arguments are checked against it: an integer
+    outside its range raises :class:`InvalidArgument` naming it and the range."""
+    return _quarry.option_schema()
 
 
 def info() -> dict[str, Any]:

@@ -83,6 +83,11 @@ def _chunks(pool: Any, layout: str) -> tuple[list[Any], list[int]]:
             array = _load(shard)  # a path: only its header is read here
             rows.append(int(array.shape[_rows_axis(array.ndim, array.dtype, layout)]))
         return list(pool), rows
+    if not hasattr(pool, "to_delayed"):
+        raise quarry.InvalidArgument(
+            "pool must be a Dask array or a list of .npy paths, got "
+            f"{type(pool).__module__}.{type(pool).__name__}; quarry.select reads in-memory arrays"
+        )
     axis = _rows_axis(pool.ndim, pool.dtype, layout)
     if any(np.isnan(c) for c in pool.chunks[axis]):
         raise quarry.InvalidArgument(
@@ -101,6 +106,11 @@ def _embedding_chunks(embeddings: Any, rows: list[int]) -> list[Any]:
                 "pool shard"
             )
         return list(embeddings)
+    if not hasattr(embeddings, "rechunk"):
+        raise quarry.InvalidArgument(
+            "embeddings must be a Dask array or a list of .npy paths, got "
+            f"{type(embeddings).__module__}.{type(embeddings).__name__}"
+        )
     if embeddings.ndim != 2 or embeddings.shape[0] != sum(rows):
         raise quarry.InvalidArgument(
             f"embeddings must be [N, D] with N = {sum(rows)}, got shape {embeddings.shape}"

@@ -9,6 +9,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -84,11 +86,150 @@ class CallLock {
   PyResources& res_;
 };
 
+// Ctrl-C while the engine runs with the GIL released: the engine polls, between blocks of rows,
+// whether the main thread has a signal pending; PyErr_CheckSignals runs its handler, and the
+// exception it raises (KeyboardInterrupt) is kept here until the engine has unwound, then raised.
+unsigned long g_main_thread = 0;
+thread_local PyObject* t_pending_type = nullptr;
+thread_local PyObject* t_pending_value = nullptr;
+thread_local PyObject* t_pending_traceback = nullptr;
+
+bool python_signal_raised() {
+  nb::gil_scoped_acquire acquire;
+  if (PyErr_CheckSignals() == 0) return false;
+  PyErr_Fetch(&t_pending_type, &t_pending_value, &t_pending_traceback);
+  return true;
+}
+
+// For the duration of an engine call: only the main thread handles signals.
+struct PythonInterrupts {
+  std::optional<quarry::InterruptCheck> check;
+  PythonInterrupts() {
+    if (PyThread_get_thread_ident() == g_main_thread) check.emplace(python_signal_raised);
+  }
+};
+
 // An array the engine reads, and whatever keeps its memory alive during the call.
 struct InputArray {
   ArrayView view;
   nb::ndarray<nb::ro> keep;  // empty for __cuda_array_interface__ inputs: the caller holds those
 };
+
+// The keyword options of a call, as one dict read against the options schema (quarry/options.hpp):
+// each value is type- and range-checked under its Python name, None means "the default", and a
+// key nobody reads is refused (a misspelt option is an error, not silently ignored).
+class Options {
+ public:
+  explicit Options(nb::dict values) : values_(std::move(values)) {}
+
+  // An integer in the option's range (the C++ field's): a TypeError for a non-integer (floats and
+  // bools included), InvalidArgument naming the option and its range otherwise.
+  template <typename T>
+  T integer(const char* name, T fallback) {
+    nb::handle v = get(name);
+    return v.is_valid() ? integer_value<T>(v, name, name) : fallback;
+  }
+  double number(const char* name, double fallback) {
+    const std::optional<double> v = optional_number(name);
+    return v ? *v : fallback;
+  }
+  std::optional<double> optional_number(const char* name) {
+    nb::handle v = get(name);
+    if (!v.is_valid()) return std::nullopt;
+    if (nb::isinstance<nb::bool_>(v) || !PyNumber_Check(v.ptr()) || PyComplex_Check(v.ptr()))
+      throw nb::type_error(
+          (std::string(name) + ": expected a number, got " + type_name(v)).c_str());
+    const double d = PyFloat_AsDouble(v.ptr());
+    if (d == -1.0 && PyErr_Occurred()) throw nb::python_error();
+    return d;
+  }
+  bool flag(const char* name, bool fallback) {
+    nb::handle v = get(name);
+    if (!v.is_valid()) return fallback;
+    bool b = false;
+    if (!nb::try_cast(v, b, false))
+      throw nb::type_error(
+          (std::string(name) + ": expected True or False, got " + type_name(v)).c_str());
+    return b;
+  }
+  std::optional<std::string> text(const char* name) {
+    nb::handle v = get(name);
+    if (!v.is_valid()) return std::nullopt;
+    if (!nb::isinstance<nb::str>(v))
+      throw nb::type_error((std::string(name) + ": expected a str, got " + type_name(v)).c_str());
+    return nb::cast<std::string>(v);
+  }
+  std::string text(const char* name, const char* fallback) {
+    const auto v = text(name);
+    return v ? *v : fallback;
+  }
+  // An array (or anything input_array() reads); an invalid handle for None.
+  nb::handle array(const char* name) { return get(name); }
+
+  // Every key was read: an unknown one is refused.
+  void check_all_read() const {
+    for (auto [key, value] : values_) {
+      const std::string k = nb::cast<std::string>(key);
+      if (std::find(read_.begin(), read_.end(), k) == read_.end())
+        throw quarry::InvalidArgument("unknown option '" + k + "'");
+    }
+  }
+
+  template <typename T>
+  static T integer_value(nb::handle v, const char* name, std::string_view spelling) {
+    const quarry::OptionInfo& option = quarry::option_info(name);
+    if (nb::isinstance<nb::bool_>(v) || !PyIndex_Check(v.ptr()))
+      throw nb::type_error(
+          (std::string(spelling) + ": expected an integer, got " + type_name(v)).c_str());
+    nb::object index = nb::steal(PyNumber_Index(v.ptr()));
+    if (!index.is_valid()) throw nb::python_error();
+    const std::string text = nb::cast<std::string>(nb::str(index));
+    int overflow = 0;
+    const long long value = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+    if (overflow > 0) {
+      const unsigned long long u = PyLong_AsUnsignedLongLong(index.ptr());
+      if (PyErr_Occurred()) {
+        PyErr_Clear();
+        throw quarry::InvalidArgument(quarry::integer_range_message(option, spelling, text));
+      }
+      quarry::check_unsigned_option(option, spelling, u);
+    } else if (overflow < 0) {
+      throw quarry::InvalidArgument(quarry::integer_range_message(option, spelling, text));
+    } else {
+      quarry::check_integer_option(option, spelling, value);
+    }
+    if constexpr (std::is_unsigned_v<T>)
+      return overflow > 0 ? static_cast<T>(PyLong_AsUnsignedLongLong(index.ptr()))
+                          : static_cast<T>(value);
+    else
+      return static_cast<T>(value);  // in range: the schema's range is the type's
+  }
+
+ private:
+  static std::string type_name(nb::handle v) {
+    return nb::cast<std::string>(nb::str(v.type().attr("__name__")));
+  }
+  // The value of `name`, or an invalid handle when it is missing or None.
+  nb::handle get(const char* name) {
+    read_.emplace_back(name);
+    PyObject* v = PyDict_GetItemString(values_.ptr(), name);  // borrowed: the dict keeps it
+    return v == nullptr || v == Py_None ? nb::handle() : nb::handle(v);
+  }
+
+  nb::dict values_;
+  std::vector<std::string> read_;
+};
+
+// The dtypes an argument takes, for its error messages.
+std::string accepted_dtypes(const char* what) {
+  const std::string name(what);
+  if (name == "lengths") return "int32 or int64";
+  if (name == "costs") return "float32, float64, int32 or int64";
+  if (name == "labeled") return "int32 or int64 rows, or float32, float16 or bfloat16 embeddings";
+  if (name.rfind("embeddings", 0) == 0 || name == "features" || name == "points")
+    return "float32, float16 or bfloat16";
+  return "float32, float16, bfloat16 or float64; int32 or int64 for votes";
+}
 
 DType dtype_of(nb::dlpack::dtype t, const char* what) {
   using code = nb::dlpack::dtype_code;
@@ -107,9 +248,8 @@ DType dtype_of(nb::dlpack::dtype t, const char* what) {
                      : t.code == static_cast<uint8_t>(code::Bool)    ? "bool"
                                                                      : "unknown";
   const std::string bits = t.code == static_cast<uint8_t>(code::Bool) ? "" : std::to_string(t.bits);
-  throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " + kind + bits +
-                                " (float32, float16, bfloat16 or float64; int32 or int64 for "
-                                "votes)");
+  throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " + kind + bits + " (" +
+                                accepted_dtypes(what) + ")");
 }
 
 MemorySpace space_of(int device_type, const char* what) {
@@ -142,13 +282,36 @@ nb::dlpack::dtype dtype_of_typestr(const std::string& typestr, const char* what)
                                 : kind == 'c' ? code::Complex
                                 : kind == 'b' ? code::Bool
                                               : static_cast<code>(255));
-  t.bits = static_cast<uint8_t>(8 * std::stoi(typestr.substr(2)));
+  const std::string size = typestr.substr(2);
+  if (size.size() > 2 || size.find_first_not_of("0123456789") != std::string::npos)
+    throw quarry::InvalidArgument(std::string(what) + ": unsupported type string '" + typestr +
+                                  "' (a byte order, a kind and a size, such as '<f4')");
+  t.bits = static_cast<uint8_t>(8 * std::stoi(size));
   t.lanes = 1;
   return t;
 }
 
 // Reads an object exposing __cuda_array_interface__ (version 2 or 3) in place, once the work its
 // producer queued on the stream it names is done (in `res`'s stream order).
+ArrayView view_from_cuda_array_interface(nb::handle obj, PyResources& res, const char* what);
+
+// The same, with a malformed interface (a missing key, a value of the wrong type) refused by name.
+ArrayView checked_cuda_array_interface(nb::handle obj, PyResources& res, const char* what) {
+  const std::string malformed = std::string(what) + ": malformed __cuda_array_interface__: ";
+  nb::object cai = obj.attr("__cuda_array_interface__");
+  if (!nb::isinstance<nb::dict>(cai)) throw quarry::InvalidArgument(malformed + "not a dict");
+  for (const char* key : {"typestr", "data", "shape"})
+    if (!nb::borrow<nb::dict>(cai).contains(key))
+      throw quarry::InvalidArgument(malformed + "no '" + key + "' entry");
+  try {
+    return view_from_cuda_array_interface(obj, res, what);
+  } catch (const std::bad_cast&) {
+    throw quarry::InvalidArgument(malformed +
+                                  "'typestr' must be a str, 'data' a (pointer, read-only) tuple, "
+                                  "'shape' and 'strides' tuples of ints");
+  }
+}
+
 ArrayView view_from_cuda_array_interface(nb::handle obj, PyResources& res, const char* what) {
   nb::dict cai = nb::cast<nb::dict>(obj.attr("__cuda_array_interface__"));
   if (cai.contains("mask") && !cai["mask"].is_none())
@@ -177,8 +340,35 @@ ArrayView view_from_cuda_array_interface(nb::handle obj, PyResources& res, const
   return a;
 }
 
+// Why an array with a dtype quarry reads still could not be imported: sparse tensors, byte strides
+// that are not whole elements; empty when neither explains it.
+std::string import_problem(nb::handle obj, const char* what) {
+  const std::string name(what);
+  if ((nb::hasattr(obj, "is_sparse") && nb::cast<bool>(nb::bool_(obj.attr("is_sparse")))) ||
+      (nb::hasattr(obj, "layout") &&
+       nb::cast<std::string>(nb::str(obj.attr("layout"))).find("sparse") != std::string::npos))
+    return name + ": sparse tensors are not supported; convert with .to_dense()";
+  if (nb::hasattr(obj, "strides") && nb::hasattr(obj, "itemsize")) {
+    const nb::object strides = obj.attr("strides");
+    int64_t item = 0;
+    if (nb::try_cast(obj.attr("itemsize"), item) && item > 0 && nb::isinstance<nb::tuple>(strides))
+      for (nb::handle stride : nb::borrow<nb::tuple>(strides)) {
+        int64_t bytes = 0;
+        if (nb::try_cast(stride, bytes) && bytes % item != 0)
+          return name + ": byte strides " + nb::cast<std::string>(nb::str(strides)) +
+                 " are not a multiple of the element size (" + std::to_string(item) +
+                 " bytes); copy with numpy.ascontiguousarray";
+      }
+  }
+  return {};
+}
+
 InputArray input_array(nb::handle obj, PyResources& res, const char* what) {
   InputArray in;
+  if (nb::isinstance<nb::bytes>(obj))  // the buffer protocol would read it as uint8
+    throw quarry::InvalidArgument(std::string(what) +
+                                  ": got bytes; give an array, or a .npy path as a str or "
+                                  "pathlib.Path");
   nb::ndarray<nb::ro> array;
   if (nb::try_cast(obj, array, false)) {
     in.view.data = array.data();
@@ -194,7 +384,7 @@ InputArray input_array(nb::handle obj, PyResources& res, const char* what) {
     return in;
   }
   if (nb::hasattr(obj, "__cuda_array_interface__")) {
-    in.view = view_from_cuda_array_interface(obj, res, what);
+    in.view = checked_cuda_array_interface(obj, res, what);
     return in;
   }
   if (nb::hasattr(obj, "dtype")) {  // an array neither DLPack nor the buffer protocol carries
@@ -204,10 +394,11 @@ InputArray input_array(nb::handle obj, PyResources& res, const char* what) {
       throw quarry::InvalidArgument(std::string(what) +
                                     ": big-endian arrays are not supported; convert with "
                                     "arr.astype(arr.dtype.newbyteorder('<'))");
+    if (const std::string problem = import_problem(obj, what); !problem.empty())
+      throw quarry::InvalidArgument(problem);
     throw quarry::InvalidArgument(std::string(what) + ": unsupported dtype " +
-                                  nb::cast<std::string>(nb::str(dtype)) +
-                                  " (float32, float16, bfloat16 or float64; int32 or int64 for "
-                                  "votes)");
+                                  nb::cast<std::string>(nb::str(dtype)) + " (" +
+                                  accepted_dtypes(what) + ")");
   }
   throw quarry::InvalidArgument(
       std::string(what) +
@@ -232,14 +423,19 @@ struct ScoringInputs {
   quarry::ScoreOptions options;
 };
 
-ScoringInputs scoring_inputs(PyResources& res, nb::handle pool_obj,
-                             const std::optional<std::string>& measure, bool logits,
-                             float temperature, const std::string& layout, int64_t classes,
-                             nb::handle lengths_obj, std::optional<double> alpha,
-                             std::optional<double> threshold, nb::handle features_obj) {
+ScoringInputs scoring_inputs(PyResources& res, nb::handle pool_obj, Options& opt) {
+  const std::optional<std::string> measure = opt.text("measure");
+  const bool logits = opt.flag("logits", false);
+  const auto temperature = static_cast<float>(opt.number("temperature", 1.0));
+  const std::string layout = opt.text("layout", "members-first");
+  const auto classes = opt.integer<int64_t>("classes", 0);
+  const nb::handle lengths_obj = opt.array("lengths");
+  const std::optional<double> alpha = opt.optional_number("alpha");
+  const std::optional<double> threshold = opt.optional_number("threshold");
+  const nb::handle features_obj = opt.array("features");
   ScoringInputs in;
   in.pool = input_array(pool_obj, res, "pool");
-  if (!lengths_obj.is_none()) in.lengths = input_array(lengths_obj, res, "lengths");
+  if (lengths_obj.is_valid()) in.lengths = input_array(lengths_obj, res, "lengths");
   std::optional<quarry::Measure> m;
   if (measure) m = quarry::parse_measure(*measure);
   in.spec = quarry::pool_from_array(in.pool.view, m, parse_layout(layout), classes, "pool",
@@ -248,16 +444,10 @@ ScoringInputs scoring_inputs(PyResources& res, nb::handle pool_obj,
   options.measure = in.spec.measure;
   options.logits = logits;
   options.temperature = temperature;
-  const std::string measure_name(quarry::to_string(in.spec.measure));
-  if (alpha && in.spec.measure != quarry::Measure::eigenscore)
-    throw quarry::InvalidArgument("alpha applies to eigenscore, not to " + measure_name);
-  if (threshold && in.spec.measure != quarry::Measure::semantic_sets &&
-      in.spec.measure != quarry::Measure::semantic_entropy)
-    throw quarry::InvalidArgument(
-        "threshold applies to semantic_sets and semantic_entropy, not to " + measure_name);
+  quarry::check_measure_options(in.spec.measure, alpha.has_value(), threshold.has_value(), "");
   if (alpha) options.eigenscore_alpha = *alpha;
   if (threshold) options.semantic_threshold = *threshold;
-  if (!features_obj.is_none()) {
+  if (features_obj.is_valid()) {
     in.features = input_array(features_obj, res, "features");
     options.features = quarry::embeddings_from_array(in.features->view, "features", "features");
   }
@@ -272,19 +462,21 @@ nb::ndarray<nb::numpy, T, nb::ndim<1>> to_numpy(std::vector<T>&& values) {
   return nb::ndarray<nb::numpy, T, nb::ndim<1>>(owned->data(), {owned->size()}, owner);
 }
 
-nb::object score_rows(PyResources& res, nb::handle pool_obj, std::optional<std::string> measure,
-                      bool logits, float temperature, const std::string& layout, int64_t classes,
-                      nb::handle lengths, std::optional<double> alpha,
-                      std::optional<double> threshold, nb::handle features,
+nb::object score_rows(PyResources& res, nb::handle pool_obj, nb::dict options_dict,
                       nb::handle device_empty) {
-  const ScoringInputs in = scoring_inputs(res, pool_obj, measure, logits, temperature, layout,
-                                          classes, lengths, alpha, threshold, features);
+  Options opt(std::move(options_dict));
+  const ScoringInputs in = scoring_inputs(res, pool_obj, opt);
+  opt.check_all_read();
   const quarry::PoolSpec& spec = in.spec;
   const quarry::ScoreOptions& options = in.options;
   if (spec.view.space == MemorySpace::device && res.resources.device() == quarry::Device::cuda) {
     // Scores of a device pool stay on the device: `device_empty(rows)` makes a float32 array of
-    // the pool's framework on the pool's device, and the engine writes into it.
-    nb::object out = device_empty(spec.view.rows);
+    // the pool's framework on the pool's device, and the engine writes into it. The array comes
+    // from the framework's allocator on the framework's current stream (its second value): work
+    // still queued there may use that memory, so quarry's stream waits for it before writing.
+    nb::tuple made = nb::cast<nb::tuple>(device_empty(spec.view.rows));
+    nb::object out = made[0];
+    res.resources.wait_for_stream(reinterpret_cast<void*>(nb::cast<uintptr_t>(made[1])));
     nb::ndarray<float, nb::ndim<1>, nb::c_contig, nb::device::cuda> target =
         nb::cast<decltype(target)>(out);
     if (static_cast<int64_t>(target.shape(0)) != spec.view.rows)
@@ -293,6 +485,7 @@ nb::object score_rows(PyResources& res, nb::handle pool_obj, std::optional<std::
     {
       nb::gil_scoped_release release;
       const CallLock lock(res);
+      const PythonInterrupts interrupts;
       quarry::score(res.resources, spec.view, options, target.data());
     }
     return out;
@@ -301,6 +494,7 @@ nb::object score_rows(PyResources& res, nb::handle pool_obj, std::optional<std::
   {
     nb::gil_scoped_release release;
     const CallLock lock(res);
+    const PythonInterrupts interrupts;
     quarry::score(res.resources, spec.view, options, scores.data());
   }
   return nb::cast(to_numpy(std::move(scores)));
@@ -315,19 +509,19 @@ nb::object to_bytearray(const std::vector<T>& values) {
                                     static_cast<Py_ssize_t>(values.size() * sizeof(T))));
 }
 
-quarry::SelectOptions select_options(quarry::Measure measure, bool logits, float temperature,
-                                     int64_t k, int64_t candidates, int kmeans_iters,
-                                     double explore, uint64_t seed) {
+// What every selection reads besides the scoring: k, the candidates, k-means and exploration.
+quarry::SelectOptions select_options(quarry::Measure measure, Options& opt) {
   quarry::SelectOptions options;
   options.scoring.measure = measure;
-  options.scoring.logits = logits;
-  options.scoring.temperature = temperature;
-  options.k = k;
-  options.candidates = candidates;
-  options.kmeans.iterations = kmeans_iters;
-  options.kmeans.seed = seed;
-  options.explore = explore;
-  options.seed = seed;
+  options.scoring.logits = opt.flag("logits", false);
+  options.scoring.temperature = static_cast<float>(opt.number("temperature", 1.0));
+  options.k = opt.integer<int64_t>("k", 0);
+  options.candidates = opt.integer<int64_t>("candidates", 0);
+  options.kmeans.iterations = opt.integer<int>("kmeans_iters", 25);
+  options.seed = opt.integer<uint64_t>("seed", 0);
+  options.kmeans.seed = options.seed;
+  options.explore = opt.number("explore", 0.0);
+  options.tie_break = quarry::parse_tie_break(opt.text("tie_break", "row"));
   return options;
 }
 
@@ -340,34 +534,32 @@ nb::tuple selection_tuple(quarry::Selection&& sel, quarry::Measure measure) {
                         sel.cost_spent);
 }
 
-nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
-                      std::optional<std::string> measure, bool logits, float temperature,
-                      const std::string& layout, int64_t classes, nb::handle lengths,
-                      std::optional<double> alpha, std::optional<double> threshold,
-                      nb::handle features, nb::handle embeddings_obj, int64_t candidates,
-                      int kmeans_iters, double explore, uint64_t seed, const std::string& strategy,
-                      nb::handle labeled_obj, nb::handle costs_obj, double budget,
-                      bool exact_budget) {
-  const ScoringInputs in = scoring_inputs(res, pool_obj, measure, logits, temperature, layout,
-                                          classes, lengths, alpha, threshold, features);
-  quarry::SelectOptions options = select_options(in.spec.measure, logits, temperature, k,
-                                                 candidates, kmeans_iters, explore, seed);
+nb::tuple select_rows(PyResources& res, nb::handle pool_obj, nb::dict options_dict) {
+  Options opt(std::move(options_dict));
+  const ScoringInputs in = scoring_inputs(res, pool_obj, opt);
+  quarry::SelectOptions options = select_options(in.spec.measure, opt);
   options.scoring = in.options;
-  options.strategy = quarry::parse_strategy(strategy);
+  options.strategy = quarry::parse_strategy(opt.text("strategy", "rank"));
+  const nb::handle embeddings_obj = opt.array("embeddings");
+  const nb::handle labeled_obj = opt.array("labeled");
+  const nb::handle costs_obj = opt.array("costs");
+  const double budget = opt.number("budget", 0.0);
+  const bool exact_budget = opt.flag("exact_budget", false);
+  opt.check_all_read();
   std::optional<InputArray> embeddings;
-  if (!embeddings_obj.is_none()) {
+  if (embeddings_obj.is_valid()) {
     embeddings = input_array(embeddings_obj, res, "embeddings");
     options.embeddings = quarry::embeddings_from_array(embeddings->view, "embeddings");
   }
   std::optional<InputArray> labeled;
-  if (!labeled_obj.is_none()) {
+  if (labeled_obj.is_valid()) {
     labeled = input_array(labeled_obj, res, "labeled");
     quarry::labeled_from_array(labeled->view, options, "labeled");
   }
   std::vector<double> costs;
-  if (!costs_obj.is_none())
+  if (costs_obj.is_valid())
     costs = quarry::costs_from_array(input_array(costs_obj, res, "costs").view, "costs");
-  options.costs = costs_obj.is_none() ? nullptr : costs.data();
+  options.costs = costs_obj.is_valid() ? costs.data() : nullptr;
   options.cost_count = static_cast<int64_t>(costs.size());
   options.budget = budget;
   options.exact_budget = exact_budget;
@@ -375,6 +567,7 @@ nb::tuple select_rows(PyResources& res, nb::handle pool_obj, int64_t k,
   {
     nb::gil_scoped_release release;
     const CallLock lock(res);
+    const PythonInterrupts interrupts;
     sel = quarry::select(res.resources, in.spec.view, options);
   }
   return selection_tuple(std::move(sel), in.spec.measure);
@@ -388,8 +581,11 @@ struct ShardArrays {
   quarry::Measure measure = quarry::Measure::entropy;
 };
 
-ShardArrays shard_arrays(PyResources& res, nb::handle pools, std::optional<std::string> measure,
-                         const std::string& layout, int64_t classes, nb::handle embeddings) {
+ShardArrays shard_arrays(PyResources& res, nb::handle pools, Options& opt) {
+  const std::optional<std::string> measure = opt.text("measure");
+  const std::string layout = opt.text("layout", "members-first");
+  const auto classes = opt.integer<int64_t>("classes", 0);
+  const nb::handle embeddings = opt.array("embeddings");
   ShardArrays out;
   for (nb::handle pool : pools) {
     const std::string name = "pool[" + std::to_string(out.pools.size()) + "]";
@@ -405,7 +601,7 @@ ShardArrays shard_arrays(PyResources& res, nb::handle pools, std::optional<std::
     out.views.push_back(spec.view);
     out.measure = spec.measure;
   }
-  if (!embeddings.is_none())
+  if (embeddings.is_valid())
     for (nb::handle e : embeddings) {
       const std::string name = "embeddings[" + std::to_string(out.embeddings.size()) + "]";
       out.embeddings.push_back(input_array(e, res, name.c_str()));
@@ -415,50 +611,49 @@ ShardArrays shard_arrays(PyResources& res, nb::handle pools, std::optional<std::
   return out;
 }
 
-nb::object score_shards(PyResources& res, nb::handle pools, std::optional<std::string> measure,
-                        bool logits, float temperature, const std::string& layout,
-                        int64_t classes) {
-  const ShardArrays shards = shard_arrays(res, pools, measure, layout, classes, nb::none());
+nb::object score_shards(PyResources& res, nb::handle pools, nb::dict options_dict) {
+  Options opt(std::move(options_dict));
+  const ShardArrays shards = shard_arrays(res, pools, opt);
   quarry::ScoreOptions options;
   options.measure = shards.measure;
-  options.logits = logits;
-  options.temperature = temperature;
+  options.logits = opt.flag("logits", false);
+  options.temperature = static_cast<float>(opt.number("temperature", 1.0));
+  opt.check_all_read();
   std::vector<float> scores;
   {
     nb::gil_scoped_release release;
     const CallLock lock(res);
+    const PythonInterrupts interrupts;
     scores = quarry::score(res.resources, shards.views, options);
   }
   return nb::cast(to_numpy(std::move(scores)));
 }
 
-nb::tuple select_shards(PyResources& res, nb::handle pools, int64_t k,
-                        std::optional<std::string> measure, bool logits, float temperature,
-                        const std::string& layout, int64_t classes, nb::handle embeddings,
-                        int64_t candidates, int kmeans_iters, double explore, uint64_t seed) {
-  const ShardArrays shards = shard_arrays(res, pools, measure, layout, classes, embeddings);
-  const quarry::SelectOptions options = select_options(shards.measure, logits, temperature, k,
-                                                       candidates, kmeans_iters, explore, seed);
+nb::tuple select_shards(PyResources& res, nb::handle pools, nb::dict options_dict) {
+  Options opt(std::move(options_dict));
+  const ShardArrays shards = shard_arrays(res, pools, opt);
+  const quarry::SelectOptions options = select_options(shards.measure, opt);
+  opt.check_all_read();
   quarry::Selection sel;
   {
     nb::gil_scoped_release release;
     const CallLock lock(res);
+    const PythonInterrupts interrupts;
     sel = quarry::select(res.resources, shards.views, options, shards.embedding_views);
   }
   return selection_tuple(std::move(sel), shards.measure);
 }
 
-quarry::Partial partial_of_shards(PyResources& res, nb::handle pools, int64_t k,
-                                  std::optional<std::string> measure, bool logits,
-                                  float temperature, const std::string& layout, int64_t classes,
-                                  nb::handle embeddings, int64_t candidates, int kmeans_iters,
-                                  double explore, uint64_t seed, int64_t row_offset,
-                                  int64_t pool_rows) {
-  const ShardArrays shards = shard_arrays(res, pools, measure, layout, classes, embeddings);
-  const quarry::SelectOptions options = select_options(shards.measure, logits, temperature, k,
-                                                       candidates, kmeans_iters, explore, seed);
+quarry::Partial partial_of_shards(PyResources& res, nb::handle pools, nb::dict options_dict) {
+  Options opt(std::move(options_dict));
+  const ShardArrays shards = shard_arrays(res, pools, opt);
+  const quarry::SelectOptions options = select_options(shards.measure, opt);
+  const auto row_offset = opt.integer<int64_t>("row_offset", 0);
+  const auto pool_rows = opt.integer<int64_t>("pool_rows", 0);
+  opt.check_all_read();
   nb::gil_scoped_release release;
   const CallLock lock(res);
+  const PythonInterrupts interrupts;
   return quarry::select_partial(res.resources, shards.views, options, shards.embedding_views,
                                 row_offset, pool_rows);
 }
@@ -497,29 +692,39 @@ nb::tuple partial_state(const quarry::Partial& p) {
 
 void set_partial_state(quarry::Partial& p, const nb::tuple& state) {
   if (state.size() != 6) throw quarry::InvalidInput("a Partial's state is damaged");
-  quarry::Partial restored = quarry::partial_from_json(nb::cast<std::string>(state[0]));
-  restored.indices = from_raw_bytes<int64_t>(state[1]);
-  restored.scores = from_raw_bytes<float>(state[2]);
-  restored.embeddings = from_raw_bytes<float>(state[3]);
-  restored.explore_rows = from_raw_bytes<int64_t>(state[4]);
-  restored.explore_scores = from_raw_bytes<float>(state[5]);
+  quarry::Partial restored;
+  try {
+    restored = quarry::partial_from_json(nb::cast<std::string>(state[0]));
+    restored.indices = from_raw_bytes<int64_t>(state[1]);
+    restored.scores = from_raw_bytes<float>(state[2]);
+    restored.embeddings = from_raw_bytes<float>(state[3]);
+    restored.explore_rows = from_raw_bytes<int64_t>(state[4]);
+    restored.explore_scores = from_raw_bytes<float>(state[5]);
+  } catch (const std::bad_cast&) {  // a field of the wrong Python type
+    throw quarry::InvalidInput("a Partial's state is damaged (a field has the wrong type)");
+  }
   new (&p) quarry::Partial(std::move(restored));
 }
 
 nb::tuple merge_partials(PyResources& res, const std::vector<quarry::Partial>& partials,
-                         int64_t k) {
+                         nb::handle k_obj) {
+  const auto k = Options::integer_value<int64_t>(k_obj, "k", "k");
   quarry::Selection sel;
   {
     nb::gil_scoped_release release;
     const CallLock lock(res);
+    const PythonInterrupts interrupts;
     sel = quarry::merge(res.resources, partials, k);
   }
   return selection_tuple(std::move(sel), partials.empty() ? quarry::Measure::entropy
                                                           : partials[0].options.scoring.measure);
 }
 
-nb::tuple cluster(PyResources& res, nb::handle points_obj, int64_t k, int iterations, uint64_t seed,
-                  nb::handle initial_obj) {
+nb::tuple cluster(PyResources& res, nb::handle points_obj, nb::handle k_obj,
+                  nb::handle iterations_obj, nb::handle seed_obj, nb::handle initial_obj) {
+  const auto k = Options::integer_value<int64_t>(k_obj, "k", "k");
+  const auto iterations = Options::integer_value<int>(iterations_obj, "kmeans_iters", "iterations");
+  const auto seed = Options::integer_value<uint64_t>(seed_obj, "seed", "seed");
   const InputArray points = input_array(points_obj, res, "points");
   const quarry::EmbeddingView view = quarry::embeddings_from_array(points.view, "points");
   quarry::KMeansOptions options;
@@ -538,6 +743,7 @@ nb::tuple cluster(PyResources& res, nb::handle points_obj, int64_t k, int iterat
   {
     nb::gil_scoped_release release;
     const CallLock lock(res);
+    const PythonInterrupts interrupts;
     result = quarry::kmeans(res.resources, view, k, options);
   }
   const int64_t dim = view.dim;
@@ -547,18 +753,31 @@ nb::tuple cluster(PyResources& res, nb::handle points_obj, int64_t k, int iterat
                         result.iterations);
 }
 
+// An address given as a Python int, refused clearly when it is not one in [0, 2^64).
+uintptr_t address_of(nb::handle value, const std::string& what) {
+  uintptr_t address = 0;
+  if (!nb::isinstance<nb::int_>(value) || !nb::try_cast(value, address, false))
+    throw quarry::InvalidArgument(what + " must be an int in [0, 2^64) (an address), got " +
+                                  nb::cast<std::string>(nb::repr(value)));
+  return address;
+}
+
 // A cudaStream_t from an int, or an object with __cuda_stream__ (the CUDA stream protocol),
 // .cuda_stream (PyTorch) or .ptr (CuPy).
 void* stream_pointer(nb::handle stream) {
-  if (nb::isinstance<nb::int_>(stream)) return reinterpret_cast<void*>(nb::cast<uintptr_t>(stream));
+  if (nb::isinstance<nb::int_>(stream))
+    return reinterpret_cast<void*>(address_of(stream, "stream (a cudaStream_t)"));
   if (nb::hasattr(stream, "__cuda_stream__")) {
-    nb::tuple t = nb::cast<nb::tuple>(stream.attr("__cuda_stream__")());
-    return reinterpret_cast<void*>(nb::cast<uintptr_t>(t[1]));
+    nb::object t = stream.attr("__cuda_stream__")();
+    if (!nb::isinstance<nb::tuple>(t) || nb::len(t) != 2)
+      throw quarry::InvalidArgument("stream.__cuda_stream__() must return (version, address)");
+    return reinterpret_cast<void*>(
+        address_of(nb::borrow<nb::tuple>(t)[1], "stream.__cuda_stream__()[1]"));
   }
   if (nb::hasattr(stream, "cuda_stream"))
-    return reinterpret_cast<void*>(nb::cast<uintptr_t>(stream.attr("cuda_stream")));
+    return reinterpret_cast<void*>(address_of(stream.attr("cuda_stream"), "stream.cuda_stream"));
   if (nb::hasattr(stream, "ptr"))
-    return reinterpret_cast<void*>(nb::cast<uintptr_t>(stream.attr("ptr")));
+    return reinterpret_cast<void*>(address_of(stream.attr("ptr"), "stream.ptr"));
   throw quarry::InvalidArgument(
       "stream must be an int (a cudaStream_t) or a stream object (__cuda_stream__, PyTorch's "
       "torch.cuda.Stream, CuPy's cupy.cuda.Stream)");
@@ -614,7 +833,9 @@ PyType_Slot resources_slots[] = {{Py_tp_traverse, reinterpret_cast<void*>(resour
                                  {0, nullptr}};
 
 void make_resources(PyResources* self, const std::string& device, nb::handle memory_budget,
-                    nb::handle stream, nb::object progress, int cuda_device) {
+                    nb::handle stream, nb::object progress, nb::handle cuda_device_obj) {
+  const int cuda_device =
+      Options::integer_value<int>(cuda_device_obj, "cuda_device", "cuda_device");
   const quarry::Device kind = quarry::parse_device(device);
   const std::size_t budget = budget_bytes(memory_budget);
   if (!stream.is_none()) {
@@ -637,7 +858,7 @@ nb::object load_npy(const std::string& path) {
   {
     nb::gil_scoped_release release;
     array = std::make_unique<quarry::io::NpyArray>(
-        quarry::io::NpyArray::open(path, {.into_memory = true, .float64 = true}));
+        quarry::io::NpyArray::open(path, {.into_memory = true}));
   }
   std::vector<size_t> shape(array->shape().begin(), array->shape().end());
   nb::dlpack::dtype t{};
@@ -673,6 +894,7 @@ double time_select_call(PyResources& res, nb::handle pool_obj, int64_t k, int64_
   options.k = k;
   nb::gil_scoped_release release;
   const CallLock lock(res);
+  const PythonInterrupts interrupts;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < repeats; ++i) quarry::select(res.resources, spec.view, options);
   const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
@@ -694,6 +916,52 @@ const char* cuda_status_name(quarry::CudaStatus status) {
       return "no_device";
   }
   return "unknown";
+}
+
+// The measure table (quarry/measures.hpp), a dict per measure.
+nb::list measure_table() {
+  nb::list out;
+  for (const quarry::MeasureInfo& m : quarry::measures()) {
+    nb::dict d;
+    d["name"] = std::string(m.name);
+    d["pool_kind"] = std::string(quarry::to_string(m.pool_kind));
+    d["family"] = std::string(m.family);
+    d["logits"] = m.logits;
+    d["votes"] = m.votes;
+    d["lengths"] = m.lengths;
+    d["alpha"] = m.alpha;
+    d["threshold"] = m.threshold;
+    d["features"] = m.features;
+    d["shardable"] = m.shardable;
+    d["formula"] = std::string(m.formula);
+    out.append(d);
+  }
+  return out;
+}
+
+// The options schema (quarry/options.hpp), a dict per option.
+nb::list option_table() {
+  nb::list out;
+  for (const quarry::OptionInfo& o : quarry::option_schema()) {
+    nb::dict d;
+    d["name"] = std::string(o.name);
+    d["cli_flag"] = std::string(o.cli_flag);
+    d["json_key"] = std::string(o.json_key);
+    d["cpp_field"] = std::string(o.cpp_field);
+    d["type"] = std::string(quarry::to_string(o.type));
+    if (o.type == quarry::OptionType::integer) {
+      d["min"] = o.min;
+      d["max"] = o.max;
+    } else {
+      d["min"] = nb::none();
+      d["max"] = nb::none();
+    }
+    d["default"] = std::string(o.default_value);
+    d["applies_to"] = std::string(o.applies_to);
+    d["help"] = std::string(o.help);
+    out.append(d);
+  }
+  return out;
 }
 
 nb::dict info() {
@@ -743,7 +1011,8 @@ void register_exceptions(nb::module_& m) {
   invalid_input_type = new_exception(
       m, "InvalidInput", Py_BuildValue("(OO)", error_type, PyExc_ValueError),
       "The data is invalid (non-finite values, negative probabilities, rows not summing to 1, "
-      "bad votes). `row` is the first offending pool row, or None.");
+      "bad votes). `row` is the first offending pool row, or None; `input` names the input it\n"
+      "is of ('pool', 'embeddings', 'features', 'lengths', 'costs', 'labeled'), or None.");
   backend_unavailable_type =
       new_exception(m, "BackendUnavailable", Py_BuildValue("(OO)", error_type, PyExc_RuntimeError),
                     "CUDA was asked for and this build or this machine does not have it.");
@@ -761,6 +1030,7 @@ void register_exceptions(nb::module_& m) {
       nb::object exc = nb::steal(PyObject_CallFunction(invalid_input_type, "s", e.what()));
       if (!exc.is_valid()) return;
       exc.attr("row") = e.row() >= 0 ? nb::cast(e.row()) : nb::none();
+      exc.attr("input") = e.input().empty() ? nb::none() : nb::cast(e.input());
       PyErr_SetObject(invalid_input_type, exc.ptr());
     } catch (const quarry::InvalidArgument& e) {
       PyErr_SetString(invalid_argument_type, e.what());
@@ -770,6 +1040,13 @@ void register_exceptions(nb::module_& m) {
       PyErr_SetString(out_of_memory_type, e.what());
     } catch (const quarry::CudaError& e) {
       PyErr_SetString(cuda_error_type, e.what());
+    } catch (const quarry::Interrupted&) {
+      if (t_pending_type != nullptr) {
+        PyErr_Restore(t_pending_type, t_pending_value, t_pending_traceback);
+        t_pending_type = t_pending_value = t_pending_traceback = nullptr;
+      } else {
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+      }
     } catch (const quarry::Error& e) {
       PyErr_SetString(error_type, e.what());
     }
@@ -781,6 +1058,11 @@ void register_exceptions(nb::module_& m) {
 NB_MODULE(_quarry, m) {
   m.doc() = "quarry's engine; use the functions of the quarry package.";
   register_exceptions(m);
+  // A daemon thread still inside a call when the interpreter exits holds its arguments forever:
+  // that is how Python ends daemon threads, not a leak of quarry's to report.
+  nb::set_leak_warnings(false);
+  g_main_thread = nb::cast<unsigned long>(
+      nb::module_::import_("threading").attr("main_thread")().attr("ident"));
 
   nb::class_<PyResources>(
       m, "Resources", nb::type_slots(resources_slots),
@@ -797,7 +1079,7 @@ NB_MODULE(_quarry, m) {
       "cuda_device: the CUDA device's ordinal.")
       .def("__init__", &make_resources, nb::arg("device") = "auto",
            nb::arg("memory_budget").none() = nb::none(), nb::arg("stream").none() = nb::none(),
-           nb::arg("progress").none() = nb::none(), nb::arg("cuda_device") = 0)
+           nb::arg("progress").none() = nb::none(), nb::arg("cuda_device").none() = 0)
       .def_prop_ro("device",
                    [](PyResources& r) { return std::string(to_string(r.resources.device())); })
       .def("describe", [](PyResources& r) { return r.resources.describe(); })
@@ -862,36 +1144,24 @@ NB_MODULE(_quarry, m) {
                ", rows held=" + std::to_string(p.indices.size()) + ")";
       });
 
-  m.def("score", &score_rows, nb::arg("resources"), nb::arg("pool"), nb::arg("measure").none(),
-        nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"), nb::arg("classes"),
-        nb::arg("lengths").none(), nb::arg("alpha").none(), nb::arg("threshold").none(),
-        nb::arg("features").none(), nb::arg("device_empty"));
-  m.def("select", &select_rows, nb::arg("resources"), nb::arg("pool"), nb::arg("k"),
-        nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
-        nb::arg("classes"), nb::arg("lengths").none(), nb::arg("alpha").none(),
-        nb::arg("threshold").none(), nb::arg("features").none(), nb::arg("embeddings").none(),
-        nb::arg("candidates"), nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"),
-        nb::arg("strategy"), nb::arg("labeled").none(), nb::arg("costs").none(), nb::arg("budget"),
-        nb::arg("exact_budget"));
-  m.def("score_shards", &score_shards, nb::arg("resources"), nb::arg("pools"),
-        nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
-        nb::arg("classes"));
-  m.def("select_shards", &select_shards, nb::arg("resources"), nb::arg("pools"), nb::arg("k"),
-        nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
-        nb::arg("classes"), nb::arg("embeddings").none(), nb::arg("candidates"),
-        nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"));
-  m.def("select_partial", &partial_of_shards, nb::arg("resources"), nb::arg("pools"), nb::arg("k"),
-        nb::arg("measure").none(), nb::arg("logits"), nb::arg("temperature"), nb::arg("layout"),
-        nb::arg("classes"), nb::arg("embeddings").none(), nb::arg("candidates"),
-        nb::arg("kmeans_iters"), nb::arg("explore"), nb::arg("seed"), nb::arg("row_offset"),
-        nb::arg("pool_rows"));
-  m.def("merge", &merge_partials, nb::arg("resources"), nb::arg("partials"), nb::arg("k"));
+  // Keyword options travel as one dict, read against the options schema (class Options).
+  m.def("score", &score_rows, nb::arg("resources"), nb::arg("pool").none(), nb::arg("options"),
+        nb::arg("device_empty"));
+  m.def("select", &select_rows, nb::arg("resources"), nb::arg("pool").none(), nb::arg("options"));
+  m.def("score_shards", &score_shards, nb::arg("resources"), nb::arg("pools"), nb::arg("options"));
+  m.def("select_shards", &select_shards, nb::arg("resources"), nb::arg("pools"),
+        nb::arg("options"));
+  m.def("select_partial", &partial_of_shards, nb::arg("resources"), nb::arg("pools"),
+        nb::arg("options"));
+  m.def("merge", &merge_partials, nb::arg("resources"), nb::arg("partials"), nb::arg("k").none());
   m.def(
       "combine",
       [](const std::vector<quarry::Partial>& partials) { return quarry::combine(partials); },
       nb::arg("partials"), nb::call_guard<nb::gil_scoped_release>());
-  m.def("kmeans", &cluster, nb::arg("resources"), nb::arg("points"), nb::arg("k"),
-        nb::arg("iterations"), nb::arg("seed"), nb::arg("initial_centroids").none());
+  m.def("kmeans", &cluster, nb::arg("resources"), nb::arg("points").none(), nb::arg("k").none(),
+        nb::arg("iterations").none(), nb::arg("seed").none(), nb::arg("initial_centroids").none());
+  m.def("measures", &measure_table);
+  m.def("option_schema", &option_table);
   m.def("info", &info);
   m.def("load_npy", &load_npy, nb::arg("path"));
   m.def("check_shardable", &check_shardable, nb::arg("strategy"), nb::arg("budgeted"),

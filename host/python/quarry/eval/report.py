@@ -39,12 +39,19 @@ def _stats(values) -> dict:
     return out
 
 
-def _saving(strategy_needs, random_needs) -> list:
-    """Percent of random sampling's labels (or cost) saved, per seed where both reached."""
-    return [
-        None if s is None or r is None else 100.0 * (r - s) / r
-        for s, r in zip(strategy_needs, random_needs, strict=True)
-    ]
+def _saving(strategy_needs, random_needs, strategy_ends, random_ends) -> list:
+    """Percent of random sampling's labels (or cost) saved, for every seed: a run that never
+    reached the target is charged what it had spent at its last round (a lower bound of what it
+    would need), so a strategy that never gets there shows a saving of at most 0, and two runs
+    that both never get there save 0."""
+    out = []
+    for s, r, s_end, r_end in zip(
+        strategy_needs, random_needs, strategy_ends, random_ends, strict=True
+    ):
+        s = s_end if s is None else s
+        r = r_end if r is None else r
+        out.append(0.0 if s is None or r is None or r <= 0 else 100.0 * (r - s) / r)
+    return out
 
 
 def curves(doc: dict) -> dict:
@@ -95,6 +102,18 @@ def summarize(doc: dict) -> dict:
                         for s in order
                     ]
                 ),
+                # Macro-F1's area, the fairer measure on imbalanced data.
+                "aulc_macro_f1": _stats(
+                    [
+                        aulc(
+                            [r["labels"] for r in runs[s]],
+                            [r["macro_f1"] for r in runs[s]],
+                        )
+                        if len(runs[s]) > 1
+                        else None
+                        for s in order
+                    ]
+                ),
             }
             for key, targets in (
                 ("random_final", random_final),
@@ -107,7 +126,14 @@ def summarize(doc: dict) -> dict:
                 entry[f"needed_{key}"] = _stats(needs)
                 if random_runs and all(s in random_runs for s in order):
                     random_needs = [needed(random_runs[s], targets[s], unit) for s in order]
-                    entry[f"saved_{key}"] = _stats(_saving(needs, random_needs))
+                    entry[f"saved_{key}"] = _stats(
+                        _saving(
+                            needs,
+                            random_needs,
+                            [runs[s][-1][unit] for s in order],
+                            [random_runs[s][-1][unit] for s in order],
+                        )
+                    )
                 else:
                     entry[f"saved_{key}"] = None
             for rule, stop_of in (
@@ -144,6 +170,37 @@ def summarize(doc: dict) -> dict:
                         ]
                     ),
                 }
+            # The κ rule (it needs no labels: the stopping rule to use) against the best stop in
+            # hindsight, the first round of highest test accuracy; a κ rule that never fires
+            # stops where the budget ends.
+            best = [max(runs[s], key=lambda r: r["accuracy"]) for s in order]
+            kappa_stop = [
+                runs[s][r if r is not None else -1]
+                for s, r in zip(
+                    order,
+                    [
+                        stable_kappa_round(
+                            [r["kappa"] for r in runs[s]],
+                            window=config["stop_window"],
+                            threshold=config["stop_kappa"],
+                        )
+                        for s in order
+                    ],
+                    strict=True,
+                )
+            ]
+            entry["best_stop"] = {
+                "labels": _stats([b["labels"] for b in best]),
+                "accuracy": _stats([b["accuracy"] for b in best]),
+            }
+            entry["kappa_minus_best"] = {
+                "labels": _stats(
+                    [k["labels"] - b["labels"] for k, b in zip(kappa_stop, best, strict=True)]
+                ),
+                "accuracy": _stats(
+                    [k["accuracy"] - b["accuracy"] for k, b in zip(kappa_stop, best, strict=True)]
+                ),
+            }
             later = [r for s in order for r in runs[s] if r["round"] > 0]
             entry["select_ms"] = (
                 _stats([1e3 * r["select_seconds"] for r in later]) if later else None
@@ -199,12 +256,16 @@ def markdown(doc: dict, summary: dict | None = None, *, plots: dict | None = Non
             f"{unit} at which a strategy first matches the accuracy random sampling ends with on "
             f"the same split; *99% full*: the {unit} at which it first reaches 99% of the "
             f"accuracy of the model trained on the whole pool; *saved*: percent of random "
-            f"sampling's {unit} for the same target, where both reached it. AULC: trapezoid of "
+            f"sampling's {unit} for the same target, every seed counted (a run that never reached "
+            f"the target is charged its final {unit}, so it saves at most 0%). AULC: trapezoid of "
             f"accuracy over labels, divided by the label range. Stopping rules, as labels "
             f"(accuracy) at the round they pick: *plateau*, accuracy gained over "
             f"{config['stop_window']} rounds below {config['stop_min_gain']}; *κ*, Cohen's κ of "
             f"consecutive rounds' predictions on {config['stop_size']} unlabeled pool rows at "
-            f"least {config['stop_kappa']} for {config['stop_window']} rounds in a row."
+            f"least {config['stop_kappa']} for {config['stop_window']} rounds in a row; "
+            "*best stop*, in hindsight, the first round of highest test accuracy; *κ − best*, "
+            "how far the κ rule (which needs no labels) stops from it, a κ rule that never fires "
+            "stopping at the budget's end."
         ),
     ]
     digits = 0 if unit == "labels" else 1
@@ -233,15 +294,18 @@ def markdown(doc: dict, summary: dict | None = None, *, plots: dict | None = Non
         lines += [
             "",
             (
-                "| strategy | final labels | final cost | plateau stop | κ stop | "
-                "select ms/round | fit ms/round |"
+                "| strategy | final labels | final cost | plateau stop | κ stop | best stop | "
+                "κ − best | select ms/round | fit ms/round |"
             ),
-            "|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for strategy, e in part["strategies"].items():
             lines.append(
                 f"| {strategy} | {e['final_labels']['mean']:.0f} | {e['final_cost']['mean']:.1f} | "
                 f"{_stop(e['stop_plateau'])} | {_stop(e['stop_kappa'])} | "
+                f"{_stop(e['best_stop'])} | "
+                f"{_pm(e['kappa_minus_best']['labels'], 0)} labels, "
+                f"{_pm(e['kappa_minus_best']['accuracy'], 3)} | "
                 f"{_pm(e['select_ms'], 2)} | {_pm(e['fit_ms'], 1)} |"
             )
         if plots and dataset in plots:

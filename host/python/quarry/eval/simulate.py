@@ -12,7 +12,14 @@ import numpy as np
 
 from . import stopping, strategies
 from .data import Dataset, Split, load_dataset, make_split
-from .models import aligned_proba, committee_proba, fit, fit_committee, model_factory
+from .models import (
+    aligned_proba,
+    committee_proba,
+    fit,
+    fit_committee,
+    last_layer_features,
+    model_factory,
+)
 from .strategies import Strategy, parse_strategy
 
 FORMAT = "quarry-eval/1"
@@ -44,6 +51,7 @@ class Settings:
     pca_components: int = 16
     test_fraction: float = 0.25
     stop_size: int = 1000
+    unseen_classes: int = 0
 
 
 def _check(settings: Settings, costs_given: bool, strategies: Sequence[Strategy]) -> None:
@@ -172,8 +180,21 @@ def run_strategy(
                 pool = aligned_proba(model, X[open_rows], dataset.n_classes)
             predict_s = time.perf_counter() - start
             emb = None if embeddings is None else embeddings[open_rows]
+            features = labeled_emb = None
+            if strategy.batch == "badge":
+                features = last_layer_features(model, X[open_rows])
+            if strategy.batch == "coreset":
+                labeled_emb = embeddings[labeled]
             start = time.perf_counter()
-            picks = strategies.quarry_pick(strategy, pool, k, emb, seed * 100_003 + round_)
+            picks = strategies.quarry_pick(
+                strategy,
+                pool,
+                k,
+                emb,
+                seed * 100_003 + round_,
+                features=features,
+                labeled=labeled_emb,
+            )
             select_s = time.perf_counter() - start
         picks = open_rows[picks]
         if costs is not None:
@@ -222,6 +243,8 @@ def simulate(
     stop_window: int = stopping.DEFAULT_WINDOW,
     stop_min_gain: float = stopping.DEFAULT_MIN_GAIN,
     stop_kappa: float = stopping.DEFAULT_KAPPA,
+    max_rows: int | None = None,
+    unseen_classes: int = 0,
     blas_threads: int | None = 1,
     progress: bool = False,
 ) -> dict:
@@ -241,7 +264,9 @@ def simulate(
     ``predict_proba`` (cloned per fit) or a callable ``seed -> estimator``. ``seeds``: a count
     (seeds 0..n-1) or the seeds themselves. ``blas_threads``: BLAS threads while simulating
     (None leaves them be): the model fits on a few hundred labels run fastest on one thread, and
-    several threads on a busy machine can make each fit many times slower.
+    several threads on a busy machine can make each fit many times slower. ``max_rows``: a
+    dataset with more rows is first subsampled to that many (stratified, fixed seed 0).
+    ``unseen_classes``: a cold start whose seed set lacks that many classes (drawn per seed).
 
     The result holds ``config``, ``datasets``, ``references`` (the model fit on the whole pool,
     per dataset and seed) and ``rounds``, a flat list of records with the fields
@@ -263,6 +288,7 @@ def simulate(
         pca_components,
         test_fraction,
         stop_size,
+        unseen_classes,
     )
     _check(settings, costs is not None, parsed)
     if stop_window < 1:
@@ -270,11 +296,18 @@ def simulate(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("at least one seed is needed")
-    loaded = [d if isinstance(d, Dataset) else load_dataset(d) for d in datasets]
+    if max_rows is not None and max_rows < 100:
+        raise ValueError(f"max rows must be at least 100, got {max_rows}")
+    if unseen_classes < 0:
+        raise ValueError(f"unseen classes must be at least 0, got {unseen_classes}")
+    loaded = unique_names(
+        [d if isinstance(d, Dataset) else load_dataset(d) for d in datasets],
+        [d if isinstance(d, str) else None for d in datasets],
+    )
     if not loaded:
         raise ValueError("no dataset named")
-    if len({d.name for d in loaded}) != len(loaded):
-        raise ValueError("a dataset is named twice")
+    if max_rows is not None:
+        loaded = [subsample(d, max_rows) for d in loaded]
     dataset_costs = {d.name: _costs_for(d, costs, len(loaded)) for d in loaded}
     make = model_factory(model)
 
@@ -297,6 +330,8 @@ def simulate(
             "stop_window": stop_window,
             "stop_min_gain": stop_min_gain,
             "stop_kappa": stop_kappa,
+            "max_rows": max_rows,
+            "unseen_classes": unseen_classes,
             "blas_threads": blas_threads,
         },
         "datasets": [],
@@ -320,6 +355,7 @@ def simulate(
                     seed_size=seed_size,
                     test_fraction=test_fraction,
                     stop_size=stop_size,
+                    unseen_classes=unseen_classes,
                 )
                 reference = _full_data_reference(dataset, split, make, seed)
                 doc["references"].append(reference)
@@ -354,6 +390,40 @@ def simulate(
                         f"accuracy {last['accuracy']:.4f} ({time.perf_counter() - start:.1f} s)",
                     )
     return doc
+
+
+def unique_names(loaded: list[Dataset], specs: list[str | None]) -> list[Dataset]:
+    """Datasets renamed where two share a name (two ``X.npy`` in different folders): each
+    clashing one is named by its path as given, which must then differ."""
+    import dataclasses
+
+    names = [d.name for d in loaded]
+    out = []
+    for d, spec in zip(loaded, specs, strict=True):
+        if names.count(d.name) > 1 and spec is not None:
+            d = dataclasses.replace(d, name=spec.split(":", 1)[0] if ".npy" in spec else spec)
+        out.append(d)
+    if len({d.name for d in out}) != len(out):
+        raise ValueError("a dataset is named twice")
+    return out
+
+
+def subsample(dataset: Dataset, rows: int) -> Dataset:
+    """At most ``rows`` rows of ``dataset``, stratified by class with a fixed seed (0), in their
+    original order; the name is unchanged. A class too rare to keep is an error."""
+    import dataclasses
+
+    from sklearn.model_selection import train_test_split
+
+    if len(dataset.y) <= rows:
+        return dataset
+    keep, _ = train_test_split(
+        np.arange(len(dataset.y)), train_size=rows, stratify=dataset.y, random_state=0
+    )
+    keep = np.sort(keep)
+    if len(np.unique(dataset.y[keep])) != dataset.n_classes:
+        raise ValueError(f"{dataset.name}: {rows} rows cannot hold every class")
+    return dataclasses.replace(dataset, X=dataset.X[keep], y=dataset.y[keep])
 
 
 def _blas_threads(threads: int | None):
