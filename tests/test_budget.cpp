@@ -34,8 +34,9 @@ std::vector<int64_t> sorted(std::vector<int64_t> v) {
   return v;
 }
 
-// The rule of docs/budgets.md, written out again: by score / cost descending (ties: lower row), take each
-// row that fits; then the best-scoring row that fits alone, if it scores more than that set.
+// The rule of docs/budgets.md, written out again: by score / cost descending (ties: lower row),
+// take each row that fits; then the best-scoring row that fits alone, if it scores more than that
+// set.
 std::vector<int64_t> documented_greedy(const std::vector<float>& scores,
                                        const std::vector<double>& costs, double budget) {
   const auto n = static_cast<int64_t>(scores.size());

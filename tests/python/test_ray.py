@@ -1,5 +1,5 @@
-"""The Ray Data recipe of docs/scale-out.md (map_batches -> partials -> quarry.merge), run on a local Ray:
-the same picks as quarry.select on the concatenated pool. Skipped when Ray is not installed."""
+"""The Ray Data recipe of docs/scale-out.md (map_batches -> partials -> quarry.merge), run on a
+local Ray: the same picks as quarry.select on the concatenated pool. Skipped without Ray."""
 
 import numpy as np
 import pytest
