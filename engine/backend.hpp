@@ -78,6 +78,8 @@ struct CallContext {
   /// Working memory (device memory on CUDA) at most this many bytes; 0: the backend's default.
   std::size_t memory_budget = 0;
   ProgressCallback progress;
+  /// Threads the CPU backend's loops may use; 0: automatic (engine/threads.hpp's call_threads).
+  int threads = 0;
 };
 
 /// Working memory that score() or top() needs (device memory on CUDA): `fixed` in all for the

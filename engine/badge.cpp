@@ -6,6 +6,7 @@
 #include <random>
 
 #include "engine/strategies.hpp"
+#include "engine/threads.hpp"
 #include "quarry/error.hpp"
 #include "quarry/interrupt.hpp"
 
@@ -38,13 +39,14 @@ CompactCandidates compact(const PoolView& pool, const EmbeddingView& features,
   const auto* probs = static_cast<const double*>(pool.data);
   const auto* feats = static_cast<const char*>(features.data);
   const auto row_bytes = features.row_stride * static_cast<int64_t>(dtype_size(features.dtype));
-#pragma omp parallel for schedule(static) if (m * (classes + dim) > 65536)
-  for (int64_t i = 0; i < m; ++i) {
-    const double* in = probs + candidates[i] * pool.row_stride;
-    for (int64_t k = 0; k < classes; ++k) c.probs[i * classes + k] = static_cast<float>(in[k]);
-    std::memcpy(c.features.data() + i * feature_bytes, feats + candidates[i] * row_bytes,
-                feature_bytes);
-  }
+  parallel_for(m, 256, classes + dim, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) {
+      const double* in = probs + candidates[i] * pool.row_stride;
+      for (int64_t k = 0; k < classes; ++k) c.probs[i * classes + k] = static_cast<float>(in[k]);
+      std::memcpy(c.features.data() + i * feature_bytes, feats + candidates[i] * row_bytes,
+                  feature_bytes);
+    }
+  });
   c.pool = PoolView::committee(c.probs.data(), DType::f32, 1, m, classes);
   c.pool.space = MemorySpace::host;
   c.feature_view = features;

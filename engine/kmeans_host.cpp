@@ -1,11 +1,13 @@
 #include "engine/kmeans_host.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <random>
 
 #include "engine/backend.hpp"
+#include "engine/threads.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
 
@@ -17,20 +19,23 @@ template <typename T>
 void gather_typed(const EmbeddingView& points, const std::vector<int64_t>* rows, float* out) {
   const T* data = static_cast<const T*>(points.data);
   const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
-  int64_t first_bad = std::numeric_limits<int64_t>::max();
-#pragma omp parallel for schedule(static) reduction(min : first_bad)
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t row = rows ? (*rows)[i] : i;
-    const T* src = data + row * points.row_stride;
-    bool finite = true;
-    for (int64_t j = 0; j < points.dim; ++j) {
-      const float v = kernels::to_float(src[j]);
-      finite &= kernels::is_finite(v);
-      out[i * points.dim + j] = v;
+  std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
+  parallel_for(n, 256, points.dim, [&](int64_t begin, int64_t end, int) {
+    int64_t range_bad = std::numeric_limits<int64_t>::max();
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t row = rows ? (*rows)[i] : i;
+      const T* src = data + row * points.row_stride;
+      bool finite = true;
+      for (int64_t j = 0; j < points.dim; ++j) {
+        const float v = kernels::to_float(src[j]);
+        finite &= kernels::is_finite(v);
+        out[i * points.dim + j] = v;
+      }
+      if (!finite) range_bad = std::min(range_bad, row);
     }
-    if (!finite) first_bad = std::min(first_bad, row);
-  }
-  if (first_bad != std::numeric_limits<int64_t>::max()) throw_bad_embedding(first_bad);
+    atomic_min(first_bad, range_bad);
+  });
+  if (first_bad.load() != std::numeric_limits<int64_t>::max()) throw_bad_embedding(first_bad);
 }
 
 }  // namespace
@@ -100,16 +105,21 @@ int scale_kmeans_inputs(float largest_point, std::vector<float>& initial, int64_
 }
 
 float largest_magnitude(const float* x, int64_t count) {
-  float largest = 0.0f;
-#pragma omp parallel for schedule(static) reduction(max : largest)
-  for (int64_t i = 0; i < count; ++i) largest = std::max(largest, std::fabs(x[i]));
-  return largest;
+  // The negated maximum is a minimum: atomic_min's reduction.
+  std::atomic<float> smallest{-0.0f};
+  parallel_for(count, 1 << 14, 1, [&](int64_t begin, int64_t end, int) {
+    float largest = 0.0f;
+    for (int64_t i = begin; i < end; ++i) largest = std::max(largest, std::fabs(x[i]));
+    atomic_min(smallest, -largest);
+  });
+  return -smallest.load();
 }
 
 void scale_by_power_of_two(float* x, int64_t count, int exponent) {
   if (exponent == 0) return;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < count; ++i) x[i] = std::ldexp(x[i], exponent);
+  parallel_for(count, 1 << 14, 1, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) x[i] = std::ldexp(x[i], exponent);
+  });
 }
 
 std::vector<float> kmeans_plus_plus(const float* x, int64_t n, int64_t dim, int64_t k,
@@ -122,18 +132,19 @@ std::vector<float> kmeans_plus_plus(const float* x, int64_t n, int64_t dim, int6
     std::copy_n(x + chosen * dim, dim, centroids.begin() + c * dim);
     if (c + 1 == k) break;
     const float* centroid = centroids.data() + c * dim;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      float d2 = 0;
-      // A vector sum (its order fixed by the build, so results repeat): without the pragma the
-      // float sum stays sequential, one add at a time.
+    parallel_for(n, 256, dim, [&](int64_t begin, int64_t end, int) {
+      for (int64_t i = begin; i < end; ++i) {
+        float d2 = 0;
+        // A vector sum (its order fixed by the build, so results repeat): without the pragma the
+        // float sum stays sequential, one add at a time.
 #pragma omp simd reduction(+ : d2)
-      for (int64_t j = 0; j < dim; ++j) {
-        const float diff = x[i * dim + j] - centroid[j];
-        d2 += diff * diff;
+        for (int64_t j = 0; j < dim; ++j) {
+          const float diff = x[i * dim + j] - centroid[j];
+          d2 += diff * diff;
+        }
+        nearest[i] = std::min(nearest[i], static_cast<double>(d2));
       }
-      nearest[i] = std::min(nearest[i], static_cast<double>(d2));
-    }
+    });
     // Summed in order, not in an OpenMP reduction, whose order (and so the last bits, and the
     // point chosen) could change from run to run.
     double total = 0;

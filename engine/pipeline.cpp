@@ -10,6 +10,7 @@
 
 #include "engine/budget.hpp"
 #include "engine/strategies.hpp"
+#include "engine/threads.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
 #include "quarry/interrupt.hpp"
@@ -205,13 +206,14 @@ PoolView converted(const PoolView& part, std::vector<float>& buffer) {
   buffer.resize(static_cast<std::size_t>(part.members * rows * classes));
   const auto* source = static_cast<const double*>(part.data);
   float* target = buffer.data();
-#pragma omp parallel for collapse(2) schedule(static) if (part.members * rows * classes > 65536)
-  for (int64_t m = 0; m < part.members; ++m)
-    for (int64_t r = 0; r < rows; ++r) {
+  parallel_for(part.members * rows, 1024, classes, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t m = i / rows, r = i % rows;
       const double* in = source + m * part.member_stride + r * part.row_stride;
       float* out = target + (m * rows + r) * classes;
       for (int64_t c = 0; c < classes; ++c) out[c] = static_cast<float>(in[c]);
     }
+  });
   PoolView view = backend_pool(part);
   view.data = buffer.data();
   return view;

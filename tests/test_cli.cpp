@@ -1,6 +1,5 @@
 // The `quarry` program end to end: outputs, exit codes, one-line errors, no output after errors.
 
-#include <omp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "engine/threads.hpp"
 #include "npy.hpp"
 #include "npy_files.hpp"
 #include "test_util.hpp"
@@ -299,7 +299,7 @@ TEST_F(Cli, InfoShowsVersionAndBackends) {
   EXPECT_NE(r.out.find("quarry " + version()), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("backends: cpu"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("gpus:"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("cpu: " + std::to_string(omp_get_max_threads()) + " threads; row loops"),
+  EXPECT_NE(r.out.find("cpu: " + engine::threads_text(engine::automatic_threads()) + "; row loops"),
             std::string::npos)
       << r.out;
 }

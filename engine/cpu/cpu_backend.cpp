@@ -5,9 +5,9 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
-#include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -420,31 +420,30 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
   const bool logits = options.logits;
   const float scale = logits ? 1.0f / options.temperature : 1.0f;
   const int64_t members = pool.members, classes = pool.classes;
-  uint64_t first_bad = kernels::kNoBadRow;
   const bool votes = kernels::is_vote_measure(measure);
-  // Each thread's scratch, allocated here: an exception (std::bad_alloc) cannot leave a parallel
-  // region.
   struct ThreadScratch {
     std::vector<MemberSummary> summary;
     std::vector<double> mean, log_mean;
     CommitteeScratch committee;
   };
-  const int threads = omp_get_max_threads();
-  std::vector<ThreadScratch> scratch_of_thread;
-  scratch_of_thread.reserve(threads);
-  for (int t = 0; t < threads; ++t)
-    scratch_of_thread.push_back({std::vector<MemberSummary>(members), std::vector<double>(classes),
-                                 std::vector<double>(classes),
-                                 CommitteeScratch(votes ? 0 : classes, members, logits && !votes)});
-#pragma omp parallel
-  {
-    ThreadScratch& mine = scratch_of_thread[omp_get_thread_num()];
+  const int64_t work_per_row = members * std::max<int64_t>(classes, 1);
+  const int team = team_of(pool.rows, work_per_row);
+  std::vector<ThreadScratch> scratch_of_slot;
+  scratch_of_slot.reserve(team);
+  for (int t = 0; t < team; ++t)
+    scratch_of_slot.push_back({std::vector<MemberSummary>(members), std::vector<double>(classes),
+                               std::vector<double>(classes),
+                               CommitteeScratch(votes ? 0 : classes, members, logits && !votes)});
+  std::atomic<uint64_t> first_bad{kernels::kNoBadRow};
+  constexpr int64_t kRowsPerRange = 64;
+  parallel_for(pool.rows, kRowsPerRange, work_per_row, [&](int64_t begin, int64_t end, int slot) {
+    ThreadScratch& mine = scratch_of_slot[slot];
     auto& summary = mine.summary;
     auto& mean = mine.mean;
     auto& log_mean = mine.log_mean;
     auto& scratch = mine.committee;
-#pragma omp for schedule(static) reduction(min : first_bad)
-    for (int64_t r = 0; r < pool.rows; ++r) {
+    uint64_t range_bad = kernels::kNoBadRow;
+    for (int64_t r = begin; r < end; ++r) {
       const T* row = data + r * pool.row_stride;
       // The vector path: probabilities, and logits turned into probabilities first (votes from
       // logits take the argmax of the logits themselves, below). Rows it finds invalid are
@@ -506,33 +505,37 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
         score = kernels::committee_score(measure, consensus, consensus - mean_entropy, kl_max);
       }
       out[r] = score;
-      if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));
+      if (flags) range_bad = std::min(range_bad, kernels::encode_bad_row(r, flags));
     }
-  }
-  return BadRow::from_code(first_bad);
+    atomic_min(first_bad, range_bad);
+  });
+  return BadRow::from_code(first_bad.load());
 }
 
 template <typename V>
 BadRow score_votes(const PoolView& pool, const ScoreOptions& options, float* out) {
   const V* data = static_cast<const V*>(pool.data);
   const auto measure = static_cast<MeasureId>(options.measure);
-  uint64_t first_bad = kernels::kNoBadRow;
-  // Each thread's copy of a row's votes, to sort. Allocated here: an exception cannot leave a
-  // parallel region.
-  std::vector<int64_t> scratch(static_cast<std::size_t>(omp_get_max_threads()) * pool.members);
-#pragma omp parallel for schedule(static) reduction(min : first_bad)
-  for (int64_t r = 0; r < pool.rows; ++r) {
-    int64_t* votes = scratch.data() + omp_get_thread_num() * pool.members;
-    uint32_t flags = 0;
-    for (int64_t m = 0; m < pool.members; ++m) {
-      const int64_t v = static_cast<int64_t>(data[m * pool.member_stride + r * pool.row_stride]);
-      if (v < -1 || (pool.classes > 0 && v >= pool.classes)) flags |= kernels::kBadVote;
-      votes[m] = v;
+  std::atomic<uint64_t> first_bad{kernels::kNoBadRow};
+  // Each thread's copy of a row's votes, to sort.
+  const int team = team_of(pool.rows, pool.members);
+  std::vector<int64_t> scratch(static_cast<std::size_t>(team) * pool.members);
+  parallel_for(pool.rows, 1024, pool.members, [&](int64_t begin, int64_t end, int slot) {
+    int64_t* votes = scratch.data() + slot * pool.members;
+    uint64_t range_bad = kernels::kNoBadRow;
+    for (int64_t r = begin; r < end; ++r) {
+      uint32_t flags = 0;
+      for (int64_t m = 0; m < pool.members; ++m) {
+        const int64_t v = static_cast<int64_t>(data[m * pool.member_stride + r * pool.row_stride]);
+        if (v < -1 || (pool.classes > 0 && v >= pool.classes)) flags |= kernels::kBadVote;
+        votes[m] = v;
+      }
+      out[r] = kernels::vote_score(measure, tally_votes(votes, pool.members));
+      if (flags) range_bad = std::min(range_bad, kernels::encode_bad_row(r, flags));
     }
-    out[r] = kernels::vote_score(measure, tally_votes(votes, pool.members));
-    if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));
-  }
-  return BadRow::from_code(first_bad);
+    atomic_min(first_bad, range_bad);
+  });
+  return BadRow::from_code(first_bad.load());
 }
 
 // Scores rows [begin, end) and returns the encoded first bad row among them.
@@ -561,18 +564,16 @@ BadRow score_single_model(const PoolView& pool, const ScoreOptions& options, flo
       options.logits
           ? (entropy ? score_row_range<true, true, T> : score_row_range<true, false, T>)
           : (entropy ? score_row_range<false, true, T> : score_row_range<false, false, T>);
-  // Ranges of rows large enough that the call costs nothing, small enough to balance threads.
+  // Ranges of rows large enough that the call costs nothing, small enough that a helper which
+  // stops running holds up little work.
   constexpr int64_t kRowsPerRange = 1024;
-  const int64_t ranges = (pool.rows + kRowsPerRange - 1) / kRowsPerRange;
-  uint64_t first_bad = kernels::kNoBadRow;
-#pragma omp parallel for schedule(static) reduction(min : first_bad)
-  for (int64_t i = 0; i < ranges; ++i) {
-    const int64_t begin = i * kRowsPerRange;
-    first_bad =
-        std::min(first_bad, score_range(pool, begin, std::min(pool.rows, begin + kRowsPerRange),
-                                        inv_temperature, measure, out));
-  }
-  return BadRow::from_code(first_bad);
+  std::atomic<uint64_t> first_bad{kernels::kNoBadRow};
+  parallel_for(pool.rows, kRowsPerRange, std::max<int64_t>(pool.classes, 1),
+               [&](int64_t begin, int64_t end, int) {
+                 atomic_min(first_bad,
+                            score_range(pool, begin, end, inv_temperature, measure, out));
+               });
+  return BadRow::from_code(first_bad.load());
 }
 
 // Scores with the float element type T: a single model or a committee.
@@ -648,7 +649,7 @@ class CpuBackend final : public Backend {
     return {Device::cpu, std::numeric_limits<std::size_t>::max(), 0, nullptr};
   }
   std::string describe() const override {
-    return "cpu (" + std::to_string(omp_get_max_threads()) + " threads)";
+    return "cpu (" + threads_text(automatic_threads()) + ")";
   }
 
   void score(const ScoreProblem& problem, float* scores_out, const CallContext&) override {
@@ -730,10 +731,10 @@ class CpuBackend final : public Backend {
     const PoolView& pool = problem.pool;
     if (is_llm_measure(problem.options.measure))
       return count * 2 * (sizeof(int64_t) + sizeof(float)) +
-             omp_get_max_threads() * llm_scratch_bytes_per_thread(pool, problem.options);
+             call_threads() * llm_scratch_bytes_per_thread(pool, problem.options);
     const int64_t committee_scratch =
         pool.members > 1
-            ? omp_get_max_threads() *
+            ? call_threads() *
                   (pool.classes * (2 * sizeof(double) + CommitteeScratch::kBytesPerClass) +
                    pool.members * (sizeof(MemberSummary) + sizeof(int32_t)) +
                    (problem.options.logits ? pool.members * pool.classes * sizeof(float) : 0))
@@ -758,6 +759,7 @@ class CpuBackend final : public Backend {
                             options.iterations > 0 && n > k);
     scale_by_power_of_two(x.data(), static_cast<int64_t>(x.size()), exponent);
     const SingleThreadedBlas single_threaded_blas;
+    const OpenMpThreads faiss_threads;
     KMeansResult result;
     result.centroids =
         initial.empty() ? kmeans_plus_plus(x.data(), n, d, k, options.seed) : std::move(initial);
@@ -821,7 +823,7 @@ std::unique_ptr<Backend> make_cpu_backend() {
 // matrix products (measured: 30 against 133 GFLOP/s on one AVX-512 core). The environment
 // variable OPENBLAS_CORETYPE, read when the library loads, overrides the choice.
 std::string cpu_description() {
-  const std::string threads = std::to_string(omp_get_max_threads()) + " threads; ";
+  const std::string threads = threads_text(automatic_threads()) + "; ";
   std::string isa = "baseline x86-64";
 #if defined(__GNUC__) && defined(__x86_64__)
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

@@ -1,13 +1,13 @@
 #include "engine/cpu/cpu_influence.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 
 #include "engine/cpu/cpu_clones.hpp"
 #include "engine/kmeans_host.hpp"
+#include "engine/threads.hpp"
 #include "kernels/measures.hpp"
 #include "quarry/error.hpp"
 
@@ -16,11 +16,6 @@ namespace quarry::engine {
 namespace {
 
 using kernels::to_float;
-
-// Work (values read) below which a pass over the candidates runs on one thread: starting and
-// joining threads would cost more, and far more on a busy machine, where a thread that waits at
-// the join spins while the one it waits for is not running.
-constexpr int64_t kParallelWork = int64_t{1} << 18;
 
 // Runs fn(T*) with the pointer typed as the view's float dtype.
 template <typename Fn>
@@ -60,53 +55,55 @@ QUARRY_CPU_CLONES QUARRY_NOINLINE double row_squares(const T* row, int64_t dim) 
 template <typename Stats, typename P, typename F>
 uint64_t score_egl_rows(const PoolView& pool, const EmbeddingView& features, const P* data,
                         const F* feature_data, float scale, bool logits, float* out) {
-  uint64_t first_bad = kernels::kNoBadRow;
-#pragma omp parallel for schedule(static, 256) reduction(min : first_bad)
-  for (int64_t r = 0; r < pool.rows; ++r) {
-    const P* row = data + r * pool.row_stride;
-    Stats stats(scale);
-    for (int64_t c = 0; c < pool.classes; ++c) stats.add(to_float(row[c]), c);
-    uint32_t flags = stats.row_flags();
-    const kernels::EglRow<double> egl = stats.row();
-    double others = 0;
-    if (flags == 0)
-      for (int64_t c = 0; c < pool.classes; ++c)
-        if (c != egl.argmax) others += egl.term(egl.probability(to_float(row[c]), logits));
-    const double squares = row_squares(feature_data + r * features.row_stride, features.dim);
-    if (!std::isfinite(squares)) flags |= kernels::kBadFeature;
-    out[r] = kernels::egl_score(egl.terms(others), squares, flags);
-    if (flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, flags));
-  }
-  return first_bad;
+  std::atomic<uint64_t> first_bad{kernels::kNoBadRow};
+  parallel_for(
+      pool.rows, 256, 2 * pool.classes + features.dim, [&](int64_t begin, int64_t end, int) {
+        uint64_t range_bad = kernels::kNoBadRow;
+        for (int64_t r = begin; r < end; ++r) {
+          const P* row = data + r * pool.row_stride;
+          Stats stats(scale);
+          for (int64_t c = 0; c < pool.classes; ++c) stats.add(to_float(row[c]), c);
+          uint32_t flags = stats.row_flags();
+          const kernels::EglRow<double> egl = stats.row();
+          double others = 0;
+          if (flags == 0)
+            for (int64_t c = 0; c < pool.classes; ++c)
+              if (c != egl.argmax) others += egl.term(egl.probability(to_float(row[c]), logits));
+          const double squares = row_squares(feature_data + r * features.row_stride, features.dim);
+          if (!std::isfinite(squares)) flags |= kernels::kBadFeature;
+          out[r] = kernels::egl_score(egl.terms(others), squares, flags);
+          if (flags) range_bad = std::min(range_bad, kernels::encode_bad_row(r, flags));
+        }
+        atomic_min(first_bad, range_bad);
+      });
+  return first_bad.load();
 }
 
 // ---- center searches ---------------------------------------------------------------------------
 
 // What both searches share: the candidates, their distances (-1 once a candidate is a center),
-// and picking from them.
+// and picking from them. The candidates are split into fixed ranges, and each distance update
+// (one pass over the candidates per pick) also finds each range's farthest candidate, so that
+// farthest() reads only the ranges' results: one pass over the candidates per pick, not two.
 class CpuCenterSearch : public CenterSearch {
  public:
   explicit CpuCenterSearch(std::vector<int64_t> rows)
-      : rows_(std::move(rows)), nearest_(rows_.size()) {}
+      : rows_(std::move(rows)),
+        nearest_(rows_.size()),
+        best_of_range_((rows_.size() + kRange - 1) / kRange) {}
 
   int64_t farthest() override {
-    const auto n = static_cast<int64_t>(nearest_.size());
     double best = -1;
     int64_t best_at = -1;
-#pragma omp parallel if (n > kParallelWork)
-    {
-      double mine = -1;
-      int64_t mine_at = -1;
-#pragma omp for schedule(static) nowait
-      for (int64_t i = 0; i < n; ++i)
-        if (nearest_[i] > mine) {  // ascending i: ties keep the first
-          mine = nearest_[i];
-          mine_at = i;
-        }
-#pragma omp critical
-      if (mine_at >= 0 && (mine > best || (mine == best && mine_at < best_at))) {
-        best = mine;
-        best_at = mine_at;
+    for (size_t r = 0; r < best_of_range_.size(); ++r) {
+      Best& range = best_of_range_[r];
+      if (range.stale) {
+        const auto begin = static_cast<int64_t>(r) * kRange;
+        range = best_in(begin, std::min(begin + kRange, static_cast<int64_t>(nearest_.size())));
+      }
+      if (range.at >= 0 && range.value > best) {  // ranges in order: ties keep the first
+        best = range.value;
+        best_at = range.at;
       }
     }
     return best_at;
@@ -134,27 +131,54 @@ class CpuCenterSearch : public CenterSearch {
   }
 
  protected:
+  // Candidates per range: enough work that taking a range costs nothing, few enough values that
+  // a helper which stops running holds up little.
+  static constexpr int64_t kRange = 256;
+
+  struct Best {
+    double value = -1;
+    int64_t at = -1;
+    bool stale = true;  // not known: farthest() scans the range
+  };
+
+  // The farthest candidate not yet a center in [begin, end), the lowest on ties.
+  Best best_in(int64_t begin, int64_t end) const {
+    Best best{-1, -1, false};
+    for (int64_t i = begin; i < end; ++i)
+      if (nearest_[i] > best.value) {
+        best.value = nearest_[i];
+        best.at = i;
+      }
+    return best;
+  }
+
   // Lowers every candidate's distance to dist(i) (replacing the distances to the origin the first
   // time), then retires the candidates among `centers`.
   // `work` is the values read per candidate.
   template <typename Distance>
   void update(Distance&& dist, const std::vector<int64_t>& centers, int64_t work) {
     const auto n = static_cast<int64_t>(nearest_.size());
-#pragma omp parallel for schedule(static, 64) if (n * work > kParallelWork)
-    for (int64_t i = 0; i < n; ++i) {
-      if (nearest_[i] < 0) continue;
-      const double d = dist(i);
-      nearest_[i] = replace_ ? d : std::min(nearest_[i], d);
-    }
+    parallel_for(n, kRange, work, [&](int64_t begin, int64_t end, int) {
+      for (int64_t i = begin; i < end; ++i) {
+        if (nearest_[i] < 0) continue;
+        const double d = dist(i);
+        nearest_[i] = replace_ ? d : std::min(nearest_[i], d);
+      }
+      best_of_range_[begin / kRange] = best_in(begin, end);
+    });
     replace_ = false;
     for (int64_t row : centers) {
       const auto at = std::lower_bound(rows_.begin(), rows_.end(), row);
-      if (at != rows_.end() && *at == row) nearest_[at - rows_.begin()] = -1;
+      if (at != rows_.end() && *at == row) {
+        nearest_[at - rows_.begin()] = -1;
+        best_of_range_[(at - rows_.begin()) / kRange].stale = true;
+      }
     }
   }
 
   std::vector<int64_t> rows_;
   std::vector<double> nearest_;
+  std::vector<Best> best_of_range_;
   bool replace_ = true;
 };
 
@@ -179,13 +203,14 @@ class CpuCoresetSearch final : public CpuCenterSearch {
         points_(points),
         data_(static_cast<const T*>(points.data)) {
     const auto n = static_cast<int64_t>(rows_.size());
-    int64_t first_bad = std::numeric_limits<int64_t>::max();
-#pragma omp parallel for schedule(static, 64) reduction(min : first_bad)
-    for (int64_t i = 0; i < n; ++i) {
-      nearest_[i] = row_squares(row(rows_[i]), points_.dim);
-      if (!std::isfinite(nearest_[i])) first_bad = std::min(first_bad, rows_[i]);
-    }
-    if (first_bad != std::numeric_limits<int64_t>::max()) throw_bad_embedding(first_bad);
+    std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
+    parallel_for(n, kRange, points_.dim, [&](int64_t begin, int64_t end, int) {
+      for (int64_t i = begin; i < end; ++i) {
+        nearest_[i] = row_squares(row(rows_[i]), points_.dim);
+        if (!std::isfinite(nearest_[i])) atomic_min(first_bad, rows_[i]);
+      }
+    });
+    if (first_bad.load() != std::numeric_limits<int64_t>::max()) throw_bad_embedding(first_bad);
   }
 
   void add_rows(const std::vector<int64_t>& pool_rows) override {
@@ -196,14 +221,10 @@ class CpuCoresetSearch final : public CpuCenterSearch {
     nearest_to(centers.data(), static_cast<int64_t>(pool_rows.size()), pool_rows);
   }
 
-  void add_points(const float* points, int64_t count) override {
-    nearest_to(points, count, {});
-  }
+  void add_points(const float* points, int64_t count) override { nearest_to(points, count, {}); }
 
  private:
-  const T* row(int64_t pool_row) const {
-    return data_ + pool_row * points_.row_stride;
-  }
+  const T* row(int64_t pool_row) const { return data_ + pool_row * points_.row_stride; }
 
   void nearest_to(const float* centers, int64_t count, const std::vector<int64_t>& center_rows) {
     const int64_t dim = points_.dim;
@@ -250,20 +271,20 @@ class CpuBadgeSearch final : public CpuCenterSearch {
         argmax_(rows_.size()),
         norms_(rows_.size()) {
     const auto n = static_cast<int64_t>(rows_.size());
-    int64_t first_bad = std::numeric_limits<int64_t>::max();
-#pragma omp parallel
-    {
-      Center center(pool_.classes, features_.dim);
-#pragma omp for schedule(static, 64) reduction(min : first_bad)
-      for (int64_t i = 0; i < n; ++i) {
+    const int64_t work = 2 * (pool_.classes + features_.dim);
+    std::vector<Center> center_of_slot(team_of(n, work), Center(pool_.classes, features_.dim));
+    std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
+    parallel_for(n, kRange, work, [&](int64_t begin, int64_t end, int slot) {
+      Center& center = center_of_slot[slot];
+      for (int64_t i = begin; i < end; ++i) {
         argmax_[i] = row_argmax(rows_[i]);
         make_center(rows_[i], argmax_[i], center);
         norms_[i] = nearest_[i] = center.norm;
-        if (!std::isfinite(center.norm)) first_bad = std::min(first_bad, rows_[i]);
+        if (!std::isfinite(center.norm)) atomic_min(first_bad, rows_[i]);
       }
-    }
-    if (first_bad != std::numeric_limits<int64_t>::max())
-      throw_bad_row({first_bad, kernels::kBadFeature});
+    });
+    if (first_bad.load() != std::numeric_limits<int64_t>::max())
+      throw_bad_row({first_bad.load(), kernels::kBadFeature});
   }
 
   void add_rows(const std::vector<int64_t>& pool_rows) override {

@@ -4,12 +4,12 @@
 
 #include "engine/cpu/cpu_llm.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "engine/cpu/cpu_vector.hpp"
+#include "engine/threads.hpp"
 #include "kernels/measures.hpp"
 
 namespace quarry::engine {
@@ -333,19 +333,14 @@ BadRow score_ranges(int64_t rows, int64_t elements_per_row, int64_t scratch_elem
   constexpr int64_t kRangeElements = int64_t{1} << 18;
   const int64_t rows_per_range =
       std::clamp<int64_t>(kRangeElements / std::max<int64_t>(elements_per_row, 1), 1, 1024);
-  const int64_t ranges = (rows + rows_per_range - 1) / rows_per_range;
-  uint64_t first_bad = kernels::kNoBadRow;
-#pragma omp parallel reduction(min : first_bad)
-  {
-    std::vector<Scratch> scratch(static_cast<size_t>(scratch_elements));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < ranges; ++i) {
-      const int64_t begin = i * rows_per_range;
-      first_bad = std::min(
-          first_bad, score_range(begin, std::min(rows, begin + rows_per_range), scratch.data()));
-    }
-  }
-  return BadRow::from_code(first_bad);
+  const int64_t per_row = std::max<int64_t>(elements_per_row, 1);
+  std::vector<std::vector<Scratch>> scratch(team_of(rows, per_row));
+  for (auto& mine : scratch) mine.resize(static_cast<size_t>(scratch_elements));
+  std::atomic<uint64_t> first_bad{kernels::kNoBadRow};
+  parallel_for(rows, rows_per_range, per_row, [&](int64_t begin, int64_t end, int slot) {
+    atomic_min(first_bad, score_range(begin, end, scratch[slot].data()));
+  });
+  return BadRow::from_code(first_bad.load());
 }
 
 template <typename T>

@@ -23,7 +23,7 @@ constexpr uint64_t kUint64Max = std::numeric_limits<uint64_t>::max();
 // Columns: name (Python), flag (CLI), JSON key (partials), C++ field, type, min, max, default,
 // applies to, help. Integer ranges are the C++ fields' (finer checks, such as k <= N, are the
 // engine's); the help is the command line's.
-const std::array<OptionInfo, 24> kSchema = {{
+const std::array<OptionInfo, 25> kSchema = {{
     {"measure", "--measure", "measure", "ScoreOptions::measure", T::text, 0, 0, "",
      "every pool (quarry measures lists them)", "how rows are scored"},
     {"layout", "--layout", "", "pool_from_array(layout)", T::text, 0, 0, "members-first",
@@ -102,6 +102,10 @@ const std::array<OptionInfo, 24> kSchema = {{
      "with --row-offset: the whole pool's row count (needed with --explore)"},
     {"cuda_device", "", "", "Resources(device, cuda_device)", T::integer, kIntMin, kIntMax, "0",
      "the CUDA backend", "the CUDA device's ordinal"},
+    {"threads", "--threads", "", "Resources::set_threads", T::integer, 0, 4096, "0",
+     "the CPU backend (0 = automatic)",
+     "CPU threads at most (0: the CPUs this process may use, from its affinity and cgroup quota, "
+     "at most OMP_NUM_THREADS); small pools use fewer"},
 }};
 
 std::string range_text(const OptionInfo& o) {

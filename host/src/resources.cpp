@@ -6,6 +6,7 @@
 #include "engine/backend.hpp"
 #include "engine/threads.hpp"
 #include "quarry/error.hpp"
+#include "quarry/options.hpp"
 
 namespace quarry {
 
@@ -60,10 +61,12 @@ Device Resources::device() const {
   return backend_->kind();
 }
 std::string Resources::describe() const {
+  if (backend_->kind() == Device::cpu && threads() > 0)
+    return "cpu (" + engine::threads_text(threads()) + ")";
   return backend_->describe();
 }
 engine::Backend& Resources::backend() {
-  engine::prepare_calling_thread();  // every call takes the backend here
+  engine::prepare_calling_thread(threads());  // every call takes the backend here
   return *backend_;
 }
 
@@ -75,6 +78,15 @@ engine::CallContext Resources::call_context() const {
 void Resources::set_memory_budget(std::size_t bytes) {
   const std::lock_guard<std::mutex> lock(settings_->mutex);
   settings_->context.memory_budget = bytes;
+}
+void Resources::set_threads(int threads) {
+  check_integer_option(option_info("threads"), "threads", threads);
+  const std::lock_guard<std::mutex> lock(settings_->mutex);
+  settings_->context.threads = threads;
+}
+int Resources::threads() const {
+  const std::lock_guard<std::mutex> lock(settings_->mutex);
+  return settings_->context.threads;
 }
 std::size_t Resources::memory_budget() const {
   return backend_->budget_of(call_context());

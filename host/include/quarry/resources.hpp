@@ -50,6 +50,13 @@ class Resources {
   void set_memory_budget(std::size_t bytes);
   /// The budget in force.
   std::size_t memory_budget() const;
+  /// Caps the threads the CPU backend's loops use at `threads`; 0 (the default) is automatic:
+  /// the CPUs this process may run on (its affinity mask and cgroup CPU quota), at most
+  /// OpenMP's thread count (OMP_NUM_THREADS). Small loops run on fewer threads whatever the
+  /// setting. Throws InvalidArgument when negative.
+  void set_threads(int threads);
+  /// The thread setting (0: automatic).
+  int threads() const;
   /// Called after each chunk of rows with (rows done, total rows); empty to stop. A call uses the
   /// callback set when it started: setting another meanwhile (from another thread, or from the
   /// callback) is safe and takes effect from the next call.

@@ -832,10 +832,18 @@ PyType_Slot resources_slots[] = {{Py_tp_traverse, reinterpret_cast<void*>(resour
                                  {Py_tp_clear, reinterpret_cast<void*>(resources_clear)},
                                  {0, nullptr}};
 
+// None (automatic) or a thread count >= 0 (0: automatic).
+int threads_value(nb::handle threads) {
+  if (threads.is_none()) return 0;
+  return Options::integer_value<int>(threads, "threads", "threads");
+}
+
 void make_resources(PyResources* self, const std::string& device, nb::handle memory_budget,
-                    nb::handle stream, nb::object progress, nb::handle cuda_device_obj) {
+                    nb::handle stream, nb::object progress, nb::handle cuda_device_obj,
+                    nb::handle threads_obj) {
   const int cuda_device =
       Options::integer_value<int>(cuda_device_obj, "cuda_device", "cuda_device");
+  const int threads = threads_value(threads_obj);  // checked before a device is started
   const quarry::Device kind = quarry::parse_device(device);
   const std::size_t budget = budget_bytes(memory_budget);
   if (!stream.is_none()) {
@@ -847,6 +855,7 @@ void make_resources(PyResources* self, const std::string& device, nb::handle mem
     new (self) PyResources(quarry::Resources(kind, cuda_device));
   }
   self->resources.set_memory_budget(budget);
+  self->resources.set_threads(threads);
   set_progress(*self, std::move(progress));
 }
 
@@ -1066,7 +1075,8 @@ NB_MODULE(_quarry, m) {
 
   nb::class_<PyResources>(
       m, "Resources", nb::type_slots(resources_slots),
-      "Resources(device='auto', memory_budget=None, stream=None, progress=None, cuda_device=0)\n\n"
+      "Resources(device='auto', memory_budget=None, stream=None, progress=None, cuda_device=0,\n"
+      "          threads=None)\n\n"
       "The backend quarry runs on, with its device, stream and kept memory. Make one and reuse it\n"
       "across calls; calls on one Resources from several threads take turns (one per thread runs\n"
       "them in parallel).\n\n"
@@ -1076,10 +1086,13 @@ NB_MODULE(_quarry, m) {
       "stream: a CUDA stream to run on, borrowed: an int (cudaStream_t), torch.cuda.Stream,\n"
       "  cupy.cuda.Stream, or anything with __cuda_stream__.\n"
       "progress: called as progress(rows_done, rows_total) after each chunk of rows.\n"
-      "cuda_device: the CUDA device's ordinal.")
+      "cuda_device: the CUDA device's ordinal.\n"
+      "threads: the most CPU threads a call uses: None (default) for the CPUs this process may\n"
+      "  run on (its affinity and cgroup quota, at most OMP_NUM_THREADS); small calls use fewer.")
       .def("__init__", &make_resources, nb::arg("device") = "auto",
            nb::arg("memory_budget").none() = nb::none(), nb::arg("stream").none() = nb::none(),
-           nb::arg("progress").none() = nb::none(), nb::arg("cuda_device").none() = 0)
+           nb::arg("progress").none() = nb::none(), nb::arg("cuda_device").none() = 0,
+           nb::arg("threads").none() = nb::none())
       .def_prop_ro("device",
                    [](PyResources& r) { return std::string(to_string(r.resources.device())); })
       .def("describe", [](PyResources& r) { return r.resources.describe(); })
@@ -1095,6 +1108,17 @@ NB_MODULE(_quarry, m) {
       .def_prop_rw(
           "progress", [](PyResources& r) { return r.progress ? r.progress->fn : nb::none(); },
           &set_progress, nb::arg("callback").none())
+      .def_prop_rw(
+          "threads",
+          [](PyResources& r) -> nb::object {
+            const int t = r.resources.threads();
+            return t == 0 ? nb::object(nb::none()) : nb::object(nb::int_(t));
+          },
+          [](PyResources& r, nb::handle threads) {
+            r.resources.set_threads(threads_value(threads));
+          },
+          nb::arg("threads").none(),
+          "The most CPU threads a call uses, or None: the CPUs this process may run on.")
       .def_prop_ro("peak_device_memory",
                    [](PyResources& r) { return r.resources.peak_device_memory(); })
       .def_prop_ro("cuda_stream", [](PyResources& r) {
