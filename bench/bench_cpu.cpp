@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "engine/threads.hpp"
 #include "quarry/quarry.hpp"
 
 namespace {
@@ -225,6 +226,38 @@ void BM_CpuSamples(benchmark::State& state) {
                static_cast<Measure>(state.range(3)), rows * s * d * 2);
 }
 
+// Where a second thread starts to pay (engine/threads.hpp's kWorkPerThread): margin scoring's
+// work on `values` values (each row's two largest of 10 and their validation, in 1,024-row ranges)
+// on the calling thread alone (team 1) or with pool helpers, the pool's per-call cost included.
+void BM_PoolBreakEven(benchmark::State& state) {
+  const int64_t values = state.range(0), classes = 10, rows = values / classes;
+  const int team = static_cast<int>(state.range(1));
+  const std::vector<float> pool = probabilities(rows, classes);
+  std::vector<float> scores(rows);
+  constexpr int64_t kRows = 1024;
+  for (auto _ : state) {
+    engine::run_chunks((rows + kRows - 1) / kRows, team, [&](int64_t i, int) {
+      for (int64_t r = i * kRows; r < std::min(rows, (i + 1) * kRows); ++r) {
+        const float* row = pool.data() + r * classes;
+        float top1 = -1, top2 = -1, sum = 0;
+        for (int64_t c = 0; c < classes; ++c) {
+          const float x = row[c];
+          sum += x;
+          top2 = std::max(top2, std::min(top1, x));
+          top1 = std::max(top1, x);
+        }
+        scores[r] = std::fabs(sum - 1.0f) < 1e-3f ? 1.0f - (top1 - top2) : -1.0f;
+      }
+    });
+    benchmark::DoNotOptimize(scores.data());
+  }
+  state.SetItemsProcessed(state.iterations() * values);
+}
+
+BENCHMARK(BM_PoolBreakEven)
+    ->ArgNames({"values", "team"})
+    ->ArgsProduct({{1 << 14, 1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 20}, {1, 2}})
+    ->UseRealTime();
 BENCHMARK(BM_CpuRead)->Args({1'000'000, 100})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CpuScore)
     ->Args({100'000, 1000, static_cast<int>(Measure::entropy), 0})

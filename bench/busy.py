@@ -110,22 +110,27 @@ def median_ms(call, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def run_jobs(names: list[str], repeats: int, seed: int) -> list[tuple]:
+def run_jobs(names: list[str], repeats: int, seed: int, default_only: bool) -> list[tuple]:
+    """(job, default ms, one-thread ms, numpy ms or None) per job, medians of alternating rounds."""
     jobs = make_jobs(seed)
-    default, single = quarry.Resources(device="cpu"), quarry.Resources(device="cpu", threads=1)
+    default = quarry.Resources(device="cpu")
     rows = []
     for name in names:
         call, reference, scale = jobs[name]
         n = max(3, repeats // scale)
-        timed = [functools.partial(call, default), functools.partial(call, single)]
+        timed = {"default": functools.partial(call, default)}
+        if not default_only:  # a build without Resources(threads=): OMP_NUM_THREADS=1 instead
+            timed["one"] = functools.partial(call, quarry.Resources(device="cpu", threads=1))
         if reference is not None:
-            timed.append(reference)
-        for job in timed:  # warm: pools, pages, the thread pool
+            timed["numpy"] = reference
+        for job in timed.values():  # warm: pools, pages, the thread pool
             job()
         # Alternating rounds, so that every setting sees the same machine.
-        rounds = [[median_ms(job, n) for job in timed] for _ in range(5)]
-        medians = [statistics.median(r[i] for r in rounds) for i in range(len(timed))]
-        rows.append((name, medians[0], medians[1], medians[2] if reference else None))
+        rounds = [{key: median_ms(job, n) for key, job in timed.items()} for _ in range(5)]
+        medians = {key: statistics.median(r[key] for r in rounds) for key in timed}
+        rows.append(
+            (name, medians["default"], medians.get("one", medians["default"]), medians.get("numpy"))
+        )
     return rows
 
 
@@ -162,6 +167,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200, help="calls per timing of a 1k job")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-load", action="store_true", help="idle machine only")
+    parser.add_argument(
+        "--default-only", action="store_true", help="for builds without Resources(threads=)"
+    )
     parser.add_argument("--file", action="store_true", help="also time quarry select against dd")
     parser.add_argument("--cli", default="build/quarry")
     parser.add_argument("--file-rows", type=int, default=1_000_000)
@@ -179,9 +187,9 @@ def main() -> None:
     for label, load in conditions:
         if load:
             with Load(load):
-                results = run_jobs(names, args.repeats, args.seed)
+                results = run_jobs(names, args.repeats, args.seed, args.default_only)
         else:
-            results = run_jobs(names, args.repeats, args.seed)
+            results = run_jobs(names, args.repeats, args.seed, args.default_only)
         for name, a, b, c in results:
             numpy_ms = f"{c:.3f}" if c is not None else "-"
             print(f"| {name} | {label} | {a:.3f} | {b:.3f} | {a / b:.2f} | {numpy_ms} |")
