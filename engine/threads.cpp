@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <exception>
 #include <fstream>
 #include <memory>
@@ -86,8 +87,9 @@ double cgroup_quota(const std::string& dir) {
   std::string quota;
   double period = 0;
   if (v2 >> quota >> period) {
-    if (quota == "max" || period <= 0) return 0;
-    return std::stod(quota) / period;
+    char* end = nullptr;
+    const double q = std::strtod(quota.c_str(), &end);  // "max": no quota
+    return end != quota.c_str() && *end == '\0' && q > 0 && period > 0 ? q / period : 0;
   }
   std::ifstream v1_quota(dir + "/cpu.cfs_quota_us"), v1_period(dir + "/cpu.cfs_period_us");
   double q = 0;
@@ -95,9 +97,10 @@ double cgroup_quota(const std::string& dir) {
   return 0;
 }
 
-// The smallest CPU quota of this process's cgroup and its ancestors, in CPUs (0: none).
-double cgroup_cpu_limit() {
-  std::ifstream self("/proc/self/cgroup");
+}  // namespace
+
+double cgroup_cpu_limit(const std::string& proc_self_cgroup, const std::string& cgroup_root) {
+  std::ifstream self(proc_self_cgroup);
   std::string line;
   double limit = 0;
   while (std::getline(self, line)) {
@@ -108,14 +111,14 @@ double cgroup_cpu_limit() {
     std::string path = line.substr(second + 1);
     std::string root;
     if (controllers.empty()) {
-      root = "/sys/fs/cgroup";
+      root = cgroup_root;
     } else {
       std::stringstream names(controllers);
       std::string name;
       bool cpu = false;
       while (std::getline(names, name, ',')) cpu |= name == "cpu";
       if (!cpu) continue;
-      root = "/sys/fs/cgroup/" + controllers;
+      root = cgroup_root + "/" + controllers;
     }
     // The directory as this process sees it (in a container the cgroup root is often mounted
     // at root, and the path from /proc names the host's view), then its ancestors.
@@ -130,6 +133,8 @@ double cgroup_cpu_limit() {
   return limit;
 }
 
+namespace {
+
 int count_available_cpus() {
   int cpus = 0;
   for (int size = 1024; size <= (1 << 20) && cpus == 0; size *= 2) {
@@ -143,7 +148,7 @@ int count_available_cpus() {
     CPU_FREE(set);
   }
   if (cpus <= 0) cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const double quota = cgroup_cpu_limit();
+  const double quota = cgroup_cpu_limit("/proc/self/cgroup", "/sys/fs/cgroup");
   if (quota > 0) cpus = std::min(cpus, std::max(1, static_cast<int>(std::ceil(quota))));
   return cpus;
 }
@@ -277,9 +282,9 @@ class Pool {
   std::atomic<bool> busy_{false};
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::shared_ptr<Job> job_;  // the job being run, while one is
+  std::shared_ptr<Job> job_;             // the job being run, while one is
   std::atomic<uint64_t> generation_{0};  // jobs posted so far; changed under mutex_
-  int sleeping_ = 0;                      // helpers waiting on wake_
+  int sleeping_ = 0;                     // helpers waiting on wake_
   int started_ = 0;
   static constexpr auto kWatch = std::chrono::microseconds(50);
 };

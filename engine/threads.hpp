@@ -28,6 +28,12 @@ void prepare_calling_thread(int threads = 0);
 /// (rounded up), at least 1.
 int available_cpus();
 
+/// The smallest CPU quota, in CPUs, of the cgroup that `proc_self_cgroup` (a /proc/PID/cgroup
+/// file) names and of its ancestors, read under `cgroup_root` (/sys/fs/cgroup): cgroup v2's
+/// cpu.max or v1's cpu.cfs_quota_us / cpu.cfs_period_us. 0 when none is set. (available_cpus()
+/// reads this process's; the arguments are for tests.)
+double cgroup_cpu_limit(const std::string& proc_self_cgroup, const std::string& cgroup_root);
+
 /// The most threads the current call may use: the Resources' setting when it is not 0, else the
 /// smaller of available_cpus() and OpenMP's thread count (OMP_NUM_THREADS, omp_set_num_threads,
 /// threadpoolctl).

@@ -6,7 +6,10 @@
 
 #include <atomic>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -113,6 +116,40 @@ TEST(ThreadPool, AvailableCpusIsWithinTheMachine) {
   const int cpus = engine::available_cpus();
   EXPECT_GE(cpus, 1);
   EXPECT_LE(cpus, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
+
+// cgroup files laid out under a temporary directory as /proc/self/cgroup and /sys/fs/cgroup
+// show them, for v2 (a quota on the process's group and a smaller one on an ancestor), v1, and
+// a container whose /proc path names the host's hierarchy above its own root.
+TEST(ThreadPool, CgroupQuotasAreReadForV1AndV2) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("quarry-cgroup-" + std::to_string(getpid()));
+  fs::remove_all(root);
+  auto write = [](const fs::path& file, const std::string& text) {
+    fs::create_directories(file.parent_path());
+    std::ofstream(file) << text;
+  };
+  write(root / "proc-v2", "0::/user.slice/job\n");
+  write(root / "sys/user.slice/job/cpu.max", "max 100000\n");
+  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-v2").string(), (root / "sys").string()), 0.0);
+  write(root / "sys/user.slice/job/cpu.max", "250000 100000\n");
+  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-v2").string(), (root / "sys").string()), 2.5);
+  write(root / "sys/user.slice/cpu.max", "150000 100000\n");
+  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-v2").string(), (root / "sys").string()), 1.5);
+
+  write(root / "proc-v1", "5:memory:/a\n4:cpu,cpuacct:/docker/c1\n");
+  write(root / "sys1/cpu,cpuacct/docker/c1/cpu.cfs_quota_us", "-1\n");
+  write(root / "sys1/cpu,cpuacct/docker/c1/cpu.cfs_period_us", "100000\n");
+  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-v1").string(), (root / "sys1").string()), 0.0);
+  write(root / "sys1/cpu,cpuacct/docker/c1/cpu.cfs_quota_us", "50000\n");
+  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-v1").string(), (root / "sys1").string()), 0.5);
+
+  // The host's path does not exist inside the container; its own root holds the quota.
+  write(root / "proc-ns", "0::/kubepods/pod7/c2\n");
+  write(root / "sys2/cpu.max", "300000 100000\n");
+  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-ns").string(), (root / "sys2").string()), 3.0);
+  EXPECT_EQ(engine::cgroup_cpu_limit((root / "missing").string(), (root / "sys2").string()), 0.0);
+  fs::remove_all(root);
 }
 
 TEST(ThreadPool, ResourcesThreadsAreCheckedAndDescribed) {
