@@ -113,7 +113,8 @@ def test_the_command_line_gives_the_programs_picks_with_ids(cli, pool, name, opt
         (d / "pool.parquet", ["--column", "probs", "--id-column", "id"], "picks.jsonl"),
         (d / "pool.parquet", ["--column", "plain", "--id-column", "id", "--memory-budget", "20K"],
          "picks.csv"),
-        (d / "pool.arrow", ["--column", "probs", "--id-column", "id"], "picks.parquet"),
+        (d / "pool.arrow", ["--column", "probs", "--id-column", "id", "--threads", "3"],
+         "picks.parquet"),
         (d / "pool.npy", ["--ids", d / "ids.npy"], "picks.json"),
     ]:  # fmt: skip
         flags_here = flags if source.suffix != ".npy" else npy_flags

@@ -58,6 +58,7 @@ def _parser() -> _Parser:
         c.add_argument("--features-column")
         c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         c.add_argument("--memory-budget", type=_size)
+        c.add_argument("--threads", type=int, help="CPU threads at most (0: automatic)")
         c.add_argument("--output", "-o", default="-")
         if name == "select":
             c.add_argument("-k", type=int)
@@ -140,6 +141,10 @@ def _run(argv: list[str]) -> None:
     source, column, ids = _pool_source(args)
     common = {"measure": args.measure, "temperature": args.temperature, "layout": args.layout,
               "device": args.device, "memory_budget": args.memory_budget}  # fmt: skip
+    if args.threads is not None:  # the engine checks the count
+        common["resources"] = quarry.Resources(
+            args.device, args.memory_budget, threads=args.threads
+        )
     if args.logits:
         common["logits"] = True
     if args.classes is not None:
