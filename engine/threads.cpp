@@ -332,7 +332,9 @@ int automatic_threads() {
 }
 
 OpenMpThreads::OpenMpThreads() : saved_(omp_get_max_threads()) {
-  omp_set_num_threads(call_threads());
+  // In a forked child OpenMP stays on one thread (prepare_calling_thread): libgomp would wait
+  // for the parent's workers.
+  omp_set_num_threads(g_forked.load(std::memory_order_relaxed) ? 1 : call_threads());
 }
 OpenMpThreads::~OpenMpThreads() {
   omp_set_num_threads(saved_);

@@ -24,6 +24,7 @@
 #include "engine/cuda/cuda_influence.cuh"
 #include "engine/cuda/cuda_memory.cuh"
 #include "engine/kmeans_host.hpp"
+#include "engine/threads.hpp"
 #include "kernels/cuda_check.cuh"
 #include "kernels/kmeans.cuh"
 #include "kernels/measures.hpp"
@@ -725,9 +726,10 @@ class CudaBackend final : public Backend {
   static void parallel_copy(char* dst, const char* src, int64_t bytes) {
     constexpr int64_t kPiece = int64_t{4} << 20;
     const int64_t pieces = (bytes + kPiece - 1) / kPiece;
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t p = 0; p < pieces; ++p)
-      std::memcpy(dst + p * kPiece, src + p * kPiece, std::min(kPiece, bytes - p * kPiece));
+    parallel_for(pieces, 1, kPiece / 4, [&](int64_t begin, int64_t end, int) {
+      for (int64_t p = begin; p < end; ++p)
+        std::memcpy(dst + p * kPiece, src + p * kPiece, std::min(kPiece, bytes - p * kPiece));
+    });
   }
 
   int device_;

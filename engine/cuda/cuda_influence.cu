@@ -8,6 +8,7 @@
 
 #include "engine/cuda/cuda_influence.cuh"
 #include "engine/kmeans_host.hpp"
+#include "engine/threads.hpp"
 #include "kernels/centers.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/egl.cuh"
@@ -82,11 +83,13 @@ RowSource::~RowSource() = default;  // the pager waits for its copies to leave t
 
 void RowSource::pack(char* out, int64_t first, int64_t count) const {
   const int64_t bytes = row_bytes();
-#pragma omp parallel for schedule(static) if (count * bytes > (int64_t{1} << 20))
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t row = rows_ ? (*rows_)[first + i] : first + i;
-    std::memcpy(out + i * bytes, data_ + row * row_stride_ * elem_, bytes);
-  }
+  // Work counted in 4-byte values, as the CPU backend's loops count it.
+  parallel_for(count, 256, bytes / 4, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t row = rows_ ? (*rows_)[first + i] : first + i;
+      std::memcpy(out + i * bytes, data_ + row * row_stride_ * elem_, bytes);
+    }
+  });
 }
 
 kernels::DeviceRows RowSource::block(int64_t first, int64_t count) {
