@@ -580,6 +580,7 @@ struct MergeFlags {
   std::vector<std::string> partial_paths;
   std::string k;
   std::string device = "auto";
+  std::string threads = schema_default("threads");
   std::string output = "-";
 };
 
@@ -621,6 +622,7 @@ void run_merge(const MergeFlags& flags) {
       backends += (backends.empty() ? "" : ", ") + partials.back().backend;
   }
   Resources resources(parse_device(flags.device));
+  resources.set_threads(parse_integer<int>("--threads", flags.threads));
   Selection sel;
   try {
     sel = merge(resources, partials, k);
@@ -732,6 +734,9 @@ int main(int argc, char** argv) {
   merge_cmd->add_option("--device", merge_flags.device, "auto | cpu | cuda: runs the k-means")
       ->capture_default_str();
   merge_cmd->add_option("--output,-o", merge_flags.output, "OUT.npy, OUT.json, or - for stdout")
+      ->capture_default_str();
+  add_schema_option(merge_cmd, "threads", merge_flags.threads)
+      ->type_name("INT")
       ->capture_default_str();
 
   app.add_subcommand("info", "show the version, the backends built and the GPUs found");

@@ -123,8 +123,12 @@ def test_partials_of_the_program_merge_in_python(tmp_path, cli, rng):
         pool[121:], 20, row_offset=121, pool_rows=300, explore=0.2, seed=4, resources=CPU
     )
     (tmp_path / "py.json").write_text(partial.to_json())
-    merged = cli("merge", parts[0], parts[1], tmp_path / "py.json", "-k", 20, "-o", "-")
-    assert [int(x) for x in merged.stdout.split()] == want.indices.tolist()
+    for threads in ("0", "1", "3"):
+        merged = cli("merge", parts[0], parts[1], tmp_path / "py.json", "-k", 20,
+                     "--threads", threads, "-o", "-")  # fmt: skip
+        assert [int(x) for x in merged.stdout.split()] == want.indices.tolist()
+    refused = cli("merge", parts[0], "-k", 20, "--threads", "-2", check=False)
+    assert refused.returncode == 2 and "--threads" in refused.stderr
     assert json.loads(partial.to_json())["format"] == "quarry-partial/1"
 
 
