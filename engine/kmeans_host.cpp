@@ -1,7 +1,6 @@
 #include "engine/kmeans_host.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -19,23 +18,24 @@ template <typename T>
 void gather_typed(const EmbeddingView& points, const std::vector<int64_t>* rows, float* out) {
   const T* data = static_cast<const T*>(points.data);
   const int64_t n = rows ? static_cast<int64_t>(rows->size()) : points.rows;
-  std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
-  parallel_for(n, 256, points.dim, [&](int64_t begin, int64_t end, int) {
-    int64_t range_bad = std::numeric_limits<int64_t>::max();
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t row = rows ? (*rows)[i] : i;
-      const T* src = data + row * points.row_stride;
-      bool finite = true;
-      for (int64_t j = 0; j < points.dim; ++j) {
-        const float v = kernels::to_float(src[j]);
-        finite &= kernels::is_finite(v);
-        out[i * points.dim + j] = v;
-      }
-      if (!finite) range_bad = std::min(range_bad, row);
-    }
-    atomic_min(first_bad, range_bad);
-  });
-  if (first_bad.load() != std::numeric_limits<int64_t>::max()) throw_bad_embedding(first_bad);
+  constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  const int64_t first_bad =
+      parallel_min(n, 256, points.dim, kNone, [&](int64_t begin, int64_t end, int) {
+        int64_t range_bad = kNone;
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t row = rows ? (*rows)[i] : i;
+          const T* src = data + row * points.row_stride;
+          bool finite = true;
+          for (int64_t j = 0; j < points.dim; ++j) {
+            const float v = kernels::to_float(src[j]);
+            finite &= kernels::is_finite(v);
+            out[i * points.dim + j] = v;
+          }
+          if (!finite) range_bad = std::min(range_bad, row);
+        }
+        return range_bad;
+      });
+  if (first_bad != kNone) throw_bad_embedding(first_bad);
 }
 
 }  // namespace
@@ -105,14 +105,12 @@ int scale_kmeans_inputs(float largest_point, std::vector<float>& initial, int64_
 }
 
 float largest_magnitude(const float* x, int64_t count) {
-  // The negated maximum is a minimum: atomic_min's reduction.
-  std::atomic<float> smallest{-0.0f};
-  parallel_for(count, 1 << 14, 1, [&](int64_t begin, int64_t end, int) {
+  // The largest magnitude is the negated smallest of the negated magnitudes.
+  return -parallel_min(count, 1 << 14, 1, -0.0f, [&](int64_t begin, int64_t end, int) {
     float largest = 0.0f;
     for (int64_t i = begin; i < end; ++i) largest = std::max(largest, std::fabs(x[i]));
-    atomic_min(smallest, -largest);
+    return -largest;
   });
-  return -smallest.load();
 }
 
 void scale_by_power_of_two(float* x, int64_t count, int exponent) {

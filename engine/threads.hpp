@@ -81,15 +81,21 @@ class FunctionRef<R(Args...)> {
 /// thread alone.
 void run_chunks(int64_t chunks, int team, FunctionRef<void(int64_t chunk, int slot)> body);
 
+/// The threads a parallel_for over n items of work_per_item uses, for sizing per-slot scratch
+/// before it.
+inline int team_of(int64_t n, int64_t work_per_item) {
+  return n <= 0 ? 1 : team_for(n * std::max<int64_t>(work_per_item, 1));
+}
+
 /// body(begin, end, slot) over [0, n) in ranges of `grain` items (the last one shorter), on
-/// team_for(n * work_per_item) threads at most. The ranges do not depend on the thread count, so
+/// team_of(n, work_per_item) threads at most. The ranges do not depend on the thread count, so
 /// results kept per range and combined in range order repeat exactly on any number of threads.
 template <typename Body>
 void parallel_for(int64_t n, int64_t grain, int64_t work_per_item, Body&& body) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   const int64_t ranges = (n + grain - 1) / grain;
-  const int team = team_for(n * std::max<int64_t>(work_per_item, 1));
+  const int team = team_of(n, work_per_item);
   if (team <= 1 || ranges == 1) {
     for (int64_t i = 0; i < ranges; ++i) body(i * grain, std::min(n, (i + 1) * grain), 0);
     return;
@@ -98,20 +104,21 @@ void parallel_for(int64_t n, int64_t grain, int64_t work_per_item, Body&& body) 
              [&](int64_t i, int slot) { body(i * grain, std::min(n, (i + 1) * grain), slot); });
 }
 
-/// The threads a parallel_for over n items of work_per_item would use, for sizing per-slot
-/// scratch before it.
-inline int team_of(int64_t n, int64_t work_per_item) {
-  return n <= 0 ? 1 : team_for(n * std::max<int64_t>(work_per_item, 1));
-}
-
-/// Lowers `target` to `value` if smaller (a reduction over parallel_for's ranges; the pool's
-/// join orders it before the caller's read).
-template <typename T>
-void atomic_min(std::atomic<T>& target, T value) {
-  T current = target.load(std::memory_order_relaxed);
-  while (value < current &&
-         !target.compare_exchange_weak(current, value, std::memory_order_relaxed)) {
-  }
+/// The smallest of body(begin, end, slot) over parallel_for's ranges, `none` if it is smaller
+/// (or n is 0): the reduction that finds the lowest bad row. Min is exact and commutative, so
+/// the result does not depend on the threads.
+template <typename T, typename Body>
+T parallel_min(int64_t n, int64_t grain, int64_t work_per_item, T none, Body&& body) {
+  std::atomic<T> smallest{none};
+  parallel_for(n, grain, work_per_item, [&](int64_t begin, int64_t end, int slot) {
+    const T value = body(begin, end, slot);
+    T current = smallest.load(std::memory_order_relaxed);
+    // Relaxed: the pool's join orders the last store before the caller's read.
+    while (value < current &&
+           !smallest.compare_exchange_weak(current, value, std::memory_order_relaxed)) {
+    }
+  });
+  return smallest.load(std::memory_order_relaxed);
 }
 
 /// OpenMP's thread count on the calling thread for a scope (for FAISS, which runs OpenMP

@@ -7,7 +7,6 @@
 #include <faiss/impl/FaissException.h>
 
 #include <algorithm>
-#include <atomic>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -434,108 +433,111 @@ BadRow score_committee(const PoolView& pool, const ScoreOptions& options, float*
     scratch_of_slot.push_back({std::vector<MemberSummary>(members), std::vector<double>(classes),
                                std::vector<double>(classes),
                                CommitteeScratch(votes ? 0 : classes, members, logits && !votes)});
-  std::atomic<uint64_t> first_bad{kernels::kNoBadRow};
   constexpr int64_t kRowsPerRange = 64;
-  parallel_for(pool.rows, kRowsPerRange, work_per_row, [&](int64_t begin, int64_t end, int slot) {
-    ThreadScratch& mine = scratch_of_slot[slot];
-    auto& summary = mine.summary;
-    auto& mean = mine.mean;
-    auto& log_mean = mine.log_mean;
-    auto& scratch = mine.committee;
-    uint64_t range_bad = kernels::kNoBadRow;
-    for (int64_t r = begin; r < end; ++r) {
-      const T* row = data + r * pool.row_stride;
-      // The vector path: probabilities, and logits turned into probabilities first (votes from
-      // logits take the argmax of the logits themselves, below). Rows it finds invalid are
-      // scored again by the exact scalar path below, for their flags.
-      if (!logits && votes &&
-          score_probability_committee_row<true>(row, members, classes, pool.member_stride, measure,
-                                                scratch, out[r]))
-        continue;
-      if (!logits && !votes &&
-          score_probability_committee_row<false>(row, members, classes, pool.member_stride, measure,
-                                                 scratch, out[r]))
-        continue;
-      if (logits && !votes &&
-          softmax_members(row, members, classes, pool.member_stride, scale,
-                          scratch.probabilities.data()) &&
-          score_probability_committee_row<false>(scratch.probabilities.data(), members, classes,
-                                                 classes, measure, scratch, out[r]))
-        continue;
-      auto member_row = [&](int64_t m) { return row + m * pool.member_stride; };
-      uint32_t flags = 0;
-      for (int64_t m = 0; m < members; ++m) {
-        summary[m] = summarize_member(member_row(m), classes, logits, scale);
-        flags |= summary[m].flags;
-      }
-      float score;
-      if (kernels::is_vote_measure(measure)) {
-        for (int64_t m = 0; m < members; ++m) scratch.vote[m] = summary[m].vote;
-        score = kernels::vote_score(measure, tally_votes(scratch.vote.data(), members));
-      } else {
-        // ln p of member m's class c: exact for logits.
-        auto log_probability = [&](int64_t m, int64_t c) {
-          const float x = to_float(member_row(m)[c]);
-          return logits ? kernels::log_softmax(x, summary[m].max_logit, scale, summary[m].log_sum)
-                        : std::log(static_cast<double>(x));
-        };
-        std::fill(mean.begin(), mean.end(), 0.0);
-        for (int64_t m = 0; m < members; ++m)
-          for (int64_t c = 0; c < classes; ++c)
-            mean[c] += logits ? std::exp(log_probability(m, c)) : to_float(member_row(m)[c]);
-        double consensus = 0.0, mean_entropy = 0.0, kl_max = 0.0;
-        for (int64_t c = 0; c < classes; ++c) {
-          mean[c] /= static_cast<double>(members);
-          if (mean[c] > 0.0) consensus -= mean[c] * std::log(mean[c]);
-          log_mean[c] = mean[c] > 0.0 ? std::log(mean[c]) : 0.0;
-        }
-        for (int64_t m = 0; m < members; ++m) mean_entropy += summary[m].entropy;
-        mean_entropy /= static_cast<double>(members);
-        if (measure == MeasureId::kl_max) {
+  const uint64_t first_bad = parallel_min(
+      pool.rows, kRowsPerRange, work_per_row, kernels::kNoBadRow,
+      [&](int64_t begin, int64_t end, int slot) {
+        ThreadScratch& mine = scratch_of_slot[slot];
+        auto& summary = mine.summary;
+        auto& mean = mine.mean;
+        auto& log_mean = mine.log_mean;
+        auto& scratch = mine.committee;
+        uint64_t range_bad = kernels::kNoBadRow;
+        for (int64_t r = begin; r < end; ++r) {
+          const T* row = data + r * pool.row_stride;
+          // The vector path: probabilities, and logits turned into probabilities first (votes from
+          // logits take the argmax of the logits themselves, below). Rows it finds invalid are
+          // scored again by the exact scalar path below, for their flags.
+          if (!logits && votes &&
+              score_probability_committee_row<true>(row, members, classes, pool.member_stride,
+                                                    measure, scratch, out[r]))
+            continue;
+          if (!logits && !votes &&
+              score_probability_committee_row<false>(row, members, classes, pool.member_stride,
+                                                     measure, scratch, out[r]))
+            continue;
+          if (logits && !votes &&
+              softmax_members(row, members, classes, pool.member_stride, scale,
+                              scratch.probabilities.data()) &&
+              score_probability_committee_row<false>(scratch.probabilities.data(), members, classes,
+                                                     classes, measure, scratch, out[r]))
+            continue;
+          auto member_row = [&](int64_t m) { return row + m * pool.member_stride; };
+          uint32_t flags = 0;
           for (int64_t m = 0; m < members; ++m) {
-            double kl = 0.0;
-            for (int64_t c = 0; c < classes; ++c) {
-              const double log_p = log_probability(m, c);
-              const double p = logits ? std::exp(log_p) : to_float(member_row(m)[c]);
-              if (p > 0.0) kl += p * (log_p - log_mean[c]);
-            }
-            kl_max = std::max(kl_max, kl);
+            summary[m] = summarize_member(member_row(m), classes, logits, scale);
+            flags |= summary[m].flags;
           }
+          float score;
+          if (kernels::is_vote_measure(measure)) {
+            for (int64_t m = 0; m < members; ++m) scratch.vote[m] = summary[m].vote;
+            score = kernels::vote_score(measure, tally_votes(scratch.vote.data(), members));
+          } else {
+            // ln p of member m's class c: exact for logits.
+            auto log_probability = [&](int64_t m, int64_t c) {
+              const float x = to_float(member_row(m)[c]);
+              return logits
+                         ? kernels::log_softmax(x, summary[m].max_logit, scale, summary[m].log_sum)
+                         : std::log(static_cast<double>(x));
+            };
+            std::fill(mean.begin(), mean.end(), 0.0);
+            for (int64_t m = 0; m < members; ++m)
+              for (int64_t c = 0; c < classes; ++c)
+                mean[c] += logits ? std::exp(log_probability(m, c)) : to_float(member_row(m)[c]);
+            double consensus = 0.0, mean_entropy = 0.0, kl_max = 0.0;
+            for (int64_t c = 0; c < classes; ++c) {
+              mean[c] /= static_cast<double>(members);
+              if (mean[c] > 0.0) consensus -= mean[c] * std::log(mean[c]);
+              log_mean[c] = mean[c] > 0.0 ? std::log(mean[c]) : 0.0;
+            }
+            for (int64_t m = 0; m < members; ++m) mean_entropy += summary[m].entropy;
+            mean_entropy /= static_cast<double>(members);
+            if (measure == MeasureId::kl_max) {
+              for (int64_t m = 0; m < members; ++m) {
+                double kl = 0.0;
+                for (int64_t c = 0; c < classes; ++c) {
+                  const double log_p = log_probability(m, c);
+                  const double p = logits ? std::exp(log_p) : to_float(member_row(m)[c]);
+                  if (p > 0.0) kl += p * (log_p - log_mean[c]);
+                }
+                kl_max = std::max(kl_max, kl);
+              }
+            }
+            score = kernels::committee_score(measure, consensus, consensus - mean_entropy, kl_max);
+          }
+          out[r] = score;
+          if (flags) range_bad = std::min(range_bad, kernels::encode_bad_row(r, flags));
         }
-        score = kernels::committee_score(measure, consensus, consensus - mean_entropy, kl_max);
-      }
-      out[r] = score;
-      if (flags) range_bad = std::min(range_bad, kernels::encode_bad_row(r, flags));
-    }
-    atomic_min(first_bad, range_bad);
-  });
-  return BadRow::from_code(first_bad.load());
+        return range_bad;
+      });
+  return BadRow::from_code(first_bad);
 }
 
 template <typename V>
 BadRow score_votes(const PoolView& pool, const ScoreOptions& options, float* out) {
   const V* data = static_cast<const V*>(pool.data);
   const auto measure = static_cast<MeasureId>(options.measure);
-  std::atomic<uint64_t> first_bad{kernels::kNoBadRow};
   // Each thread's copy of a row's votes, to sort.
   const int team = team_of(pool.rows, pool.members);
   std::vector<int64_t> scratch(static_cast<std::size_t>(team) * pool.members);
-  parallel_for(pool.rows, 1024, pool.members, [&](int64_t begin, int64_t end, int slot) {
-    int64_t* votes = scratch.data() + slot * pool.members;
-    uint64_t range_bad = kernels::kNoBadRow;
-    for (int64_t r = begin; r < end; ++r) {
-      uint32_t flags = 0;
-      for (int64_t m = 0; m < pool.members; ++m) {
-        const int64_t v = static_cast<int64_t>(data[m * pool.member_stride + r * pool.row_stride]);
-        if (v < -1 || (pool.classes > 0 && v >= pool.classes)) flags |= kernels::kBadVote;
-        votes[m] = v;
-      }
-      out[r] = kernels::vote_score(measure, tally_votes(votes, pool.members));
-      if (flags) range_bad = std::min(range_bad, kernels::encode_bad_row(r, flags));
-    }
-    atomic_min(first_bad, range_bad);
-  });
-  return BadRow::from_code(first_bad.load());
+  const uint64_t first_bad = parallel_min(
+      pool.rows, 1024, pool.members, kernels::kNoBadRow, [&](int64_t begin, int64_t end, int slot) {
+        int64_t* votes = scratch.data() + slot * pool.members;
+        uint64_t range_bad = kernels::kNoBadRow;
+        for (int64_t r = begin; r < end; ++r) {
+          uint32_t flags = 0;
+          for (int64_t m = 0; m < pool.members; ++m) {
+            const int64_t v =
+                static_cast<int64_t>(data[m * pool.member_stride + r * pool.row_stride]);
+            if (v < -1 || (pool.classes > 0 && v >= pool.classes)) flags |= kernels::kBadVote;
+            votes[m] = v;
+          }
+          out[r] = kernels::vote_score(measure, tally_votes(votes, pool.members));
+          if (flags) range_bad = std::min(range_bad, kernels::encode_bad_row(r, flags));
+        }
+        return range_bad;
+      });
+  return BadRow::from_code(first_bad);
 }
 
 // Scores rows [begin, end) and returns the encoded first bad row among them.
@@ -567,13 +569,11 @@ BadRow score_single_model(const PoolView& pool, const ScoreOptions& options, flo
   // Ranges of rows large enough that the call costs nothing, small enough that a helper which
   // stops running holds up little work.
   constexpr int64_t kRowsPerRange = 1024;
-  std::atomic<uint64_t> first_bad{kernels::kNoBadRow};
-  parallel_for(pool.rows, kRowsPerRange, std::max<int64_t>(pool.classes, 1),
-               [&](int64_t begin, int64_t end, int) {
-                 atomic_min(first_bad,
-                            score_range(pool, begin, end, inv_temperature, measure, out));
-               });
-  return BadRow::from_code(first_bad.load());
+  return BadRow::from_code(
+      parallel_min(pool.rows, kRowsPerRange, std::max<int64_t>(pool.classes, 1), kernels::kNoBadRow,
+                   [&](int64_t begin, int64_t end, int) {
+                     return score_range(pool, begin, end, inv_temperature, measure, out);
+                   }));
 }
 
 // Scores with the float element type T: a single model or a committee.

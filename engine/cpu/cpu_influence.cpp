@@ -1,7 +1,6 @@
 #include "engine/cpu/cpu_influence.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
 
@@ -55,28 +54,29 @@ QUARRY_CPU_CLONES QUARRY_NOINLINE double row_squares(const T* row, int64_t dim) 
 template <typename Stats, typename P, typename F>
 uint64_t score_egl_rows(const PoolView& pool, const EmbeddingView& features, const P* data,
                         const F* feature_data, float scale, bool logits, float* out) {
-  std::atomic<uint64_t> first_bad{kernels::kNoBadRow};
-  parallel_for(
-      pool.rows, 256, 2 * pool.classes + features.dim, [&](int64_t begin, int64_t end, int) {
-        uint64_t range_bad = kernels::kNoBadRow;
-        for (int64_t r = begin; r < end; ++r) {
-          const P* row = data + r * pool.row_stride;
-          Stats stats(scale);
-          for (int64_t c = 0; c < pool.classes; ++c) stats.add(to_float(row[c]), c);
-          uint32_t flags = stats.row_flags();
-          const kernels::EglRow<double> egl = stats.row();
-          double others = 0;
-          if (flags == 0)
-            for (int64_t c = 0; c < pool.classes; ++c)
-              if (c != egl.argmax) others += egl.term(egl.probability(to_float(row[c]), logits));
-          const double squares = row_squares(feature_data + r * features.row_stride, features.dim);
-          if (!std::isfinite(squares)) flags |= kernels::kBadFeature;
-          out[r] = kernels::egl_score(egl.terms(others), squares, flags);
-          if (flags) range_bad = std::min(range_bad, kernels::encode_bad_row(r, flags));
-        }
-        atomic_min(first_bad, range_bad);
-      });
-  return first_bad.load();
+  return parallel_min(pool.rows, 256, 2 * pool.classes + features.dim, kernels::kNoBadRow,
+                      [&](int64_t begin, int64_t end, int) {
+                        uint64_t range_bad = kernels::kNoBadRow;
+                        for (int64_t r = begin; r < end; ++r) {
+                          const P* row = data + r * pool.row_stride;
+                          Stats stats(scale);
+                          for (int64_t c = 0; c < pool.classes; ++c) stats.add(to_float(row[c]), c);
+                          uint32_t flags = stats.row_flags();
+                          const kernels::EglRow<double> egl = stats.row();
+                          double others = 0;
+                          if (flags == 0)
+                            for (int64_t c = 0; c < pool.classes; ++c)
+                              if (c != egl.argmax)
+                                others += egl.term(egl.probability(to_float(row[c]), logits));
+                          const double squares =
+                              row_squares(feature_data + r * features.row_stride, features.dim);
+                          if (!std::isfinite(squares)) flags |= kernels::kBadFeature;
+                          out[r] = kernels::egl_score(egl.terms(others), squares, flags);
+                          if (flags)
+                            range_bad = std::min(range_bad, kernels::encode_bad_row(r, flags));
+                        }
+                        return range_bad;
+                      });
 }
 
 // ---- center searches ---------------------------------------------------------------------------
@@ -203,14 +203,17 @@ class CpuCoresetSearch final : public CpuCenterSearch {
         points_(points),
         data_(static_cast<const T*>(points.data)) {
     const auto n = static_cast<int64_t>(rows_.size());
-    std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
-    parallel_for(n, kRange, points_.dim, [&](int64_t begin, int64_t end, int) {
-      for (int64_t i = begin; i < end; ++i) {
-        nearest_[i] = row_squares(row(rows_[i]), points_.dim);
-        if (!std::isfinite(nearest_[i])) atomic_min(first_bad, rows_[i]);
-      }
-    });
-    if (first_bad.load() != std::numeric_limits<int64_t>::max()) throw_bad_embedding(first_bad);
+    constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+    const int64_t first_bad =
+        parallel_min(n, kRange, points_.dim, kNone, [&](int64_t begin, int64_t end, int) {
+          int64_t range_bad = kNone;
+          for (int64_t i = begin; i < end; ++i) {
+            nearest_[i] = row_squares(row(rows_[i]), points_.dim);
+            if (!std::isfinite(nearest_[i])) range_bad = std::min(range_bad, rows_[i]);
+          }
+          return range_bad;
+        });
+    if (first_bad != kNone) throw_bad_embedding(first_bad);
   }
 
   void add_rows(const std::vector<int64_t>& pool_rows) override {
@@ -273,18 +276,20 @@ class CpuBadgeSearch final : public CpuCenterSearch {
     const auto n = static_cast<int64_t>(rows_.size());
     const int64_t work = 2 * (pool_.classes + features_.dim);
     std::vector<Center> center_of_slot(team_of(n, work), Center(pool_.classes, features_.dim));
-    std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
-    parallel_for(n, kRange, work, [&](int64_t begin, int64_t end, int slot) {
-      Center& center = center_of_slot[slot];
-      for (int64_t i = begin; i < end; ++i) {
-        argmax_[i] = row_argmax(rows_[i]);
-        make_center(rows_[i], argmax_[i], center);
-        norms_[i] = nearest_[i] = center.norm;
-        if (!std::isfinite(center.norm)) atomic_min(first_bad, rows_[i]);
-      }
-    });
-    if (first_bad.load() != std::numeric_limits<int64_t>::max())
-      throw_bad_row({first_bad.load(), kernels::kBadFeature});
+    constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+    const int64_t first_bad =
+        parallel_min(n, kRange, work, kNone, [&](int64_t begin, int64_t end, int slot) {
+          Center& center = center_of_slot[slot];
+          int64_t range_bad = kNone;
+          for (int64_t i = begin; i < end; ++i) {
+            argmax_[i] = row_argmax(rows_[i]);
+            make_center(rows_[i], argmax_[i], center);
+            norms_[i] = nearest_[i] = center.norm;
+            if (!std::isfinite(center.norm)) range_bad = std::min(range_bad, rows_[i]);
+          }
+          return range_bad;
+        });
+    if (first_bad != kNone) throw_bad_row({first_bad, kernels::kBadFeature});
   }
 
   void add_rows(const std::vector<int64_t>& pool_rows) override {

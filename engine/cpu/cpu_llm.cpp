@@ -5,7 +5,6 @@
 #include "engine/cpu/cpu_llm.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <vector>
 
 #include "engine/cpu/cpu_vector.hpp"
@@ -336,11 +335,10 @@ BadRow score_ranges(int64_t rows, int64_t elements_per_row, int64_t scratch_elem
   const int64_t per_row = std::max<int64_t>(elements_per_row, 1);
   std::vector<std::vector<Scratch>> scratch(team_of(rows, per_row));
   for (auto& mine : scratch) mine.resize(static_cast<size_t>(scratch_elements));
-  std::atomic<uint64_t> first_bad{kernels::kNoBadRow};
-  parallel_for(rows, rows_per_range, per_row, [&](int64_t begin, int64_t end, int slot) {
-    atomic_min(first_bad, score_range(begin, end, scratch[slot].data()));
-  });
-  return BadRow::from_code(first_bad.load());
+  return BadRow::from_code(parallel_min(rows, rows_per_range, per_row, kernels::kNoBadRow,
+                                        [&](int64_t begin, int64_t end, int slot) {
+                                          return score_range(begin, end, scratch[slot].data());
+                                        }));
 }
 
 template <typename T>
