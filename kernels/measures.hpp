@@ -145,23 +145,30 @@ struct LogParts {
   float exponent;
   float log_mantissa;
 };
+/// The mantissa's offset: x's bits minus these put its mantissa in [sqrt(1/2), sqrt(2)).
+inline constexpr uint32_t kSqrtHalfBits = 0x3f3504f3u;
+/// ln(1 + f) for f in [sqrt(1/2) - 1, sqrt(2) - 1), for a float or (in the CPU backend) a vector
+/// of floats: arithmetic only. P by Estrin's scheme and the sums as a tree: short dependency
+/// chains, so that several vectors are in flight at once.
+template <typename Float>
+QUARRY_HD Float log1p_of_reduced(Float f) {
+  const Float z = f * f;
+  const Float f4 = z * z;
+  const Float p01 = 3.3334267139e-01f + f * -2.5001293421e-01f;
+  const Float p23 = 1.9951410592e-01f + f * -1.6574572027e-01f;
+  const Float p45 = 1.5020804107e-01f + f * -1.4316771924e-01f;
+  const Float p03 = p01 + z * p23;
+  const Float p46 = p45 + z * 8.4791533649e-02f;
+  const Float poly = p03 + f4 * p46;
+  return (f - 0.5f * z) + (f * z) * poly;
+}
 QUARRY_HD LogParts polynomial_log_parts(float x) {
   // Offsetting the bits by those of sqrt(1/2) puts the mantissa in [sqrt(1/2), sqrt(2)) and the
   // exponent in the high bits with integer operations alone (no compare and select).
-  const uint32_t shifted = float_to_bits(x) - 0x3f3504f3u;
+  const uint32_t shifted = float_to_bits(x) - kSqrtHalfBits;
   const float e = static_cast<float>(static_cast<int32_t>(shifted) >> 23);
-  const float f = bits_to_float((shifted & 0x007fffffu) + 0x3f3504f3u) - 1.0f;
-  const float z = f * f;
-  // P by Estrin's scheme and the sums as a tree: short
-  // dependency chains, so that several vectors are in flight at once.
-  const float f4 = z * z;
-  const float p01 = 3.3334267139e-01f + f * -2.5001293421e-01f;
-  const float p23 = 1.9951410592e-01f + f * -1.6574572027e-01f;
-  const float p45 = 1.5020804107e-01f + f * -1.4316771924e-01f;
-  const float p03 = p01 + z * p23;
-  const float p46 = p45 + z * 8.4791533649e-02f;
-  const float poly = p03 + f4 * p46;
-  return {e, (f - 0.5f * z) + (f * z) * poly};
+  const float f = bits_to_float((shifted & 0x007fffffu) + kSqrtHalfBits) - 1.0f;
+  return {e, log1p_of_reduced(f)};
 }
 QUARRY_HD float polynomial_log(float x) {
   const LogParts parts = polynomial_log_parts(x);

@@ -60,50 +60,39 @@ QUARRY_ALWAYS_INLINE RowResult score_probability_row(const T* row, int64_t class
   for (int64_t begin = 0; begin < classes; begin += kBlock) {
     const int64_t end = std::min(classes, begin + kBlock);
     // The entropy is -(sum p ln m + ln 2 sum p e), kept as its two parts (see LogParts).
-    float top1[kLanes], top2[kLanes], sum[kLanes];
-    float p_log_mantissa[kLanes], p_exponent[kLanes];
-    uint32_t largest_bits[kLanes], below_bf16[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      top1[l] = top2[l] = -kernels::kInf;
-      sum[l] = p_log_mantissa[l] = p_exponent[l] = 0.0f;
-      largest_bits[l] = below_bf16[l] = 0;
-    }
-    auto add = [&](int l, float p) {
+    f32x8 top1 = f32x8{} - kernels::kInf, top2 = top1, sum{}, p_log_mantissa{}, p_exponent{};
+    u32x8 largest_bits{}, all_bits{};
+    auto add = [&](f32x8 p) {
       // The entropy needs neither p1 nor p2.
-      if constexpr (!kEntropy) kernels::push_top2(p, top1[l], top2[l]);
-      const uint32_t bits = kernels::float_to_bits(p);
-      largest_bits[l] = largest_bits[l] > bits ? largest_bits[l] : bits;
-      below_bf16[l] |= bits & kernels::kBelowBf16Bits;  // the sum tolerance (sum_flags)
-      sum[l] += p;
+      if constexpr (!kEntropy) {
+        top2 = top2 > (top1 < p ? top1 : p) ? top2 : (top1 < p ? top1 : p);
+        top1 = top1 > p ? top1 : p;
+      }
+      const u32x8 bits = reinterpret_cast<u32x8>(p);
+      largest_bits = largest_bits > bits ? largest_bits : bits;
+      all_bits |= bits;  // its bits below bf16 precision choose the sum tolerance (sum_flags)
+      sum += p;
       // The parts of ln 0 are finite, so 0 ln 0 adds 0 without a select.
       if constexpr (kEntropy) {
-        const kernels::LogParts log_p = kernels::polynomial_log_parts(p);
-        p_log_mantissa[l] += p * log_p.log_mantissa;
-        p_exponent[l] += p * log_p.exponent;
+        const LogPartsX8 log_p = polynomial_log_parts_x8(p);
+        p_log_mantissa += p * log_p.log_mantissa;
+        p_exponent += p * log_p.exponent;
       }
     };
     int64_t c = begin;
-    for (; c + kLanes <= end; c += kLanes)
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) add(l, to_float(row[c + l]));
-    if (c < end) {
-      float tail[kLanes];
-      load_tail(row, c, end, 0.0f, tail);
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) add(l, tail[l]);
-    }
+    for (; c + kLanes <= end; c += kLanes) add(load_x8(row + c));
+    if (c < end) add(load_tail_x8(row, c, end, 0.0f));
     ProbStats<double> block;
     if constexpr (!kEntropy)
       for (int l = 0; l < kLanes; ++l)
         kernels::merge_top2(top1[l], top2[l], block.top1, block.top2);
-    const uint32_t block_largest_bits =
-        fold_lanes(largest_bits, [](uint32_t a, uint32_t b) { return a > b ? a : b; });
-    in_range = in_range && block_largest_bits <= kernels::float_to_bits(kLargestValid);
-    block.sum = sum_lanes(sum);
-    block.below_bf16 = fold_lanes(below_bf16, [](uint32_t a, uint32_t b) { return a | b; });
+    const u32x8 over = largest_bits > kernels::float_to_bits(kLargestValid);
+    in_range = in_range && or_x8(over) == 0;
+    block.sum = sum_x8(sum);
+    block.below_bf16 = or_x8(all_bits) & kernels::kBelowBf16Bits;
     if constexpr (kEntropy)
-      block.entropy = -(static_cast<double>(sum_lanes(p_log_mantissa)) +
-                        kLn2 * static_cast<double>(sum_lanes(p_exponent)));
+      block.entropy =
+          -static_cast<double>(sum_x8(p_log_mantissa + static_cast<float>(kLn2) * p_exponent));
     total.merge(block);
   }
   return in_range ? total.finish(measure) : score_probability_row_exactly(row, classes, measure);

@@ -3,6 +3,8 @@
 // -fno-trapping-math -ffp-contract=fast, see engine/CMakeLists.txt).
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "engine/cpu/cpu_clones.hpp"
 #include "kernels/measures.hpp"
@@ -50,6 +52,73 @@ inline Value fold_lanes(Value (&lanes)[kLanes], Combine combine) {
 }
 inline float sum_lanes(float (&lanes)[kLanes]) {
   return fold_lanes(lanes, [](float a, float b) { return a + b; });
+}
+
+// ---- explicit vectors ---------------------------------------------------------------------------
+// Loops whose per-row work around the vector body matters (short rows: the tail, the lane sums,
+// the checks) hold their state in GCC vector types, which stay in registers where lane arrays
+// went through the stack between the loop, the tail and the folds. Each clone compiles them to
+// its own instructions (two SSE halves in the baseline).
+using f32x8 = float __attribute__((vector_size(32)));
+using u32x8 = uint32_t __attribute__((vector_size(32)));
+using i32x8 = int32_t __attribute__((vector_size(32)));
+
+template <typename T>
+QUARRY_ALWAYS_INLINE f32x8 load_x8(const T* values) {
+  f32x8 v;
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(&v, values, sizeof v);
+  } else {
+    float converted[kLanes];
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) converted[l] = kernels::to_float(values[l]);
+    std::memcpy(&v, converted, sizeof v);
+  }
+  return v;
+}
+
+// Values [begin, end) of a row, end - begin < kLanes, in lanes [0, end - begin) or (rows of at
+// least kLanes values) the last lanes of one unconditional load; other lanes `fill`.
+template <typename T>
+QUARRY_ALWAYS_INLINE f32x8 load_tail_x8(const T* row, int64_t begin, int64_t end, float fill) {
+  if (end >= kLanes) {
+    const i32x8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    const int32_t first = static_cast<int32_t>(kLanes - (end - begin));
+    const f32x8 v = load_x8(row + end - kLanes);
+    return lane >= first ? v : fill;
+  }
+  float tail[kLanes];
+  load_tail(row, begin, end, fill, tail);
+  f32x8 v;
+  std::memcpy(&v, tail, sizeof v);
+  return v;
+}
+
+QUARRY_ALWAYS_INLINE float sum_x8(f32x8 v) {
+  using f32x4 = float __attribute__((vector_size(16)));
+  const f32x4 four =
+      __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+  const f32x4 two = four + __builtin_shufflevector(four, four, 2, 3, 2, 3);
+  return two[0] + two[1];
+}
+QUARRY_ALWAYS_INLINE uint32_t or_x8(u32x8 v) {
+  using u32x4 = uint32_t __attribute__((vector_size(16)));
+  const u32x4 four =
+      __builtin_shufflevector(v, v, 0, 1, 2, 3) | __builtin_shufflevector(v, v, 4, 5, 6, 7);
+  const u32x4 two = four | __builtin_shufflevector(four, four, 2, 3, 2, 3);
+  return two[0] | two[1];
+}
+
+// ln x in two parts (kernels::polynomial_log_parts), a vector at a time.
+struct LogPartsX8 {
+  f32x8 exponent;
+  f32x8 log_mantissa;
+};
+QUARRY_ALWAYS_INLINE LogPartsX8 polynomial_log_parts_x8(f32x8 x) {
+  const u32x8 shifted = reinterpret_cast<u32x8>(x) - kernels::kSqrtHalfBits;
+  const f32x8 e = __builtin_convertvector(reinterpret_cast<i32x8>(shifted) >> 23, f32x8);
+  const f32x8 f = reinterpret_cast<f32x8>((shifted & 0x007fffffu) + kernels::kSqrtHalfBits) - 1.0f;
+  return {e, kernels::log1p_of_reduced(f)};
 }
 
 }  // namespace quarry::engine
