@@ -47,39 +47,64 @@ TEST_P(BadInput, NonFiniteValuesNameTheFirstBadRow) {
 }
 
 // A bad value is found wherever it sits in a row: the first element, a vector's middle, the
-// tail that does not fill a vector, and past the first block of a long row.
+// tail that does not fill a vector, and past the first block of a long row; in a row scored with
+// others (the CPU scores short rows eight at a time) and in one scored alone.
 TEST_P(BadInput, EveryPositionOfARowIsChecked) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t n = 13;
   for (int64_t c : {1, 7, 8, 9, 33, 2051}) {
     for (int64_t position : {int64_t{0}, c / 2, c - 1}) {
-      SCOPED_TRACE("C = " + std::to_string(c) + ", position " + std::to_string(position));
-      auto pool = uniform_pool(5, c);
-      std::string message;
-      pool[3 * c + position] = nan;
-      EXPECT_EQ(bad_row(pool, 5, c, false, &message), 3);
-      EXPECT_NE(message.find("non-finite"), std::string::npos) << message;
-      EXPECT_EQ(bad_row(pool, 5, c, true, &message), 3) << "logits";
-      EXPECT_NE(message.find("non-finite"), std::string::npos) << message;
-      pool[3 * c + position] = -1e-6f;
-      EXPECT_EQ(bad_row(pool, 5, c, false, &message), 3);
-      EXPECT_NE(message.find("negative"), std::string::npos) << message;
-      EXPECT_EQ(message.find("non-finite"), std::string::npos) << message;
-      pool[3 * c + position] = 1.0011f;  // just past 1 + the sum tolerance
-      EXPECT_EQ(bad_row(pool, 5, c, false, &message), 3);
-      EXPECT_NE(message.find("greater than 1"), std::string::npos) << message;
+      for (int64_t row : {3, 10}) {
+        SCOPED_TRACE("C = " + std::to_string(c) + ", position " + std::to_string(position) +
+                     ", row " + std::to_string(row));
+        auto pool = uniform_pool(n, c);
+        std::string message;
+        pool[row * c + position] = nan;
+        EXPECT_EQ(bad_row(pool, n, c, false, &message), row);
+        EXPECT_NE(message.find("non-finite"), std::string::npos) << message;
+        EXPECT_EQ(bad_row(pool, n, c, true, &message), row) << "logits";
+        EXPECT_NE(message.find("non-finite"), std::string::npos) << message;
+        pool[row * c + position] = -1e-6f;
+        EXPECT_EQ(bad_row(pool, n, c, false, &message), row);
+        EXPECT_NE(message.find("negative"), std::string::npos) << message;
+        EXPECT_EQ(message.find("non-finite"), std::string::npos) << message;
+        pool[row * c + position] = 1.0011f;  // just past 1 + the sum tolerance
+        EXPECT_EQ(bad_row(pool, n, c, false, &message), row);
+        EXPECT_NE(message.find("greater than 1"), std::string::npos) << message;
+      }
     }
+  }
+}
+
+// Rows that fit bfloat16 may miss a sum of 1 by up to 2^-7 (a producer rounding to bf16), others
+// by 1e-3: the tolerance is chosen per row, wherever the row sits.
+TEST_P(BadInput, TheSumToleranceIsChosenPerRow) {
+  const int64_t n = 16, c = 4;
+  for (int64_t row : {5, 13}) {
+    SCOPED_TRACE("row " + std::to_string(row));
+    auto pool = uniform_pool(n, c);  // 0.25: fits bf16
+    pool[row * c] += 0.005f;         // 0.255 does not fit bf16
+    EXPECT_EQ(bad_row(pool, n, c), row);
+    pool[row * c] = 0.25f + 1.0f / 256;  // fits bf16: a sum 1 + 2^-8 is accepted
+    EXPECT_EQ(bad_row(pool, n, c), -2);
+    pool[row * c] = 0.25f + 1.0f / 64;  // fits bf16, but 2^-6 is too far
+    EXPECT_EQ(bad_row(pool, n, c), row);
   }
 }
 
 // -0 is a valid probability (the range check reads the sign bit, so it takes the exact path).
 TEST_P(BadInput, NegativeZeroIsAValidProbability) {
+  const int64_t n = 12;
   for (int64_t c : {2, 9, 33}) {
-    auto pool = uniform_pool(4, c);
-    for (int64_t j = 0; j < c; ++j) pool[2 * c + j] = j == 1 ? 1.0f : -0.0f;
-    EXPECT_EQ(bad_row(pool, 4, c), -2) << "C = " << c;
+    auto pool = uniform_pool(n, c);
+    for (int64_t row : {2, 9})
+      for (int64_t j = 0; j < c; ++j) pool[row * c + j] = j == 1 ? 1.0f : -0.0f;
+    EXPECT_EQ(bad_row(pool, n, c), -2) << "C = " << c;
     ScoreOptions opt;
-    const auto scores = score(*resources_, PoolView::matrix(pool.data(), DType::f32, 4, c), opt);
+    const auto scores = score(*resources_, PoolView::matrix(pool.data(), DType::f32, n, c), opt);
     EXPECT_EQ(scores[2], 0.0f) << "a one-hot row has entropy 0";
+    EXPECT_EQ(scores[9], 0.0f) << "a one-hot row has entropy 0";
+    EXPECT_EQ(scores[0], std::log(static_cast<float>(c))) << "its neighbours keep theirs";
   }
 }
 

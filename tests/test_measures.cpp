@@ -261,6 +261,28 @@ TEST_P(Measures, EveryMeasureMatchesADoublePrecisionReference) {
   }
 }
 
+// A row's score does not depend on the rows around it, to the bit: the CPU scores short rows
+// eight at a time and the rest one by one, and chunks of a pool may start anywhere.
+TEST_P(Measures, ScoresDoNotDependOnTheRowsAround) {
+  auto rng = seeded_rng(1009);
+  for (int64_t c : {1, 3, 8, 9, 100, 2048, 2049}) {
+    const int64_t n = 29;
+    const auto probs = random_probabilities(n, c, rng, 2.0f);
+    for (Measure m :
+         {Measure::entropy, Measure::least_confidence, Measure::margin, Measure::ratio}) {
+      SCOPED_TRACE("C = " + std::to_string(c) + ", " + std::string(to_string(m)));
+      const auto together = run(probs, n, c, m);
+      const std::vector<float> shifted(probs.begin() + 5 * c, probs.end());
+      const auto from_row_5 = run(shifted, n - 5, c, m);
+      for (int64_t r = 0; r < n; ++r) {
+        const std::vector<float> row(probs.begin() + r * c, probs.begin() + (r + 1) * c);
+        EXPECT_EQ(run(row, 1, c, m)[0], together[r]) << "row " << r;
+        if (r >= 5) EXPECT_EQ(from_row_5[r - 5], together[r]) << "row " << r;
+      }
+    }
+  }
+}
+
 // Confident rows of probabilities: margin = 1 - (p1 - p2) must keep the relative precision of a
 // small p2 (rows [1, 1e-8, 0] and [1, 2e-8, 0] differ by 2x, not both 0), as must least
 // confidence and ratio. The reference is the definition in float64 on the stored floats.

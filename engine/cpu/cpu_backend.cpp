@@ -51,51 +51,151 @@ QUARRY_NOINLINE RowResult score_probability_row_exactly(const T* row, int64_t cl
 // the call with an error; -0 is among them and turns out valid) are scored again exactly for
 // their flags. Padding with 0 is exact: 0 adds nothing to the sum or the entropy, and cannot
 // displace p1 or p2 of a valid row (with one class, p2 = 0 by definition).
+//
+// A block of a row's values [begin, end) in lanes: `checks` holds kOutOfRange if a value is out
+// of range and the bits below bf16 precision that choose the sum's tolerance (sum_flags).
+constexpr uint32_t kOutOfRange = kernels::kBelowBf16Bits + 1;
+struct ProbabilityLanes {
+  f32x8 top1, top2, sum;
+  f32x8 entropy;  // -sum p ln p
+  u32x8 checks;
+};
+template <bool kEntropy, typename T>
+QUARRY_ALWAYS_INLINE ProbabilityLanes score_probability_lanes(const T* row, int64_t begin,
+                                                              int64_t end) {
+  constexpr float kLargestValid = 1.0f + kernels::kSumTolerance;
+  // The entropy is -(sum p ln m + ln 2 sum p e), kept as its two parts (see LogParts).
+  f32x8 top1 = f32x8{} - kernels::kInf, top2 = top1, sum{}, p_log_mantissa{}, p_exponent{};
+  u32x8 largest_bits{}, all_bits{};
+  auto add = [&](f32x8 p) {
+    // The entropy needs neither p1 nor p2.
+    if constexpr (!kEntropy) {
+      const f32x8 smaller = top1 < p ? top1 : p;
+      top2 = top2 > smaller ? top2 : smaller;
+      top1 = top1 > p ? top1 : p;
+    }
+    const u32x8 bits = reinterpret_cast<u32x8>(p);
+    largest_bits = largest_bits > bits ? largest_bits : bits;
+    all_bits |= bits;
+    sum += p;
+    // The parts of ln 0 are finite, so 0 ln 0 adds 0 without a select.
+    if constexpr (kEntropy) {
+      const LogPartsX8 log_p = polynomial_log_parts_x8(p);
+      p_log_mantissa += p * log_p.log_mantissa;
+      p_exponent += p * log_p.exponent;
+    }
+  };
+  int64_t c = begin;
+  for (; c + kLanes <= end; c += kLanes) add(load_x8(row + c));
+  if (c < end) add(load_tail_x8(row, c, end, 0.0f));
+  const u32x8 over = largest_bits > kernels::float_to_bits(kLargestValid);
+  return {top1, top2, sum, -(p_log_mantissa + static_cast<float>(kLn2) * p_exponent),
+          (over & kOutOfRange) | (all_bits & kernels::kBelowBf16Bits)};
+}
+
 template <bool kEntropy, typename T>
 QUARRY_ALWAYS_INLINE RowResult score_probability_row(const T* row, int64_t classes,
                                                      MeasureId measure) {
-  constexpr float kLargestValid = 1.0f + kernels::kSumTolerance;
   ProbStats<double> total;
-  bool in_range = true;
+  uint32_t checks = 0;
   for (int64_t begin = 0; begin < classes; begin += kBlock) {
-    const int64_t end = std::min(classes, begin + kBlock);
-    // The entropy is -(sum p ln m + ln 2 sum p e), kept as its two parts (see LogParts).
-    f32x8 top1 = f32x8{} - kernels::kInf, top2 = top1, sum{}, p_log_mantissa{}, p_exponent{};
-    u32x8 largest_bits{}, all_bits{};
-    auto add = [&](f32x8 p) {
-      // The entropy needs neither p1 nor p2.
-      if constexpr (!kEntropy) {
-        top2 = top2 > (top1 < p ? top1 : p) ? top2 : (top1 < p ? top1 : p);
-        top1 = top1 > p ? top1 : p;
-      }
-      const u32x8 bits = reinterpret_cast<u32x8>(p);
-      largest_bits = largest_bits > bits ? largest_bits : bits;
-      all_bits |= bits;  // its bits below bf16 precision choose the sum tolerance (sum_flags)
-      sum += p;
-      // The parts of ln 0 are finite, so 0 ln 0 adds 0 without a select.
-      if constexpr (kEntropy) {
-        const LogPartsX8 log_p = polynomial_log_parts_x8(p);
-        p_log_mantissa += p * log_p.log_mantissa;
-        p_exponent += p * log_p.exponent;
-      }
-    };
-    int64_t c = begin;
-    for (; c + kLanes <= end; c += kLanes) add(load_x8(row + c));
-    if (c < end) add(load_tail_x8(row, c, end, 0.0f));
+    const ProbabilityLanes lanes =
+        score_probability_lanes<kEntropy>(row, begin, std::min(classes, begin + kBlock));
     ProbStats<double> block;
     if constexpr (!kEntropy)
       for (int l = 0; l < kLanes; ++l)
-        kernels::merge_top2(top1[l], top2[l], block.top1, block.top2);
-    const u32x8 over = largest_bits > kernels::float_to_bits(kLargestValid);
-    in_range = in_range && or_x8(over) == 0;
-    block.sum = sum_x8(sum);
-    block.below_bf16 = or_x8(all_bits) & kernels::kBelowBf16Bits;
-    if constexpr (kEntropy)
-      block.entropy =
-          -static_cast<double>(sum_x8(p_log_mantissa + static_cast<float>(kLn2) * p_exponent));
+        kernels::merge_top2(lanes.top1[l], lanes.top2[l], block.top1, block.top2);
+    checks |= or_x8(lanes.checks);
+    block.sum = sum_x8(lanes.sum);
+    block.below_bf16 = checks & kernels::kBelowBf16Bits;
+    if constexpr (kEntropy) block.entropy = sum_x8(lanes.entropy);
     total.merge(block);
   }
-  return in_range ? total.finish(measure) : score_probability_row_exactly(row, classes, measure);
+  return checks & kOutOfRange ? score_probability_row_exactly(row, classes, measure)
+                              : total.finish(measure);
+}
+
+// Rows of at most kBlock values, eight at a time: each row's lanes are kept and the eight rows'
+// sums taken together (sum_rows_x8, the same additions as sum_x8), and their scores and checks
+// computed as vectors: the per-row work around the vector loop, which is most of a short row's
+// time beyond the loop, shrinks to a few instructions. Scores and flags are those of
+// score_probability_row (ProbStats::finish) to the bit. Returns the lowest bad row's code.
+template <bool kEntropy, typename T>
+QUARRY_ALWAYS_INLINE uint64_t score_short_probability_rows(const T* data, int64_t row_stride,
+                                                           int64_t classes, int64_t begin,
+                                                           int64_t end, MeasureId measure,
+                                                           float* out) {
+  uint64_t first_bad = kernels::kNoBadRow;
+  int64_t r = begin;
+  for (; r + kLanes <= end; r += kLanes) {
+    f32x8 sums[kLanes], entropies[kLanes];
+    u32x8 checks[kLanes];
+    float p1[kLanes], p2[kLanes];
+    for (int i = 0; i < kLanes; ++i) {
+      const ProbabilityLanes lanes =
+          score_probability_lanes<kEntropy>(data + (r + i) * row_stride, 0, classes);
+      sums[i] = lanes.sum;
+      checks[i] = lanes.checks;
+      if constexpr (kEntropy) {
+        entropies[i] = lanes.entropy;
+      } else {
+        float top1 = -kernels::kInf, top2 = -kernels::kInf;
+        for (int l = 0; l < kLanes; ++l)
+          kernels::merge_top2(lanes.top1[l], lanes.top2[l], top1, top2);
+        p1[i] = top1;
+        p2[i] = top2 > -kernels::kInf ? top2 : 0.0f;  // one class: p2 = 0
+      }
+    }
+    const f32x8 sum = sum_rows_x8(sums);
+    const u32x8 check = or_rows_x8(checks);
+    f32x8 score;
+    if constexpr (kEntropy) {
+      const f32x8 entropy = sum_rows_x8(entropies);
+      score = entropy > 0.0f ? entropy : 0.0f;  // ProbStats::entropy_value; -0 becomes +0
+    } else {
+      f32x8 top1, top2;
+      std::memcpy(&top1, p1, sizeof top1);
+      std::memcpy(&top2, p2, sizeof top2);
+      switch (measure) {  // kernels::single_model_score
+        case MeasureId::least_confidence:
+          score = 1.0f - top1;
+          break;
+        case MeasureId::margin:
+          score = (1.0f - top1) + top2;
+          break;
+        default:
+          score = top2 / top1;
+      }
+      score = score == 0.0f ? 0.0f : score;  // kernels::canonical_score
+    }
+    // kernels::sum_flags in float: sum - 1 is exact for sums in [1/2, 2], and the others are far
+    // outside either tolerance.
+    const f32x8 tolerance = (check & kernels::kBelowBf16Bits) == 0
+                                ? f32x8{} + kernels::kBf16SumTolerance
+                                : f32x8{} + kernels::kSumTolerance;
+    const f32x8 distance =
+        reinterpret_cast<f32x8>(reinterpret_cast<u32x8>(sum - 1.0f) & 0x7fffffffu);
+    const u32x8 problems = reinterpret_cast<u32x8>(distance > tolerance) | (check & kOutOfRange);
+    std::memcpy(out + r, &score, sizeof score);
+    if (or_x8(problems) == 0) continue;
+    for (int i = 0; i < kLanes; ++i) {
+      if (problems[i] == 0) continue;
+      const T* row = data + (r + i) * row_stride;
+      const RowResult result = check[i] & kOutOfRange
+                                   ? score_probability_row_exactly(row, classes, measure)
+                                   : RowResult{score[i], kernels::kBadSum};
+      out[r + i] = result.score;
+      if (result.flags)
+        first_bad = std::min(first_bad, kernels::encode_bad_row(r + i, result.flags));
+    }
+  }
+  for (; r < end; ++r) {
+    const RowResult result =
+        score_probability_row<kEntropy>(data + r * row_stride, classes, measure);
+    out[r] = result.score;
+    if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
+  }
+  return first_bad;
 }
 
 // The exact, scalar statistics of a row of logits, for rows the vector pass found non-finite
@@ -534,6 +634,9 @@ template <bool kLogits, bool kEntropy, typename T>
 QUARRY_CPU_CLONES uint64_t score_row_range(const PoolView& pool, int64_t begin, int64_t end,
                                            float inv_temperature, MeasureId measure, float* out) {
   const T* data = static_cast<const T*>(pool.data);
+  if (!kLogits && pool.classes <= kBlock)
+    return score_short_probability_rows<kEntropy>(data, pool.row_stride, pool.classes, begin, end,
+                                                  measure, out);
   uint64_t first_bad = kernels::kNoBadRow;
   for (int64_t r = begin; r < end; ++r) {
     const T* row = data + r * pool.row_stride;
