@@ -178,23 +178,34 @@ QUARRY_HD float polynomial_log(float x) {
 
 /// e^x for finite x <= 0 (a softmax's z - max), branch-free as polynomial_log (Cephes' expf);
 /// e^x below the smallest normal float is 0.
-QUARRY_HD float polynomial_exp(float x) {
-  const bool underflow = x < -87.0f;
-  x = underflow ? -87.0f : x;
+/// e^x's range reduction x = n ln 2 + r, |r| <= ln 2 / 2, and the polynomial for e^r, for a float
+/// or (in the CPU backend) a vector of floats: arithmetic only. x must be at least -87.
+template <typename Float>
+struct ExpReduced {
+  Float n;         // an integer
+  Float exp_of_r;  // e^r
+};
+template <typename Float>
+QUARRY_HD ExpReduced<Float> exp_reduced(Float x) {
   // Round x / ln 2 to the nearest integer n with the 1.5 * 2^23 trick (exact for |n| < 2^22).
-  const float n = (x * 1.44269504089f + 12582912.0f) - 12582912.0f;
-  float r = x - n * 0.693359375f;
+  const Float n = (x * 1.44269504089f + 12582912.0f) - 12582912.0f;
+  Float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  const float z = r * r;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
+  const Float z = r * r;
+  Float y = r * 1.9875691500e-4f + 1.3981999507e-3f;
   y = y * r + 8.3334519073e-3f;
   y = y * r + 4.1665795894e-2f;
   y = y * r + 1.6666665459e-1f;
   y = y * r + 5.0000001201e-1f;
   y = y * z + r + 1.0f;
-  const float scale = bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
-  return underflow ? 0.0f : y * scale;
+  return {n, y};
+}
+QUARRY_HD float polynomial_exp(float x) {
+  const bool underflow = x < -87.0f;
+  const ExpReduced<float> reduced = exp_reduced(underflow ? -87.0f : x);
+  const float scale =
+      bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(reduced.n) + 127) << 23);
+  return underflow ? 0.0f : reduced.exp_of_r * scale;
 }
 
 /// -p ln p with 0 ln 0 = 0, in the accumulator's precision.

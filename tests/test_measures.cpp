@@ -267,17 +267,21 @@ TEST_P(Measures, ScoresDoNotDependOnTheRowsAround) {
   auto rng = seeded_rng(1009);
   for (int64_t c : {1, 3, 8, 9, 100, 2048, 2049}) {
     const int64_t n = 29;
-    const auto probs = random_probabilities(n, c, rng, 2.0f);
-    for (Measure m :
-         {Measure::entropy, Measure::least_confidence, Measure::margin, Measure::ratio}) {
-      SCOPED_TRACE("C = " + std::to_string(c) + ", " + std::string(to_string(m)));
-      const auto together = run(probs, n, c, m);
-      const std::vector<float> shifted(probs.begin() + 5 * c, probs.end());
-      const auto from_row_5 = run(shifted, n - 5, c, m);
-      for (int64_t r = 0; r < n; ++r) {
-        const std::vector<float> row(probs.begin() + r * c, probs.begin() + (r + 1) * c);
-        EXPECT_EQ(run(row, 1, c, m)[0], together[r]) << "row " << r;
-        if (r >= 5) EXPECT_EQ(from_row_5[r - 5], together[r]) << "row " << r;
+    for (bool logits : {false, true}) {
+      auto values = logits ? random_logits(n, c, rng) : random_probabilities(n, c, rng, 2.0f);
+      if (logits && c > 1) values[7 * c + 1] = values[7 * c] = 40.0f;  // a tied maximum
+      for (Measure m :
+           {Measure::entropy, Measure::least_confidence, Measure::margin, Measure::ratio}) {
+        SCOPED_TRACE("C = " + std::to_string(c) + ", " + std::string(to_string(m)) +
+                     (logits ? ", logits" : ""));
+        const auto together = run(values, n, c, m, logits);
+        const std::vector<float> shifted(values.begin() + 5 * c, values.end());
+        const auto from_row_5 = run(shifted, n - 5, c, m, logits);
+        for (int64_t r = 0; r < n; ++r) {
+          const std::vector<float> row(values.begin() + r * c, values.begin() + (r + 1) * c);
+          EXPECT_EQ(run(row, 1, c, m, logits)[0], together[r]) << "row " << r;
+          if (r >= 5) EXPECT_EQ(from_row_5[r - 5], together[r]) << "row " << r;
+        }
       }
     }
   }

@@ -214,71 +214,175 @@ QUARRY_NOINLINE RowResult score_logit_row_exactly(const T* row, int64_t classes,
 // on the unscaled logits and apply the temperature to differences, d = (z - max) / T, so that the
 // maxima give d = 0 exactly (z / T - max / T could round, or be fused, to a tiny nonzero d).
 // Tails are padded with -Inf, which adds e^-Inf = 0.
+struct LogitMaxima {
+  float max = -kernels::kInf;
+  float second = -kernels::kInf;
+  bool finite = false;
+};
+template <typename T>
+QUARRY_ALWAYS_INLINE LogitMaxima logit_maxima(const T* row, int64_t classes) {
+  f32x8 top1 = f32x8{} - kernels::kInf, top2 = top1, probe{};
+  auto add = [&](f32x8 z) {
+    const f32x8 smaller = top1 < z ? top1 : z;
+    top2 = top2 > smaller ? top2 : smaller;
+    top1 = top1 > z ? top1 : z;
+  };
+  int64_t c = 0;
+  for (; c + kLanes <= classes; c += kLanes) {
+    const f32x8 z = load_x8(row + c);
+    add(z);
+    probe += z - z;
+  }
+  if (c < classes) {
+    add(load_tail_x8(row, c, classes, -kernels::kInf));
+    const f32x8 z = load_tail_x8(row, c, classes, 0.0f);
+    probe += z - z;
+  }
+  LogitMaxima maxima;
+  for (int l = 0; l < kLanes; ++l) kernels::merge_top2(top1[l], top2[l], maxima.max, maxima.second);
+  maxima.finite = classes > 0 && or_x8(reinterpret_cast<u32x8>(probe)) == 0;
+  return maxima;
+}
+
+// The second pass over [begin, end): `rest` = the sum of e^d over the values below the maximum
+// (the maxima are counted apart, so that the small sum of a confident row is not rounded into 1)
+// and t = the sum of d e^d, in lanes.
+struct LogitSums {
+  f32x8 rest, t;
+};
+template <bool kEntropy, typename T>
+QUARRY_ALWAYS_INLINE LogitSums logit_sums(const T* row, int64_t begin, int64_t end, float max,
+                                          float inv_temperature) {
+  f32x8 rest{}, t{};
+  auto add = [&](f32x8 z) {
+    const f32x8 below_max = z - max;
+    // e^d is 0 below -87; the clamp keeps d * e finite for d = -Inf.
+    const f32x8 scaled = below_max * inv_temperature;
+    const f32x8 d = scaled > -104.0f ? scaled : -104.0f;
+    const f32x8 e = polynomial_exp_x8(d);
+    rest += below_max < 0.0f ? e : 0.0f;
+    if constexpr (kEntropy) t += d * e;
+  };
+  int64_t c = begin;
+  for (; c + kLanes <= end; c += kLanes) add(load_x8(row + c));
+  if (c < end) add(load_tail_x8(row, c, end, -kernels::kInf));
+  return {rest, t};
+}
+
+// Every copy of a tied maximum but one belongs to `rest`.
+template <typename T>
+QUARRY_NOINLINE float tied_maxima_in_rest(const T* row, int64_t classes, float max) {
+  int64_t copies = 0;
+  for (int64_t c = 0; c < classes; ++c) copies += to_float(row[c]) == max;
+  return static_cast<float>(copies - 1);
+}
+
+// kernels::LogitStats::finish in float for a row in each lane, from its `rest`, t, maximum and
+// second largest logit: s = 1 + rest, p1 = 1/s, p2 = e^((second - max) / T) / s, entropy =
+// ln(1 + rest) - t/s. Float keeps the relative precision of confident rows' small scores: every
+// quantity is a sum or quotient of positive terms.
+QUARRY_ALWAYS_INLINE f32x8 finish_logit_rows(f32x8 rest, f32x8 t, f32x8 max, f32x8 second,
+                                             float inv_temperature, MeasureId measure) {
+  const f32x8 s = 1.0f + rest;
+  f32x8 score;
+  switch (measure) {
+    case MeasureId::least_confidence:  // 1 - 1/s
+      score = rest / s;
+      break;
+    case MeasureId::margin:
+    case MeasureId::ratio: {
+      // e^x down to the subnormal floats, as (e^(x/2))^2; 0 with one class (second = -Inf).
+      const f32x8 half = polynomial_exp_x8((second - max) * (0.5f * inv_temperature));
+      const f32x8 r = half * half;
+      score = measure == MeasureId::margin ? (rest + r) / s : r;
+      break;
+    }
+    default: {
+      // ln(1 + rest) = ln s + the part of rest that 1 + rest rounded away.
+      const f32x8 log1p_rest = polynomial_log_x8(s) + (rest - (s - 1.0f)) / s;
+      const f32x8 entropy = log1p_rest - t / s;
+      score = entropy > 0.0f ? entropy : 0.0f;
+    }
+  }
+  return score == 0.0f ? 0.0f : score;  // kernels::canonical_score
+}
+
 template <bool kEntropy, typename T>
 QUARRY_ALWAYS_INLINE RowResult score_logit_row(const T* row, int64_t classes, float inv_temperature,
                                                MeasureId measure) {
-  float top1[kLanes], top2[kLanes], probe[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
-    top1[l] = top2[l] = -kernels::kInf;
-    probe[l] = 0.0f;
-  }
-  int64_t c = 0;
-  for (; c + kLanes <= classes; c += kLanes)
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) {
-      const float z = to_float(row[c + l]);
-      kernels::push_top2(z, top1[l], top2[l]);
-      probe[l] += z - z;
-    }
-  bool finite = true;
-  for (; c < classes; ++c) {
-    const float z = to_float(row[c]);
-    kernels::push_top2(z, top1[0], top2[0]);
-    finite = finite && kernels::is_finite(z);
-  }
-  float max = -kernels::kInf, second = -kernels::kInf;
-  for (int l = 0; l < kLanes; ++l) {
-    kernels::merge_top2(top1[l], top2[l], max, second);
-    finite = finite && probe[l] == 0.0f;
-  }
-  if (!finite || classes == 0)
-    return score_logit_row_exactly(row, classes, inv_temperature, measure);
-  LogitStats<double> stats(inv_temperature);
-  stats.top1 = max;
-  stats.top2 = second;
+  const LogitMaxima maxima = logit_maxima(row, classes);
+  if (!maxima.finite) return score_logit_row_exactly(row, classes, inv_temperature, measure);
+  double rest = 0, t = 0;
   for (int64_t begin = 0; begin < classes; begin += kBlock) {
-    const int64_t end = std::min(classes, begin + kBlock);
-    float s[kLanes], t[kLanes];
-    for (int l = 0; l < kLanes; ++l) s[l] = t[l] = 0.0f;
-    auto add = [&](int l, float z) {
-      const float below_max = z - max;
-      // e^d is 0 below -104; the clamp keeps d * e finite for d = -Inf.
-      const float d = kernels::larger(below_max * inv_temperature, -104.0f);
-      const float e = kernels::polynomial_exp(d);
-      // `rest` leaves the maxima out (they are counted below), so that the small sum of a
-      // confident row is not rounded into 1.
-      s[l] += below_max < 0.0f ? e : 0.0f;
-      if constexpr (kEntropy) t[l] += d * e;
-    };
-    c = begin;
-    for (; c + kLanes <= end; c += kLanes)
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) add(l, to_float(row[c + l]));
-    if (c < end) {
-      float tail[kLanes];
-      load_tail(row, c, end, -kernels::kInf, tail);
-#pragma omp simd
-      for (int l = 0; l < kLanes; ++l) add(l, tail[l]);
+    const LogitSums sums = logit_sums<kEntropy>(row, begin, std::min(classes, begin + kBlock),
+                                                maxima.max, inv_temperature);
+    rest += sum_x8(sums.rest);
+    if constexpr (kEntropy) t += sum_x8(sums.t);
+  }
+  // As score_short_logit_rows adds them: in float.
+  float rest_f = static_cast<float>(rest);
+  if (maxima.second == maxima.max) rest_f += tied_maxima_in_rest(row, classes, maxima.max);
+  const f32x8 score =
+      finish_logit_rows(f32x8{} + rest_f, f32x8{} + static_cast<float>(t), f32x8{} + maxima.max,
+                        f32x8{} + maxima.second, inv_temperature, measure);
+  return {score[0], 0u};
+}
+
+// Rows of at most kBlock logits, eight at a time, as score_short_probability_rows: scores equal
+// to score_logit_row's to the bit. Returns the lowest bad row's code.
+template <bool kEntropy, typename T>
+QUARRY_ALWAYS_INLINE uint64_t score_short_logit_rows(const T* data, int64_t row_stride,
+                                                     int64_t classes, int64_t begin, int64_t end,
+                                                     float inv_temperature, MeasureId measure,
+                                                     float* out) {
+  uint64_t first_bad = kernels::kNoBadRow;
+  int64_t r = begin;
+  for (; r + kLanes <= end; r += kLanes) {
+    f32x8 rests[kLanes], ts[kLanes];
+    float max[kLanes], second[kLanes], ties[kLanes];
+    uint32_t non_finite = 0;  // bit i: row r + i
+    for (int i = 0; i < kLanes; ++i) {
+      const T* row = data + (r + i) * row_stride;
+      const LogitMaxima maxima = logit_maxima(row, classes);
+      max[i] = maxima.max;
+      second[i] = maxima.second;
+      ties[i] = maxima.finite && maxima.second == maxima.max
+                    ? tied_maxima_in_rest(row, classes, maxima.max)
+                    : 0.0f;
+      if (!maxima.finite) {
+        non_finite |= 1u << i;
+        rests[i] = ts[i] = f32x8{};
+        max[i] = second[i] = 0.0f;
+        continue;
+      }
+      const LogitSums sums = logit_sums<kEntropy>(row, 0, classes, maxima.max, inv_temperature);
+      rests[i] = sums.rest;
+      ts[i] = sums.t;
     }
-    stats.rest += sum_lanes(s);
-    stats.t += sum_lanes(t);
+    f32x8 max_x8, second_x8, ties_x8;
+    std::memcpy(&max_x8, max, sizeof max_x8);
+    std::memcpy(&second_x8, second, sizeof second_x8);
+    std::memcpy(&ties_x8, ties, sizeof ties_x8);
+    const f32x8 t = kEntropy ? sum_rows_x8(ts) : f32x8{};
+    const f32x8 score = finish_logit_rows(sum_rows_x8(rests) + ties_x8, t, max_x8, second_x8,
+                                          inv_temperature, measure);
+    std::memcpy(out + r, &score, sizeof score);
+    for (int i = 0; non_finite != 0; ++i, non_finite >>= 1) {
+      if ((non_finite & 1u) == 0) continue;
+      const RowResult result =
+          score_logit_row_exactly(data + (r + i) * row_stride, classes, inv_temperature, measure);
+      out[r + i] = result.score;
+      if (result.flags)
+        first_bad = std::min(first_bad, kernels::encode_bad_row(r + i, result.flags));
+    }
   }
-  if (second == max) {  // the maximum is tied: every copy but one belongs to `rest`
-    int64_t copies = 0;
-    for (c = 0; c < classes; ++c) copies += to_float(row[c]) == max;
-    stats.rest += static_cast<double>(copies - 1);
+  for (; r < end; ++r) {
+    const RowResult result =
+        score_logit_row<kEntropy>(data + r * row_stride, classes, inv_temperature, measure);
+    out[r] = result.score;
+    if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
   }
-  return stats.finish(measure);
+  return first_bad;
 }
 
 // One committee member's row: its validation flags, entropy, largest logit and softmax log-sum
@@ -634,9 +738,14 @@ template <bool kLogits, bool kEntropy, typename T>
 QUARRY_CPU_CLONES uint64_t score_row_range(const PoolView& pool, int64_t begin, int64_t end,
                                            float inv_temperature, MeasureId measure, float* out) {
   const T* data = static_cast<const T*>(pool.data);
-  if (!kLogits && pool.classes <= kBlock)
-    return score_short_probability_rows<kEntropy>(data, pool.row_stride, pool.classes, begin, end,
-                                                  measure, out);
+  if (pool.classes <= kBlock) {
+    if constexpr (kLogits)
+      return score_short_logit_rows<kEntropy>(data, pool.row_stride, pool.classes, begin, end,
+                                              inv_temperature, measure, out);
+    else
+      return score_short_probability_rows<kEntropy>(data, pool.row_stride, pool.classes, begin, end,
+                                                    measure, out);
+  }
   uint64_t first_bad = kernels::kNoBadRow;
   for (int64_t r = begin; r < end; ++r) {
     const T* row = data + r * pool.row_stride;

@@ -149,4 +149,18 @@ QUARRY_ALWAYS_INLINE LogPartsX8 polynomial_log_parts_x8(f32x8 x) {
   return {e, kernels::log1p_of_reduced(f)};
 }
 
+// ln x (kernels::polynomial_log), a vector at a time.
+QUARRY_ALWAYS_INLINE f32x8 polynomial_log_x8(f32x8 x) {
+  const LogPartsX8 parts = polynomial_log_parts_x8(x);
+  return parts.log_mantissa + parts.exponent * -2.12194440e-4f + parts.exponent * 0.693359375f;
+}
+
+// e^x (kernels::polynomial_exp), a vector at a time: 0 below e^-87.
+QUARRY_ALWAYS_INLINE f32x8 polynomial_exp_x8(f32x8 x) {
+  const i32x8 underflow = x < -87.0f;
+  const kernels::ExpReduced<f32x8> reduced = kernels::exp_reduced(underflow ? -87.0f : x);
+  const i32x8 exponent = (__builtin_convertvector(reduced.n, i32x8) + 127) << 23;
+  return underflow ? 0.0f : reduced.exp_of_r * reinterpret_cast<f32x8>(exponent);
+}
+
 }  // namespace quarry::engine
