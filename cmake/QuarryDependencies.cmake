@@ -116,9 +116,10 @@ if(QUARRY_REQUIRE_OPENBLAS)
   endif()
   message(STATUS "quarry: FAISS with OpenBLAS (${QUARRY_OPENBLAS_LIBRARY})")
 endif()
-# Nothing of FAISS is part of libquarry's interface: hide the FAISS code linked into it (Debian's is
-# static) and the template instances of FAISS and nlohmann_json its objects contain, so that a
-# process with another FAISS or nlohmann_json (faiss-cpu's, say) never binds to quarry's copies.
+# Nothing of FAISS is part of the FAISS plugin's interface: hide the FAISS code linked into it
+# (Debian's is static) and the template instances of FAISS and nlohmann_json its objects contain,
+# so that a process with another FAISS or nlohmann_json (faiss-cpu's, say) never binds to quarry's
+# copies. (libquarry links the same version script for its nlohmann_json instances.)
 set_property(TARGET faiss APPEND PROPERTY INTERFACE_LINK_OPTIONS
   "LINKER:--exclude-libs,libfaiss.a"
   "LINKER:--version-script=${CMAKE_CURRENT_LIST_DIR}/quarry-hidden.map")

@@ -1,5 +1,5 @@
-# `cmake --install` puts the libraries (libquarry.so and, with CUDA, the plugin libquarry_cuda.so
-# beside it), the public headers, the quarry program and a CMake package config so another project
+# `cmake --install` puts the libraries (libquarry.so and beside it the plugins libquarry_faiss.so
+# and, with CUDA, libquarry_cuda.so), the public headers, the quarry program and a CMake package config so another project
 # can find_package(quarry) and link quarry::quarry.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
@@ -9,8 +9,9 @@ install(TARGETS quarry quarry_cli EXPORT quarryTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 set_target_properties(quarry_cli PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
-# The CUDA plugin goes beside libquarry.so, where libquarry looks for it. It is loaded, never
-# linked, so it is not part of the exported targets.
+# The plugins go beside libquarry.so, where libquarry looks for them. They are loaded, never
+# linked, so they are not part of the exported targets.
+install(TARGETS quarry_faiss LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 if(QUARRY_WITH_CUDA)
   install(TARGETS quarry_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()

@@ -37,6 +37,15 @@ if [[ ${1:-} != --remote ]]; then
   # The CUDA plugin is loaded, not linked by the programs: gpu-stage finds it through quarry_bench,
   # which links it for its kernel benchmarks.
   [[ -f $stage/lib/libquarry_cuda.so ]] || { echo "gpu-check: $stage lacks libquarry_cuda.so" >&2; exit 1; }
+  # The FAISS plugin is loaded, not linked, by every program: it goes beside libquarry.so with the
+  # libraries it needs that gpu-stage did not copy (OpenBLAS and its Fortran runtime).
+  cp "$build/libquarry_faiss.so" "$stage/lib/"
+  ldd "$build/libquarry_faiss.so" | awk '/=> \// {print $1, $3}' | while read -r name path; do
+    case $name in
+      linux-vdso* | ld-linux* | libc.* | libm.* | libdl.* | librt.* | libpthread.* | libstdc++* | libgcc_s* | libquarry.*) ;;
+      *) [[ -e $stage/lib/$name ]] || cp -L "$path" "$stage/lib/$name" ;;
+    esac
+  done
   echo "$(git rev-parse HEAD)$(git diff --quiet HEAD || echo ' with local changes')" >"$stage/commit"
   # The toolkit the build used, printed on the GPU machine beside its driver.
   nvcc --version 2>/dev/null | grep -o 'release [0-9.]*, V[0-9.]*' >"$stage/toolkit" ||

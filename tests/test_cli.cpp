@@ -613,8 +613,8 @@ TEST_F(Cli, HugeEmbeddingsAreClusteredWithoutAnAbort) {
 // memory-mapped for lack of address space was exit code 2). The address space given is what a
 // tiny job needs (found by bisection: it depends on the build, cuBLAS maps hundreds of MB) plus
 // 150 MB: not enough for 8M x 56 bytes of committee scratch per thread, nor for a 1 GB pool.
-// (Below what a job needs, OpenBLAS 0.3.21's thread at startup retries its 128 MB buffer
-// forever, and the program hangs at exit: the probes run under `timeout`.)
+// (Below what a job needs, OpenBLAS 0.3.21's thread, started when k-means loads it, retries its 128
+// MB buffer forever, and the program hangs at exit: the probes run under `timeout`.)
 TEST_F(Cli, RunningOutOfMemoryIsExitCode1) {
   QUARRY_SKIP_UNDER_ASAN();
   write_npy(path("tiny.npy"), std::vector<float>{0.5f, 0.5f}, "<f4", {1, 2});

@@ -256,6 +256,13 @@ TEST_P(Diversity, BadDiversityArguments) {
 // k-means sets OpenBLAS to one thread while it runs. Called from several threads at once it must
 // still give the application its own setting back (per-call save and restore left it at 1).
 TEST(KMeansBlas, ConcurrentCallsKeepTheApplicationsBlasThreads) {
+  auto rng = seeded_rng(6020);
+  const int64_t n = 300, dim = 8;
+  const std::vector<float> x = random_normal(n * dim, rng);
+  {
+    Resources cpu(Device::cpu);  // the first k-means loads FAISS's plugin and its BLAS
+    kmeans(cpu, EmbeddingView::matrix(x.data(), DType::f32, n, dim), 5, KMeansOptions{});
+  }
   auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
   if (!set || !get) GTEST_SKIP() << "the BLAS is not OpenBLAS";
@@ -265,9 +272,6 @@ TEST(KMeansBlas, ConcurrentCallsKeepTheApplicationsBlasThreads) {
     set(original);
     GTEST_SKIP() << "OpenBLAS cannot run 2 threads here";
   }
-  auto rng = seeded_rng(6020);
-  const int64_t n = 300, dim = 8;
-  const std::vector<float> x = random_normal(n * dim, rng);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&x] {

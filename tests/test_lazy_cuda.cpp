@@ -2,13 +2,15 @@
 // machine without a GPU, leaves none mapped: the driver is asked on its own and let go again, and
 // the CUDA backend's library (with cudart and cuBLAS) is loaded only when a device is there. This
 // program links no CUDA library itself, so /proc/self/maps shows exactly what libquarry loaded.
-// Tests run in file order when the program runs whole: the ones that load CUDA come last.
+// The same for FAISS and OpenBLAS: only a k-means loads them. Tests run in file order when the
+// program runs whole: the ones that load CUDA come last.
 
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <fstream>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -17,20 +19,24 @@
 namespace quarry::test {
 namespace {
 
-// The file names of the CUDA libraries mapped into this process.
-std::vector<std::string> mapped_cuda_libraries() {
+// The file names of the libraries mapped into this process whose names start with a prefix.
+std::vector<std::string> mapped_libraries(std::initializer_list<const char*> prefixes) {
   std::vector<std::string> found;
   std::ifstream maps("/proc/self/maps");
   for (std::string line; std::getline(maps, line);) {
     const auto slash = line.rfind('/');
     if (slash == std::string::npos) continue;
     const std::string file = line.substr(slash + 1);
-    for (const char* prefix :
-         {"libcuda.", "libcudart.", "libcublas.", "libcublasLt.", "libquarry_cuda."})
+    for (const char* prefix : prefixes)
       if (file.rfind(prefix, 0) == 0 && std::find(found.begin(), found.end(), file) == found.end())
         found.push_back(file);
   }
   return found;
+}
+
+std::vector<std::string> mapped_cuda_libraries() {
+  return mapped_libraries(
+      {"libcuda.", "libcudart.", "libcublas.", "libcublasLt.", "libquarry_cuda."});
 }
 
 bool has_library(const std::vector<std::string>& mapped, const std::string& prefix) {
@@ -51,6 +57,26 @@ void select_two_of_three(Resources& resources) {
   options.k = 2;
   const Selection picks = select(resources, PoolView::matrix(probs, DType::f32, 3, 2), options);
   EXPECT_EQ(picks.indices, (std::vector<int64_t>{1, 2}));
+}
+
+// Scoring and selecting without diversity load neither FAISS's plugin nor OpenBLAS; the first
+// k-means loads both, and `quarry info`'s CPU line names the BLAS.
+TEST(LazyFaiss, OnlyKMeansLoadsFaissAndOpenBlas) {
+  Resources cpu(Device::cpu);
+  select_two_of_three(cpu);
+  auto mapped = mapped_libraries({"libquarry_faiss.", "libopenblas", "libfaiss"});
+  EXPECT_TRUE(mapped.empty()) << joined(mapped);
+  const float points[] = {0.0f, 0.0f, 0.1f, 0.0f, 5.0f, 5.0f, 5.1f, 5.0f};
+  KMeansOptions options;
+  options.iterations = 5;
+  const KMeansResult result =
+      kmeans(cpu, EmbeddingView::matrix(points, DType::f32, 4, 2), 2, options);
+  EXPECT_EQ(result.assignments[0], result.assignments[1]);
+  EXPECT_EQ(result.assignments[2], result.assignments[3]);
+  EXPECT_NE(result.assignments[0], result.assignments[2]);
+  mapped = mapped_libraries({"libquarry_faiss."});
+  EXPECT_TRUE(has_library(mapped, "libquarry_faiss.")) << joined(mapped);
+  EXPECT_NE(cpu_description().find("BLAS"), std::string::npos) << cpu_description();
 }
 
 TEST(LazyCuda, CpuWorkLoadsNoCudaLibrary) {

@@ -1,10 +1,6 @@
 // The CPU backend: OpenMP over rows, the per-row math of kernels/measures.hpp, sums in double.
 
 #include <dlfcn.h>
-#include <faiss/Clustering.h>
-#include <faiss/IndexFlat.h>
-#include <faiss/impl/AuxIndexStructures.h>
-#include <faiss/impl/FaissException.h>
 
 #include <algorithm>
 #include <limits>
@@ -16,6 +12,7 @@
 #include "engine/cpu/cpu_influence.hpp"
 #include "engine/cpu/cpu_llm.hpp"
 #include "engine/cpu/cpu_vector.hpp"
+#include "engine/cpu/faiss_plugin.hpp"
 #include "engine/kmeans_host.hpp"
 #include "engine/pipeline.hpp"
 #include "engine/ranking.hpp"
@@ -829,21 +826,6 @@ class SingleThreadedBlas {
   bool active_ = false;
 };
 
-// FAISS polls its interrupt callback between k-means iterations, on the calling thread: ours asks
-// that thread's InterruptCheck. Installed once, unless the program set one of its own.
-struct FaissInterrupt final : faiss::InterruptCallback {
-  bool want_interrupt() override { return interrupt_requested(); }
-};
-
-void install_faiss_interrupt() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const std::lock_guard<std::mutex> lock(faiss::InterruptCallback::lock);
-    if (!faiss::InterruptCallback::instance)
-      faiss::InterruptCallback::instance = std::make_unique<FaissInterrupt>();
-  });
-}
-
 class CpuBackend final : public Backend {
  public:
   BackendFacts facts() const override {
@@ -959,37 +941,27 @@ class CpuBackend final : public Backend {
         scale_kmeans_inputs(largest_magnitude(x.data(), static_cast<int64_t>(x.size())), initial, d,
                             options.iterations > 0 && n > k);
     scale_by_power_of_two(x.data(), static_cast<int64_t>(x.size()), exponent);
+    const FaissKMeansFn faiss_kmeans_call = faiss_kmeans();  // loads FAISS and its BLAS
     const SingleThreadedBlas single_threaded_blas;
     const OpenMpThreads faiss_threads;
     KMeansResult result;
     result.centroids =
         initial.empty() ? kmeans_plus_plus(x.data(), n, d, k, options.seed) : std::move(initial);
-    faiss::IndexFlatL2 index(d);
+    FaissKMeansJob job;
+    job.points = x.data();
+    job.n = n;
+    job.d = d;
+    job.k = k;
     if (options.iterations > 0 && n > k) {
-      faiss::ClusteringParameters params;
-      params.niter = options.iterations;
-      params.seed = static_cast<int>(options.seed & 0x7fffffff);
-      params.verbose = false;
-      params.min_points_per_centroid = 1;  // few points per cluster is the normal case here
-      params.max_points_per_centroid = std::numeric_limits<int>::max();  // never subsample
-      faiss::Clustering clustering(d, static_cast<int>(k), params);
-      clustering.centroids = result.centroids;  // FAISS starts from centroids given to it
-      install_faiss_interrupt();
-      try {
-        clustering.train(n, x.data(), index);
-      } catch (const faiss::FaissException&) {
-        poll_interrupt();  // FAISS stopped because this call was interrupted
-        throw;
-      }
-      result.centroids = clustering.centroids;
+      job.iterations = options.iterations;
+      job.seed = static_cast<int>(options.seed & 0x7fffffff);
       result.iterations = options.iterations;
     }
-    index.reset();
-    index.add(k, result.centroids.data());
-    std::vector<float> distances(n);
-    std::vector<faiss::Index::idx_t> labels(n);
-    index.search(n, x.data(), 1, distances.data(), labels.data());
-    result.assignments.assign(labels.begin(), labels.end());
+    std::vector<float> distances;
+    job.centroids = &result.centroids;
+    job.labels = &result.assignments;
+    job.distances = &distances;
+    faiss_kmeans_call(job);
     for (float dist : distances) result.inertia += dist;
     scale_by_power_of_two(result.centroids.data(), static_cast<int64_t>(result.centroids.size()),
                           -exponent);
@@ -1035,6 +1007,8 @@ std::string cpu_description() {
   const bool avx512 = false, avx2 = false;
 #endif
   std::string text = threads + "row loops " + isa;
+  if (const std::string why = faiss_plugin_error(); !why.empty())
+    return text + "; k-means unavailable: " + why;
   auto corename = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   if (!corename) return text;
   const std::string core = corename();

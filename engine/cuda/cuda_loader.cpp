@@ -14,16 +14,12 @@
 #include <string>
 
 #include "engine/backend.hpp"
+#include "engine/plugin_path.hpp"
 #include "quarry/error.hpp"
 
 namespace quarry::engine {
 
 namespace {
-
-std::string loader_error() {
-  const char* message = dlerror();
-  return message != nullptr ? message : "unknown error";
-}
 
 template <typename Fn>
 Fn find_symbol(void* library, const char* name) {
@@ -105,24 +101,8 @@ const Driver& driver() {
   return probed;
 }
 
-// $QUARRY_CUDA_LIBRARY, else the plugin's file name in the folder of this library's file (a
-// symbolic link to libquarry.so is followed: the plugin is installed beside the real file).
 std::string plugin_path() {
-  if (const char* path = std::getenv("QUARRY_CUDA_LIBRARY"); path != nullptr && path[0] != '\0')
-    return path;
-  Dl_info self{};
-  std::string folder = "./";
-  if (dladdr(reinterpret_cast<const void*>(&plugin_path), &self) != 0 &&
-      self.dli_fname != nullptr) {
-    std::string file = self.dli_fname;
-    if (char* real = realpath(self.dli_fname, nullptr)) {
-      file = real;
-      std::free(real);
-    }
-    const auto slash = file.rfind('/');
-    if (slash != std::string::npos) folder = file.substr(0, slash + 1);
-  }
-  return folder + QUARRY_CUDA_PLUGIN_NAME;
+  return engine::plugin_path("QUARRY_CUDA_LIBRARY", QUARRY_CUDA_PLUGIN_NAME);
 }
 
 struct Plugin {

@@ -1,7 +1,6 @@
 // The `quarry` command line: select | score | merge | info. Exit codes: 0 success, 2 bad usage or
 // bad input, 1 anything else. Errors are one line on stderr; no output file is left behind.
 
-#include <dlfcn.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -685,13 +684,6 @@ int main(int argc, char** argv) {
   // (ulimit -f) fails the write with an error instead of ending the program.
   quarry::io::remove_partial_output_on({SIGTERM, SIGINT, SIGHUP, SIGQUIT});
   signal(SIGXFSZ, SIG_IGN);
-  // OpenBLAS (which FAISS loads) starts its threads with the program, and they spin for about a
-  // tenth of a second waiting for work, taking a core from a short run's scoring (a whole
-  // `select` over 400 MB measured 34-57 ms with them, 32-37 ms without). quarry runs BLAS on
-  // one thread (k-means), so they go now; OpenBLAS starts them again if a call wants them.
-  if (auto* stop_blas_threads =
-          reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_")))
-    stop_blas_threads();
 
   CLI::App app{"quarry: pick the pool rows most worth labeling"};
   app.require_subcommand(1);

@@ -18,7 +18,7 @@ def test_other_threads_run_during_select():
 
     def work():
         start = time.perf_counter()
-        for _ in range(3):
+        for _ in range(10):
             quarry.select(pool, 100, logits=True, resources=res)
         timing["select"] = time.perf_counter() - start
         done.set()
@@ -30,10 +30,10 @@ def test_other_threads_run_during_select():
         ticks += 1  # pure Python: runs only while the worker does not hold the GIL
         time.sleep(0.001)
     worker.join()
-    # Holding the GIL, the three calls would let this loop run only between them: a handful of
+    # Holding the GIL, the ten calls would let this loop run only between them: a handful of
     # ticks. Released, the loop ticks about once per millisecond throughout (a tenth of that
     # allows for a busy machine's late wake-ups).
-    assert timing["select"] > 0.05
+    assert timing["select"] > 0.05, "the calls were too short to measure anything"
     assert ticks >= 20 and ticks > 0.1 * timing["select"] / 0.001, (ticks, timing)
 
 

@@ -1,0 +1,75 @@
+// Loads the FAISS k-means plugin (faiss_plugin.hpp) the first time a k-means runs.
+
+#include <dlfcn.h>
+
+#include <string>
+
+#include "engine/cpu/faiss_plugin.hpp"
+#include "engine/plugin_path.hpp"
+#include "quarry/error.hpp"
+
+namespace quarry::engine {
+
+namespace {
+
+struct FaissPlugin {
+  FaissKMeansFn kmeans = nullptr;
+  std::string error;  // why it cannot be used; empty when it can
+};
+
+FaissPlugin load_faiss_plugin() {
+  FaissPlugin plugin;
+  const bool blas_was_loaded = dlsym(RTLD_DEFAULT, "openblas_get_num_threads") != nullptr;
+  const std::string path = plugin_path("QUARRY_FAISS_LIBRARY", QUARRY_FAISS_PLUGIN_NAME);
+  // Global, as when OpenBLAS was a dependency of libquarry: its thread setting (SingleThreadedBlas)
+  // and name (`quarry info`) are looked up by name.
+  void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  if (library == nullptr) {
+    plugin.error =
+        "cannot load " + path + ": " + loader_error() + " (set QUARRY_FAISS_LIBRARY to the file)";
+    return plugin;
+  }
+  const auto version =
+      reinterpret_cast<FaissPluginVersionFn>(dlsym(library, kFaissPluginVersionSymbol));
+  const auto kmeans = reinterpret_cast<FaissKMeansFn>(dlsym(library, kFaissKMeansSymbol));
+  if (version == nullptr || kmeans == nullptr) {
+    plugin.error = path + " is not quarry's FAISS plugin";
+  } else if (std::string(version()) != QUARRY_VERSION) {
+    plugin.error = path + " belongs to quarry " + version() + ", not " + QUARRY_VERSION;
+  } else {
+    plugin.kmeans = kmeans;
+  }
+  if (plugin.kmeans == nullptr) {
+    dlclose(library);
+    return plugin;
+  }
+  // OpenBLAS, loaded with it, starts a thread per CPU that spins for about a tenth of a second
+  // waiting for work, taking cores from the caller's threads. quarry runs BLAS on one thread
+  // (k-means), so they go now; OpenBLAS starts them again if a call wants them. A BLAS some other
+  // part of the process loaded first is left as it is.
+  if (!blas_was_loaded)
+    if (auto* stop_blas_threads =
+            reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_")))
+      stop_blas_threads();
+  return plugin;
+}
+
+const FaissPlugin& faiss_plugin() {
+  static const FaissPlugin loaded = load_faiss_plugin();
+  return loaded;
+}
+
+}  // namespace
+
+FaissKMeansFn faiss_kmeans() {
+  const FaissPlugin& plugin = faiss_plugin();
+  if (plugin.kmeans == nullptr)
+    throw BackendUnavailable("k-means on the CPU needs quarry's FAISS plugin: " + plugin.error);
+  return plugin.kmeans;
+}
+
+std::string faiss_plugin_error() {
+  return faiss_plugin().error;
+}
+
+}  // namespace quarry::engine

@@ -1,0 +1,15 @@
+#pragma once
+// Where libquarry finds the libraries it loads with dlopen (the CUDA backend, FAISS's k-means).
+
+#include <string>
+
+namespace quarry::engine {
+
+/// $`env_variable` when it is set and not empty, else `file_name` in the folder of libquarry.so's
+/// file (a symbolic link to libquarry.so is followed: plugins are installed beside the real file).
+std::string plugin_path(const char* env_variable, const char* file_name);
+
+/// dlerror()'s message, or "unknown error".
+std::string loader_error();
+
+}  // namespace quarry::engine
