@@ -109,32 +109,28 @@ QUARRY_ALWAYS_INLINE uint32_t or_x8(u32x8 v) {
   return two[0] | two[1];
 }
 
-// The sums of eight rows' lanes, rows[i] -> lane i, by the additions sum_x8 makes for one row (the
-// same pairs in the same order: a row's score does not depend on whether it was summed alone or
-// with seven others).
-QUARRY_ALWAYS_INLINE f32x8 sum_rows_x8(const f32x8 (&rows)[kLanes]) {
-  f32x8 halves[4], quarters[2];  // lanes l + (l + 4), then (l) + (l + 2), two rows per vector
+// Eight rows' lanes folded by `combine`, rows[i] -> lane i, pairing lanes as sum_x8 does for one
+// row (l with l + 4, then l with l + 2, then 0 with 1): a row's sum is the same to the bit whether
+// it was summed alone or with seven others.
+template <typename Vector, typename Combine>
+QUARRY_ALWAYS_INLINE Vector fold_rows_x8(const Vector (&rows)[kLanes], Combine combine) {
+  Vector halves[4], quarters[2];  // two rows per vector
   for (int i = 0; i < 4; ++i)
-    halves[i] = __builtin_shufflevector(rows[2 * i], rows[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11) +
-                __builtin_shufflevector(rows[2 * i], rows[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15);
+    halves[i] =
+        combine(__builtin_shufflevector(rows[2 * i], rows[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11),
+                __builtin_shufflevector(rows[2 * i], rows[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15));
   for (int i = 0; i < 2; ++i)
-    quarters[i] =
-        __builtin_shufflevector(halves[2 * i], halves[2 * i + 1], 0, 1, 4, 5, 8, 9, 12, 13) +
-        __builtin_shufflevector(halves[2 * i], halves[2 * i + 1], 2, 3, 6, 7, 10, 11, 14, 15);
-  return __builtin_shufflevector(quarters[0], quarters[1], 0, 2, 4, 6, 8, 10, 12, 14) +
-         __builtin_shufflevector(quarters[0], quarters[1], 1, 3, 5, 7, 9, 11, 13, 15);
+    quarters[i] = combine(
+        __builtin_shufflevector(halves[2 * i], halves[2 * i + 1], 0, 1, 4, 5, 8, 9, 12, 13),
+        __builtin_shufflevector(halves[2 * i], halves[2 * i + 1], 2, 3, 6, 7, 10, 11, 14, 15));
+  return combine(__builtin_shufflevector(quarters[0], quarters[1], 0, 2, 4, 6, 8, 10, 12, 14),
+                 __builtin_shufflevector(quarters[0], quarters[1], 1, 3, 5, 7, 9, 11, 13, 15));
+}
+QUARRY_ALWAYS_INLINE f32x8 sum_rows_x8(const f32x8 (&rows)[kLanes]) {
+  return fold_rows_x8(rows, [](f32x8 a, f32x8 b) { return a + b; });
 }
 QUARRY_ALWAYS_INLINE u32x8 or_rows_x8(const u32x8 (&rows)[kLanes]) {
-  u32x8 halves[4], quarters[2];
-  for (int i = 0; i < 4; ++i)
-    halves[i] = __builtin_shufflevector(rows[2 * i], rows[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11) |
-                __builtin_shufflevector(rows[2 * i], rows[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15);
-  for (int i = 0; i < 2; ++i)
-    quarters[i] =
-        __builtin_shufflevector(halves[2 * i], halves[2 * i + 1], 0, 1, 4, 5, 8, 9, 12, 13) |
-        __builtin_shufflevector(halves[2 * i], halves[2 * i + 1], 2, 3, 6, 7, 10, 11, 14, 15);
-  return __builtin_shufflevector(quarters[0], quarters[1], 0, 2, 4, 6, 8, 10, 12, 14) |
-         __builtin_shufflevector(quarters[0], quarters[1], 1, 3, 5, 7, 9, 11, 13, 15);
+  return fold_rows_x8(rows, [](u32x8 a, u32x8 b) { return a | b; });
 }
 
 // ln x in two parts (kernels::polynomial_log_parts), a vector at a time.
