@@ -1,14 +1,13 @@
 // Diversity (k-means over the top candidates) and exploration, on every backend; CPU (FAISS) vs
 // GPU k-means from the same initial centroids.
 
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <set>
 #include <thread>
 
+#include "engine/cpu/faiss_plugin.hpp"
 #include "engine/kmeans_host.hpp"
 #include "test_util.hpp"
 
@@ -259,12 +258,9 @@ TEST(KMeansBlas, ConcurrentCallsKeepTheApplicationsBlasThreads) {
   auto rng = seeded_rng(6020);
   const int64_t n = 300, dim = 8;
   const std::vector<float> x = random_normal(n * dim, rng);
-  {
-    Resources cpu(Device::cpu);  // the first k-means loads FAISS's plugin and its BLAS
-    kmeans(cpu, EmbeddingView::matrix(x.data(), DType::f32, n, dim), 5, KMeansOptions{});
-  }
-  auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  auto set =
+      reinterpret_cast<void (*)(int)>(engine::faiss_plugin_symbol("openblas_set_num_threads"));
+  auto get = reinterpret_cast<int (*)()>(engine::faiss_plugin_symbol("openblas_get_num_threads"));
   if (!set || !get) GTEST_SKIP() << "the BLAS is not OpenBLAS";
   const int original = get();
   set(2);

@@ -1,7 +1,5 @@
 // The CPU backend: OpenMP over rows, the per-row math of kernels/measures.hpp, sums in double.
 
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <limits>
 #include <memory>
@@ -781,16 +779,16 @@ BadRow score_floats(const PoolView& pool, const ScoreOptions& options, float* ou
                                                : score_single_model<T>(pool, options, out);
 }
 
-// OpenBLAS's thread count, a process-wide setting, found at run time (the BLAS may not be
-// OpenBLAS).
+// OpenBLAS's thread count, a process-wide setting, found at run time in the FAISS plugin's BLAS
+// (which may not be OpenBLAS).
 struct OpenBlasThreads {
   void (*set)(int);
   int (*get)();
 };
 const OpenBlasThreads& openblas_threads() {
   static const OpenBlasThreads functions{
-      reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")),
-      reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))};
+      reinterpret_cast<void (*)(int)>(faiss_plugin_symbol("openblas_set_num_threads")),
+      reinterpret_cast<int (*)()>(faiss_plugin_symbol("openblas_get_num_threads"))};
   return functions;
 }
 
@@ -1009,7 +1007,7 @@ std::string cpu_description() {
   std::string text = threads + "row loops " + isa;
   if (const std::string why = faiss_plugin_error(); !why.empty())
     return text + "; k-means unavailable: " + why;
-  auto corename = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  auto corename = reinterpret_cast<char* (*)()>(faiss_plugin_symbol("openblas_get_corename"));
   if (!corename) return text;
   const std::string core = corename();
   text += "; BLAS OpenBLAS (" + core + " kernels)";

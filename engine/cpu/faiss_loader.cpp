@@ -13,6 +13,7 @@ namespace quarry::engine {
 namespace {
 
 struct FaissPlugin {
+  void* library = nullptr;
   FaissKMeansFn kmeans = nullptr;
   std::string error;  // why it cannot be used; empty when it can
 };
@@ -21,9 +22,9 @@ FaissPlugin load_faiss_plugin() {
   FaissPlugin plugin;
   const bool blas_was_loaded = dlsym(RTLD_DEFAULT, "openblas_get_num_threads") != nullptr;
   const std::string path = plugin_path("QUARRY_FAISS_LIBRARY", QUARRY_FAISS_PLUGIN_NAME);
-  // Global, as when OpenBLAS was a dependency of libquarry: its thread setting (SingleThreadedBlas)
-  // and name (`quarry info`) are looked up by name.
-  void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  // Local: FAISS's and OpenBLAS's symbols bind no other library's calls (faiss_plugin_symbol
+  // finds OpenBLAS's through the plugin).
+  void* library = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (library == nullptr) {
     plugin.error =
         "cannot load " + path + ": " + loader_error() + " (set QUARRY_FAISS_LIBRARY to the file)";
@@ -49,8 +50,9 @@ FaissPlugin load_faiss_plugin() {
   // part of the process loaded first is left as it is.
   if (!blas_was_loaded)
     if (auto* stop_blas_threads =
-            reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_")))
+            reinterpret_cast<int (*)()>(dlsym(library, "blas_thread_shutdown_")))
       stop_blas_threads();
+  plugin.library = library;
   return plugin;
 }
 
@@ -70,6 +72,11 @@ FaissKMeansFn faiss_kmeans() {
 
 std::string faiss_plugin_error() {
   return faiss_plugin().error;
+}
+
+void* faiss_plugin_symbol(const char* name) {
+  const FaissPlugin& plugin = faiss_plugin();
+  return plugin.library != nullptr ? dlsym(plugin.library, name) : nullptr;
 }
 
 }  // namespace quarry::engine

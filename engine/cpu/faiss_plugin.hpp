@@ -37,4 +37,9 @@ FaissKMeansFn faiss_kmeans();
 /// Whether the plugin is loaded, and if not why not (empty when it is); loads it.
 std::string faiss_plugin_error();
 
+/// A function of the plugin or of the libraries it brought (OpenBLAS's thread setting and core
+/// name), loading it; nullptr when it cannot be loaded or has no such symbol. The plugin is loaded
+/// locally: its OpenBLAS never binds another library's BLAS calls, and is found only through it.
+void* faiss_plugin_symbol(const char* name);
+
 }  // namespace quarry::engine
