@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <string>
 
@@ -150,9 +151,18 @@ void check_partial(const Partial& p, size_t index) {
   std::vector<RowRange> ranges = p.shards;
   std::sort(ranges.begin(), ranges.end(),
             [](const RowRange& a, const RowRange& b) { return a.offset < b.offset; });
-  for (const RowRange& r : ranges)
-    if (r.offset < 0 || r.rows < 1 || (p.pool_rows > 0 && r.offset + r.rows > p.pool_rows))
+  // Every sum of offsets and row counts below is checked here first: a crafted partial must not
+  // overflow one into a range that looks valid.
+  constexpr int64_t kLargest = std::numeric_limits<int64_t>::max();
+  int64_t covered = 0;
+  for (const RowRange& r : ranges) {
+    if (r.offset < 0 || r.rows < 1 || r.rows > kLargest - r.offset)
+      fail(str(r.rows) + " rows from row " + str(r.offset) + " are not rows of a pool");
+    if (p.pool_rows > 0 && r.offset + r.rows > p.pool_rows)
       fail("rows " + range_text(r.offset, r.offset + r.rows) + " are not rows of the pool");
+    if (r.rows > kLargest - covered) fail("its row counts add up to more than a pool can hold");
+    covered += r.rows;
+  }
   auto covers = [&](int64_t row) {
     auto it = std::upper_bound(ranges.begin(), ranges.end(), row,
                                [](int64_t v, const RowRange& r) { return v < r.offset; });
@@ -160,6 +170,8 @@ void check_partial(const Partial& p, size_t index) {
   };
   const auto n = static_cast<int64_t>(p.indices.size());
   if (static_cast<int64_t>(p.scores.size()) != n) fail("indices and scores differ in length");
+  if (p.embedding_dim > 0 && n > kLargest / p.embedding_dim)
+    fail("an embedding_dim of " + str(p.embedding_dim) + " is too large");
   const int64_t keep =
       rows_to_keep(p.options, check_select_options(p.options), p.embedding_dim > 0);
   if (n < std::min(covered_rows(p), keep) || n > covered_rows(p))

@@ -385,6 +385,17 @@ TEST_P(Sharded, BadPartialsAreRefused) {
   short_partial.indices.pop_back();
   short_partial.scores.pop_back();
   expect_refused({first, short_partial}, 5, "holds 4 rows");
+  // Crafted row ranges and sizes whose sums would overflow int64.
+  constexpr int64_t kLargest = std::numeric_limits<int64_t>::max();
+  Partial far = second;
+  far.shards = {RowRange{kLargest - 5, 30}};
+  expect_refused({first, far}, 5, "30 rows from row 9223372036854775802 are not rows of a pool");
+  Partial huge = second;
+  huge.shards = {RowRange{0, kLargest / 2 + 1}, RowRange{0, kLargest / 2 + 1}};
+  expect_refused({first, huge}, 5, "add up to more than a pool can hold");
+  Partial wide = second;
+  wide.embedding_dim = int64_t{1} << 61;
+  expect_refused({first, wide}, 5, "embedding_dim of 2305843009213693952 is too large");
   // Not JSON, or not a partial.
   EXPECT_THROW(partial_from_json("{\"indices\": [1]}"), InvalidInput);
   EXPECT_THROW(partial_from_json("[1, 2"), InvalidInput);
