@@ -15,8 +15,8 @@ for r in range(rows):
     e = [math.exp(v - m) for v in z]
     s = sum(e)
     values.extend(v / s for v in e)
-header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, classes)
+header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {classes}), }}"
 header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
 with open("examples/pool.npy", "wb") as f:
     f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1"))
-    f.write(struct.pack("<%df" % len(values), *values))
+    f.write(struct.pack(f"<{len(values)}f", *values))
