@@ -1,4 +1,5 @@
-// The CPU backend: OpenMP over rows, the per-row math of kernels/measures.hpp, sums in double.
+// The CPU backend: ranges of rows on engine/threads' pool, and the per-row math of
+// kernels/measures.hpp in vector loops (cpu_vector.hpp).
 
 #include <algorithm>
 #include <limits>

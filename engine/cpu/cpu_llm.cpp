@@ -1,6 +1,6 @@
-// The CPU backend's rows of LLM outputs: OpenMP over ranges of rows, vector loops over each row's
-// values, and the per-row math of kernels/measures.hpp. Rows a vector pass finds invalid values in
-// are scored again by an exact scalar pass, for their flags.
+// The CPU backend's rows of LLM outputs: ranges of rows on engine/threads' pool, vector loops over
+// each row's values, and the per-row math of kernels/measures.hpp. Rows a vector pass finds invalid
+// values in are scored again by an exact scalar pass, for their flags.
 
 #include "engine/cpu/cpu_llm.hpp"
 
