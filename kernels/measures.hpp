@@ -97,7 +97,9 @@ QUARRY_HD bool is_finite(float x) {
 }
 
 /// Scores equal as numbers must also be equal as bits (the GPU ranks by bits): -0 becomes +0.
-QUARRY_HD float canonical_score(float s) {
+/// For a float or (in the CPU backend) a vector of floats.
+template <typename Float>
+QUARRY_HD Float canonical_score(Float s) {
   return s == 0.0f ? 0.0f : s;
 }
 
@@ -244,8 +246,10 @@ QUARRY_HD void merge_top2(float o1, float o2, float& top1, float& top2) {
 
 /// The single-model measures from the two largest probabilities and the entropy. The margin is
 /// (1 - p1) + p2, not 1 - (p1 - p2): 1 - p1 is exact for p1 >= 1/2, so a small margin keeps its
-/// relative precision where p1 - p2 would round it away.
-QUARRY_HD float single_model_score(MeasureId measure, float p1, float p2, float entropy) {
+/// relative precision where p1 - p2 would round it away. For floats or (in the CPU backend)
+/// vectors of floats.
+template <typename Float>
+QUARRY_HD Float single_model_score(MeasureId measure, Float p1, Float p2, Float entropy) {
   switch (measure) {
     case MeasureId::least_confidence:
       return 1.0f - p1;

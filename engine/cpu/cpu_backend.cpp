@@ -144,26 +144,17 @@ QUARRY_ALWAYS_INLINE uint64_t score_short_probability_rows(const T* data, int64_
     }
     const f32x8 sum = sum_rows_x8(sums);
     const u32x8 check = or_rows_x8(checks);
-    f32x8 score;
+    f32x8 top1{}, top2{}, entropy{};
     if constexpr (kEntropy) {
-      const f32x8 entropy = sum_rows_x8(entropies);
-      score = entropy > 0.0f ? entropy : 0.0f;  // ProbStats::entropy_value; -0 becomes +0
+      entropy = sum_rows_x8(entropies);
+      entropy = entropy > 0.0f ? entropy : 0.0f;  // ProbStats::entropy_value
     } else {
-      f32x8 top1, top2;
       std::memcpy(&top1, p1, sizeof top1);
       std::memcpy(&top2, p2, sizeof top2);
-      switch (measure) {  // kernels::single_model_score
-        case MeasureId::least_confidence:
-          score = 1.0f - top1;
-          break;
-        case MeasureId::margin:
-          score = (1.0f - top1) + top2;
-          break;
-        default:
-          score = top2 / top1;
-      }
-      score = score == 0.0f ? 0.0f : score;  // kernels::canonical_score
     }
+    // As ProbStats::finish.
+    const f32x8 score =
+        kernels::canonical_score(kernels::single_model_score(measure, top1, top2, entropy));
     // kernels::sum_flags in float: sum - 1 is exact for sums in [1/2, 2], and the others are far
     // outside either tolerance.
     const f32x8 tolerance = (check & kernels::kBelowBf16Bits) == 0
@@ -177,20 +168,15 @@ QUARRY_ALWAYS_INLINE uint64_t score_short_probability_rows(const T* data, int64_
     for (int i = 0; i < kLanes; ++i) {
       if (problems[i] == 0) continue;
       const T* row = data + (r + i) * row_stride;
-      const RowResult result = check[i] & kOutOfRange
-                                   ? score_probability_row_exactly(row, classes, measure)
-                                   : RowResult{score[i], kernels::kBadSum};
-      out[r + i] = result.score;
-      if (result.flags)
-        first_bad = std::min(first_bad, kernels::encode_bad_row(r + i, result.flags));
+      record_row(r + i,
+                 check[i] & kOutOfRange ? score_probability_row_exactly(row, classes, measure)
+                                        : RowResult{score[i], kernels::kBadSum},
+                 out, first_bad);
     }
   }
-  for (; r < end; ++r) {
-    const RowResult result =
-        score_probability_row<kEntropy>(data + r * row_stride, classes, measure);
-    out[r] = result.score;
-    if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
-  }
+  for (; r < end; ++r)
+    record_row(r, score_probability_row<kEntropy>(data + r * row_stride, classes, measure), out,
+               first_bad);
   return first_bad;
 }
 
@@ -300,7 +286,7 @@ QUARRY_ALWAYS_INLINE f32x8 finish_logit_rows(f32x8 rest, f32x8 t, f32x8 max, f32
       score = entropy > 0.0f ? entropy : 0.0f;
     }
   }
-  return score == 0.0f ? 0.0f : score;  // kernels::canonical_score
+  return kernels::canonical_score(score);
 }
 
 template <bool kEntropy, typename T>
@@ -365,19 +351,16 @@ QUARRY_ALWAYS_INLINE uint64_t score_short_logit_rows(const T* data, int64_t row_
     std::memcpy(out + r, &score, sizeof score);
     for (int i = 0; non_finite != 0; ++i, non_finite >>= 1) {
       if ((non_finite & 1u) == 0) continue;
-      const RowResult result =
-          score_logit_row_exactly(data + (r + i) * row_stride, classes, inv_temperature, measure);
-      out[r + i] = result.score;
-      if (result.flags)
-        first_bad = std::min(first_bad, kernels::encode_bad_row(r + i, result.flags));
+      record_row(
+          r + i,
+          score_logit_row_exactly(data + (r + i) * row_stride, classes, inv_temperature, measure),
+          out, first_bad);
     }
   }
-  for (; r < end; ++r) {
-    const RowResult result =
-        score_logit_row<kEntropy>(data + r * row_stride, classes, inv_temperature, measure);
-    out[r] = result.score;
-    if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
-  }
+  for (; r < end; ++r)
+    record_row(r,
+               score_logit_row<kEntropy>(data + r * row_stride, classes, inv_temperature, measure),
+               out, first_bad);
   return first_bad;
 }
 
@@ -745,11 +728,10 @@ QUARRY_CPU_CLONES uint64_t score_row_range(const PoolView& pool, int64_t begin, 
   uint64_t first_bad = kernels::kNoBadRow;
   for (int64_t r = begin; r < end; ++r) {
     const T* row = data + r * pool.row_stride;
-    const RowResult result =
-        kLogits ? score_logit_row<kEntropy>(row, pool.classes, inv_temperature, measure)
-                : score_probability_row<kEntropy>(row, pool.classes, measure);
-    out[r] = result.score;
-    if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
+    record_row(r,
+               kLogits ? score_logit_row<kEntropy>(row, pool.classes, inv_temperature, measure)
+                       : score_probability_row<kEntropy>(row, pool.classes, measure),
+               out, first_bad);
   }
   return first_bad;
 }

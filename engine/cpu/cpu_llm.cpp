@@ -92,8 +92,7 @@ QUARRY_CPU_CLONES uint64_t score_token_range(const PoolView& pool, int64_t begin
     const RowResult result = kernels::length_is_valid(length, pool.classes)
                                  ? score_token_row(data + r * pool.row_stride, length, measure)
                                  : RowResult{0.0f, kernels::kBadLength};
-    out[r] = result.score;
-    if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
+    record_row(r, result, out, first_bad);
   }
   return first_bad;
 }
@@ -222,8 +221,7 @@ QUARRY_CPU_CLONES uint64_t score_top_k_range(const PoolView& pool, int64_t begin
                                               measure, scratch)
                       : score_top_k_row<false>(row, length, pool.classes, pool.member_stride,
                                                measure, scratch);
-    out[r] = result.score;
-    if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
+    record_row(r, result, out, first_bad);
   }
   return first_bad;
 }
@@ -317,8 +315,7 @@ QUARRY_CPU_CLONES uint64_t score_samples_range(const PoolView& pool, int64_t beg
     const RowResult result =
         score_samples_row(data + r * pool.row_stride, pool.members, pool.classes,
                           pool.member_stride, measure, options, scratch);
-    out[r] = result.score;
-    if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
+    record_row(r, result, out, first_bad);
   }
   return first_bad;
 }

@@ -2,6 +2,7 @@
 // Helpers of the CPU backend's vector row loops, shared by its translation units (compiled with
 // -fno-trapping-math -ffp-contract=fast, see engine/CMakeLists.txt).
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -24,6 +25,14 @@ inline constexpr double kLn2 = 0.693147180559945309;
 // machine (GCC function multiversioning). Lanes stay 8 wide: 512-bit vectors measured slower. The
 // row functions are inlined into them, so the constants of the polynomials are set up once per
 // range of rows, not once per row. (QUARRY_CPU_CLONES: engine/cpu/cpu_clones.hpp.)
+
+// Writes row r's score and keeps the lowest bad row's code (kernels::encode_bad_row) in
+// `first_bad`: what every row loop does with a row's result.
+QUARRY_ALWAYS_INLINE void record_row(int64_t r, const kernels::RowResult& result, float* out,
+                                     uint64_t& first_bad) {
+  out[r] = result.score;
+  if (result.flags) first_bad = std::min(first_bad, kernels::encode_bad_row(r, result.flags));
+}
 
 // A row's last (end - begin) < kLanes values as a full vector, other lanes `fill`. Rows of at
 // least kLanes classes read the last kLanes values and mask the ones already counted: one
