@@ -28,4 +28,19 @@ std::string loader_error() {
   return message != nullptr ? message : "unknown error";
 }
 
+void* plugin_entry(void* library, const std::string& path, const char* version_symbol,
+                   const char* entry_symbol, const char* what, std::string& error) {
+  const auto version = reinterpret_cast<const char* (*)()>(dlsym(library, version_symbol));
+  void* entry = dlsym(library, entry_symbol);
+  if (version == nullptr || entry == nullptr) {
+    error = path + " is not " + what;
+  } else if (std::string(version()) != QUARRY_VERSION) {
+    error = path + " belongs to quarry " + version() + ", not " + QUARRY_VERSION;
+  } else {
+    return entry;
+  }
+  dlclose(library);
+  return nullptr;
+}
+
 }  // namespace quarry::engine

@@ -30,20 +30,10 @@ FaissPlugin load_faiss_plugin() {
         "cannot load " + path + ": " + loader_error() + " (set QUARRY_FAISS_LIBRARY to the file)";
     return plugin;
   }
-  const auto version =
-      reinterpret_cast<FaissPluginVersionFn>(dlsym(library, kFaissPluginVersionSymbol));
-  const auto kmeans = reinterpret_cast<FaissKMeansFn>(dlsym(library, kFaissKMeansSymbol));
-  if (version == nullptr || kmeans == nullptr) {
-    plugin.error = path + " is not quarry's FAISS plugin";
-  } else if (std::string(version()) != QUARRY_VERSION) {
-    plugin.error = path + " belongs to quarry " + version() + ", not " + QUARRY_VERSION;
-  } else {
-    plugin.kmeans = kmeans;
-  }
-  if (plugin.kmeans == nullptr) {
-    dlclose(library);
-    return plugin;
-  }
+  plugin.kmeans = reinterpret_cast<FaissKMeansFn>(
+      plugin_entry(library, path, kFaissPluginVersionSymbol, kFaissKMeansSymbol,
+                   "quarry's FAISS plugin", plugin.error));
+  if (plugin.kmeans == nullptr) return plugin;
   // OpenBLAS, loaded with it, starts a thread per CPU that spins for about a tenth of a second
   // waiting for work, taking cores from the caller's threads. quarry runs BLAS on one thread
   // (k-means), so they go now; OpenBLAS starts them again if a call wants them. A BLAS some other

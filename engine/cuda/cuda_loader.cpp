@@ -123,17 +123,9 @@ CudaPluginCreateFn open_plugin(const std::string& path, std::string& error) {
           "toolkit's libraries on the loader's path)";
     return nullptr;
   }
-  const auto version = find_symbol<CudaPluginVersionFn>(library, kCudaPluginVersionSymbol);
-  const auto create = find_symbol<CudaPluginCreateFn>(library, kCudaPluginCreateSymbol);
-  if (version == nullptr || create == nullptr) {
-    error = path + " is not quarry's CUDA backend";
-  } else if (std::string(version()) != QUARRY_VERSION) {
-    error = path + " belongs to quarry " + version() + ", not " + QUARRY_VERSION;
-  } else {
-    return create;
-  }
-  dlclose(library);
-  return nullptr;
+  return reinterpret_cast<CudaPluginCreateFn>(plugin_entry(library, path, kCudaPluginVersionSymbol,
+                                                           kCudaPluginCreateSymbol,
+                                                           "quarry's CUDA backend", error));
 }
 
 // Checks from the most basic cause up; the plugin is loaded only when the driver has a device.
