@@ -550,6 +550,36 @@ TEST_F(Cli, CommitteesAndVotes) {
                      path("o.npy"));
 }
 
+// k-means loads FAISS from its plugin: a plugin that is missing, or a file that is not it, fails
+// the selection that needs it with one line naming the cause (exit 2, no output), and `quarry
+// info` says k-means is unavailable; selection without diversity never loads it.
+TEST_F(Cli, AMissingFaissPluginFailsOnlyKMeansClearly) {
+  auto rng = seeded_rng(4004);
+  const int64_t n = 50, d = 4;
+  write_npy(path("pool.npy"), random_probabilities(n, 3, rng), "<f4", {n, 3});
+  write_npy(path("emb.npy"), random_normal(n * d, rng), "<f4", {n, d});
+  const std::string diverse = "select " + path("pool.npy") + " -k 5 --embeddings " +
+                              path("emb.npy") + " -o " + path("out.json");
+  const std::string missing = "QUARRY_FAISS_LIBRARY=" + path("nowhere.so") + " ";
+  expect_usage_error(
+      diverse, "k-means on the CPU needs quarry's FAISS plugin: cannot load " + path("nowhere.so"),
+      path("out.json"), missing);
+  write_npy(path("not-a-library.so"), std::vector<float>{1.0f}, "<f4", {1});
+  expect_usage_error(diverse, "needs quarry's FAISS plugin: cannot load", path("out.json"),
+                     "QUARRY_FAISS_LIBRARY=" + path("not-a-library.so") + " ");
+  const std::string not_the_plugin =
+      (fs::path(QUARRY_CLI_PATH).parent_path() / "libquarry.so").string();
+  expect_usage_error(diverse, not_the_plugin + " is not quarry's FAISS plugin", path("out.json"),
+                     "QUARRY_FAISS_LIBRARY=" + not_the_plugin + " ");
+  const CliResult info = run("info", missing);
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("k-means unavailable: cannot load " + path("nowhere.so")),
+            std::string::npos)
+      << info.out;
+  const CliResult plain = run("select " + path("pool.npy") + " -k 5", missing);
+  EXPECT_EQ(plain.exit_code, 0) << plain.err;
+}
+
 TEST_F(Cli, DiversityAndExploration) {
   auto rng = seeded_rng(4003);
   const int64_t n = 400, c = 3, d = 4;
