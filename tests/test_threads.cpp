@@ -129,26 +129,29 @@ TEST(ThreadPool, CgroupQuotasAreReadForV1AndV2) {
     fs::create_directories(file.parent_path());
     std::ofstream(file) << text;
   };
+  auto limit = [&](const char* proc, const char* sys) {
+    return engine::cgroup_cpu_limit((root / proc).string(), (root / sys).string());
+  };
   write(root / "proc-v2", "0::/user.slice/job\n");
   write(root / "sys/user.slice/job/cpu.max", "max 100000\n");
-  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-v2").string(), (root / "sys").string()), 0.0);
+  EXPECT_EQ(limit("proc-v2", "sys"), 0.0);
   write(root / "sys/user.slice/job/cpu.max", "250000 100000\n");
-  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-v2").string(), (root / "sys").string()), 2.5);
+  EXPECT_EQ(limit("proc-v2", "sys"), 2.5);
   write(root / "sys/user.slice/cpu.max", "150000 100000\n");
-  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-v2").string(), (root / "sys").string()), 1.5);
+  EXPECT_EQ(limit("proc-v2", "sys"), 1.5);
 
   write(root / "proc-v1", "5:memory:/a\n4:cpu,cpuacct:/docker/c1\n");
   write(root / "sys1/cpu,cpuacct/docker/c1/cpu.cfs_quota_us", "-1\n");
   write(root / "sys1/cpu,cpuacct/docker/c1/cpu.cfs_period_us", "100000\n");
-  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-v1").string(), (root / "sys1").string()), 0.0);
+  EXPECT_EQ(limit("proc-v1", "sys1"), 0.0);
   write(root / "sys1/cpu,cpuacct/docker/c1/cpu.cfs_quota_us", "50000\n");
-  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-v1").string(), (root / "sys1").string()), 0.5);
+  EXPECT_EQ(limit("proc-v1", "sys1"), 0.5);
 
   // The host's path does not exist inside the container; its own root holds the quota.
   write(root / "proc-ns", "0::/kubepods/pod7/c2\n");
   write(root / "sys2/cpu.max", "300000 100000\n");
-  EXPECT_EQ(engine::cgroup_cpu_limit((root / "proc-ns").string(), (root / "sys2").string()), 3.0);
-  EXPECT_EQ(engine::cgroup_cpu_limit((root / "missing").string(), (root / "sys2").string()), 0.0);
+  EXPECT_EQ(limit("proc-ns", "sys2"), 3.0);
+  EXPECT_EQ(limit("missing", "sys2"), 0.0);
   fs::remove_all(root);
 }
 
